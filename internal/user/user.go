@@ -1,0 +1,227 @@
+package user
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+)
+
+// User is a resolved account.
+type User struct {
+	Name   string
+	UID    int
+	GID    int
+	Groups []int // supplementary groups from /etc/group membership
+	Home   string
+}
+
+type passwdEntry struct {
+	name     string
+	uid, gid int
+	home     string
+}
+
+type groupEntry struct {
+	name    string
+	gid     int
+	members []string
+}
+
+// Resolve resolves a USER spec ("", "name", "uid", "name:group", "uid:gid",
+// "uid:group") against etc/passwd and etc/group under root. "" means root.
+// As Docker: a numeric uid missing from passwd runs with gid 0 and home "/";
+// a name missing from passwd is an error.
+func Resolve(root, spec string) (User, error) {
+	if spec == "" {
+		spec = "0"
+	}
+	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
+	users, err := readPasswd(root)
+	if err != nil {
+		return User{}, err
+	}
+	u := User{Home: "/"}
+	if id, err := strconv.Atoi(userPart); err == nil {
+		u.UID = id
+		if e, ok := findUID(users, id); ok {
+			u.Name, u.GID, u.Home = e.name, e.gid, e.home
+		}
+	} else {
+		e, ok := findName(users, userPart)
+		if !ok {
+			return User{}, fmt.Errorf("unable to find user %s: no matching entries in passwd file", userPart)
+		}
+		u.Name, u.UID, u.GID, u.Home = e.name, e.uid, e.gid, e.home
+	}
+	groups, err := readGroup(root)
+	if err != nil {
+		return User{}, err
+	}
+	if hasGroup {
+		gid, err := resolveGroup(groups, groupPart)
+		if err != nil {
+			return User{}, err
+		}
+		u.GID = gid
+	}
+	if u.Name != "" {
+		for _, g := range groups {
+			for _, m := range g.members {
+				if m == u.Name && g.gid != u.GID {
+					u.Groups = append(u.Groups, g.gid)
+				}
+			}
+		}
+	}
+	return u, nil
+}
+
+// ResolveChown resolves a COPY/ADD --chown spec: "name" takes the user's
+// primary group from passwd, a bare "uid" doubles as the gid, and "a:b" takes
+// names or numbers on either side.
+func ResolveChown(root, spec string) (uid, gid int, err error) {
+	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
+	if userPart == "" {
+		return 0, 0, fmt.Errorf("invalid --chown %q: empty user", spec)
+	}
+	var users []passwdEntry
+	lookupUsers := func() error {
+		if users == nil {
+			users, err = readPasswd(root)
+		}
+		return err
+	}
+	if id, convErr := strconv.Atoi(userPart); convErr == nil {
+		uid, gid = id, id
+	} else {
+		if err := lookupUsers(); err != nil {
+			return 0, 0, err
+		}
+		e, ok := findName(users, userPart)
+		if !ok {
+			return 0, 0, fmt.Errorf("unable to convert uid/gid chown string to host mapping: can't find uid for user %s: no such user: %s", userPart, userPart)
+		}
+		uid, gid = e.uid, e.gid
+	}
+	if hasGroup {
+		groups, err := readGroup(root)
+		if err != nil {
+			return 0, 0, err
+		}
+		if gid, err = resolveGroup(groups, groupPart); err != nil {
+			return 0, 0, err
+		}
+	}
+	return uid, gid, nil
+}
+
+func resolveGroup(groups []groupEntry, spec string) (int, error) {
+	if id, err := strconv.Atoi(spec); err == nil {
+		return id, nil
+	}
+	for _, g := range groups {
+		if g.name == spec {
+			return g.gid, nil
+		}
+	}
+	return 0, fmt.Errorf("unable to find group %s: no matching entries in group file", spec)
+}
+
+func findUID(users []passwdEntry, uid int) (passwdEntry, bool) {
+	for _, e := range users {
+		if e.uid == uid {
+			return e, true
+		}
+	}
+	return passwdEntry{}, false
+}
+
+func findName(users []passwdEntry, name string) (passwdEntry, bool) {
+	for _, e := range users {
+		if e.name == name {
+			return e, true
+		}
+	}
+	return passwdEntry{}, false
+}
+
+// openInRoot opens rel inside root; a missing file reads as empty, as it
+// does for Docker (an image without /etc/passwd can still run as uid 0).
+func openInRoot(root, rel string) (io.ReadCloser, error) {
+	p, err := securejoin.SecureJoin(root, rel)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s in root: %w", rel, err)
+	}
+	f, err := os.Open(p)
+	if os.IsNotExist(err) {
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", rel, err)
+	}
+	return f, nil
+}
+
+func readPasswd(root string) ([]passwdEntry, error) {
+	var out []passwdEntry
+	err := readColonFile(root, "/etc/passwd", func(f []string) {
+		if len(f) < 4 {
+			return
+		}
+		uid, err1 := strconv.Atoi(f[2])
+		gid, err2 := strconv.Atoi(f[3])
+		if err1 != nil || err2 != nil {
+			return
+		}
+		e := passwdEntry{name: f[0], uid: uid, gid: gid, home: "/"}
+		if len(f) > 5 && f[5] != "" {
+			e.home = f[5]
+		}
+		out = append(out, e)
+	})
+	return out, err
+}
+
+func readGroup(root string) ([]groupEntry, error) {
+	var out []groupEntry
+	err := readColonFile(root, "/etc/group", func(f []string) {
+		if len(f) < 3 {
+			return
+		}
+		gid, err := strconv.Atoi(f[2])
+		if err != nil {
+			return
+		}
+		g := groupEntry{name: f[0], gid: gid}
+		if len(f) > 3 && f[3] != "" {
+			g.members = strings.Split(f[3], ",")
+		}
+		out = append(out, g)
+	})
+	return out, err
+}
+
+func readColonFile(root, rel string, fn func([]string)) error {
+	r, err := openInRoot(root, rel)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fn(strings.Split(line, ":"))
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", rel, err)
+	}
+	return nil
+}
