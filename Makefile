@@ -1,0 +1,43 @@
+# builder: `make demo` and `make test` work on a fresh Debian machine as root.
+GO       ?= go
+BIN      := bin/builder
+ROOT     ?= $(CURDIR)/.demo-root
+PKGS     := busybox-static skopeo umoci docker-registry
+export PATH := /usr/local/go/bin:$(PATH)
+
+.PHONY: all build deps demo test bench lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/builder
+
+# deps installs what the demo and the tests use from Debian's packages,
+# only when something is missing.
+deps:
+	@missing=""; for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+demo: deps build
+	rm -rf $(ROOT)
+	scripts/mkbase.sh $(BIN) $(ROOT) builder/busybox:latest
+	$(BIN) --root $(ROOT) build -t hello examples/hello
+	$(BIN) --root $(ROOT) images
+	$(BIN) --root $(ROOT) run --rm hello
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+lint:
+	gofmt -l . | (! grep .)
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin $(ROOT)

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moby/patternmatcher/ignorefile"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/builder-dev/builder/frontend/dockerfile"
+	"github.com/builder-dev/builder/solver"
+)
+
+type buildOptions struct {
+	file      string
+	tags      []string
+	buildArgs []string
+	target    string
+	noCache   bool
+	network   string
+	progress  string
+	outputs   []string
+	iidfile   string
+}
+
+func newBuildCmd(g *globalOptions) *cobra.Command {
+	o := &buildOptions{}
+	cmd := &cobra.Command{
+		Use:   "build [OPTIONS] PATH",
+		Short: "Build an image from a Dockerfile",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBuild(cmd.Context(), g, o, args[0])
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.file, "file", "f", "", "Dockerfile (default PATH/Dockerfile)")
+	f.StringArrayVarP(&o.tags, "tag", "t", nil, "name:tag of the image (repeatable)")
+	f.StringArrayVar(&o.buildArgs, "build-arg", nil, "build-time variable KEY=VALUE (repeatable)")
+	f.StringVar(&o.target, "target", "", "stage to build")
+	f.BoolVar(&o.noCache, "no-cache", false, "do not use the layer cache")
+	f.StringVar(&o.network, "network", "default", "network for RUN: default, none or host")
+	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, plain, tty, json or quiet")
+	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=oci|docker|local|tar,dest=PATH")
+	f.StringVar(&o.iidfile, "iidfile", "", "write the image ID to this file")
+	return cmd
+}
+
+func parseBuildArgs(list []string) (map[string]string, error) {
+	args := map[string]string{}
+	for _, a := range list {
+		k, v, ok := strings.Cut(a, "=")
+		if k == "" {
+			return nil, usageError{fmt.Errorf("invalid --build-arg %q", a)}
+		}
+		if !ok {
+			// As docker: KEY alone takes the value from the environment.
+			var set bool
+			if v, set = os.LookupEnv(k); !set {
+				continue
+			}
+		}
+		args[k] = v
+	}
+	return args, nil
+}
+
+// readIgnore reads Dockerfile-specific ignore rules (<Dockerfile>.dockerignore)
+// first, then the context's .dockerignore, as BuildKit does.
+func readIgnore(dockerfile, contextDir string) ([]string, error) {
+	for _, p := range []string{dockerfile + ".dockerignore", filepath.Join(contextDir, ".dockerignore")} {
+		f, err := os.Open(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		pats, err := ignorefile.ReadAll(f)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		return pats, nil
+	}
+	return nil, nil
+}
+
+func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir string) error {
+	switch o.network {
+	case "default", "none", "host":
+	default:
+		return usageError{fmt.Errorf("invalid --network %q: want default, none or host", o.network)}
+	}
+	outputs, err := parseOutputs(o.outputs)
+	if err != nil {
+		return err
+	}
+	buildArgs, err := parseBuildArgs(o.buildArgs)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(contextDir)
+	if err != nil || !fi.IsDir() {
+		return usageError{fmt.Errorf("context %q is not a directory", contextDir)}
+	}
+	file := o.file
+	if file == "" {
+		file = filepath.Join(contextDir, "Dockerfile")
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("read Dockerfile: %w", err)
+	}
+	ignore, err := readIgnore(file, contextDir)
+	if err != nil {
+		return err
+	}
+	e, err := g.open(ctx)
+	if err != nil {
+		return err
+	}
+	var warnings []string
+	def, err := dockerfile.Convert(ctx, src, dockerfile.Options{
+		File:      file,
+		BuildArgs: buildArgs,
+		Target:    o.target,
+		Network:   o.network,
+		Platform:  ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		Warnings:  &warnings,
+		ResolveImage: func(ctx context.Context, ref string) (ocispec.Image, error) {
+			desc, err := e.store.Resolve(ctx, ref)
+			if err != nil {
+				return ocispec.Image{}, fmt.Errorf("image %q: %w", ref, err)
+			}
+			_, cfg, err := e.store.LoadImage(ctx, desc)
+			return cfg, err
+		},
+	})
+	if err != nil {
+		return err
+	}
+	pr := newProgressPrinter(os.Stderr, o.progress)
+	for _, w := range warnings {
+		pr.warn(w)
+	}
+	start := time.Now()
+	res, err := e.solver(pr.event).Solve(ctx, def, solver.Options{ContextDir: contextDir, Ignore: ignore, NoCache: o.noCache})
+	pr.flush()
+	if err != nil {
+		return err
+	}
+	cfg := res.Config
+	now := time.Now().UTC()
+	cfg.Created = &now
+	manifest, err := e.store.PutImage(ctx, cfg, res.Layers)
+	if err != nil {
+		return fmt.Errorf("write image: %w", err)
+	}
+	for _, t := range o.tags {
+		if err := e.store.Tag(ctx, t, manifest); err != nil {
+			return fmt.Errorf("tag %s: %w", t, err)
+		}
+	}
+	id, err := imageID(ctx, e, manifest)
+	if err != nil {
+		return err
+	}
+	if o.iidfile != "" {
+		if err := os.WriteFile(o.iidfile, []byte(id), 0o644); err != nil {
+			return fmt.Errorf("write iidfile: %w", err)
+		}
+	}
+	for _, out := range outputs {
+		if err := exportOutput(ctx, e, manifest, res, out, o.tags); err != nil {
+			return err
+		}
+	}
+	pr.finish(id, o.tags, time.Since(start))
+	return nil
+}
+
+// progressPrinter formats solver events as BuildKit's plain progress.
+type progressPrinter struct {
+	mu      sync.Mutex
+	w       io.Writer
+	mode    string
+	partial map[int]*bytes.Buffer
+	enc     *json.Encoder
+}
+
+func newProgressPrinter(w io.Writer, mode string) *progressPrinter {
+	p := &progressPrinter{w: w, mode: mode, partial: map[int]*bytes.Buffer{}}
+	if mode == "json" {
+		p.enc = json.NewEncoder(w)
+	}
+	return p
+}
+
+func (p *progressPrinter) warn(msg string) {
+	if p.mode != "quiet" && p.mode != "json" {
+		fmt.Fprintln(p.w, "WARNING:", msg)
+	}
+}
+
+func (p *progressPrinter) event(e solver.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch p.mode {
+	case "quiet":
+		return
+	case "json":
+		_ = p.enc.Encode(e)
+		return
+	}
+	switch e.Status {
+	case solver.StatusStart:
+		fmt.Fprintf(p.w, "#%d %s\n", e.Vertex, e.Name)
+	case solver.StatusLog:
+		buf := p.partial[e.Vertex]
+		if buf == nil {
+			buf = &bytes.Buffer{}
+			p.partial[e.Vertex] = buf
+		}
+		buf.Write(e.Data)
+		for {
+			line, err := buf.ReadString('\n')
+			if err != nil {
+				buf.Reset()
+				buf.WriteString(line)
+				break
+			}
+			fmt.Fprintf(p.w, "#%d %s", e.Vertex, line)
+		}
+	case solver.StatusCached:
+		fmt.Fprintf(p.w, "#%d CACHED\n", e.Vertex)
+	case solver.StatusDone:
+		p.flushVertex(e.Vertex)
+		fmt.Fprintf(p.w, "#%d DONE %.1fs\n", e.Vertex, e.Duration.Seconds())
+	case solver.StatusError:
+		p.flushVertex(e.Vertex)
+		fmt.Fprintf(p.w, "#%d ERROR: %s\n", e.Vertex, e.Error)
+	}
+}
+
+func (p *progressPrinter) flushVertex(v int) {
+	if buf := p.partial[v]; buf != nil && buf.Len() > 0 {
+		fmt.Fprintf(p.w, "#%d %s\n", v, buf.String())
+		buf.Reset()
+	}
+}
+
+func (p *progressPrinter) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for v := range p.partial {
+		p.flushVertex(v)
+	}
+}
+
+func (p *progressPrinter) finish(id string, tags []string, d time.Duration) {
+	if p.mode == "quiet" {
+		fmt.Println(id)
+		return
+	}
+	if p.mode == "json" {
+		return
+	}
+	fmt.Fprintf(p.w, "writing image %s done\n", id)
+	for _, t := range tags {
+		fmt.Fprintf(p.w, "naming to %s done\n", t)
+	}
+	fmt.Fprintf(p.w, "built in %.2fs\n", d.Seconds())
+}

@@ -1,0 +1,365 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/builder-dev/builder/exporter"
+)
+
+func imageID(ctx context.Context, e *env, manifest ocispec.Descriptor) (string, error) {
+	m, _, err := e.store.LoadImage(ctx, manifest)
+	if err != nil {
+		return "", err
+	}
+	return m.Config.Digest.String(), nil
+}
+
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func humanSize(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	f := float64(n)
+	for _, u := range []string{"kB", "MB", "GB", "TB"} {
+		f /= unit
+		if f < unit {
+			return fmt.Sprintf("%.3g%s", f, u)
+		}
+	}
+	return fmt.Sprintf("%.3gPB", f/unit)
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "N/A"
+	}
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return "Less than a minute ago"
+	case d < time.Hour:
+		return fmt.Sprintf("%d minutes ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d hours ago", int(d.Hours()))
+	default:
+		return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+	}
+}
+
+func newImagesCmd(g *globalOptions) *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "images",
+		Short: "List images in the store",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			imgs, err := e.store.Images(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if quiet {
+				for _, im := range imgs {
+					fmt.Println(shortID(im.Config.Digest.String()))
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+			fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
+			for _, im := range imgs {
+				repo, tag := splitName(im.Name)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, shortID(im.Config.Digest.String()), ago(im.Created), humanSize(im.Size))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only image IDs")
+	return cmd
+}
+
+// splitName splits "repo:tag" at the tag's colon (not a registry port's).
+func splitName(name string) (string, string) {
+	i := strings.LastIndex(name, ":")
+	if i < 0 || strings.Contains(name[i:], "/") {
+		return name, "<none>"
+	}
+	return name[:i], name[i+1:]
+}
+
+func newInspectCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect IMAGE...",
+		Short: "Show images' configuration and manifest as JSON",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			e, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			type inspected struct {
+				ID           string              `json:"Id"`
+				RepoTags     []string            `json:"RepoTags"`
+				Digest       string              `json:"Digest"`
+				Created      *time.Time          `json:"Created,omitempty"`
+				Architecture string              `json:"Architecture"`
+				Os           string              `json:"Os"`
+				Size         int64               `json:"Size"`
+				Config       ocispec.ImageConfig `json:"Config"`
+				RootFS       ocispec.RootFS      `json:"RootFS"`
+				History      []ocispec.History   `json:"History"`
+				Manifest     ocispec.Manifest    `json:"Manifest"`
+			}
+			var out []inspected
+			imgs, err := e.store.Images(ctx)
+			if err != nil {
+				return err
+			}
+			for _, ref := range args {
+				desc, err := e.store.Resolve(ctx, ref)
+				if err != nil {
+					return fmt.Errorf("no such image: %s: %w", ref, err)
+				}
+				m, cfg, err := e.store.LoadImage(ctx, desc)
+				if err != nil {
+					return err
+				}
+				it := inspected{ID: m.Config.Digest.String(), RepoTags: []string{}, Digest: desc.Digest.String(), Created: cfg.Created,
+					Architecture: cfg.Architecture, Os: cfg.OS, Config: cfg.Config, RootFS: cfg.RootFS, History: cfg.History, Manifest: m}
+				for _, l := range m.Layers {
+					it.Size += l.Size
+				}
+				for _, im := range imgs {
+					if im.Manifest.Digest == desc.Digest {
+						it.RepoTags = append(it.RepoTags, im.Name)
+					}
+				}
+				out = append(out, it)
+			}
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "    ")
+			return enc.Encode(out)
+		},
+	}
+}
+
+func newHistoryCmd(g *globalOptions) *cobra.Command {
+	var noTrunc bool
+	cmd := &cobra.Command{
+		Use:   "history IMAGE",
+		Short: "Show the history of an image",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			e, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			desc, err := e.store.Resolve(ctx, args[0])
+			if err != nil {
+				return fmt.Errorf("no such image: %s: %w", args[0], err)
+			}
+			m, cfg, err := e.store.LoadImage(ctx, desc)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+			fmt.Fprintln(tw, "CREATED\tCREATED BY\tSIZE\tCOMMENT")
+			layer := len(m.Layers) - 1
+			for i := len(cfg.History) - 1; i >= 0; i-- {
+				h := cfg.History[i]
+				size := "0B"
+				if !h.EmptyLayer && layer >= 0 {
+					size = humanSize(m.Layers[layer].Size)
+					layer--
+				}
+				by := h.CreatedBy
+				if !noTrunc && len(by) > 45 {
+					by = by[:44] + "…"
+				}
+				var created time.Time
+				if h.Created != nil {
+					created = *h.Created
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ago(created), by, size, h.Comment)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not truncate output")
+	return cmd
+}
+
+func newTagCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "tag SOURCE TARGET",
+		Short: "Give an image another name",
+		Args:  exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			e, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			desc, err := e.store.Resolve(ctx, args[0])
+			if err != nil {
+				return fmt.Errorf("no such image: %s: %w", args[0], err)
+			}
+			return e.store.Tag(ctx, args[1], desc)
+		},
+	}
+}
+
+func newRmiCmd(g *globalOptions) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "rmi IMAGE...",
+		Short: "Remove image names (and images no name refers to any more)",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			e, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			for _, ref := range args {
+				if err := e.store.Untag(ctx, ref); err != nil {
+					return fmt.Errorf("remove %s: %w", ref, err)
+				}
+				fmt.Println("Untagged:", ref)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove even when in use")
+	return cmd
+}
+
+func newLoadCmd(g *globalOptions) *cobra.Command {
+	var input string
+	cmd := &cobra.Command{
+		Use:   "load [-i FILE]",
+		Short: "Load images from a docker-archive or oci-archive",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			e, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			var r io.Reader = os.Stdin
+			if input != "" && input != "-" {
+				f, err := os.Open(input)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				r = f
+			}
+			names, err := exporter.Load(ctx, e.store, r)
+			if err != nil {
+				return fmt.Errorf("load: %w", err)
+			}
+			for _, n := range names {
+				fmt.Println("Loaded image:", n)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&input, "input", "i", "", "archive to read (default stdin)")
+	return cmd
+}
+
+func newSaveCmd(g *globalOptions) *cobra.Command {
+	var out, format string
+	cmd := &cobra.Command{
+		Use:   "save [-o FILE] [--format docker|oci] IMAGE...",
+		Short: "Write images to a docker-archive (default) or oci-archive",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if format != "docker" && format != "oci" {
+				return usageError{fmt.Errorf("invalid --format %q: want docker or oci", format)}
+			}
+			if out == "" {
+				out = "-"
+			}
+			e, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			return writeDest(out, func(w io.Writer) error {
+				if format == "oci" {
+					return exporter.SaveOCI(ctx, e.store, args, w)
+				}
+				return exporter.SaveDocker(ctx, e.store, args, w)
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (default stdout)")
+	cmd.Flags().StringVar(&format, "format", "docker", "archive format: docker or oci")
+	return cmd
+}
+
+func newImportCmd(g *globalOptions) *cobra.Command {
+	var changes []string
+	cmd := &cobra.Command{
+		Use:   "import FILE|DIR REF",
+		Short: "Make a one-layer image from a root file system tar or directory",
+		Args:  exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			e, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			cfg := ocispec.ImageConfig{Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}
+			for _, c := range changes {
+				k, v, _ := strings.Cut(c, " ")
+				switch strings.ToUpper(k) {
+				case "CMD":
+					var cmdv []string
+					if err := json.Unmarshal([]byte(v), &cmdv); err != nil {
+						cmdv = []string{"/bin/sh", "-c", v}
+					}
+					cfg.Cmd = cmdv
+				case "ENV":
+					cfg.Env = append(cfg.Env, strings.Replace(v, " ", "=", 1))
+				case "WORKDIR":
+					cfg.WorkingDir = v
+				default:
+					return usageError{fmt.Errorf("unsupported --change %q (CMD, ENV, WORKDIR)", c)}
+				}
+			}
+			desc, err := exporter.Import(ctx, e.store, args[0], args[1], cfg)
+			if err != nil {
+				return fmt.Errorf("import %s: %w", args[0], err)
+			}
+			fmt.Println(desc.Digest)
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVarP(&changes, "change", "c", nil, "Dockerfile instruction for the config (CMD, ENV, WORKDIR)")
+	return cmd
+}

@@ -1,0 +1,102 @@
+// Command builder builds Dockerfiles into OCI images without a daemon, keeps
+// them in a local store and runs them as containers.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/builder-dev/builder/runner"
+)
+
+// usageError marks a bad invocation: exit code 2, like docker.
+type usageError struct{ error }
+
+// exitCodeError carries the exit code of a container `run` returns.
+type exitCodeError struct{ code int }
+
+func (e exitCodeError) Error() string { return fmt.Sprintf("exit code %d", e.code) }
+
+func main() {
+	// A re-executed container init never returns from here.
+	runner.Init()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd()
+	err := root.ExecuteContext(ctx)
+	stop()
+	os.Exit(exitCode(err))
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ec exitCodeError
+	if errors.As(err, &ec) {
+		return ec.code
+	}
+	fmt.Fprintln(os.Stderr, "error:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+type globalOptions struct {
+	root string
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globalOptions{}
+	cmd := &cobra.Command{
+		Use:           "builder",
+		Short:         "Build Dockerfiles into OCI images and run them, without a daemon",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cmd.PersistentFlags().StringVar(&g.root, "root", "", "store directory (default $BUILDER_ROOT, /var/lib/builder as root)")
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
+	})
+	cmd.AddCommand(
+		newBuildCmd(g),
+		newImagesCmd(g),
+		newInspectCmd(g),
+		newHistoryCmd(g),
+		newTagCmd(g),
+		newRmiCmd(g),
+		newLoadCmd(g),
+		newSaveCmd(g),
+		newImportCmd(g),
+		newRunCmd(g),
+	)
+	return cmd
+}
+
+// exactArgs is cobra.ExactArgs returning a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+func minArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.MinimumNArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

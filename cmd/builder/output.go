@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builder-dev/builder/exporter"
+	"github.com/builder-dev/builder/snapshot/archive"
+	"github.com/builder-dev/builder/solver"
+)
+
+// output is one -o/--output of build.
+type output struct {
+	typ  string // oci, docker, local, tar
+	dest string // file or directory; "-" is stdout for archives
+}
+
+func parseOutputs(list []string) ([]output, error) {
+	var outs []output
+	for _, s := range list {
+		o := output{}
+		for _, kv := range strings.Split(s, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				// docker's shorthand: -o DIR means a local export.
+				if len(strings.Split(s, ",")) == 1 {
+					o.typ, o.dest = "local", s
+					break
+				}
+				return nil, usageError{fmt.Errorf("invalid --output %q", s)}
+			}
+			switch k {
+			case "type":
+				o.typ = v
+			case "dest":
+				o.dest = v
+			default:
+				return nil, usageError{fmt.Errorf("invalid --output %q: unknown key %q", s, k)}
+			}
+		}
+		switch o.typ {
+		case "oci", "docker", "local", "tar":
+		default:
+			return nil, usageError{fmt.Errorf("invalid --output %q: type must be oci, docker, local or tar", s)}
+		}
+		if o.dest == "" {
+			return nil, usageError{fmt.Errorf("invalid --output %q: dest is required", s)}
+		}
+		outs = append(outs, o)
+	}
+	return outs, nil
+}
+
+func exportOutput(ctx context.Context, e *env, manifest ocispec.Descriptor, res *solver.Result, o output, tags []string) error {
+	switch o.typ {
+	case "local":
+		return exportLocal(ctx, e, res.Layers, o.dest)
+	case "tar":
+		tmp, err := os.MkdirTemp(e.store.TmpDir(), "export-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		if err := exportLocal(ctx, e, res.Layers, tmp); err != nil {
+			return err
+		}
+		return writeDest(o.dest, func(w io.Writer) error {
+			return archive.WriteLayer(ctx, tmp, w, archive.WriteOptions{})
+		})
+	}
+	refs := tags
+	if len(refs) == 0 {
+		refs = []string{manifest.Digest.String()}
+	}
+	return writeDest(o.dest, func(w io.Writer) error {
+		if o.typ == "docker" {
+			return exporter.SaveDocker(ctx, e.store, refs, w)
+		}
+		return exporter.SaveOCI(ctx, e.store, refs, w)
+	})
+}
+
+// exportLocal writes the image's root file system into dir by applying its
+// layers in order.
+func exportLocal(ctx context.Context, e *env, layers []ocispec.Descriptor, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, l := range layers {
+		rc, err := solver.OpenLayer(ctx, e.store, l)
+		if err != nil {
+			return err
+		}
+		_, err = archive.Apply(ctx, dir, rc, archive.ApplyOptions{})
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("export layer %s: %w", l.Digest, err)
+		}
+	}
+	return nil
+}
+
+// writeDest writes an archive to a file atomically (temp + rename), or to
+// stdout for "-".
+func writeDest(dest string, write func(io.Writer) error) error {
+	if dest == "-" {
+		return write(os.Stdout)
+	}
+	f, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), dest)
+}

@@ -1,0 +1,20 @@
+// Package runner runs one process in an isolated root file system: the code
+// behind both a Dockerfile RUN step and `builder run`.
+//
+// Run re-executes the current binary (/proc/self/exe) as the container's
+// init in new mount, pid, UTS and IPC namespaces (and a new network
+// namespace for Network "none"). The init performs the root file system
+// mounts inside its own mount namespace, so they vanish with the process and
+// nothing is ever left mounted on the host; it then mounts /proc, a minimal
+// /dev, a read-only /sys and the /etc files a container expects, masks /proc
+// paths as runc does, pivots into the root, drops to Docker's default
+// capability set, switches to the image's USER and execs the command, which
+// so becomes pid 1 of its pid namespace, like a Docker RUN.
+//
+// Every program that calls Run must call Init first thing in main (and a test
+// binary in TestMain): that is where the re-executed copy becomes the init.
+//
+// The decisions (capability set, environment defaults, PATH lookup, exit
+// codes, /etc/hosts contents, mount order) live in policy.go as plain
+// functions and test without root; the syscalls live in init.go and caps.go.
+package runner

@@ -1,0 +1,13 @@
+// Package archive converts between directories and OCI layer tars.
+//
+// WriteLayer turns a directory in overlay form (a RUN's overlay upper dir, or
+// a committed layer dir) into a deterministic layer tar, translating overlay
+// whiteouts (0/0 character devices, trusted.overlay.opaque) into OCI ones
+// (".wh.name", ".wh..wh..opq"). Apply goes the other way: into a per-layer
+// directory in overlay form, or onto a full root filesystem where whiteouts
+// delete. Every path Apply touches is resolved inside its target directory,
+// whatever the tar's names, links and symlinks say.
+//
+// Compression is not this package's business: callers pipe the tar through
+// pgzip (or zstd).
+package archive

@@ -1,0 +1,189 @@
+package solver
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builder-dev/builder/internal/mount"
+	"github.com/builder-dev/builder/internal/user"
+	"github.com/builder-dev/builder/snapshot"
+	"github.com/builder-dev/builder/snapshot/archive"
+	"github.com/builder-dev/builder/solver/graph"
+	"github.com/builder-dev/builder/solver/ops/fileop"
+)
+
+// copySource is where a COPY reads from: the context directory, or the
+// layers of a stage or an image (mounted read-only only when the copy runs).
+type copySource struct {
+	dir     string
+	layers  []ocispec.Descriptor
+	diffIDs []digest.Digest
+}
+
+func (b *build) contextFilter() (func(string, bool) bool, error) {
+	b.filterOnce.Do(func() {
+		if len(b.opt.Ignore) > 0 {
+			b.filter, b.filterErr = fileop.NewIgnoreFilter(b.opt.Ignore)
+		}
+	})
+	return b.filter, b.filterErr
+}
+
+// copyInput finds a copy's source and the digest of what it reads, without
+// touching any snapshot: the context's selected files are hashed, a stage is
+// named by its cache key, an image by its manifest digest.
+func (b *build) copyInput(ctx context.Context, op *graph.Copy) (copySource, digest.Digest, error) {
+	switch {
+	case op.From.Context:
+		if b.opt.ContextDir == "" {
+			return copySource{}, "", fmt.Errorf("no build context")
+		}
+		filter, err := b.contextFilter()
+		if err != nil {
+			return copySource{}, "", fmt.Errorf("read .dockerignore: %w", err)
+		}
+		d, err := fileop.Digest(ctx, fileop.CopyRequest{SrcRoot: b.opt.ContextDir, Sources: op.Sources, Filter: filter, Dest: op.Dest, Chmod: op.Chmod})
+		if err != nil {
+			return copySource{}, "", err
+		}
+		return copySource{dir: b.opt.ContextDir}, d, nil
+	case op.From.Image != "":
+		img, err := b.s.image(ctx, op.From.Image)
+		if err != nil {
+			return copySource{}, "", err
+		}
+		return copySource{layers: img.layers, diffIDs: img.diffIDs}, img.manifest.Digest, nil
+	default:
+		f, err := b.await(ctx, op.From.Stage)
+		if err != nil {
+			return copySource{}, "", err
+		}
+		return copySource{layers: f.st.layers, diffIDs: f.st.diffIDs}, f.st.key, nil
+	}
+}
+
+// open returns the source root, mounting a read-only view for stage and
+// image sources; release undoes it.
+func (b *build) openSource(ctx context.Context, src copySource) (string, func(), error) {
+	if src.dir != "" {
+		return src.dir, func() {}, nil
+	}
+	c, err := b.s.Materialize(ctx, src.layers, src.diffIDs)
+	if err != nil {
+		return "", nil, err
+	}
+	return b.s.mountTemp(b.s.Snap.View(c))
+}
+
+// mountTemp mounts ms at a fresh directory under the store's tmp dir. File
+// operations run in the builder process, so these mounts are on the host;
+// release always unmounts and removes the directory.
+func (s *Solver) mountTemp(ms []mount.Mount) (string, func(), error) {
+	dir, err := os.MkdirTemp(s.Store.TmpDir(), "mnt-")
+	if err != nil {
+		return "", nil, fmt.Errorf("make mount point: %w", err)
+	}
+	if err := mount.All(ms, dir); err != nil {
+		os.Remove(dir)
+		return "", nil, err
+	}
+	return dir, func() {
+		_ = mount.Unmount(dir)
+		_ = os.Remove(dir)
+	}, nil
+}
+
+func (b *build) copy(ctx context.Context, op *graph.Copy, src copySource, active *snapshot.Active) error {
+	srcRoot, releaseSrc, err := b.openSource(ctx, src)
+	if err != nil {
+		return err
+	}
+	defer releaseSrc()
+	dst, releaseDst, err := b.s.mountTemp(active.Mounts())
+	if err != nil {
+		return err
+	}
+	defer releaseDst()
+	req := fileop.CopyRequest{
+		SrcRoot: srcRoot,
+		Sources: op.Sources,
+		DstRoot: dst,
+		Dest:    op.Dest,
+		Chown:   op.Chown,
+		Chmod:   op.Chmod,
+	}
+	if op.From.Context {
+		if req.Filter, err = b.contextFilter(); err != nil {
+			return err
+		}
+	}
+	if op.Add {
+		var owner *archive.Owner
+		if op.Chown != "" {
+			uid, gid, err := user.ResolveChown(dst, op.Chown)
+			if err != nil {
+				return err
+			}
+			owner = &archive.Owner{UID: uid, GID: gid}
+		}
+		req.Extract = func(ctx context.Context, r io.Reader, dir string) error {
+			_, err := archive.Apply(ctx, dir, r, archive.ApplyOptions{NoWhiteouts: true, Chown: owner})
+			return err
+		}
+	}
+	return fileop.Copy(ctx, req)
+}
+
+// mkdir creates a WORKDIR and its missing parents, owned by the USER in
+// effect as BuildKit does; existing directories are left alone.
+func (b *build) mkdir(ctx context.Context, op *graph.Mkdir, active *snapshot.Active) error {
+	dst, release, err := b.s.mountTemp(active.Mounts())
+	if err != nil {
+		return err
+	}
+	defer release()
+	u, err := user.Resolve(dst, op.User)
+	if err != nil {
+		return err
+	}
+	cur := "/"
+	for _, part := range strings.Split(strings.Trim(path.Clean(op.Path), "/"), "/") {
+		if part == "" {
+			continue
+		}
+		cur = path.Join(cur, part)
+		p, err := securejoin.SecureJoin(dst, cur)
+		if err != nil {
+			return fmt.Errorf("resolve %s: %w", cur, err)
+		}
+		fi, err := os.Stat(p)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("mkdir %s: not a directory", cur)
+			}
+			continue
+		}
+		if !os.IsNotExist(err) {
+			return err
+		}
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return fmt.Errorf("mkdir %s: %w", cur, err)
+		}
+		// Mkdir honours the umask; WORKDIR dirs are always 0755.
+		if err := os.Chmod(p, 0o755); err != nil {
+			return fmt.Errorf("chmod %s: %w", cur, err)
+		}
+		if err := os.Lchown(p, u.UID, u.GID); err != nil {
+			return fmt.Errorf("chown %s: %w", cur, err)
+		}
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,38 @@
+package solver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/builder-dev/builder/runner"
+	"github.com/builder-dev/builder/snapshot"
+	"github.com/builder-dev/builder/solver/graph"
+)
+
+// sandboxHostname is the fixed hostname RUN sees, like BuildKit's.
+const sandboxHostname = "buildkitsandbox"
+
+func (b *build) exec(ctx context.Context, op *graph.Exec, active *snapshot.Active, v int, name string) error {
+	spec := runner.Spec{
+		Root:     active.Mounts(),
+		UpperDir: active.UpperDir(),
+		Args:     op.Args,
+		Env:      op.Env,
+		Cwd:      op.Cwd,
+		User:     op.User,
+		Hostname: sandboxHostname,
+		Network:  op.Network,
+	}
+	stdio := runner.Stdio{
+		Stdout: &logWriter{p: b.prog, vertex: v, name: name, stream: 1},
+		Stderr: &logWriter{p: b.prog, vertex: v, name: name, stream: 2},
+	}
+	err := b.s.Runner.Run(ctx, spec, stdio)
+	var exit *runner.ExitError
+	if errors.As(err, &exit) {
+		return fmt.Errorf("process %q did not complete successfully: exit code: %d", strings.Join(op.Args, " "), exit.Code)
+	}
+	return err
+}

@@ -1,0 +1,322 @@
+package solver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/builder-dev/builder/runner"
+	"github.com/builder-dev/builder/snapshot"
+	"github.com/builder-dev/builder/solver/graph"
+	"github.com/builder-dev/builder/store"
+)
+
+// Runner runs one container; runner.Run in production, a counting wrapper
+// in tests.
+type Runner interface {
+	Run(ctx context.Context, spec runner.Spec, stdio runner.Stdio) error
+}
+
+// RunnerFunc adapts a function to Runner.
+type RunnerFunc func(ctx context.Context, spec runner.Spec, stdio runner.Stdio) error
+
+func (f RunnerFunc) Run(ctx context.Context, spec runner.Spec, stdio runner.Stdio) error {
+	return f(ctx, spec, stdio)
+}
+
+// Solver builds definitions against one store.
+type Solver struct {
+	Store    *store.Store
+	Snap     *snapshot.Snapshotter
+	Runner   Runner
+	Reporter Reporter
+
+	unpackMu sync.Mutex
+	unpacks  map[digest.Digest]*sync.Mutex
+}
+
+// Options are the per-build inputs that are not in the definition.
+type Options struct {
+	ContextDir string
+	// Ignore is the .dockerignore patterns of the context.
+	Ignore  []string
+	NoCache bool
+}
+
+// Result is a solved stage: its layers and final image configuration.
+type Result struct {
+	Layers []ocispec.Descriptor
+	Config ocispec.Image
+	// Chain is the snapshot of the result; it may not be unpacked yet.
+	Chain snapshot.Committed
+}
+
+// state is a stage's position while its steps run: the cache key so far and
+// the layers so far. Layers are not unpacked until a step needs them.
+type state struct {
+	key     digest.Digest
+	layers  []ocispec.Descriptor
+	diffIDs []digest.Digest
+}
+
+type stageFuture struct {
+	done chan struct{}
+	st   state
+	cfg  ocispec.Image
+	err  error
+}
+
+// build is one Solve call.
+type build struct {
+	s       *Solver
+	def     *graph.Definition
+	opt     Options
+	prog    *progress
+	stages  []*stageFuture
+	vertexN int
+	vmu     sync.Mutex
+	filterOnce sync.Once
+	filter     func(rel string, isDir bool) bool
+	filterErr  error
+}
+
+// Solve builds the target stage of def and everything it needs.
+func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) (*Result, error) {
+	if def.Target < 0 || def.Target >= len(def.Stages) {
+		return nil, fmt.Errorf("solve: target stage %d out of range", def.Target)
+	}
+	b := &build{s: s, def: def, opt: opt, prog: &progress{report: s.Reporter}}
+	b.stages = make([]*stageFuture, len(def.Stages))
+	for i := range b.stages {
+		b.stages[i] = &stageFuture{done: make(chan struct{})}
+	}
+	needed := neededStages(def)
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range def.Stages {
+		if !needed[i] {
+			continue
+		}
+		g.Go(func() error {
+			f := b.stages[i]
+			defer close(f.done)
+			f.st, f.cfg, f.err = b.solveStage(gctx, def.Stages[i])
+			return f.err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	f := b.stages[def.Target]
+	res := &Result{Layers: f.st.layers, Config: f.cfg, Chain: chainOf(f.st.diffIDs)}
+	return res, nil
+}
+
+// neededStages marks the target and, transitively, every stage it starts
+// from or copies from.
+func neededStages(def *graph.Definition) []bool {
+	needed := make([]bool, len(def.Stages))
+	var visit func(i int)
+	visit = func(i int) {
+		if i < 0 || i >= len(def.Stages) || needed[i] {
+			return
+		}
+		needed[i] = true
+		st := def.Stages[i]
+		if st.From.Stage >= 0 && st.From.Image == "" && !st.From.Scratch {
+			visit(st.From.Stage)
+		}
+		for _, step := range st.Steps {
+			if c, ok := step.Op.(*graph.Copy); ok && c.From.Stage >= 0 && !c.From.Context && c.From.Image == "" {
+				visit(c.From.Stage)
+			}
+		}
+	}
+	visit(def.Target)
+	return needed
+}
+
+// await returns the result of stage i once it is solved.
+func (b *build) await(ctx context.Context, i int) (stageFuture, error) {
+	f := b.stages[i]
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return stageFuture{}, ctx.Err()
+	}
+	if f.err != nil {
+		return stageFuture{}, fmt.Errorf("stage %d failed", i)
+	}
+	return *f, nil
+}
+
+func (b *build) nextVertex() int {
+	b.vmu.Lock()
+	defer b.vmu.Unlock()
+	b.vertexN++
+	return b.vertexN
+}
+
+func (b *build) stageLabel(st *graph.Stage) string {
+	if st.Name != "" {
+		return st.Name
+	}
+	return fmt.Sprintf("stage-%d", st.Index)
+}
+
+func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, ocispec.Image, error) {
+	cur, err := b.base(ctx, st)
+	if err != nil {
+		return state{}, ocispec.Image{}, err
+	}
+	cfg := st.Config
+	history := append([]ocispec.History(nil), st.Base.History...)
+	for i, step := range st.Steps {
+		name := fmt.Sprintf("[%s %d/%d] %s", b.stageLabel(st), i+1, len(st.Steps), step.Text)
+		h := step.History
+		if h.Created == nil {
+			now := time.Now().UTC()
+			h.Created = &now
+		}
+		if step.Op == nil {
+			cur.key = cacheKey(cur.key, "config", step.History.CreatedBy, "")
+			h.EmptyLayer = true
+			history = append(history, h)
+			continue
+		}
+		v := b.nextVertex()
+		start := time.Now()
+		b.prog.send(Event{Vertex: v, Name: name, Status: StatusStart, Time: start})
+		next, cached, err := b.runStep(ctx, cur, step, v, name)
+		if err != nil {
+			b.prog.send(Event{Vertex: v, Name: name, Status: StatusError, Error: err.Error(), Duration: time.Since(start)})
+			var ge *graph.Error
+			if errors.As(err, &ge) || errors.Is(err, context.Canceled) {
+				return state{}, ocispec.Image{}, err
+			}
+			return state{}, ocispec.Image{}, &graph.Error{Location: step.Location, Err: fmt.Errorf("%s: %w", step.Text, err)}
+		}
+		status := StatusDone
+		if cached {
+			status = StatusCached
+		}
+		b.prog.send(Event{Vertex: v, Name: name, Status: status, Duration: time.Since(start)})
+		cur = next
+		h.EmptyLayer = false
+		history = append(history, h)
+	}
+	cfg.History = history
+	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: append([]digest.Digest{}, cur.diffIDs...)}
+	return cur, cfg, nil
+}
+
+// base returns the starting state of a stage.
+func (b *build) base(ctx context.Context, st *graph.Stage) (state, error) {
+	switch {
+	case st.From.Scratch:
+		return state{key: cacheKey("", "scratch", nil, "")}, nil
+	case st.From.Image != "":
+		img, err := b.s.image(ctx, st.From.Image)
+		if err != nil {
+			return state{}, &graph.Error{Location: stageLocation(st), Err: err}
+		}
+		return state{key: cacheKey("", "image", nil, img.manifest.Digest), layers: img.layers, diffIDs: img.diffIDs}, nil
+	default:
+		f, err := b.await(ctx, st.From.Stage)
+		if err != nil {
+			return state{}, err
+		}
+		return f.st, nil
+	}
+}
+
+func stageLocation(st *graph.Stage) graph.Location {
+	if len(st.Steps) > 0 {
+		l := st.Steps[0].Location
+		if l.Line > 1 {
+			l.Line--
+		}
+		return l
+	}
+	return graph.Location{}
+}
+
+// runStep executes one layer-making step, or reuses its recorded layer.
+func (b *build) runStep(ctx context.Context, cur state, step *graph.Step, v int, name string) (state, bool, error) {
+	var (
+		key  digest.Digest
+		exec func(ctx context.Context, parent snapshot.Committed, active *snapshot.Active) error
+		err  error
+	)
+	switch op := step.Op.(type) {
+	case *graph.Exec:
+		key = cacheKey(cur.key, "exec", op, "")
+		exec = func(ctx context.Context, _ snapshot.Committed, active *snapshot.Active) error {
+			return b.exec(ctx, op, active, v, name)
+		}
+	case *graph.Copy:
+		var input digest.Digest
+		var src copySource
+		src, input, err = b.copyInput(ctx, op)
+		if err != nil {
+			return state{}, false, err
+		}
+		key = cacheKey(cur.key, "copy", op, input)
+		exec = func(ctx context.Context, _ snapshot.Committed, active *snapshot.Active) error {
+			return b.copy(ctx, op, src, active)
+		}
+	case *graph.Mkdir:
+		key = cacheKey(cur.key, "mkdir", op, "")
+		exec = func(ctx context.Context, _ snapshot.Committed, active *snapshot.Active) error {
+			return b.mkdir(ctx, op, active)
+		}
+	default:
+		return state{}, false, fmt.Errorf("unknown op %T", step.Op)
+	}
+	if !b.opt.NoCache {
+		rec, err := b.s.lookup(ctx, key)
+		if err != nil {
+			return state{}, false, err
+		}
+		if rec != nil {
+			return cur.with(key, rec.Layer, rec.DiffID), true, nil
+		}
+	}
+	parent, err := b.s.materialize(ctx, cur)
+	if err != nil {
+		return state{}, false, err
+	}
+	active, err := b.s.Snap.Prepare(ctx, parent)
+	if err != nil {
+		return state{}, false, fmt.Errorf("prepare snapshot: %w", err)
+	}
+	if err := exec(ctx, parent, active); err != nil {
+		_ = active.Remove(context.WithoutCancel(ctx))
+		return state{}, false, err
+	}
+	desc, diffID, err := b.s.commit(ctx, parent, active)
+	if err != nil {
+		return state{}, false, err
+	}
+	now := time.Now().UTC()
+	if err := b.s.remember(ctx, key, record{Layer: desc, DiffID: diffID, Step: step.Text, Created: now, LastUsed: now}); err != nil {
+		return state{}, false, fmt.Errorf("record cache: %w", err)
+	}
+	return cur.with(key, desc, diffID), false, nil
+}
+
+func (s state) with(key digest.Digest, layer ocispec.Descriptor, diffID digest.Digest) state {
+	return state{
+		key:     key,
+		layers:  append(append([]ocispec.Descriptor(nil), s.layers...), layer),
+		diffIDs: append(append([]digest.Digest(nil), s.diffIDs...), diffID),
+	}
+}
+
+var _ io.Writer = (*logWriter)(nil)

@@ -1,0 +1,20 @@
+// Package store is the local image store under one root directory:
+//
+//	content/    an OCI image layout (oci-layout, index.json, blobs/sha256/<hex>)
+//	snapshots/  unpacked layers and active snapshots (owned by package snapshot)
+//	tmp/        temporary files, on the same filesystem so renames are atomic
+//	meta.db     bbolt metadata (cache records, snapshot refs, containers, ...)
+//
+// Every image the store knows is a manifest entry in content/index.json.
+// Tags are entries annotated with org.opencontainers.image.ref.name holding
+// the full normalized name ("app:latest", "reg:5000/x/y:t"), which skopeo
+// (oci:ROOT/content:app:latest) and umoci (--image ROOT/content:app:latest)
+// accept as is; an image without a tag keeps one entry without the
+// annotation, like Docker's dangling images.
+//
+// Writes go to a temporary file and are renamed into place, so a kill at
+// any moment leaves the old or the new state. Several builder processes may
+// share a root: index.json is read-modified-written under an flock, and
+// meta.db is opened for each transaction only, since bbolt holds an
+// exclusive file lock for as long as it is open.
+package store

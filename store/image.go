@@ -1,0 +1,390 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Docker's schema2 media types, which the store reads but never writes.
+const (
+	MediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerConfig   = "application/vnd.docker.container.image.v1+json"
+)
+
+// minIDPrefix is the shortest image ID prefix Resolve accepts, as Docker.
+const minIDPrefix = 4
+
+// Image is one entry of the store's index: a tag (or an untagged image,
+// Name "") and what it points to.
+type Image struct {
+	Name     string // normalized tag, "" for an untagged image
+	Manifest ocispec.Descriptor
+	Config   ocispec.Descriptor // its digest is the image ID
+	Created  time.Time
+	Size     int64 // config plus compressed layers
+}
+
+// PutImage stores config and a manifest over layers, which must already be
+// in the store, and returns the manifest's descriptor. It does not tag: the
+// image is listed untagged until Tag names it.
+func (s *Store) PutImage(ctx context.Context, config ocispec.Image, layers []ocispec.Descriptor) (ocispec.Descriptor, error) {
+	if config.RootFS.Type == "" {
+		config.RootFS.Type = "layers"
+	}
+	if config.RootFS.DiffIDs == nil {
+		config.RootFS.DiffIDs = []digest.Digest{}
+	}
+	if len(config.RootFS.DiffIDs) != len(layers) {
+		return ocispec.Descriptor{}, fmt.Errorf("put image: %d diff_ids for %d layers: %w", len(config.RootFS.DiffIDs), len(layers), ErrInvalid)
+	}
+	cdesc, err := s.WriteJSON(ctx, ocispec.MediaTypeImageConfig, config)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("put image config: %w", err)
+	}
+	return s.PutManifest(ctx, cdesc, layers)
+}
+
+// PutManifest writes an OCI manifest over a config blob and layer blobs
+// already in the store (a loaded image keeps its config bytes, and so its
+// ID) and lists it untagged unless the index has it already.
+func (s *Store) PutManifest(ctx context.Context, config ocispec.Descriptor, layers []ocispec.Descriptor) (ocispec.Descriptor, error) {
+	for _, d := range append([]ocispec.Descriptor{config}, layers...) {
+		if !s.HasBlob(d.Digest) {
+			return ocispec.Descriptor{}, fmt.Errorf("put manifest: blob %s: %w", d.Digest, ErrNotFound)
+		}
+	}
+	m := ocispec.Manifest{
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    plain(config),
+		Layers:    make([]ocispec.Descriptor, len(layers)),
+	}
+	m.SchemaVersion = 2
+	for i, l := range layers {
+		m.Layers[i] = plain(l)
+		m.Layers[i].Annotations = l.Annotations
+	}
+	desc, err := s.WriteJSON(ctx, ocispec.MediaTypeImageManifest, m)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("put manifest: %w", err)
+	}
+	err = s.updateIndex(func(idx *ocispec.Index) error {
+		for _, e := range idx.Manifests {
+			if e.Digest == desc.Digest {
+				return nil
+			}
+		}
+		idx.Manifests = append(idx.Manifests, desc)
+		return nil
+	})
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("put manifest %s: %w", desc.Digest, err)
+	}
+	return desc, nil
+}
+
+// plain is d without annotations and other extras: what an index or
+// manifest entry needs.
+func plain(d ocispec.Descriptor) ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
+}
+
+// Tag points name (normalized) at manifest, replacing an existing tag of
+// that name. The image the name left, if it has no other tag, stays listed
+// untagged.
+func (s *Store) Tag(ctx context.Context, ref string, manifest ocispec.Descriptor) error {
+	n, err := NormalizeName(ref)
+	if err != nil {
+		return fmt.Errorf("tag: %w", err)
+	}
+	if !validTagName(n) {
+		return fmt.Errorf("tag %s: a tag cannot hold a digest: %w", ref, ErrInvalid)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !s.HasBlob(manifest.Digest) {
+		return fmt.Errorf("tag %s: manifest %s: %w", n, manifest.Digest, ErrNotFound)
+	}
+	if manifest.MediaType == "" {
+		manifest.MediaType = ocispec.MediaTypeImageManifest
+	}
+	entry := plain(manifest)
+	entry.Annotations = map[string]string{ocispec.AnnotationRefName: n}
+	err = s.updateIndex(func(idx *ocispec.Index) error {
+		var old []ocispec.Descriptor
+		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(e ocispec.Descriptor) bool {
+			if refName(e) == n {
+				old = append(old, e)
+				return true
+			}
+			// The untagged entry of this manifest gives way to the tag.
+			return e.Digest == manifest.Digest && refName(e) == ""
+		})
+		idx.Manifests = append(idx.Manifests, entry)
+		keepUntagged(idx, old)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("tag %s: %w", n, err)
+	}
+	return nil
+}
+
+// Untag removes the tag name. The image stays listed untagged if that was
+// its last tag; Remove deletes it.
+func (s *Store) Untag(ctx context.Context, ref string) error {
+	n, err := NormalizeName(ref)
+	if err != nil {
+		return fmt.Errorf("untag: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err = s.updateIndex(func(idx *ocispec.Index) error {
+		var old []ocispec.Descriptor
+		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(e ocispec.Descriptor) bool {
+			if refName(e) == n {
+				old = append(old, e)
+				return true
+			}
+			return false
+		})
+		if len(old) == 0 {
+			return ErrNotFound
+		}
+		keepUntagged(idx, old)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("untag %s: %w", n, err)
+	}
+	return nil
+}
+
+// Remove drops every index entry of the manifest d: its tags and its
+// untagged entry. Blobs stay; garbage collection is not the index's job.
+func (s *Store) Remove(ctx context.Context, d digest.Digest) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.updateIndex(func(idx *ocispec.Index) error {
+		n := len(idx.Manifests)
+		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(e ocispec.Descriptor) bool { return e.Digest == d })
+		if len(idx.Manifests) == n {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("remove image %s: %w", d, err)
+	}
+	return nil
+}
+
+// keepUntagged adds an untagged entry for each manifest in old that no
+// entry of idx points to any more.
+func keepUntagged(idx *ocispec.Index, old []ocispec.Descriptor) {
+	for _, o := range old {
+		if !slices.ContainsFunc(idx.Manifests, func(e ocispec.Descriptor) bool { return e.Digest == o.Digest }) {
+			idx.Manifests = append(idx.Manifests, plain(o))
+		}
+	}
+}
+
+func refName(d ocispec.Descriptor) string { return d.Annotations[ocispec.AnnotationRefName] }
+
+// Resolve finds the manifest that ref names: a tag (normalized), a manifest
+// digest ("sha256:..."), "name@sha256:...", or an image ID, which is the
+// config digest with or without "sha256:", or a unique prefix of at least 4
+// hex digits of it, like Docker. ErrNotFound if nothing matches, ErrInvalid
+// if a prefix is ambiguous.
+func (s *Store) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, error) {
+	if err := ctx.Err(); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	idx, err := s.readIndex()
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("resolve %s: %w", ref, err)
+	}
+	// A full digest: a manifest's, else an image ID.
+	if d, err := digest.Parse(ref); err == nil {
+		return s.resolveDigest(ctx, idx, d)
+	}
+	if isHex(ref) && len(ref) == 64 {
+		return s.resolveDigest(ctx, idx, digest.NewDigestFromEncoded(digest.SHA256, ref))
+	}
+	// A tag, first: like Docker, a name wins over an ID prefix.
+	if n, err := NormalizeName(ref); err == nil {
+		for _, e := range idx.Manifests {
+			if refName(e) == n {
+				return plain(e), nil
+			}
+		}
+		if _, dg, ok := strings.Cut(n, "@"); ok {
+			if d, err := digest.Parse(dg); err == nil {
+				return s.resolveDigest(ctx, idx, d)
+			}
+		}
+	}
+	prefix := strings.TrimPrefix(ref, digest.SHA256.String()+":")
+	if len(prefix) >= minIDPrefix && isHex(prefix) {
+		return s.resolveIDPrefix(ctx, idx, ref, prefix)
+	}
+	return ocispec.Descriptor{}, fmt.Errorf("resolve %s: %w", ref, ErrNotFound)
+}
+
+// resolveDigest finds d as a manifest digest (in the index or as a manifest
+// blob), else as an image ID.
+func (s *Store) resolveDigest(ctx context.Context, idx ocispec.Index, d digest.Digest) (ocispec.Descriptor, error) {
+	for _, e := range idx.Manifests {
+		if e.Digest == d {
+			return plain(e), nil
+		}
+	}
+	if s.HasBlob(d) {
+		if desc, ok := s.manifestBlob(ctx, d); ok {
+			return desc, nil
+		}
+	}
+	if d.Algorithm() == digest.SHA256 {
+		return s.resolveIDPrefix(ctx, idx, d.String(), d.Encoded())
+	}
+	return ocispec.Descriptor{}, fmt.Errorf("resolve %s: %w", d, ErrNotFound)
+}
+
+// manifestBlob reports whether the blob d is an image manifest, and its
+// descriptor.
+func (s *Store) manifestBlob(ctx context.Context, d digest.Digest) (ocispec.Descriptor, bool) {
+	b, err := s.readBlob(ctx, d)
+	if err != nil {
+		return ocispec.Descriptor{}, false
+	}
+	var m ocispec.Manifest
+	if json.Unmarshal(b, &m) != nil || m.Config.Digest == "" {
+		return ocispec.Descriptor{}, false
+	}
+	mt := m.MediaType
+	if mt == "" {
+		mt = ocispec.MediaTypeImageManifest
+	}
+	return ocispec.Descriptor{MediaType: mt, Digest: d, Size: int64(len(b))}, true
+}
+
+// resolveIDPrefix finds the image whose config digest starts with prefix.
+func (s *Store) resolveIDPrefix(ctx context.Context, idx ocispec.Index, ref, prefix string) (ocispec.Descriptor, error) {
+	var found ocispec.Descriptor
+	var foundID digest.Digest
+	for _, e := range idx.Manifests {
+		m, err := s.readManifest(ctx, e.Digest)
+		if err != nil {
+			continue // a broken entry must not hide the others
+		}
+		id := m.Config.Digest
+		if id.Algorithm() != digest.SHA256 || !strings.HasPrefix(id.Encoded(), prefix) {
+			continue
+		}
+		if foundID != "" && foundID != id {
+			return ocispec.Descriptor{}, fmt.Errorf("resolve %s: ambiguous image ID prefix: %w", ref, ErrInvalid)
+		}
+		if foundID == "" {
+			found, foundID = plain(e), id
+		}
+	}
+	if foundID == "" {
+		return ocispec.Descriptor{}, fmt.Errorf("resolve %s: %w", ref, ErrNotFound)
+	}
+	return found, nil
+}
+
+func isHex(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Store) readManifest(ctx context.Context, d digest.Digest) (ocispec.Manifest, error) {
+	var m ocispec.Manifest
+	if err := s.ReadJSON(ctx, d, &m); err != nil {
+		return m, err
+	}
+	if m.Config.Digest == "" {
+		return m, fmt.Errorf("manifest %s: no config: %w", d, ErrInvalid)
+	}
+	return m, nil
+}
+
+// Images lists the index: one Image per tag, plus one per untagged image,
+// newest first, then by name.
+func (s *Store) Images(ctx context.Context) ([]Image, error) {
+	idx, err := s.readIndex()
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	var out []Image
+	for _, e := range idx.Manifests {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		m, err := s.readManifest(ctx, e.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("list images: %w", err)
+		}
+		img := Image{Name: refName(e), Manifest: plain(e), Config: plain(m.Config), Size: m.Config.Size}
+		for _, l := range m.Layers {
+			img.Size += l.Size
+		}
+		var cfg ocispec.Image
+		if err := s.ReadJSON(ctx, m.Config.Digest, &cfg); err != nil {
+			return nil, fmt.Errorf("list images: %w", err)
+		}
+		if cfg.Created != nil {
+			img.Created = *cfg.Created
+		}
+		out = append(out, img)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.After(out[j].Created)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// LoadImage reads the manifest and config of an image. Docker schema2
+// manifests read the same way.
+func (s *Store) LoadImage(ctx context.Context, manifest ocispec.Descriptor) (ocispec.Manifest, ocispec.Image, error) {
+	m, err := s.readManifest(ctx, manifest.Digest)
+	if err != nil {
+		return ocispec.Manifest{}, ocispec.Image{}, fmt.Errorf("load image %s: %w", manifest.Digest, err)
+	}
+	var cfg ocispec.Image
+	if err := s.ReadJSON(ctx, m.Config.Digest, &cfg); err != nil {
+		return ocispec.Manifest{}, ocispec.Image{}, fmt.Errorf("load image %s: %w", manifest.Digest, err)
+	}
+	return m, cfg, nil
+}
+
+// ShortID is the 12 hex digits of an image ID that Docker displays.
+func ShortID(id digest.Digest) string {
+	e := id.Encoded()
+	if len(e) > 12 {
+		e = e[:12]
+	}
+	return e
+}

@@ -1,0 +1,66 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// lockPoll bounds how long one bbolt.Open waits for another process's lock
+// before we look at ctx again.
+const lockPoll = 200 * time.Millisecond
+
+// Update runs fn in one read-write transaction of meta.db: all of fn's
+// changes land or none. The database is opened for this transaction only,
+// so other processes on the same root get their turn as soon as it ends;
+// never call Update around long work (a RUN, a layer download).
+func (s *Store) Update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	db, err := s.openDB(ctx, false)
+	if err != nil {
+		return err
+	}
+	err = db.Update(fn)
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", s.metaPath(), cerr)
+	}
+	return err
+}
+
+// View runs fn in one read-only transaction of meta.db. Readers share the
+// file lock, so views run alongside each other but not alongside an Update.
+func (s *Store) View(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	db, err := s.openDB(ctx, true)
+	if err != nil {
+		return err
+	}
+	err = db.View(fn)
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", s.metaPath(), cerr)
+	}
+	return err
+}
+
+// openDB opens meta.db, waiting for other processes' locks until ctx ends.
+func (s *Store) openDB(ctx context.Context, readOnly bool) (*bbolt.DB, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("open %s: %w", s.metaPath(), err)
+		}
+		db, err := bbolt.Open(s.metaPath(), 0o600, &bbolt.Options{Timeout: lockPoll, ReadOnly: readOnly})
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", s.metaPath(), err)
+		}
+		return db, nil
+	}
+}

@@ -1,0 +1,154 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.etcd.io/bbolt"
+)
+
+// Sentinel errors, checked with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrInvalid  = errors.New("invalid")
+)
+
+// Store is the image store under one root. It is safe for concurrent use by
+// goroutines and by other processes opening the same root.
+type Store struct {
+	root string
+
+	// dbMu serialises this process's meta.db openings: bbolt's flock is per
+	// open file, so without it two goroutines would poll for each other.
+	dbMu sync.RWMutex
+}
+
+// DefaultRoot is $BUILDER_ROOT if set, else /var/lib/builder for root, else
+// $XDG_DATA_HOME/builder (~/.local/share/builder).
+func DefaultRoot() string {
+	if r := os.Getenv("BUILDER_ROOT"); r != "" {
+		return r
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/builder"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "builder")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "builder")
+	}
+	return filepath.Join(os.TempDir(), "builder")
+}
+
+// Open opens the store at root, creating its layout if missing.
+func Open(ctx context.Context, root string) (*Store, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", root, err)
+	}
+	s := &Store{root: abs}
+	for _, d := range []string{
+		s.root,
+		filepath.Join(s.ContentDir(), "blobs", "sha256"),
+		s.SnapshotsDir(),
+		s.TmpDir(),
+	} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", root, err)
+		}
+	}
+	if err := s.initLayout(); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", root, err)
+	}
+	// Create meta.db now, so that View can open it read-only later.
+	if err := s.Update(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", root, err)
+	}
+	return s, nil
+}
+
+// Root is the store's root directory (absolute).
+func (s *Store) Root() string { return s.root }
+
+// ContentDir is the OCI image layout directory.
+func (s *Store) ContentDir() string { return filepath.Join(s.root, "content") }
+
+// SnapshotsDir is the directory package snapshot keeps its snapshots in.
+func (s *Store) SnapshotsDir() string { return filepath.Join(s.root, "snapshots") }
+
+// TmpDir is for temporary files that are later renamed into the store; it is
+// on the store's filesystem.
+func (s *Store) TmpDir() string { return filepath.Join(s.root, "tmp") }
+
+func (s *Store) indexPath() string  { return filepath.Join(s.ContentDir(), "index.json") }
+func (s *Store) lockPath() string   { return filepath.Join(s.root, "index.lock") }
+func (s *Store) metaPath() string   { return filepath.Join(s.root, "meta.db") }
+func (s *Store) layoutPath() string { return filepath.Join(s.ContentDir(), ocispec.ImageLayoutFile) }
+
+// initLayout writes oci-layout and an empty index.json unless present.
+func (s *Store) initLayout() error {
+	if _, err := os.Stat(s.layoutPath()); os.IsNotExist(err) {
+		b := []byte(`{"imageLayoutVersion":"` + ocispec.ImageLayoutVersion + `"}`)
+		if err := s.writeFileAtomic(s.layoutPath(), b); err != nil {
+			return err
+		}
+	}
+	return s.withIndexLock(func() error {
+		if _, err := os.Stat(s.indexPath()); err == nil {
+			return nil
+		}
+		return s.writeIndex(emptyIndex())
+	})
+}
+
+// writeFileAtomic writes b to a temporary file in tmp/, syncs it and renames
+// it over path, then syncs the directory so the rename survives a crash.
+func (s *Store) writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(s.TmpDir(), filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op once renamed
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
