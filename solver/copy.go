@@ -28,13 +28,22 @@ type copySource struct {
 	diffIDs []digest.Digest
 }
 
-func (b *build) contextFilter() (func(string, bool) bool, error) {
+// contextRequest returns a copy request over the build context with its
+// .dockerignore rules applied.
+func (b *build) contextRequest(op *graph.Copy) (fileop.CopyRequest, error) {
 	b.filterOnce.Do(func() {
 		if len(b.opt.Ignore) > 0 {
-			b.filter, b.filterErr = fileop.NewIgnoreFilter(b.opt.Ignore)
+			b.ignore, b.ignoreErr = fileop.NewIgnoreMatcher(b.opt.Ignore)
 		}
 	})
-	return b.filter, b.filterErr
+	if b.ignoreErr != nil {
+		return fileop.CopyRequest{}, fmt.Errorf("read .dockerignore: %w", b.ignoreErr)
+	}
+	req := fileop.CopyRequest{SrcRoot: b.opt.ContextDir, Sources: op.Sources, Dest: op.Dest, Chown: op.Chown, Chmod: op.Chmod}
+	if b.ignore != nil {
+		req.Filter, req.Descend = b.ignore.Include, b.ignore.Descend
+	}
+	return req, nil
 }
 
 // copyInput finds a copy's source and the digest of what it reads, without
@@ -46,11 +55,11 @@ func (b *build) copyInput(ctx context.Context, op *graph.Copy) (copySource, dige
 		if b.opt.ContextDir == "" {
 			return copySource{}, "", fmt.Errorf("no build context")
 		}
-		filter, err := b.contextFilter()
+		req, err := b.contextRequest(op)
 		if err != nil {
-			return copySource{}, "", fmt.Errorf("read .dockerignore: %w", err)
+			return copySource{}, "", err
 		}
-		d, err := fileop.Digest(ctx, fileop.CopyRequest{SrcRoot: b.opt.ContextDir, Sources: op.Sources, Filter: filter, Dest: op.Dest, Chmod: op.Chmod})
+		d, err := fileop.Digest(ctx, req)
 		if err != nil {
 			return copySource{}, "", err
 		}
@@ -115,16 +124,18 @@ func (b *build) copy(ctx context.Context, op *graph.Copy, src copySource, active
 	req := fileop.CopyRequest{
 		SrcRoot: srcRoot,
 		Sources: op.Sources,
-		DstRoot: dst,
 		Dest:    op.Dest,
 		Chown:   op.Chown,
 		Chmod:   op.Chmod,
+		// Files from another stage or image keep their owners, as in BuildKit.
+		KeepOwners: true,
 	}
 	if op.From.Context {
-		if req.Filter, err = b.contextFilter(); err != nil {
+		if req, err = b.contextRequest(op); err != nil {
 			return err
 		}
 	}
+	req.DstRoot = dst
 	if op.Add {
 		var owner *archive.Owner
 		if op.Chown != "" {

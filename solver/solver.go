@@ -15,6 +15,7 @@ import (
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/solver/graph"
+	"github.com/builder-dev/builder/solver/ops/fileop"
 	"github.com/builder-dev/builder/store"
 )
 
@@ -75,16 +76,16 @@ type stageFuture struct {
 
 // build is one Solve call.
 type build struct {
-	s       *Solver
-	def     *graph.Definition
-	opt     Options
-	prog    *progress
-	stages  []*stageFuture
-	vertexN int
-	vmu     sync.Mutex
+	s          *Solver
+	def        *graph.Definition
+	opt        Options
+	prog       *progress
+	stages     []*stageFuture
+	vertexN    int
+	vmu        sync.Mutex
 	filterOnce sync.Once
-	filter     func(rel string, isDir bool) bool
-	filterErr  error
+	ignore     *fileop.IgnoreMatcher
+	ignoreErr  error
 }
 
 // Solve builds the target stage of def and everything it needs.

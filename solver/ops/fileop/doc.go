@@ -1,0 +1,16 @@
+// Package fileop carries out Dockerfile COPY and ADD on plain directories,
+// with the semantics Docker BuildKit gives them, and computes the content
+// digest of what such a copy reads, for cache keys.
+//
+// It owns: selecting sources (wildcards, symlinks followed at the top level
+// and kept below it, clamping to the source root, .dockerignore filtering
+// with exceptions), placing them at the destination (file versus directory
+// rules, merging, replacing, parents created), the metadata written (owner,
+// mode, times, xattrs, hard links) and handing local archives to an
+// extractor for ADD.
+//
+// It does not mount anything: both roots are directories the caller has
+// prepared (a build context, a read-only view of a stage, a writable
+// overlay). Every path it reads or writes is resolved inside its root, so
+// no source path, symlink or ".." reaches outside SrcRoot or DstRoot.
+package fileop

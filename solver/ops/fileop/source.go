@@ -1,0 +1,319 @@
+package fileop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// maxSymlinks bounds how many symlinks one source path may go through, as
+// the kernel's own resolution does (ELOOP).
+const maxSymlinks = 255
+
+// view is the source tree as a copy sees it: SrcRoot less what the filter
+// leaves out. BuildKit sends the context through the .dockerignore before
+// any COPY reads it, so an ignored path is simply not there, not even as a
+// symlink's target.
+type view struct {
+	root    string
+	filter  func(rel string, isDir bool) bool
+	descend func(rel string) bool
+}
+
+// host turns a clean slash path relative to the root ("" for the root)
+// into a host path. Callers only pass paths whose components they resolved
+// themselves (no symlinks, no ".."), so the result stays under root.
+func (v *view) host(rel string) string {
+	return filepath.Join(v.root, filepath.FromSlash(rel))
+}
+
+// present reports whether rel, found on disk, is part of the view.
+func (v *view) present(ctx context.Context, rel string, isDir bool) (bool, error) {
+	if v.filter == nil || rel == "" || v.filter(rel, isDir) {
+		return true, nil
+	}
+	if !isDir || !v.mayDescend(rel) {
+		return false, nil
+	}
+	// An excluded directory still appears when an exception brings back
+	// something below it.
+	names, err := readDirNames(v.host(rel))
+	if err != nil {
+		return false, err
+	}
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		child := path.Join(rel, name)
+		fi, err := os.Lstat(v.host(child))
+		if err != nil {
+			return false, fmt.Errorf("lstat %s: %w", child, err)
+		}
+		ok, err := v.present(ctx, child, fi.IsDir())
+		if err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+func (v *view) mayDescend(rel string) bool {
+	return v.descend == nil || v.descend(rel)
+}
+
+// resolve follows name (a clean absolute path in the source) inside the
+// view, symlinks included, the last one too, and returns the real path
+// relative to the root with its FileInfo. ".." at the root and absolute
+// symlink targets stay inside the root, as if it were "/".
+func (v *view) resolve(ctx context.Context, name string) (string, os.FileInfo, error) {
+	notFound := func() error { return fmt.Errorf("copy %s: %w", name, fs.ErrNotExist) }
+	todo := splitPath(name)
+	cur := ""
+	var fi os.FileInfo
+	links := 0
+	for len(todo) > 0 {
+		c := todo[0]
+		todo = todo[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			cur = parentOf(cur)
+			fi = nil
+			continue
+		}
+		next := path.Join(cur, c)
+		st, err := os.Lstat(v.host(next))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+				return "", nil, notFound()
+			}
+			return "", nil, fmt.Errorf("copy %s: lstat %s: %w", name, next, err)
+		}
+		ok, err := v.present(ctx, next, st.IsDir())
+		if err != nil {
+			return "", nil, err
+		}
+		if !ok {
+			return "", nil, notFound()
+		}
+		if st.Mode()&os.ModeSymlink != 0 {
+			links++
+			if links > maxSymlinks {
+				return "", nil, fmt.Errorf("copy %s: %w", name, syscall.ELOOP)
+			}
+			target, err := os.Readlink(v.host(next))
+			if err != nil {
+				return "", nil, fmt.Errorf("copy %s: readlink %s: %w", name, next, err)
+			}
+			if path.IsAbs(target) {
+				cur = ""
+			}
+			todo = append(splitPath(target), todo...)
+			fi = nil
+			continue
+		}
+		if len(todo) > 0 && !st.IsDir() && hasRealComponent(todo) {
+			return "", nil, notFound()
+		}
+		cur, fi = next, st
+	}
+	if fi == nil {
+		// The path ended at the root, or went through ".." or a symlink
+		// to a directory already walked: stat what it names now.
+		st, err := os.Lstat(v.host(cur))
+		if err != nil {
+			return "", nil, fmt.Errorf("copy %s: lstat: %w", name, err)
+		}
+		fi = st
+	}
+	return cur, fi, nil
+}
+
+func hasRealComponent(todo []string) bool {
+	for _, c := range todo {
+		if c != "" && c != "." {
+			return true
+		}
+	}
+	return false
+}
+
+func parentOf(rel string) string {
+	if rel == "" {
+		return ""
+	}
+	p := path.Dir(rel)
+	if p == "." {
+		return ""
+	}
+	return p
+}
+
+func splitPath(p string) []string {
+	return strings.Split(filepath.ToSlash(p), "/")
+}
+
+// hasWildcards reports whether p holds a pattern character that is not
+// escaped, as BuildKit decides whether a source is a wildcard.
+func hasWildcards(p string) bool {
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '\\':
+			i++
+		case '*', '?', '[':
+			return true
+		}
+	}
+	return false
+}
+
+// glob returns the paths of the view that pattern (clean, absolute) names,
+// in lexical order. Components are matched one by one with path.Match, so
+// "*" never crosses a "/"; directories between components are walked as
+// they are, without following symlinks; the non-wildcard prefix is followed.
+func (v *view) glob(ctx context.Context, pattern string) ([]string, error) {
+	comps := splitPath(strings.TrimPrefix(pattern, "/"))
+	k := 0
+	for k < len(comps) && !hasWildcards(comps[k]) {
+		k++
+	}
+	prefix := "/" + strings.Join(comps[:k], "/")
+	for _, c := range comps[k:] {
+		if _, err := path.Match(c, ""); err != nil {
+			return nil, fmt.Errorf("copy %s: bad pattern: %w", pattern, err)
+		}
+	}
+	rel, fi, err := v.resolve(ctx, prefix)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return nil, nil
+	}
+	var out []string
+	err = v.globDir(ctx, rel, prefix, comps[k:], &out)
+	return out, err
+}
+
+func (v *view) globDir(ctx context.Context, rel, shown string, comps []string, out *[]string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	names, err := readDirNames(v.host(rel))
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if ok, _ := path.Match(comps[0], name); !ok {
+			continue
+		}
+		child := path.Join(rel, name)
+		fi, err := os.Lstat(v.host(child))
+		if err != nil {
+			return fmt.Errorf("lstat %s: %w", child, err)
+		}
+		ok, err := v.present(ctx, child, fi.IsDir())
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if len(comps) == 1 {
+			*out = append(*out, path.Join(shown, name))
+		} else if fi.IsDir() {
+			if err := v.globDir(ctx, child, path.Join(shown, name), comps[1:], out); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// entry is one thing a copy writes: the selected source itself (rel "")
+// or something below it.
+type entry struct {
+	rel  string      // slash path below the selected source, "" for itself
+	host string      // host path to read
+	fi   os.FileInfo // from Lstat (for the source itself: after following symlinks)
+}
+
+// walk lists rel (already resolved, with fi) and, for a directory,
+// everything in the view below it, parents before children, siblings in
+// lexical order.
+func (v *view) walk(ctx context.Context, rel string, fi os.FileInfo) ([]entry, error) {
+	out := []entry{{rel: "", host: v.host(rel), fi: fi}}
+	if !fi.IsDir() {
+		return out, nil
+	}
+	err := v.walkDir(ctx, rel, "", &out)
+	return out, err
+}
+
+func (v *view) walkDir(ctx context.Context, rel, sub string, out *[]entry) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	names, err := readDirNames(v.host(rel))
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		childRel, childSub := path.Join(rel, name), path.Join(sub, name)
+		h := v.host(childRel)
+		fi, err := os.Lstat(h)
+		if err != nil {
+			return fmt.Errorf("lstat %s: %w", childRel, err)
+		}
+		e := entry{rel: childSub, host: h, fi: fi}
+		if v.filter != nil && !v.filter(childRel, fi.IsDir()) {
+			if !fi.IsDir() || !v.mayDescend(childRel) {
+				continue
+			}
+			// Keep the excluded directory only if something below it
+			// comes back through an exception.
+			mark := len(*out)
+			*out = append(*out, e)
+			if err := v.walkDir(ctx, childRel, childSub, out); err != nil {
+				return err
+			}
+			if len(*out) == mark+1 {
+				*out = (*out)[:mark]
+			}
+			continue
+		}
+		*out = append(*out, e)
+		if fi.IsDir() {
+			if err := v.walkDir(ctx, childRel, childSub, out); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open directory: %w", err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("read directory %s: %w", dir, err)
+	}
+	sort.Strings(names)
+	return names, nil
+}

@@ -1,0 +1,112 @@
+package fileop
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// skipXattr reports xattrs a copy never carries over: overlayfs keeps its
+// own bookkeeping (opaque dirs, redirects, origins) under trusted.overlay.,
+// which means nothing in another tree, and setting it through an overlay
+// mount is refused.
+func skipXattr(name string) bool {
+	return strings.HasPrefix(name, "trusted.overlay.")
+}
+
+// ignorableXattrErr reports errors BuildKit tolerates when writing xattrs:
+// a file system without xattrs, or a namespace that refuses them on this
+// kind of file (user.* on a symlink).
+func ignorableXattrErr(err error) bool {
+	return errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPERM)
+}
+
+// readXattrs returns p's xattrs (not following a symlink), sorted by name.
+func readXattrs(p string) ([]xattr, error) {
+	names, err := listXattrs(p)
+	if err != nil {
+		return nil, err
+	}
+	var out []xattr
+	for _, name := range names {
+		if skipXattr(name) {
+			continue
+		}
+		val, err := getXattr(p, name)
+		if errors.Is(err, unix.ENODATA) {
+			continue // removed since it was listed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get xattr %s: %w", name, err)
+		}
+		out = append(out, xattr{name, val})
+	}
+	return out, nil
+}
+
+type xattr struct {
+	name  string
+	value []byte
+}
+
+func listXattrs(p string) ([]string, error) {
+	for size := 256; size <= maxXattrBuf; size *= 4 {
+		buf := make([]byte, size)
+		n, err := unix.Llistxattr(p, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue
+		}
+		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list xattrs: %w", err)
+		}
+		var names []string
+		for _, b := range bytes.Split(buf[:n], []byte{0}) {
+			if len(b) > 0 {
+				names = append(names, string(b))
+			}
+		}
+		sort.Strings(names)
+		return names, nil
+	}
+	return nil, fmt.Errorf("list xattrs: %w", unix.ERANGE)
+}
+
+func getXattr(p, name string) ([]byte, error) {
+	for size := 256; size <= maxXattrBuf; size *= 4 {
+		buf := make([]byte, size)
+		n, err := unix.Lgetxattr(p, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+	return nil, unix.ERANGE
+}
+
+// maxXattrBuf is past the kernel's limits for a name list and a value
+// (64 KiB each), so growing a buffer stops even if a file keeps changing.
+const maxXattrBuf = 1 << 20
+
+// copyXattrs gives dst the xattrs of src, security.capability included.
+func copyXattrs(src, dst string) error {
+	xs, err := readXattrs(src)
+	if err != nil {
+		return err
+	}
+	for _, x := range xs {
+		if err := unix.Lsetxattr(dst, x.name, x.value, 0); err != nil && !ignorableXattrErr(err) {
+			return fmt.Errorf("set xattr %s: %w", x.name, err)
+		}
+	}
+	return nil
+}
