@@ -12,9 +12,13 @@
 // accept as is; an image without a tag keeps one entry without the
 // annotation, like Docker's dangling images.
 //
+// Layers are kept as gzip blobs: IngestLayer compresses a tar into the
+// store (pgzip, reproducibly) and OpenLayer reads any layer blob back
+// uncompressed, whether gzip, zstd or plain.
+//
 // Writes go to a temporary file and are renamed into place, so a kill at
 // any moment leaves the old or the new state. Several builder processes may
-// share a root: index.json is read-modified-written under an flock, and
-// meta.db is opened for each transaction only, since bbolt holds an
-// exclusive file lock for as long as it is open.
+// share a root: index.json is read-modified-written under an flock on
+// ROOT/index.lock, and meta.db is opened for each transaction only, since
+// bbolt holds an exclusive file lock for as long as it is open.
 package store

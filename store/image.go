@@ -75,19 +75,35 @@ func (s *Store) PutManifest(ctx context.Context, config ocispec.Descriptor, laye
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("put manifest: %w", err)
 	}
-	err = s.updateIndex(func(idx *ocispec.Index) error {
-		for _, e := range idx.Manifests {
-			if e.Digest == desc.Digest {
-				return nil
-			}
+	if err := s.AddManifest(ctx, desc); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("put manifest: %w", err)
+	}
+	return desc, nil
+}
+
+// AddManifest lists the manifest blob desc, already in the store, as an
+// untagged image unless the index has it already. Load uses it to keep an
+// archive's manifest bytes, and so its digest.
+func (s *Store) AddManifest(ctx context.Context, desc ocispec.Descriptor) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !s.HasBlob(desc.Digest) {
+		return fmt.Errorf("add manifest %s: %w", desc.Digest, ErrNotFound)
+	}
+	if desc.MediaType == "" {
+		desc.MediaType = ocispec.MediaTypeImageManifest
+	}
+	err := s.updateIndex(func(idx *ocispec.Index) error {
+		if !slices.ContainsFunc(idx.Manifests, func(e ocispec.Descriptor) bool { return e.Digest == desc.Digest }) {
+			idx.Manifests = append(idx.Manifests, plain(desc))
 		}
-		idx.Manifests = append(idx.Manifests, desc)
 		return nil
 	})
 	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("put manifest %s: %w", desc.Digest, err)
+		return fmt.Errorf("add manifest %s: %w", desc.Digest, err)
 	}
-	return desc, nil
+	return nil
 }
 
 // plain is d without annotations and other extras: what an index or

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -23,6 +24,9 @@ func NormalizeName(ref string) (string, error) {
 	}
 	// A tag is a colon after the last slash; a colon before it is a port.
 	hasTag := strings.LastIndexByte(repo, ':') > strings.LastIndexByte(repo, '/')
+	if !validPath(repo, hasTag) {
+		return "", fmt.Errorf("image name %q: %w: path components must be lowercase letters and digits, joined by '.', '_', '__' or dashes", ref, ErrInvalid)
+	}
 	if !hasTag && rest == "" {
 		repo += ":" + name.DefaultTag
 	}
@@ -52,6 +56,29 @@ func familiar(ref string) string {
 // has a dot or a port, or is localhost.
 func isRegistry(s string) bool {
 	return strings.ContainsAny(s, ".:") || s == "localhost"
+}
+
+// pathComponent is the distribution reference grammar for one path
+// component; go-containerregistry only checks the characters, and skopeo
+// rejects a ref.name that does not follow the grammar.
+var pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+
+// validPath checks the path components of repo (the reference without its
+// digest), skipping a registry and the tag.
+func validPath(repo string, hasTag bool) bool {
+	if hasTag {
+		repo = repo[:strings.LastIndexByte(repo, ':')]
+	}
+	parts := strings.Split(repo, "/")
+	if len(parts) > 1 && isRegistry(parts[0]) {
+		parts = parts[1:]
+	}
+	for _, p := range parts {
+		if !pathComponent.MatchString(p) {
+			return false
+		}
+	}
+	return true
 }
 
 // validTagName reports whether a normalized name can be a tag: it must not

@@ -1,0 +1,506 @@
+package exporter
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"slices"
+
+	"github.com/klauspost/pgzip"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builder-dev/builder/store"
+)
+
+// mediaTypeDockerManifestList is Docker's multi-platform index, which Load
+// follows like an OCI index.
+const mediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+// Load reads a docker-archive (manifest.json with RepoTags, as `docker save`
+// and `skopeo copy ... docker-archive:` write, legacy layer directories and
+// symlinked layers included) or an oci-archive (index.json), told apart by
+// content, possibly gzip-compressed as a whole. It stores the blobs, with
+// layers as gzip (compressing those that come uncompressed, and checking
+// every layer against its config diff_id), writes OCI manifests (an OCI
+// manifest that needs no change keeps its bytes and digest), tags the
+// images and returns the names loaded; an image without a name is
+// returned as its ID (the config digest).
+func Load(ctx context.Context, s *store.Store, r io.Reader) ([]string, error) {
+	sp, err := newSpool(ctx, s, r)
+	if sp != nil {
+		defer sp.close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	l := &loader{s: s, sp: sp, layers: map[digest.Digest]ocispec.Descriptor{}}
+	var names []string
+	switch {
+	case sp.has("manifest.json"):
+		// Docker 25+ archives hold an OCI layout too; manifest.json is
+		// preferred for its RepoTags.
+		names, err = l.loadDocker(ctx)
+	case sp.has(ocispec.ImageIndexFile):
+		names, err = l.loadOCI(ctx)
+	default:
+		err = fmt.Errorf("neither manifest.json nor index.json: not a docker or OCI archive: %w", store.ErrInvalid)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	return names, nil
+}
+
+// loader is one Load: the spooled archive and the layers stored so far,
+// by diff ID.
+type loader struct {
+	s      *store.Store
+	sp     *spool
+	layers map[digest.Digest]ocispec.Descriptor
+}
+
+// dockerManifest is one entry of a docker-archive's manifest.json.
+type dockerManifest struct {
+	Config   string
+	RepoTags []string
+	Layers   []string
+}
+
+func (l *loader) loadDocker(ctx context.Context) ([]string, error) {
+	var entries []dockerManifest
+	if err := l.readJSON("manifest.json", &entries); err != nil {
+		return nil, err
+	}
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("manifest.json lists no image: %w", store.ErrInvalid)
+	}
+	var names []string
+	for _, e := range entries {
+		rawConfig, err := l.readFile(e.Config)
+		if err != nil {
+			return nil, err
+		}
+		diffIDs, err := diffIDsOf(rawConfig, len(e.Layers))
+		if err != nil {
+			return nil, fmt.Errorf("config %s: %w", e.Config, err)
+		}
+		cdesc, err := l.s.Ingest(ctx, ocispec.MediaTypeImageConfig, bytes.NewReader(rawConfig))
+		if err != nil {
+			return nil, err
+		}
+		var layers []ocispec.Descriptor
+		for i, lp := range e.Layers {
+			f, err := l.sp.lookup(lp)
+			if err != nil {
+				return nil, err
+			}
+			desc, _, err := l.storeLayer(ctx, f, diffIDs[i])
+			if err != nil {
+				return nil, fmt.Errorf("layer %s: %w", lp, err)
+			}
+			layers = append(layers, desc)
+		}
+		m, err := l.s.PutManifest(ctx, cdesc, layers)
+		if err != nil {
+			return nil, err
+		}
+		got, err := l.tag(ctx, m, cdesc.Digest, e.RepoTags)
+		if err != nil {
+			return nil, err
+		}
+		names = appendNew(names, got...)
+	}
+	return names, nil
+}
+
+func (l *loader) loadOCI(ctx context.Context) ([]string, error) {
+	var idx ocispec.Index
+	if err := l.readJSON(ocispec.ImageIndexFile, &idx); err != nil {
+		return nil, err
+	}
+	if len(idx.Manifests) == 0 {
+		return nil, fmt.Errorf("index.json lists no image: %w", store.ErrInvalid)
+	}
+	var names []string
+	for _, e := range idx.Manifests {
+		md, err := l.platformManifest(e, 0)
+		if err != nil {
+			return nil, err
+		}
+		m, config, err := l.storeOCIImage(ctx, md)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", md.Digest, err)
+		}
+		var tags []string
+		if n := e.Annotations[annotationImageName]; n != "" {
+			tags = append(tags, n)
+		} else if n := e.Annotations[ocispec.AnnotationRefName]; n != "" {
+			tags = append(tags, n)
+		}
+		got, err := l.tag(ctx, m, config, tags)
+		if err != nil {
+			return nil, err
+		}
+		names = appendNew(names, got...)
+	}
+	return names, nil
+}
+
+// platformManifest follows image indexes down to the image manifest for
+// this machine (linux on runtime.GOARCH), or the only one.
+func (l *loader) platformManifest(d ocispec.Descriptor, depth int) (ocispec.Descriptor, error) {
+	if d.MediaType != ocispec.MediaTypeImageIndex && d.MediaType != mediaTypeDockerManifestList {
+		return d, nil
+	}
+	if depth > 4 {
+		return ocispec.Descriptor{}, fmt.Errorf("index %s: nested too deep: %w", d.Digest, store.ErrInvalid)
+	}
+	b, err := l.readBlob(d)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("index %s: %w", d.Digest, err)
+	}
+	for _, m := range idx.Manifests {
+		if m.Platform != nil && m.Platform.OS == "linux" && m.Platform.Architecture == runtime.GOARCH {
+			return l.platformManifest(m, depth+1)
+		}
+	}
+	if len(idx.Manifests) == 1 {
+		return l.platformManifest(idx.Manifests[0], depth+1)
+	}
+	return ocispec.Descriptor{}, fmt.Errorf("index %s: no image for linux/%s: %w", d.Digest, runtime.GOARCH, store.ErrNotFound)
+}
+
+// storeOCIImage stores the image of manifest md: as it is when it already
+// is what the store keeps (OCI media types, gzip layers), else converted to
+// an OCI manifest with gzip layers. It returns the stored manifest and the
+// config digest.
+func (l *loader) storeOCIImage(ctx context.Context, md ocispec.Descriptor) (ocispec.Descriptor, digest.Digest, error) {
+	rawManifest, err := l.readBlob(md)
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(rawManifest, &m); err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("decode manifest: %w", err)
+	}
+	rawConfig, err := l.readBlob(m.Config)
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	diffIDs, err := diffIDsOf(rawConfig, len(m.Layers))
+	if err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("config %s: %w", m.Config.Digest, err)
+	}
+	keep := (m.MediaType == ocispec.MediaTypeImageManifest || m.MediaType == "") &&
+		m.Config.MediaType == ocispec.MediaTypeImageConfig
+	var layers []ocispec.Descriptor
+	for i, ld := range m.Layers {
+		f, err := l.sp.lookup(blobPath(ld.Digest))
+		if err != nil {
+			return ocispec.Descriptor{}, "", err
+		}
+		if f.digest != ld.Digest || f.size != ld.Size {
+			return ocispec.Descriptor{}, "", fmt.Errorf("layer %s: blob does not match its descriptor: %w", ld.Digest, store.ErrInvalid)
+		}
+		desc, same, err := l.storeLayer(ctx, f, diffIDs[i])
+		if err != nil {
+			return ocispec.Descriptor{}, "", fmt.Errorf("layer %s: %w", ld.Digest, err)
+		}
+		keep = keep && same && ld.MediaType == ocispec.MediaTypeImageLayerGzip
+		layers = append(layers, desc)
+	}
+	cdesc, err := l.s.Ingest(ctx, ocispec.MediaTypeImageConfig, bytes.NewReader(rawConfig))
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	if !keep {
+		desc, err := l.s.PutManifest(ctx, cdesc, layers)
+		return desc, cdesc.Digest, err
+	}
+	desc, err := l.s.Ingest(ctx, ocispec.MediaTypeImageManifest, bytes.NewReader(rawManifest))
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	return desc, cdesc.Digest, l.s.AddManifest(ctx, desc)
+}
+
+// storeLayer stores the spooled layer f as a gzip layer and checks that its
+// uncompressed digest is diffID. A gzip layer is stored as it is (same
+// reports so); another is compressed.
+func (l *loader) storeLayer(ctx context.Context, f spooled, diffID digest.Digest) (desc ocispec.Descriptor, same bool, err error) {
+	if d, ok := l.layers[diffID]; ok {
+		return d, d.Digest == f.digest, nil
+	}
+	file, err := os.Open(f.path)
+	if err != nil {
+		return ocispec.Descriptor{}, false, err
+	}
+	defer file.Close()
+	c, br, err := store.DetectCompression(file)
+	if err != nil {
+		return ocispec.Descriptor{}, false, err
+	}
+	switch c {
+	case store.Uncompressed:
+		// The spool hashed the file: check before compressing.
+		if f.digest != diffID {
+			return ocispec.Descriptor{}, false, diffIDMismatch(f.digest, diffID)
+		}
+		desc, _, err = l.s.IngestLayer(ctx, br)
+	case store.Gzip:
+		// Check the content first, then keep the blob as it came.
+		if err := checkDiffID(ctx, br, diffID); err != nil {
+			return ocispec.Descriptor{}, false, err
+		}
+		if _, err := file.Seek(0, io.SeekStart); err != nil {
+			return ocispec.Descriptor{}, false, err
+		}
+		desc, err = l.s.Ingest(ctx, ocispec.MediaTypeImageLayerGzip, file)
+		same = true
+	default:
+		var got digest.Digest
+		var rc io.ReadCloser
+		if rc, err = store.Decompress(br); err != nil {
+			return ocispec.Descriptor{}, false, err
+		}
+		desc, got, err = l.s.IngestLayer(ctx, rc)
+		rc.Close()
+		if err == nil && got != diffID {
+			err = diffIDMismatch(got, diffID)
+		}
+	}
+	if err != nil {
+		return ocispec.Descriptor{}, false, err
+	}
+	l.layers[diffID] = desc
+	return desc, same, nil
+}
+
+// checkDiffID reads the gzip stream r through and checks its uncompressed
+// digest.
+func checkDiffID(ctx context.Context, r io.Reader, diffID digest.Digest) error {
+	zr, err := pgzip.NewReader(r)
+	if err != nil {
+		return fmt.Errorf("gunzip: %w", err)
+	}
+	defer zr.Close()
+	dg := digest.Canonical.Digester()
+	if _, err := io.Copy(dg.Hash(), ctxReader{ctx, zr}); err != nil {
+		return fmt.Errorf("gunzip: %w", err)
+	}
+	if dg.Digest() != diffID {
+		return diffIDMismatch(dg.Digest(), diffID)
+	}
+	return nil
+}
+
+func diffIDMismatch(got, want digest.Digest) error {
+	return fmt.Errorf("uncompressed digest %s, config says diff_id %s: %w", got, want, store.ErrInvalid)
+}
+
+// diffIDsOf reads the diff_ids of an image config that must have n.
+func diffIDsOf(rawConfig []byte, n int) ([]digest.Digest, error) {
+	var cfg ocispec.Image
+	if err := json.Unmarshal(rawConfig, &cfg); err != nil {
+		return nil, fmt.Errorf("decode config: %w", err)
+	}
+	if len(cfg.RootFS.DiffIDs) != n {
+		return nil, fmt.Errorf("%d diff_ids for %d layers: %w", len(cfg.RootFS.DiffIDs), n, store.ErrInvalid)
+	}
+	for _, d := range cfg.RootFS.DiffIDs {
+		if err := d.Validate(); err != nil {
+			return nil, fmt.Errorf("diff_id %q: %w", d, store.ErrInvalid)
+		}
+	}
+	return cfg.RootFS.DiffIDs, nil
+}
+
+// tag tags m with each of refs, or, with none, returns the image ID.
+func (l *loader) tag(ctx context.Context, m ocispec.Descriptor, config digest.Digest, refs []string) ([]string, error) {
+	if len(refs) == 0 {
+		return []string{config.String()}, nil
+	}
+	var names []string
+	for _, ref := range refs {
+		n, err := store.NormalizeName(ref)
+		if err != nil {
+			return nil, err
+		}
+		if err := l.s.Tag(ctx, n, m); err != nil {
+			return nil, err
+		}
+		names = append(names, n)
+	}
+	return names, nil
+}
+
+func appendNew(list []string, items ...string) []string {
+	for _, it := range items {
+		if !slices.Contains(list, it) {
+			list = append(list, it)
+		}
+	}
+	return list
+}
+
+func blobPath(d digest.Digest) string {
+	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
+}
+
+// readBlob reads a small blob (manifest, index, config) of the archive and
+// checks it against its descriptor.
+func (l *loader) readBlob(d ocispec.Descriptor) ([]byte, error) {
+	if err := d.Digest.Validate(); err != nil {
+		return nil, fmt.Errorf("descriptor digest %q: %w", d.Digest, store.ErrInvalid)
+	}
+	b, err := l.readFile(blobPath(d.Digest))
+	if err != nil {
+		return nil, err
+	}
+	if d.Digest.Algorithm().FromBytes(b) != d.Digest {
+		return nil, fmt.Errorf("blob %s: content does not match its digest: %w", d.Digest, store.ErrInvalid)
+	}
+	return b, nil
+}
+
+func (l *loader) readFile(name string) ([]byte, error) {
+	f, err := l.sp.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(f.path)
+}
+
+func (l *loader) readJSON(name string, v any) error {
+	b, err := l.readFile(name)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode %s: %w", name, err)
+	}
+	return nil
+}
+
+// spool is an archive unpacked into a temporary directory of the store:
+// archives list their files in any order (manifest.json often last), so
+// they are read from disk, never from memory. Only regular files are
+// written; links are remembered and followed by lookup, so no entry can
+// reach outside the directory.
+type spool struct {
+	dir   string
+	files map[string]spooled
+	links map[string]string // entry -> target entry
+}
+
+// spooled is one regular file of the archive.
+type spooled struct {
+	path   string
+	size   int64
+	digest digest.Digest // sha256 of the content
+}
+
+func newSpool(ctx context.Context, s *store.Store, r io.Reader) (*spool, error) {
+	dir, err := os.MkdirTemp(s.TmpDir(), "load-*")
+	if err != nil {
+		return nil, err
+	}
+	sp := &spool{dir: dir, files: map[string]spooled{}, links: map[string]string{}}
+	// `docker save | gzip` archives load too.
+	rc, err := store.Decompress(r)
+	if err != nil {
+		return sp, err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(ctxReader{ctx, rc})
+	n := 0
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return sp, fmt.Errorf("read archive: %w", err)
+		}
+		name := clean(h.Name)
+		if name == "" {
+			continue
+		}
+		switch h.Typeflag {
+		case tar.TypeReg:
+			n++
+			p := filepath.Join(dir, fmt.Sprintf("%d", n))
+			f, err := os.Create(p)
+			if err != nil {
+				return sp, err
+			}
+			dg := digest.Canonical.Digester()
+			size, err := io.Copy(io.MultiWriter(f, dg.Hash()), tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return sp, fmt.Errorf("read archive %s: %w", h.Name, err)
+			}
+			sp.files[name] = spooled{path: p, size: size, digest: dg.Digest()}
+			delete(sp.links, name)
+		case tar.TypeSymlink:
+			target := h.Linkname
+			if !path.IsAbs(target) {
+				target = path.Join(path.Dir(name), target)
+			}
+			sp.links[name] = clean(target)
+			delete(sp.files, name)
+		case tar.TypeLink:
+			sp.links[name] = clean(h.Linkname)
+			delete(sp.files, name)
+		}
+	}
+	return sp, nil
+}
+
+// clean makes an archive path relative and free of "..".
+func clean(p string) string {
+	c := path.Clean("/" + p)
+	if c == "/" {
+		return ""
+	}
+	return c[1:]
+}
+
+func (sp *spool) has(name string) bool {
+	_, err := sp.lookup(name)
+	return err == nil
+}
+
+// lookup finds the regular file an archive path names, following links.
+func (sp *spool) lookup(name string) (spooled, error) {
+	p := clean(name)
+	for range 40 {
+		if f, ok := sp.files[p]; ok {
+			return f, nil
+		}
+		t, ok := sp.links[p]
+		if !ok {
+			return spooled{}, fmt.Errorf("archive has no file %s: %w", name, store.ErrNotFound)
+		}
+		p = t
+	}
+	return spooled{}, fmt.Errorf("archive file %s: too many links: %w", name, store.ErrInvalid)
+}
+
+// close removes the spool. An error has no one to go to: a leftover under
+// tmp/ costs space only.
+func (sp *spool) close() { _ = os.RemoveAll(sp.dir) }

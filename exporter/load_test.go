@@ -1,0 +1,354 @@
+package exporter
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builder-dev/builder/store"
+)
+
+// legacyImage is one image of a docker-save archive built by hand.
+type legacyImage struct {
+	tags   []string
+	layers [][]byte
+}
+
+// legacyDockerArchive writes an archive as docker save (before Docker 25)
+// does: <v1 id>/{VERSION,json,layer.tar} per layer, a layer already written
+// for an earlier image linked with "../<id>/layer.tar", <config hex>.json,
+// then manifest.json and repositories at the end.
+func legacyDockerArchive(t *testing.T, images ...legacyImage) (archive []byte, configs []digest.Digest) {
+	t.Helper()
+	var entries []tarEntry
+	type entry struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}
+	var manifest []entry
+	repos := map[string]map[string]string{}
+	written := map[digest.Digest]string{}
+	for i, img := range images {
+		var paths []string
+		for j, l := range img.layers {
+			d := digest.FromBytes(l)
+			id := digest.FromString(fmt.Sprintf("v1-%d-%d", i, j)).Encoded()
+			entries = append(entries,
+				tarEntry{name: id + "/VERSION", body: "1.0"},
+				tarEntry{name: id + "/json", body: `{"id":"` + id + `"}`})
+			if first, ok := written[d]; ok {
+				entries = append(entries, tarEntry{name: id + "/layer.tar", linkname: "../" + first + "/layer.tar"})
+			} else {
+				entries = append(entries, tarEntry{name: id + "/layer.tar", body: string(l)})
+				written[d] = id
+			}
+			paths = append(paths, id+"/layer.tar")
+		}
+		cfg, err := json.Marshal(testConfig(img.layers...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cd := digest.FromBytes(cfg)
+		configs = append(configs, cd)
+		entries = append(entries, tarEntry{name: cd.Encoded() + ".json", body: string(cfg)})
+		manifest = append(manifest, entry{Config: cd.Encoded() + ".json", RepoTags: img.tags, Layers: paths})
+		for _, tag := range img.tags {
+			repo, tg := splitTag(tag)
+			if repos[repo] == nil {
+				repos[repo] = map[string]string{}
+			}
+			repos[repo][tg] = paths[len(paths)-1]
+		}
+	}
+	mb, _ := json.Marshal(manifest)
+	rb, _ := json.Marshal(repos)
+	entries = append(entries, tarEntry{name: "manifest.json", body: string(mb)}, tarEntry{name: "repositories", body: string(rb)})
+	return makeTar(t, entries...), configs
+}
+
+// checkLoaded checks the stored image ref: its config is the archive's
+// (same ID), its layers are gzip blobs whose content matches the diff_ids,
+// and go-containerregistry validates it.
+func checkLoaded(t *testing.T, s *store.Store, ref string, config digest.Digest, layers [][]byte) {
+	t.Helper()
+	ctx := context.Background()
+	d, m, cfg := loadImage(t, s, ref)
+	if m.Config.Digest != config || m.Config.MediaType != ocispec.MediaTypeImageConfig || m.MediaType != ocispec.MediaTypeImageManifest {
+		t.Errorf("%s: manifest %+v, want config %s", ref, m, config)
+	}
+	if len(m.Layers) != len(layers) || len(cfg.RootFS.DiffIDs) != len(layers) {
+		t.Fatalf("%s: %d layers, %d diff_ids, want %d", ref, len(m.Layers), len(cfg.RootFS.DiffIDs), len(layers))
+	}
+	for i, l := range m.Layers {
+		if l.MediaType != ocispec.MediaTypeImageLayerGzip {
+			t.Errorf("%s layer %d: media type %s", ref, i, l.MediaType)
+		}
+		rc, err := s.OpenLayer(ctx, l.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, layers[i]) || digest.FromBytes(b) != cfg.RootFS.DiffIDs[i] {
+			t.Errorf("%s layer %d: content does not match", ref, i)
+		}
+	}
+	validateStoreImage(t, s, d)
+}
+
+func TestLoadLegacyDockerArchive(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	bb := busyboxLayers(t)
+	archive, configs := legacyDockerArchive(t,
+		legacyImage{tags: []string{"base/busybox:1"}, layers: bb[:1]},
+		legacyImage{tags: []string{"app:1", "docker.io/library/app:2"}, layers: bb},
+	)
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"plain", archive},
+		{"gzip", gzipped(t, archive)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			names, err := Load(ctx, s, bytes.NewReader(tc.data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(names, []string{"base/busybox:1", "app:1", "app:2"}) {
+				t.Errorf("names = %v", names)
+			}
+			checkLoaded(t, s, "base/busybox:1", configs[0], bb[:1])
+			checkLoaded(t, s, "app:1", configs[1], bb)
+			checkLoaded(t, s, "app:2", configs[1], bb)
+			// The shared layer is stored once.
+			_, m1, _ := loadImage(t, s, "base/busybox:1")
+			_, m2, _ := loadImage(t, s, "app:1")
+			if m1.Layers[0].Digest != m2.Layers[0].Digest {
+				t.Error("shared layer stored twice")
+			}
+			if entries, _ := os.ReadDir(s.TmpDir()); len(entries) != 0 {
+				t.Errorf("tmp/ left: %v", entries)
+			}
+		})
+	}
+}
+
+// TestLoadSkopeoDockerArchive loads what skopeo writes as a docker-archive.
+func TestLoadSkopeoDockerArchive(t *testing.T) {
+	t.Parallel()
+	skopeo := lookTool(t, "skopeo")
+	ctx := context.Background()
+	src := newStore(t)
+	layers := busyboxLayers(t)
+	putImage(t, src, layers, "app")
+	_, _, cfg := loadImage(t, src, "app")
+
+	archive := filepath.Join(t.TempDir(), "x.tar")
+	run(t, skopeo, "copy", "oci:"+src.ContentDir()+":app:latest", "docker-archive:"+archive+":img/x:1")
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := newStore(t)
+	names, err := Load(ctx, s, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(names, []string{"img/x:1"}) {
+		t.Errorf("names = %v", names)
+	}
+	_, m, got := loadImage(t, s, "img/x:1")
+	if !slices.Equal(got.RootFS.DiffIDs, cfg.RootFS.DiffIDs) || !slices.Equal(got.Config.Env, cfg.Config.Env) {
+		t.Errorf("config = %+v", got)
+	}
+	checkLoaded(t, s, "img/x:1", m.Config.Digest, layers)
+}
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := newStore(t)
+	layers := busyboxLayers(t)
+	m := putImage(t, src, layers, "acceptance-diff/001-x", "reg:5000/x/y:t")
+	_, mf, _ := loadImage(t, src, "reg:5000/x/y:t")
+	for name, save := range map[string]func(context.Context, *store.Store, []string, io.Writer) error{
+		"docker": SaveDocker,
+		"oci":    SaveOCI,
+	} {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := save(ctx, src, []string{"acceptance-diff/001-x", "reg:5000/x/y:t"}, &buf); err != nil {
+				t.Fatal(err)
+			}
+			s := newStore(t)
+			names, err := Load(ctx, s, &buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(names)
+			if !slices.Equal(names, []string{"acceptance-diff/001-x:latest", "reg:5000/x/y:t"}) {
+				t.Errorf("names = %v", names)
+			}
+			for _, n := range names {
+				checkLoaded(t, s, n, mf.Config.Digest, layers)
+			}
+			if name == "oci" {
+				// Nothing to convert: the manifest keeps its digest.
+				if d, _, _ := loadImage(t, s, names[0]); d.Digest != m.Digest {
+					t.Errorf("manifest %s, saved %s", d.Digest, m.Digest)
+				}
+			}
+		})
+	}
+}
+
+// ociArchive writes an OCI archive by hand: blobs, and index.json entries.
+func ociArchive(t *testing.T, blobs [][]byte, index ocispec.Index) []byte {
+	t.Helper()
+	entries := []tarEntry{{name: "oci-layout", body: `{"imageLayoutVersion":"1.0.0"}`}}
+	for _, b := range blobs {
+		entries = append(entries, tarEntry{name: blobPath(digest.FromBytes(b)), body: string(b)})
+	}
+	index.SchemaVersion = 2
+	ib, _ := json.Marshal(index)
+	return makeTar(t, append(entries, tarEntry{name: "index.json", body: string(ib)})...)
+}
+
+func descOf(mt string, b []byte) ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: mt, Digest: digest.FromBytes(b), Size: int64(len(b))}
+}
+
+// TestLoadOCIConverts loads an OCI archive with Docker media types, an
+// uncompressed layer, a nested multi-platform index and containerd's name
+// annotation: everything is converted to what the store keeps.
+func TestLoadOCIConverts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	layers := busyboxLayers(t)
+	cfg, _ := json.Marshal(testConfig(layers...))
+	man, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     store.MediaTypeDockerManifest,
+		"config":        descOf(store.MediaTypeDockerConfig, cfg),
+		"layers": []ocispec.Descriptor{
+			descOf("application/vnd.docker.image.rootfs.diff.tar.gzip", gzipped(t, layers[0])),
+			descOf(ocispec.MediaTypeImageLayer, layers[1]),
+		},
+	})
+	// Another platform's image, which Load must skip (its blobs are absent).
+	otherArch := "arm64"
+	if runtime.GOARCH == "arm64" {
+		otherArch = "amd64"
+	}
+	mdesc := descOf(store.MediaTypeDockerManifest, man)
+	mdesc.Platform = &ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	other := descOf(ocispec.MediaTypeImageManifest, []byte("elsewhere"))
+	other.Platform = &ocispec.Platform{OS: "linux", Architecture: otherArch}
+	nested, _ := json.Marshal(ocispec.Index{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageIndex,
+		Manifests: []ocispec.Descriptor{other, mdesc},
+	})
+	top := descOf(ocispec.MediaTypeImageIndex, nested)
+	top.Annotations = map[string]string{ocispec.AnnotationRefName: "1", annotationImageName: "docker.io/library/conv:1"}
+	untagged := descOf(store.MediaTypeDockerManifest, man)
+	archive := ociArchive(t, [][]byte{cfg, man, nested, gzipped(t, layers[0]), layers[1]},
+		ocispec.Index{Manifests: []ocispec.Descriptor{top, untagged}})
+
+	s := newStore(t)
+	names, err := Load(ctx, s, bytes.NewReader(archive))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := digest.FromBytes(cfg)
+	if !slices.Equal(names, []string{"conv:1", id.String()}) {
+		t.Errorf("names = %v", names)
+	}
+	checkLoaded(t, s, "conv:1", id, layers)
+	// The gzip layer kept its bytes; the plain one was compressed.
+	_, m, _ := loadImage(t, s, "conv:1")
+	if m.Layers[0].Digest != digest.FromBytes(gzipped(t, layers[0])) {
+		t.Error("gzip layer was recompressed")
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	layer := makeTar(t, tarEntry{name: "a", body: "a"})
+	good, _ := legacyDockerArchive(t, legacyImage{tags: []string{"x"}, layers: [][]byte{layer}})
+	files, links := readTar(t, good)
+	if len(links) != 0 {
+		t.Fatal("unexpected links")
+	}
+	// rebuild replaces or drops entries of the good archive.
+	rebuild := func(change map[string]*string, extra ...tarEntry) []byte {
+		var entries []tarEntry
+		for name, b := range files {
+			body := string(b)
+			if c, ok := change[name]; ok {
+				if c == nil {
+					continue
+				}
+				body = *c
+			}
+			entries = append(entries, tarEntry{name: name, body: body})
+		}
+		return makeTar(t, append(entries, extra...)...)
+	}
+	var layerPath string
+	for name := range files {
+		if filepath.Base(name) == "layer.tar" {
+			layerPath = name
+		}
+	}
+	other := string(makeTar(t, tarEntry{name: "b", body: "b"}))
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want error
+	}{
+		{"not an archive", []byte("hello"), nil},
+		{"empty archive", makeTar(t), store.ErrInvalid},
+		{"wrong layer content", rebuild(map[string]*string{layerPath: &other}), store.ErrInvalid},
+		{"missing layer", rebuild(map[string]*string{layerPath: nil}), store.ErrNotFound},
+		{"bad manifest.json", rebuild(map[string]*string{"manifest.json": ptr("{")}), nil},
+		{"escaping link", rebuild(map[string]*string{layerPath: nil}, tarEntry{name: layerPath, linkname: "../../../../etc/passwd"}), store.ErrNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			_, err := Load(ctx, s, bytes.NewReader(tc.data))
+			if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("Load = %v, want %v", err, tc.want)
+			}
+			if imgs, _ := s.Images(ctx); len(imgs) != 0 {
+				t.Errorf("images after a failed load: %+v", imgs)
+			}
+			if entries, _ := os.ReadDir(s.TmpDir()); len(entries) != 0 {
+				t.Errorf("tmp/ left: %v", entries)
+			}
+		})
+	}
+}
+
+func ptr(s string) *string { return &s }

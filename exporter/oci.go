@@ -1,0 +1,132 @@
+package exporter
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builder-dev/builder/store"
+)
+
+// annotationImageName is containerd's (and Docker's) full image name
+// annotation; ref.name alone is often read as a bare tag.
+const annotationImageName = "io.containerd.image.name"
+
+// epoch is the mtime of every archive entry, so that saving the same images
+// twice gives the same archive.
+var epoch = time.Unix(0, 0)
+
+// SaveOCI writes an oci-archive of the images refs name to w: a tar of an
+// OCI image layout whose index.json lists each image, tagged ones annotated
+// with org.opencontainers.image.ref.name (the store's name, so
+// `skopeo copy oci-archive:x.tar:app:latest` finds it) and
+// io.containerd.image.name. Blobs are streamed from the store.
+func SaveOCI(ctx context.Context, s *store.Store, refs []string, w io.Writer) error {
+	targets, err := resolveRefs(ctx, s, refs)
+	if err != nil {
+		return fmt.Errorf("save oci archive: %w", err)
+	}
+	tw := tar.NewWriter(w)
+	layout, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
+	if err := writeFile(tw, ocispec.ImageLayoutFile, layout); err != nil {
+		return fmt.Errorf("save oci archive: %w", err)
+	}
+	for _, d := range []string{"blobs/", "blobs/sha256/"} {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755, ModTime: epoch}); err != nil {
+			return fmt.Errorf("save oci archive: %w", err)
+		}
+	}
+	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{}}
+	idx.SchemaVersion = 2
+	written := map[digest.Digest]bool{}
+	for _, t := range targets {
+		var m ocispec.Manifest
+		if err := s.ReadJSON(ctx, t.manifest.Digest, &m); err != nil {
+			return fmt.Errorf("save oci archive: %w", err)
+		}
+		for _, d := range append([]ocispec.Descriptor{t.manifest, m.Config}, m.Layers...) {
+			if written[d.Digest] {
+				continue
+			}
+			if err := writeBlob(ctx, tw, s, d); err != nil {
+				return fmt.Errorf("save oci archive: %w", err)
+			}
+			written[d.Digest] = true
+		}
+		entry := ocispec.Descriptor{MediaType: t.manifest.MediaType, Digest: t.manifest.Digest, Size: t.manifest.Size}
+		if t.name != "" {
+			entry.Annotations = map[string]string{
+				ocispec.AnnotationRefName: t.name,
+				annotationImageName:       qualifiedName(t.name),
+			}
+		}
+		idx.Manifests = append(idx.Manifests, entry)
+	}
+	b, err := json.Marshal(idx)
+	if err != nil {
+		return fmt.Errorf("save oci archive: %w", err)
+	}
+	if err := writeFile(tw, ocispec.ImageIndexFile, b); err != nil {
+		return fmt.Errorf("save oci archive: %w", err)
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("save oci archive: %w", err)
+	}
+	return nil
+}
+
+// writeFile adds a regular file holding b.
+func writeFile(tw *tar.Writer, name string, b []byte) error {
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(b)), ModTime: epoch}); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if _, err := tw.Write(b); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// writeBlob streams the blob d from the store into the archive under
+// blobs/<alg>/<hex>.
+func writeBlob(ctx context.Context, tw *tar.Writer, s *store.Store, d ocispec.Descriptor) error {
+	f, err := os.Open(s.BlobPath(d.Digest))
+	if err != nil {
+		return fmt.Errorf("write blob %s: %w", d.Digest, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("write blob %s: %w", d.Digest, err)
+	}
+	if fi.Size() != d.Size {
+		return fmt.Errorf("write blob %s: size %d, descriptor says %d: %w", d.Digest, fi.Size(), d.Size, store.ErrInvalid)
+	}
+	name := "blobs/" + d.Digest.Algorithm().String() + "/" + d.Digest.Encoded()
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: d.Size, ModTime: epoch}); err != nil {
+		return fmt.Errorf("write blob %s: %w", d.Digest, err)
+	}
+	if _, err := io.Copy(tw, ctxReader{ctx, f}); err != nil {
+		return fmt.Errorf("write blob %s: %w", d.Digest, err)
+	}
+	return nil
+}
+
+// ctxReader stops a long copy once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,212 @@
+package exporter
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builder-dev/builder/store"
+)
+
+func TestSaveDocker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	layers := busyboxLayers(t)
+	putImage(t, s, layers, "base/busybox:1", "app")
+	putImage(t, s, [][]byte{layers[0]}, "reg:5000/x/y:t")
+	_, mf, cfg := loadImage(t, s, "app")
+
+	var buf bytes.Buffer
+	if err := SaveDocker(ctx, s, []string{"base/busybox:1", "app", "reg:5000/x/y:t", "app:latest"}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := readTar(t, buf.Bytes())
+
+	var manifest []struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}
+	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil {
+		t.Fatalf("manifest.json: %v\n%s", err, files["manifest.json"])
+	}
+	if len(manifest) != 2 {
+		t.Fatalf("manifest.json = %s", files["manifest.json"])
+	}
+	for _, e := range manifest {
+		if slices.Contains(e.RepoTags, "reg:5000/x/y:t") {
+			if len(e.Layers) != 1 {
+				t.Errorf("reg image layers = %v", e.Layers)
+			}
+			continue
+		}
+		slices.Sort(e.RepoTags)
+		if !slices.Equal(e.RepoTags, []string{"app:latest", "base/busybox:1"}) {
+			t.Errorf("RepoTags = %v", e.RepoTags)
+		}
+		if e.Config != mf.Config.Digest.Encoded()+".json" || digest.FromBytes(files[e.Config]) != mf.Config.Digest {
+			t.Errorf("config %s does not hold the image's config bytes", e.Config)
+		}
+		if len(e.Layers) != len(layers) {
+			t.Fatalf("layers = %v", e.Layers)
+		}
+		for i, l := range e.Layers {
+			// Uncompressed, named by diff ID, the bytes the diff ID names.
+			if l != cfg.RootFS.DiffIDs[i].Encoded()+".tar" || !bytes.Equal(files[l], layers[i]) {
+				t.Errorf("layer %d: %s (%d bytes) is not the uncompressed layer", i, l, len(files[l]))
+			}
+		}
+	}
+	var repos map[string]map[string]string
+	if err := json.Unmarshal(files["repositories"], &repos); err != nil {
+		t.Fatalf("repositories: %v\n%s", err, files["repositories"])
+	}
+	if repos["base/busybox"]["1"] != cfg.RootFS.DiffIDs[1].Encoded() || repos["app"]["latest"] == "" || repos["reg:5000/x/y"]["t"] == "" {
+		t.Errorf("repositories = %s", files["repositories"])
+	}
+
+	// skopeo reads it, by each name, and copies it to an OCI layout.
+	skopeo := lookTool(t, "skopeo")
+	archive := writeFileT(t, t.TempDir(), "x.tar", buf.Bytes())
+	for _, n := range []string{"base/busybox:1", "app:latest", "reg:5000/x/y:t"} {
+		got := skopeoConfig(t, "docker-archive:"+archive+":"+n)
+		want := cfg.RootFS.DiffIDs
+		if n == "reg:5000/x/y:t" {
+			want = want[:1]
+		}
+		if !slices.Equal(got.RootFS.DiffIDs, want) {
+			t.Errorf("skopeo %s: diff_ids %v, want %v", n, got.RootFS.DiffIDs, want)
+		}
+	}
+	dst := filepath.Join(t.TempDir(), "oci")
+	run(t, skopeo, "copy", "docker-archive:"+archive+":app:latest", "oci:"+dst+":copied")
+	got := skopeoConfig(t, "oci:"+dst+":copied")
+	if !slices.Equal(got.RootFS.DiffIDs, cfg.RootFS.DiffIDs) || !slices.Equal(got.Config.Env, cfg.Config.Env) {
+		t.Errorf("copied config = %+v", got)
+	}
+}
+
+func TestSaveDockerUntaggedByID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	layer := makeTar(t, tarEntry{name: "a", body: "a"})
+	m := putImage(t, s, [][]byte{layer})
+	_, mf, _ := loadImage(t, s, m.Digest.String())
+	id := mf.Config.Digest
+
+	var buf bytes.Buffer
+	if err := SaveDocker(ctx, s, []string{id.Encoded()[:12]}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := readTar(t, buf.Bytes())
+	var manifest []struct{ RepoTags []string }
+	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil || len(manifest) != 1 || len(manifest[0].RepoTags) != 0 {
+		t.Errorf("manifest.json = %s, %v", files["manifest.json"], err)
+	}
+	// Loaded back, it is known by its ID, untagged.
+	s2 := newStore(t)
+	names, err := Load(ctx, s2, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(names, []string{id.String()}) {
+		t.Errorf("Load names = %v, want the ID", names)
+	}
+	imgs, err := s2.Images(ctx)
+	if err != nil || len(imgs) != 1 || imgs[0].Name != "" || imgs[0].Config.Digest != id {
+		t.Errorf("Images = %+v, %v", imgs, err)
+	}
+}
+
+func TestSaveOCI(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	layers := busyboxLayers(t)
+	m := putImage(t, s, layers, "acceptance-diff/001-x", "app")
+	_, mf, cfg := loadImage(t, s, "app")
+
+	var buf bytes.Buffer
+	if err := SaveOCI(ctx, s, []string{"acceptance-diff/001-x", "app", mf.Config.Digest.Encoded()[:8]}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := readTar(t, buf.Bytes())
+	var idx ocispec.Index
+	if err := json.Unmarshal(files["index.json"], &idx); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range idx.Manifests {
+		if e.Digest != m.Digest {
+			t.Errorf("index entry %+v", e)
+		}
+		names = append(names, e.Annotations[ocispec.AnnotationRefName])
+	}
+	// Named by ID prefix: an untagged entry.
+	if !slices.Equal(names, []string{"acceptance-diff/001-x:latest", "app:latest", ""}) {
+		t.Errorf("ref names = %q", names)
+	}
+	if got := idx.Manifests[1].Annotations[annotationImageName]; got != "docker.io/library/app:latest" {
+		t.Errorf("%s = %q", annotationImageName, got)
+	}
+	for _, d := range append([]ocispec.Descriptor{m, mf.Config}, mf.Layers...) {
+		b, ok := files[blobPath(d.Digest)]
+		if !ok || digest.FromBytes(b) != d.Digest {
+			t.Errorf("blob %s missing or wrong", d.Digest)
+		}
+	}
+
+	// go-containerregistry validates the layout it unpacks to.
+	dir := t.TempDir()
+	for name, b := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := mkdirWrite(p, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	validateLayout(t, dir, m.Digest)
+
+	skopeo := lookTool(t, "skopeo")
+	archive := writeFileT(t, t.TempDir(), "x.oci.tar", buf.Bytes())
+	got := skopeoConfig(t, "oci-archive:"+archive+":acceptance-diff/001-x:latest")
+	if !slices.Equal(got.RootFS.DiffIDs, cfg.RootFS.DiffIDs) {
+		t.Errorf("skopeo: diff_ids %v", got.RootFS.DiffIDs)
+	}
+	dst := filepath.Join(t.TempDir(), "oci")
+	run(t, skopeo, "copy", "oci-archive:"+archive+":app:latest", "oci:"+dst+":copied")
+	out := run(t, skopeo, "inspect", "--raw", "oci:"+dst+":copied")
+	if digest.FromBytes(out) != m.Digest {
+		t.Errorf("skopeo copy changed the manifest:\n%s", out)
+	}
+}
+
+func TestSaveErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	var buf bytes.Buffer
+	for name, save := range map[string]func(context.Context, *store.Store, []string, *bytes.Buffer) error{
+		"docker": func(ctx context.Context, s *store.Store, r []string, w *bytes.Buffer) error {
+			return SaveDocker(ctx, s, r, w)
+		},
+		"oci": func(ctx context.Context, s *store.Store, r []string, w *bytes.Buffer) error {
+			return SaveOCI(ctx, s, r, w)
+		},
+	} {
+		if err := save(ctx, s, []string{"missing"}, &buf); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s save of a missing image = %v", name, err)
+		}
+		if err := save(ctx, s, nil, &buf); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("%s save of nothing = %v", name, err)
+		}
+	}
+}

@@ -1,0 +1,137 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Compression is what a layer stream is compressed with.
+type Compression int
+
+// Compressions DetectCompression tells apart.
+const (
+	Uncompressed Compression = iota
+	Gzip
+	Zstd
+)
+
+var (
+	gzipMagic = []byte{0x1f, 0x8b}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// DetectCompression peeks at the start of r (which must then be read from
+// the returned reader) and tells its compression by magic number.
+func DetectCompression(r io.Reader) (Compression, io.Reader, error) {
+	br := bufio.NewReader(r)
+	head, err := br.Peek(4)
+	if err != nil && err != io.EOF {
+		return Uncompressed, br, fmt.Errorf("detect compression: %w", err)
+	}
+	switch {
+	case bytes.HasPrefix(head, gzipMagic):
+		return Gzip, br, nil
+	case bytes.HasPrefix(head, zstdMagic):
+		return Zstd, br, nil
+	}
+	return Uncompressed, br, nil
+}
+
+// Decompress returns the uncompressed stream of r, whatever its compression
+// (gzip, zstd or none, told by content so a mislabelled blob still reads).
+func Decompress(r io.Reader) (io.ReadCloser, error) {
+	c, br, err := DetectCompression(r)
+	if err != nil {
+		return nil, err
+	}
+	switch c {
+	case Gzip:
+		zr, err := pgzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("gunzip: %w", err)
+		}
+		return zr, nil
+	case Zstd:
+		zr, err := zstd.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zr.IOReadCloser(), nil
+	}
+	return io.NopCloser(br), nil
+}
+
+// OpenLayer opens the layer blob d uncompressed, whether it is stored as a
+// gzip, zstd or plain tar.
+func (s *Store) OpenLayer(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	f, err := s.OpenBlob(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := Decompress(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open layer %s: %w", d, err)
+	}
+	return readCloser{rc, func() error {
+		err := rc.Close()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r readCloser) Close() error { return r.close() }
+
+// IngestLayer compresses the uncompressed layer tar r with gzip (pgzip, in
+// parallel) into the store and returns the blob's descriptor
+// (application/vnd.oci.image.layer.v1.tar+gzip) and the digest of the
+// uncompressed stream, the layer's diff ID. The same input gives the same
+// blob.
+func (s *Store) IngestLayer(ctx context.Context, r io.Reader) (ocispec.Descriptor, digest.Digest, error) {
+	pr, pw := io.Pipe()
+	diffID := digest.Canonical.Digester()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		zw, err := pgzip.NewWriterLevel(pw, pgzip.DefaultCompression)
+		if err != nil {
+			pw.CloseWithError(err)
+			return
+		}
+		// Fixed block size, so the output does not depend on the machine;
+		// blocks in flight only bound memory.
+		if err := zw.SetConcurrency(1<<20, max(2, runtime.GOMAXPROCS(0))); err != nil {
+			pw.CloseWithError(err)
+			return
+		}
+		_, err = io.Copy(zw, io.TeeReader(ctxReader{ctx, r}, diffID.Hash()))
+		if cerr := zw.Close(); err == nil {
+			err = cerr
+		}
+		pw.CloseWithError(err) // nil closes with EOF
+	}()
+	desc, err := s.Ingest(ctx, ocispec.MediaTypeImageLayerGzip, pr)
+	// Unblock the writer if Ingest stopped early.
+	pr.CloseWithError(io.ErrClosedPipe)
+	<-done // r is the caller's again
+	if err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("ingest layer: %w", err)
+	}
+	return desc, diffID.Digest(), nil
+}
