@@ -1,14 +1,11 @@
 package solver
 
 import (
-	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 
-	"github.com/klauspost/pgzip"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -84,7 +81,7 @@ func (s *Solver) unpackOne(ctx context.Context, parent snapshot.Committed, chain
 	if s.Snap.Has(chainID) {
 		return nil
 	}
-	rc, err := s.openLayer(ctx, layer)
+	rc, err := s.Store.OpenLayer(ctx, layer.Digest)
 	if err != nil {
 		return err
 	}
@@ -95,57 +92,20 @@ func (s *Solver) unpackOne(ctx context.Context, parent snapshot.Committed, chain
 	return nil
 }
 
-// openLayer returns the uncompressed tar stream of a layer blob.
-func (s *Solver) openLayer(ctx context.Context, layer ocispec.Descriptor) (io.ReadCloser, error) {
-	return OpenLayer(ctx, s.Store, layer)
-}
-
-// BlobOpener is the part of the store OpenLayer reads from.
-type BlobOpener interface {
-	OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error)
-}
-
-// OpenLayer opens a layer blob as an uncompressed tar stream.
-func OpenLayer(ctx context.Context, st BlobOpener, layer ocispec.Descriptor) (io.ReadCloser, error) {
-	rc, err := st.OpenBlob(ctx, layer.Digest)
-	if err != nil {
-		return nil, fmt.Errorf("open layer %s: %w", layer.Digest, err)
-	}
-	if !strings.Contains(layer.MediaType, "gzip") {
-		return rc, nil
-	}
-	zr, err := gzip.NewReader(rc)
-	if err != nil {
-		rc.Close()
-		return nil, fmt.Errorf("decompress layer %s: %w", layer.Digest, err)
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{zr, rc}, nil
-}
-
 // commit writes the active snapshot's changes as a gzip layer into the store
-// (streamed: tar -> diffID hash + pgzip -> blob) and commits the snapshot
+// (streamed: tar -> pgzip -> blob, hashing the tar for the diff ID) and commits the snapshot
 // under the new chain ID.
 func (s *Solver) commit(ctx context.Context, parent snapshot.Committed, active *snapshot.Active) (ocispec.Descriptor, digest.Digest, error) {
 	pr, pw := io.Pipe()
-	diff := digest.SHA256.Digester()
 	go func() {
-		gz := pgzip.NewWriter(pw)
-		err := archive.WriteLayer(ctx, active.UpperDir(), io.MultiWriter(diff.Hash(), gz), archive.WriteOptions{})
-		if cerr := gz.Close(); err == nil {
-			err = cerr
-		}
-		pw.CloseWithError(err)
+		pw.CloseWithError(archive.WriteLayer(ctx, active.UpperDir(), pw, archive.WriteOptions{}))
 	}()
-	desc, err := s.Store.Ingest(ctx, ocispec.MediaTypeImageLayerGzip, pr)
+	desc, diffID, err := s.Store.IngestLayer(ctx, pr)
 	pr.CloseWithError(err)
 	if err != nil {
 		_ = active.Remove(context.WithoutCancel(ctx))
 		return ocispec.Descriptor{}, "", fmt.Errorf("write layer: %w", err)
 	}
-	diffID := diff.Digest()
 	chainID := diffID
 	if len(parent.Chain) > 0 {
 		chainID = identity.ChainID([]digest.Digest{parent.Top(), diffID})
