@@ -14,6 +14,11 @@
 // Every program that calls Run must call Init first thing in main (and a test
 // binary in TestMain): that is where the re-executed copy becomes the init.
 //
+// Mount points the init has to create in the image (an /etc/resolv.conf a
+// busybox image lacks, say) are reported to Run, which removes them from the
+// overlay upper dir afterwards (stubs.go), with the directories only their
+// creation copied up, so they never reach a layer.
+//
 // The decisions (capability set, environment defaults, PATH lookup, exit
 // codes, /etc/hosts contents, mount order) live in policy.go as plain
 // functions and test without root; the syscalls live in init.go and caps.go.

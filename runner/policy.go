@@ -108,7 +108,7 @@ func lookupEnv(env []string, key string) (string, bool) {
 	return val, found
 }
 
-// ExecError is why the command could not be started; Code is the exit code
+// execError is why the command could not be started; Code is the exit code
 // Docker reports for it (127 not found, 126 not executable).
 type execError struct {
 	Code int
@@ -125,7 +125,7 @@ func lookPath(name, pathEnv string, stat func(string) (fs.FileInfo, error)) (str
 	if strings.Contains(name, "/") {
 		fi, err := stat(name)
 		if err != nil {
-			return "", &execError{Code: execErrorCode(err), Msg: fmt.Sprintf("exec: %q: %v", name, errors.Unwrap(err))}
+			return "", &execError{Code: execErrorCode(err), Msg: fmt.Sprintf("exec: %q: %v", name, err)}
 		}
 		if !isExecutable(fi) {
 			return "", &execError{Code: 126, Msg: fmt.Sprintf("exec: %q: permission denied", name)}

@@ -1,0 +1,561 @@
+package runner
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"golang.org/x/sys/unix"
+
+	"github.com/builder-dev/builder/internal/mount"
+	"github.com/builder-dev/builder/internal/user"
+)
+
+// Init turns this process into a container init if Run re-executed it, and
+// then never returns: it sets the container up and execs the command, or
+// reports why it could not and exits. In any other process it returns at
+// once. Call it first thing in main (a test binary: in TestMain), before
+// anything else starts goroutines or reads the environment.
+func Init() {
+	if os.Getenv(initEnv) != "1" {
+		return
+	}
+	// Capabilities, the bounding set and the parent-death signal are per
+	// thread: everything below runs on this one, which also calls execve.
+	runtime.LockOSThread()
+	unix.CloseOnExec(statusFd) // closing on exec tells Run the command started
+	st := &statusWriter{enc: json.NewEncoder(os.NewFile(statusFd, "status"))}
+	err := containerInit(st)
+	var ee *execError
+	if errors.As(err, &ee) {
+		// The command itself could not start: like Docker, that is the
+		// command's exit code, and the message is on its stderr.
+		fmt.Fprintln(os.Stderr, ee.Msg)
+		os.Exit(ee.Code)
+	}
+	st.send(status{Error: "runner: " + err.Error()})
+	os.Exit(1)
+}
+
+type statusWriter struct {
+	enc *json.Encoder
+}
+
+// send reports m to Run. A failed write means Run is gone, and with it this
+// process soon (parent-death signal): nothing to do about it here.
+func (w *statusWriter) send(m status) {
+	_ = w.enc.Encode(m)
+}
+
+// containerInit sets the container up and execs the command; it returns only
+// on failure.
+func containerInit(st *statusWriter) error {
+	var cfg initConfig
+	f := os.NewFile(specFd, "spec")
+	if err := json.NewDecoder(f).Decode(&cfg); err != nil {
+		return fmt.Errorf("read spec: %w", err)
+	}
+	f.Close()
+	spec := cfg.Spec
+
+	// Docker's umask: files the setup and the command make are 0644/0755.
+	unix.Umask(0o022)
+	if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+		return fmt.Errorf("set hostname: %w", err)
+	}
+	if spec.Network == "none" {
+		if err := loopbackUp(); err != nil {
+			return err
+		}
+	}
+	// Nothing mounted from here on may propagate back to the host's
+	// namespace: make every mount we inherited private to this one.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make / private: %w", err)
+	}
+	var err error
+	r := &rootfs{dir: filepath.Join(cfg.Dir, "root"), st: st}
+	if err := mount.All(spec.Root, r.dir); err != nil {
+		return fmt.Errorf("mount root: %w", err)
+	}
+	if err := r.mountSystem(spec); err != nil {
+		return err
+	}
+	console := -1
+	if spec.Tty {
+		if console, err = r.openConsole(); err != nil {
+			return err
+		}
+	}
+	for _, name := range etcFiles {
+		dest := "/etc/" + name
+		if overridden(spec.Mounts, dest) {
+			continue
+		}
+		if err := r.bind(filepath.Join(cfg.Dir, name), dest, false); err != nil {
+			return err
+		}
+	}
+	for _, m := range userMountOrder(spec.Mounts) {
+		if err := r.mountUser(m); err != nil {
+			return err
+		}
+	}
+	if err := pivotRoot(r.dir); err != nil {
+		return err
+	}
+	if err := maskPaths(); err != nil {
+		return err
+	}
+	cwd := spec.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	// Created before the root turns read-only, as root: Docker makes a
+	// missing WORKDIR at run time whoever the USER is.
+	if err := os.MkdirAll(cwd, 0o755); err != nil {
+		return fmt.Errorf("make working directory: %w", err)
+	}
+	if spec.ReadOnlyRoot {
+		if err := remountReadOnly("/"); err != nil {
+			return fmt.Errorf("make root read-only: %w", err)
+		}
+	}
+	u, err := user.Resolve("/", spec.User)
+	if err != nil {
+		return fmt.Errorf("resolve user %q: %w", spec.User, err)
+	}
+	env := containerEnv(spec.Env, homeFor(u.UID, u.Name, u.Home))
+	if err := unix.Chdir(cwd); err != nil {
+		return fmt.Errorf("chdir to %s: %w", cwd, err)
+	}
+	if console >= 0 {
+		if err := useConsole(console, u.UID); err != nil {
+			return err
+		}
+	}
+	if err := switchUser(u.UID, u.GID, u.Groups, capsFor(u.UID)); err != nil {
+		return err
+	}
+	pathEnv, _ := lookupEnv(env, "PATH")
+	// The lookup runs as the user, in the container: what it finds is what
+	// execve will be allowed to run.
+	argv0, err := lookPath(spec.Args[0], pathEnv, os.Stat)
+	if err != nil {
+		return err
+	}
+	if err := closeExtraFDs(); err != nil {
+		return err
+	}
+	err = unix.Exec(argv0, spec.Args, env)
+	return &execError{Code: execErrorCode(err), Msg: fmt.Sprintf("exec: %q: %v", spec.Args[0], err)}
+}
+
+// rootfs is the container's root while it is mounted at dir on the way to
+// pivot_root. Every destination is resolved inside dir, so no symlink in the
+// image can point a mount at the host.
+type rootfs struct {
+	dir string
+	st  *statusWriter
+}
+
+// ensure returns the host path of dest inside the root, creating it (a
+// directory, or an empty file) with any missing parents if it does not
+// exist. Everything created is reported to Run as a stub.
+func (r *rootfs) ensure(dest string, isDir bool) (string, error) {
+	p, err := securejoin.SecureJoin(r.dir, dest)
+	if err != nil {
+		return "", fmt.Errorf("resolve %s in root: %w", dest, err)
+	}
+	if _, err := os.Lstat(p); err == nil {
+		return p, nil
+	}
+	rel, err := filepath.Rel(r.dir, p)
+	if err != nil {
+		return "", err
+	}
+	// SecureJoin resolved every symlink on the way, so each existing
+	// component is a real directory and each missing one is ours to make.
+	cur := r.dir
+	parentIsStub := false
+	parts := strings.Split(rel, string(filepath.Separator))
+	for i, part := range parts {
+		next := filepath.Join(cur, part)
+		if _, err := os.Lstat(next); err == nil {
+			cur = next
+			continue
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("create mount point %s: %w", dest, err)
+		}
+		var parentMtime int64
+		if !parentIsStub {
+			var st unix.Stat_t
+			if err := unix.Lstat(cur, &st); err != nil {
+				return "", fmt.Errorf("create mount point %s: %w", dest, err)
+			}
+			parentMtime = st.Mtim.Nano()
+		}
+		if i == len(parts)-1 && !isDir {
+			f, err := os.OpenFile(next, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_CLOEXEC, 0o644)
+			if err != nil {
+				return "", fmt.Errorf("create mount point %s: %w", dest, err)
+			}
+			f.Close()
+		} else if err := os.Mkdir(next, 0o755); err != nil {
+			return "", fmt.Errorf("create mount point %s: %w", dest, err)
+		}
+		s := stub{ParentMtime: parentMtime}
+		s.Path, _ = filepath.Rel(r.dir, next)
+		if !parentIsStub {
+			var st unix.Stat_t
+			if err := unix.Lstat(cur, &st); err != nil {
+				return "", fmt.Errorf("create mount point %s: %w", dest, err)
+			}
+			s.ParentMtimeAfter = st.Mtim.Nano()
+		}
+		r.st.send(status{Stub: &s})
+		parentIsStub = true
+		cur = next
+	}
+	return p, nil
+}
+
+// mountAt mounts a file system at dest (a directory) inside the root.
+func (r *rootfs) mountAt(what, dest, fstype string, flags uintptr, data string) error {
+	p, err := r.ensure(dest, true)
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount(what, p, fstype, flags, data); err != nil {
+		return fmt.Errorf("mount %s on %s: %w", fstype, dest, err)
+	}
+	return nil
+}
+
+// bind bind-mounts the host path src at dest inside the root.
+func (r *rootfs) bind(src, dest string, readOnly bool) error {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("bind mount source: %w", err)
+	}
+	p, err := r.ensure(dest, fi.IsDir())
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount(src, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s on %s: %w", src, dest, err)
+	}
+	if readOnly {
+		if err := remountReadOnly(p); err != nil {
+			return fmt.Errorf("make %s read-only: %w", dest, err)
+		}
+	}
+	return nil
+}
+
+// mountUser performs one of Spec.Mounts.
+func (r *rootfs) mountUser(m Mount) error {
+	switch m.Type {
+	case "bind":
+		return r.bind(m.Source, m.Dest, m.ReadOnly)
+	case "tmpfs":
+		flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+		if m.ReadOnly {
+			flags |= unix.MS_RDONLY
+		}
+		return r.mountAt("tmpfs", m.Dest, "tmpfs", flags, "mode=1777")
+	}
+	return fmt.Errorf("unsupported mount type %q", m.Type)
+}
+
+// mountSystem mounts what every container has: a fresh /proc for its pid
+// namespace, a minimal /dev and a read-only /sys; the options are Docker's.
+func (r *rootfs) mountSystem(spec Spec) error {
+	if err := r.mountAt("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV, ""); err != nil {
+		return err
+	}
+	if err := r.mountDev(); err != nil {
+		return err
+	}
+	return r.mountSys()
+}
+
+// devices are the nodes of the container's /dev (major, minor as on every
+// Linux host).
+var devices = []struct {
+	name         string
+	major, minor uint32
+}{
+	{"null", 1, 3},
+	{"zero", 1, 5},
+	{"full", 1, 7},
+	{"random", 1, 8},
+	{"urandom", 1, 9},
+	{"tty", 5, 0},
+}
+
+func (r *rootfs) mountDev() error {
+	// /dev is a tmpfs of the container's own: the host's device nodes are
+	// never visible, only the few below.
+	if err := r.mountAt("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+		return err
+	}
+	dev := filepath.Join(r.dir, "dev") // a fresh tmpfs: no symlinks to fear
+	for _, d := range devices {
+		p := filepath.Join(dev, d.name)
+		err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor)))
+		if err == nil {
+			err = unix.Chmod(p, 0o666) // mknod honours the umask
+		} else {
+			// Where mknod is refused (a device cgroup, a user namespace),
+			// the host's node bound over an empty file serves as well.
+			err = bindDevice("/dev/"+d.name, p)
+		}
+		if err != nil {
+			return fmt.Errorf("create /dev/%s: %w", d.name, err)
+		}
+	}
+	for _, sub := range []struct {
+		name, fstype string
+		flags        uintptr
+		data         string
+	}{
+		// newinstance: the container's ptys are its own, not the host's.
+		{"pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+		{"shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "mode=1777,size=65536k"},
+		{"mqueue", "mqueue", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	} {
+		p := filepath.Join(dev, sub.name)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return fmt.Errorf("create /dev/%s: %w", sub.name, err)
+		}
+		if err := unix.Mount(sub.fstype, p, sub.fstype, sub.flags, sub.data); err != nil {
+			return fmt.Errorf("mount %s on /dev/%s: %w", sub.fstype, sub.name, err)
+		}
+	}
+	links := [][2]string{
+		{"pts/ptmx", "ptmx"},
+		{"/proc/self/fd", "fd"},
+		{"/proc/self/fd/0", "stdin"},
+		{"/proc/self/fd/1", "stdout"},
+		{"/proc/self/fd/2", "stderr"},
+	}
+	for _, l := range links {
+		if err := os.Symlink(l[0], filepath.Join(dev, l[1])); err != nil {
+			return fmt.Errorf("create /dev/%s: %w", l[1], err)
+		}
+	}
+	return nil
+}
+
+// openConsole makes the container's terminal: a pty of the container's own
+// devpts (so /dev/pts inside shows it, as runc does), bound at /dev/console
+// as in Docker. The master goes to Run over the console socket; the slave
+// is returned, for the command's stdio.
+func (r *rootfs) openConsole() (int, error) {
+	master, err := unix.Open(filepath.Join(r.dir, "dev/pts/ptmx"), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open pty: %w", err)
+	}
+	defer unix.Close(master)
+	if err := unix.IoctlSetPointerInt(master, unix.TIOCSPTLCK, 0); err != nil {
+		return -1, fmt.Errorf("unlock pty: %w", err)
+	}
+	n, err := unix.IoctlGetUint32(master, unix.TIOCGPTN)
+	if err != nil {
+		return -1, fmt.Errorf("get pty number: %w", err)
+	}
+	// TIOCGPTPEER opens the slave through the master, not by a path that
+	// something could have swapped.
+	slave, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if errno != 0 {
+		return -1, fmt.Errorf("open pty slave: %w", errno)
+	}
+	pts := filepath.Join(r.dir, "dev/pts", fmt.Sprint(n))
+	if err := bindDevice(pts, filepath.Join(r.dir, "dev/console")); err != nil {
+		unix.Close(int(slave))
+		return -1, fmt.Errorf("create /dev/console: %w", err)
+	}
+	if err := unix.Sendmsg(consoleFd, []byte{0}, unix.UnixRights(master), nil, 0); err != nil {
+		unix.Close(int(slave))
+		return -1, fmt.Errorf("send pty to runner: %w", err)
+	}
+	return int(slave), nil
+}
+
+// useConsole makes the pty slave the command's stdin, stdout, stderr and
+// controlling terminal, owned by the user who will run there.
+func useConsole(slave, uid int) error {
+	if err := unix.Fchown(slave, uid, -1); err != nil {
+		return fmt.Errorf("chown console: %w", err)
+	}
+	for fd := 0; fd <= 2; fd++ {
+		if err := unix.Dup3(slave, fd, 0); err != nil {
+			return fmt.Errorf("console as fd %d: %w", fd, err)
+		}
+	}
+	unix.Close(slave)
+	// Run started us in a session of our own (setsid), without a terminal.
+	if err := unix.IoctlSetInt(0, unix.TIOCSCTTY, 0); err != nil {
+		return fmt.Errorf("set controlling terminal: %w", err)
+	}
+	return nil
+}
+
+// closeExtraFDs marks every descriptor above stderr close-on-exec, so the
+// command gets only its stdio: whatever the builder inherited without
+// close-on-exec (a shell's or a job server's descriptors) would otherwise
+// ride along through two execs into the container.
+func closeExtraFDs() error {
+	const closeRangeCloexec = 1 << 2 // CLOSE_RANGE_CLOEXEC, Linux 5.11
+	if err := unix.CloseRange(3, ^uint(0), closeRangeCloexec); err == nil {
+		return nil
+	}
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list open files: %w", err)
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
+	return nil
+}
+
+// bindDevice bind-mounts the device node src over a new empty file at p.
+func bindDevice(src, p string) error {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|unix.O_CLOEXEC, 0o666)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return unix.Mount(src, p, "", unix.MS_BIND, "")
+}
+
+func (r *rootfs) mountSys() error {
+	err := r.mountAt("sysfs", "/sys", "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	if err == nil || !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	// A fresh sysfs is refused where the network namespace is not ours to
+	// show (sharing the host's from inside a user namespace); a read-only
+	// bind of the host's /sys is what runc falls back to as well.
+	p, perr := r.ensure("/sys", true)
+	if perr != nil {
+		return perr
+	}
+	if err := unix.Mount("/sys", p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind /sys: %w", err)
+	}
+	if err := remountReadOnly(p); err != nil {
+		return fmt.Errorf("make /sys read-only: %w", err)
+	}
+	return nil
+}
+
+// remountReadOnly makes the mount at p read-only, keeping its other
+// per-mount flags (a bind remount replaces them all).
+func remountReadOnly(p string) error {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(p, &sfs); err != nil {
+		return err
+	}
+	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+	for _, f := range []struct{ st, ms uintptr }{
+		{unix.ST_NOSUID, unix.MS_NOSUID},
+		{unix.ST_NODEV, unix.MS_NODEV},
+		{unix.ST_NOEXEC, unix.MS_NOEXEC},
+		{unix.ST_NOATIME, unix.MS_NOATIME},
+		{unix.ST_NODIRATIME, unix.MS_NODIRATIME},
+		{unix.ST_RELATIME, unix.MS_RELATIME},
+	} {
+		if uintptr(sfs.Flags)&f.st != 0 {
+			flags |= f.ms
+		}
+	}
+	return unix.Mount("", p, "", flags, "")
+}
+
+// pivotRoot makes dir the root of this mount namespace and drops the old
+// root entirely, so no host mount stays reachable (unlike chroot).
+func pivotRoot(dir string) error {
+	if err := unix.Chdir(dir); err != nil {
+		return fmt.Errorf("chdir to root: %w", err)
+	}
+	// pivot_root(".", ".") stacks the old root on top of the new one at the
+	// same place, which spares a put_old directory inside the image; the
+	// old root is then the mount at "." and a lazy unmount detaches it with
+	// everything under it. (Its mounts are private, made so above, so the
+	// unmount cannot propagate to the host.)
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach old root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("chdir to new root: %w", err)
+	}
+	return nil
+}
+
+// maskPaths hides maskedPaths and makes readonlyPaths read-only, after
+// pivot_root (so the container's own /dev/null is the one bound).
+func maskPaths() error {
+	for _, p := range maskedPaths {
+		fi, err := os.Lstat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("mask %s: %w", p, err)
+		}
+		if fi.IsDir() {
+			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "size=0")
+		} else {
+			err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return fmt.Errorf("mask %s: %w", p, err)
+		}
+	}
+	for _, p := range readonlyPaths {
+		if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return fmt.Errorf("make %s read-only: %w", p, err)
+		}
+		if err := remountReadOnly(p); err != nil {
+			return fmt.Errorf("make %s read-only: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// loopbackUp brings lo up in a new network namespace, where it starts down.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,360 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/builder-dev/builder/internal/mount"
+)
+
+// Spec describes one container process.
+type Spec struct {
+	// Root are the root file system mounts (e.g. one overlay from the
+	// snapshotter). They are performed inside the container's own mount
+	// namespace, so they vanish with the process.
+	Root []mount.Mount
+	// UpperDir is the overlay upper dir of Root, if any: mount-point stubs
+	// the runner had to create are removed from it after the process exits,
+	// so they never end up in a layer.
+	UpperDir     string
+	ReadOnlyRoot bool
+	// Args is argv; Args[0] is looked up in the PATH of Env, inside the
+	// root, when it has no slash.
+	Args []string
+	// Env is exactly the command's environment; PATH (Docker's default) and
+	// HOME (from the user's passwd entry) are added when missing.
+	Env []string
+	// Cwd is the absolute working directory, created (as root, 0755) when
+	// missing, as Docker does for WORKDIR. "" is "/".
+	Cwd string
+	// User is "", name, uid, name:group or uid:gid, resolved from the root's
+	// /etc/passwd and /etc/group. "" is root.
+	User string
+	// Hostname is set in the new UTS namespace; "" is DefaultHostname.
+	Hostname string
+	// Network is "", "default" or "host" to share the host's network
+	// namespace, "none" for a new one with only lo, brought up.
+	Network string
+	// Mounts are extra mounts inside the root, performed after the
+	// runner's own, parents before children.
+	Mounts []Mount
+	// Tty gives the command a pseudo-terminal of the container's own
+	// devpts as stdin, stdout, stderr, controlling terminal and
+	// /dev/console. Stdio.Stdin feeds it and Stdio.Stdout gets both output
+	// streams, as the terminal shows them (\r\n line ends, echo); Stderr is
+	// unused. Putting the user's own terminal in raw mode is the caller's.
+	Tty bool
+}
+
+// Mount is an extra mount inside the container: Type "bind" (Source is a
+// host path) or "tmpfs".
+type Mount struct {
+	Type     string
+	Source   string
+	Dest     string
+	ReadOnly bool
+}
+
+// Stdio are the command's standard streams; nil ones are /dev/null. Output
+// is written as the command produces it, not when it ends. Pass an *os.File
+// as Stdin when reading it may block forever (a terminal): any other Reader
+// is copied by a goroutine that Run waits for (as os/exec does).
+type Stdio struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+// ExitError is returned by Run when the command exits non-zero: Code is its
+// exit status, 128+N for a kill by signal N, 127 when the command was not
+// found and 126 when it could not be executed (as Docker).
+type ExitError struct {
+	Code int
+}
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit code: %d", e.Code) }
+
+// initEnv marks a re-executed copy of the binary as a container init. The
+// init's environment is only this marker (and a GODEBUG setting): the host's
+// never reaches the container.
+const initEnv = "_BUILDER_RUNNER_INIT"
+
+// Child file descriptors of the init: the spec comes in on one pipe, status
+// messages go out on the other.
+const (
+	specFd    = 3
+	statusFd  = 4
+	consoleFd = 5 // only with Spec.Tty: a unix socket for the pty master
+)
+
+// initConfig is what the init reads from specFd.
+type initConfig struct {
+	Spec Spec
+	// Dir is the run's directory on the host: root/ (the mount target of
+	// Spec.Root, empty on the host) and the per-run /etc files.
+	Dir string
+}
+
+// status is one message from the init. Stubs come one by one as they are
+// created, so a failure or a kill half-way still lets Run remove them.
+type status struct {
+	Stub  *stub  `json:",omitempty"`
+	Error string `json:",omitempty"`
+}
+
+// stub is a mount point the init created in the root.
+type stub struct {
+	Path string // relative to the root
+	// ParentMtime and ParentMtimeAfter are the parent directory's mtime
+	// (Unix ns) before and after the stub was made; 0 when the parent is
+	// itself a stub. Removing the stub puts the old mtime back unless the
+	// command changed the directory too.
+	ParentMtime      int64 `json:",omitempty"`
+	ParentMtimeAfter int64 `json:",omitempty"`
+}
+
+// Run runs spec's command in a new container and waits for it. It returns
+// nil for exit code 0, an *ExitError for another exit code, and any other
+// error when the container could not be set up. Cancelling ctx kills the
+// container (SIGKILL to its pid 1 takes every process in it) and Run then
+// returns an error wrapping ctx.Err().
+func Run(ctx context.Context, spec Spec, stdio Stdio) (err error) {
+	if err := validate(spec); err != nil {
+		return err
+	}
+	if spec.Hostname == "" {
+		spec.Hostname = DefaultHostname
+	}
+	dir, err := prepareRunDir(spec.Hostname)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := removeRunDir(dir); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("runner: spec pipe: %w", err)
+	}
+	defer specW.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		specR.Close()
+		return fmt.Errorf("runner: status pipe: %w", err)
+	}
+	defer statusR.Close()
+
+	cmd := exec.CommandContext(ctx, "/proc/self/exe")
+	cmd.Args = []string{"builder-runner-init"}
+	// Async preemption signals could interrupt the init's mount and exec
+	// calls; the init is short and single-minded, so it does without.
+	cmd.Env = []string{initEnv + "=1", "GODEBUG=asyncpreemptoff=1"}
+	cmd.ExtraFiles = []*os.File{specR, statusW} // become specFd, statusFd
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	if spec.Network == "none" {
+		flags |= unix.CLONE_NEWNET
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: flags,
+		// If the builder dies, the container's pid 1 dies with it, and so
+		// does everything in its pid namespace.
+		Pdeathsig: unix.SIGKILL,
+	}
+
+	var console *os.File // our end of the socket the init sends the pty master on
+	if spec.Tty {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			specR.Close()
+			statusW.Close()
+			return fmt.Errorf("runner: console socket: %w", err)
+		}
+		console = os.NewFile(uintptr(fds[0]), "console")
+		defer console.Close()
+		child := os.NewFile(uintptr(fds[1]), "console-init")
+		// Closed right after Start; the defer covers the early returns.
+		defer child.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, child) // becomes consoleFd
+		// The init makes the pty in the container's own devpts and makes
+		// it its controlling terminal, which takes a session of its own.
+		cmd.SysProcAttr.Setsid = true
+	} else {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+	}
+
+	startErr := cmd.Start()
+	// The child has its copies; ours would keep the pipes (and the console
+	// socket) from reporting EOF when the child closes them.
+	specR.Close()
+	statusW.Close()
+	if spec.Tty {
+		cmd.ExtraFiles[2].Close()
+	}
+	if startErr != nil {
+		return fmt.Errorf("runner: start init: %w", startErr)
+	}
+
+	// A write error means the init died early; its status or exit says why.
+	_ = json.NewEncoder(specW).Encode(initConfig{Spec: spec, Dir: dir})
+	specW.Close()
+
+	// The status pipe closes (EOF) when the init execs the command (it is
+	// close-on-exec there) or exits.
+	var stubs []stub
+	var setupErr string
+	dec := json.NewDecoder(statusR)
+	for {
+		var m status
+		if err := dec.Decode(&m); err != nil {
+			break
+		}
+		if m.Stub != nil {
+			stubs = append(stubs, *m.Stub)
+		}
+		if m.Error != "" {
+			setupErr = m.Error
+		}
+	}
+
+	var ttyDone chan struct{}
+	if console != nil {
+		ptmx, err := receiveConsole(console)
+		if err != nil && setupErr == "" {
+			setupErr = "runner: " + err.Error()
+		}
+		if ptmx != nil {
+			defer ptmx.Close()
+			ttyDone = make(chan struct{})
+			go func() {
+				defer close(ttyDone)
+				out := stdio.Stdout
+				if out == nil {
+					out = io.Discard
+				}
+				// Ends with EIO once every process holding the terminal
+				// is gone, which the container's end takes care of.
+				_, _ = io.Copy(out, ptmx)
+			}()
+			if stdio.Stdin != nil {
+				go func() { _, _ = io.Copy(ptmx, stdio.Stdin) }()
+			}
+		}
+	}
+
+	waitErr := cmd.Wait()
+	if ttyDone != nil {
+		<-ttyDone
+	}
+	result := runResult(ctx, setupErr, waitErr)
+	if spec.UpperDir != "" {
+		if err := removeStubs(spec.UpperDir, overlayLowers(spec.Root), stubs); err != nil {
+			return errors.Join(result, err)
+		}
+	}
+	return result
+}
+
+// runResult is Run's answer once the init is gone.
+func runResult(ctx context.Context, setupErr string, waitErr error) error {
+	switch {
+	case waitErr != nil && ctx.Err() != nil:
+		return fmt.Errorf("runner: %w", ctx.Err()) // we killed it
+	case setupErr != "":
+		return errors.New(setupErr)
+	case waitErr == nil:
+		return nil
+	}
+	var ee *exec.ExitError
+	if errors.As(waitErr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok {
+			return &ExitError{Code: exitCode(ws)}
+		}
+	}
+	return fmt.Errorf("runner: wait: %w", waitErr)
+}
+
+// receiveConsole receives the pty master the init sent on sock; nil if the
+// init ended before sending one (its status tells why).
+func receiveConsole(sock *os.File) (*os.File, error) {
+	buf := make([]byte, 1)
+	oob := make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("receive console: %w", err)
+	}
+	if oobn == 0 {
+		return nil, nil
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, fmt.Errorf("receive console: bad control message (%v)", err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return nil, fmt.Errorf("receive console: bad rights (%v)", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "ptmx"), nil
+}
+
+// prepareRunDir makes the run's host directory: an empty root/ to mount the
+// root file system on (inside the container's mount namespace only), and the
+// per-run copies of the files bind-mounted into /etc, so a command that
+// writes them changes neither the host nor the image.
+func prepareRunDir(hostname string) (string, error) {
+	dir, err := os.MkdirTemp("", "builder-runner-")
+	if err != nil {
+		return "", fmt.Errorf("runner: make run dir: %w", err)
+	}
+	resolv, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("runner: read host resolv.conf: %w", err)
+	}
+	files := map[string][]byte{
+		"resolv.conf": resolv,
+		"hosts":       hostsFile(hostname),
+		"hostname":    []byte(hostname + "\n"),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("runner: write %s: %w", name, err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "root"), 0o755); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("runner: make root dir: %w", err)
+	}
+	return dir, nil
+}
+
+// removeRunDir removes what prepareRunDir made, entry by entry rather than
+// with RemoveAll: root/ is only ever a mount point in the container's
+// namespace, but if it ever were one here, rmdir fails where RemoveAll would
+// walk into the image.
+func removeRunDir(dir string) error {
+	var errs []error
+	for _, name := range append([]string{"root"}, etcFiles...) {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("runner: remove run dir: %w", err)
+	}
+	return nil
+}
