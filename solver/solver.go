@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
@@ -54,7 +55,7 @@ type Options struct {
 // Result is a solved stage: its layers and final image configuration.
 type Result struct {
 	Layers []ocispec.Descriptor
-	Config ocispec.Image
+	Config dockerspec.DockerOCIImage
 	// Chain is the snapshot of the result; it may not be unpacked yet.
 	Chain snapshot.Committed
 }
@@ -70,7 +71,7 @@ type state struct {
 type stageFuture struct {
 	done chan struct{}
 	st   state
-	cfg  ocispec.Image
+	cfg  dockerspec.DockerOCIImage
 	err  error
 }
 
@@ -171,10 +172,10 @@ func (b *build) stageLabel(st *graph.Stage) string {
 	return fmt.Sprintf("stage-%d", st.Index)
 }
 
-func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, ocispec.Image, error) {
+func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, dockerspec.DockerOCIImage, error) {
 	cur, err := b.base(ctx, st)
 	if err != nil {
-		return state{}, ocispec.Image{}, err
+		return state{}, dockerspec.DockerOCIImage{}, err
 	}
 	cfg := st.Config
 	history := append([]ocispec.History(nil), st.Base.History...)
@@ -199,9 +200,9 @@ func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, ocispec
 			b.prog.send(Event{Vertex: v, Name: name, Status: StatusError, Error: err.Error(), Duration: time.Since(start)})
 			var ge *graph.Error
 			if errors.As(err, &ge) || errors.Is(err, context.Canceled) {
-				return state{}, ocispec.Image{}, err
+				return state{}, dockerspec.DockerOCIImage{}, err
 			}
-			return state{}, ocispec.Image{}, &graph.Error{Location: step.Location, Err: fmt.Errorf("%s: %w", step.Text, err)}
+			return state{}, dockerspec.DockerOCIImage{}, &graph.Error{Location: step.Location, Err: fmt.Errorf("%s: %w", step.Text, err)}
 		}
 		status := StatusDone
 		if cached {
@@ -225,7 +226,7 @@ func (b *build) base(ctx context.Context, st *graph.Stage) (state, error) {
 	case st.From.Image != "":
 		img, err := b.s.image(ctx, st.From.Image)
 		if err != nil {
-			return state{}, &graph.Error{Location: stageLocation(st), Err: err}
+			return state{}, &graph.Error{Location: st.Location, Err: err}
 		}
 		return state{key: cacheKey("", "image", nil, img.manifest.Digest), layers: img.layers, diffIDs: img.diffIDs}, nil
 	default:
@@ -235,17 +236,6 @@ func (b *build) base(ctx context.Context, st *graph.Stage) (state, error) {
 		}
 		return f.st, nil
 	}
-}
-
-func stageLocation(st *graph.Stage) graph.Location {
-	if len(st.Steps) > 0 {
-		l := st.Steps[0].Location
-		if l.Line > 1 {
-			l.Line--
-		}
-		return l
-	}
-	return graph.Location{}
 }
 
 // runStep executes one layer-making step, or reuses its recorded layer.

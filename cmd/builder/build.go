@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/patternmatcher/ignorefile"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
@@ -139,12 +140,8 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 		Network:   o.network,
 		Platform:  ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
 		Warnings:  &warnings,
-		ResolveImage: func(ctx context.Context, ref string) (ocispec.Image, error) {
-			desc, err := e.store.Resolve(ctx, ref)
-			if err != nil {
-				return ocispec.Image{}, fmt.Errorf("image %q: %w", ref, err)
-			}
-			_, cfg, err := e.store.LoadImage(ctx, desc)
+		ResolveImage: func(ctx context.Context, ref string) (dockerspec.DockerOCIImage, error) {
+			_, _, cfg, err := e.imageConfig(ctx, ref)
 			return cfg, err
 		},
 	})
@@ -164,7 +161,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	cfg := res.Config
 	now := time.Now().UTC()
 	cfg.Created = &now
-	manifest, err := e.store.PutImage(ctx, cfg, res.Layers)
+	manifest, err := e.putImage(ctx, cfg, res.Layers)
 	if err != nil {
 		return fmt.Errorf("write image: %w", err)
 	}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/solver"
@@ -34,4 +37,31 @@ func (g *globalOptions) open(ctx context.Context) (*env, error) {
 
 func (e *env) solver(rep solver.Reporter) *solver.Solver {
 	return &solver.Solver{Store: e.store, Snap: e.snap, Runner: solver.RunnerFunc(runner.Run), Reporter: rep}
+}
+
+// imageConfig reads an image's manifest and its config in Docker's image
+// type, which keeps Healthcheck, OnBuild and Shell.
+func (e *env) imageConfig(ctx context.Context, ref string) (ocispec.Descriptor, ocispec.Manifest, dockerspec.DockerOCIImage, error) {
+	var cfg dockerspec.DockerOCIImage
+	desc, err := e.store.Resolve(ctx, ref)
+	if err != nil {
+		return desc, ocispec.Manifest{}, cfg, fmt.Errorf("image %q: %w", ref, err)
+	}
+	m, _, err := e.store.LoadImage(ctx, desc)
+	if err != nil {
+		return desc, m, cfg, err
+	}
+	if err := e.store.ReadJSON(ctx, m.Config.Digest, &cfg); err != nil {
+		return desc, m, cfg, fmt.Errorf("read config of %q: %w", ref, err)
+	}
+	return desc, m, cfg, nil
+}
+
+// putImage writes cfg and a manifest over layers into the store.
+func (e *env) putImage(ctx context.Context, cfg dockerspec.DockerOCIImage, layers []ocispec.Descriptor) (ocispec.Descriptor, error) {
+	cdesc, err := e.store.WriteJSON(ctx, ocispec.MediaTypeImageConfig, cfg)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return e.store.PutManifest(ctx, cdesc, layers)
 }

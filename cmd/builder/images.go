@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
@@ -119,17 +120,17 @@ func newInspectCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			type inspected struct {
-				ID           string              `json:"Id"`
-				RepoTags     []string            `json:"RepoTags"`
-				Digest       string              `json:"Digest"`
-				Created      *time.Time          `json:"Created,omitempty"`
-				Architecture string              `json:"Architecture"`
-				Os           string              `json:"Os"`
-				Size         int64               `json:"Size"`
-				Config       ocispec.ImageConfig `json:"Config"`
-				RootFS       ocispec.RootFS      `json:"RootFS"`
-				History      []ocispec.History   `json:"History"`
-				Manifest     ocispec.Manifest    `json:"Manifest"`
+				ID           string                          `json:"Id"`
+				RepoTags     []string                        `json:"RepoTags"`
+				Digest       string                          `json:"Digest"`
+				Created      *time.Time                      `json:"Created,omitempty"`
+				Architecture string                          `json:"Architecture"`
+				Os           string                          `json:"Os"`
+				Size         int64                           `json:"Size"`
+				Config       dockerspec.DockerOCIImageConfig `json:"Config"`
+				RootFS       ocispec.RootFS                  `json:"RootFS"`
+				History      []ocispec.History               `json:"History"`
+				Manifest     ocispec.Manifest                `json:"Manifest"`
 			}
 			var out []inspected
 			imgs, err := e.store.Images(ctx)
@@ -137,11 +138,7 @@ func newInspectCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			for _, ref := range args {
-				desc, err := e.store.Resolve(ctx, ref)
-				if err != nil {
-					return fmt.Errorf("no such image: %s: %w", ref, err)
-				}
-				m, cfg, err := e.store.LoadImage(ctx, desc)
+				desc, m, cfg, err := e.imageConfig(ctx, ref)
 				if err != nil {
 					return err
 				}

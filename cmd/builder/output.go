@@ -93,7 +93,7 @@ func exportLocal(ctx context.Context, e *env, layers []ocispec.Descriptor, dir s
 		return err
 	}
 	for _, l := range layers {
-		rc, err := solver.OpenLayer(ctx, e.store, l)
+		rc, err := e.store.OpenLayer(ctx, l.Digest)
 		if err != nil {
 			return err
 		}

@@ -176,4 +176,3 @@ func runContainer(ctx context.Context, g *globalOptions, o *runOptions, ref stri
 	}
 	return err
 }
-

@@ -3,6 +3,7 @@ package graph
 import (
 	"fmt"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -16,17 +17,20 @@ type Definition struct {
 
 // Stage is one FROM block.
 type Stage struct {
-	Index int
-	Name  string // the AS name, lowercased; "" when there is none
-	From  From
+	Index    int
+	Name     string   // the AS name, lowercased; "" when there is none
+	Location Location // the FROM line
+	From     From
 	// Base is the configuration the stage starts from: the base image's, or
 	// the final Config of the stage named in FROM; empty for scratch.
-	Base  ocispec.Image
+	// It is Docker's image type because Healthcheck, OnBuild and Shell, which
+	// BuildKit writes and inherits, are not in the OCI config.
+	Base  dockerspec.DockerOCIImage
 	Steps []*Step
 	// Config is the stage's image configuration after its last step, with
 	// the history of the base followed by one entry per step. The solver
 	// fills in rootfs and corrects EmptyLayer for steps that made no change.
-	Config ocispec.Image
+	Config dockerspec.DockerOCIImage
 }
 
 // From names what a stage starts from. Exactly one of Scratch, Image (a
@@ -77,11 +81,11 @@ type CopySource struct {
 	Image   string // an image reference, "" if not
 }
 
-// Mkdir creates a directory and its missing parents (WORKDIR). A directory
-// that already exists makes no layer.
+// Mkdir creates a directory and its missing parents (WORKDIR). Like
+// BuildKit it always makes a layer, empty when the directory exists.
 type Mkdir struct {
 	Path string // absolute
-	User string // USER in effect; BuildKit creates WORKDIR as root, kept for the key
+	User string // USER in effect: BuildKit makes the missing directories owned by it
 }
 
 func (*Exec) isOp()  {}

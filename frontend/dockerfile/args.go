@@ -1,0 +1,177 @@
+package dockerfile
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+)
+
+// buildArg is an ARG a stage declared; value is nil when it has none.
+type buildArg struct {
+	key   string
+	value *string
+}
+
+// proxyArgs are the build args every RUN gets without an ARG, as Docker
+// predefines them. They stay out of the history because they often carry
+// credentials.
+var proxyArgs = []string{"HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"}
+
+// globalArgs sets up the global scope: BuildKit's predefined platform args
+// (--build-arg may override them), then the ARGs before the first FROM,
+// whose defaults expand against what precedes them.
+func (c *converter) globalArgs(metaArgs []instructions.ArgCommand, stages []instructions.Stage) error {
+	p := c.platform
+	target := c.opts.Target
+	if target == "" {
+		target = stages[len(stages)-1].Name
+	}
+	if target == "" {
+		target = "default"
+	}
+	predefined := [][2]string{
+		{"BUILDPLATFORM", formatPlatform(p)},
+		{"BUILDOS", p.OS},
+		{"BUILDOSVERSION", p.OSVersion},
+		{"BUILDARCH", p.Architecture},
+		{"BUILDVARIANT", p.Variant},
+		{"TARGETPLATFORM", formatPlatform(p)},
+		{"TARGETOS", p.OS},
+		{"TARGETOSVERSION", p.OSVersion},
+		{"TARGETARCH", p.Architecture},
+		{"TARGETVARIANT", p.Variant},
+		{"TARGETSTAGE", target},
+	}
+	c.global = newEnvList()
+	for _, kv := range predefined {
+		v := kv[1]
+		if ov, ok := c.opts.BuildArgs[kv[0]]; ok {
+			v = ov
+		}
+		c.global.set(kv[0], v)
+	}
+	for _, cmd := range metaArgs {
+		for _, a := range cmd.Args {
+			c.declared[a.Key] = true
+			if v, ok := c.opts.BuildArgs[a.Key]; ok {
+				c.global.set(a.Key, v)
+				continue
+			}
+			if a.Value == nil {
+				continue
+			}
+			v, _, err := c.lex.ProcessWord(*a.Value, c.global)
+			if err != nil {
+				return c.errAt(cmd.Location(), err)
+			}
+			c.global.set(a.Key, v)
+		}
+	}
+	return nil
+}
+
+// dispatchArg declares ARGs in a stage. The value is, in order: the
+// --build-arg, the default written here (expanded), or the global value
+// of the same name. A declared value joins the environment of later RUNs
+// but not the image's Env.
+func (c *converter) dispatchArg(s *stage, cmd *command, ic *instructions.ArgCommand) error {
+	var commit []string
+	for _, a := range ic.Args {
+		c.declared[a.Key] = true
+		bv, hasBuildArg := c.opts.BuildArgs[a.Key]
+		var value *string
+		text := a.Key
+		if a.Value != nil {
+			v, _, err := c.lex.ProcessWord(*a.Value, s.env)
+			switch {
+			case err != nil && !hasBuildArg:
+				return err
+			case err != nil:
+				// The default is unused; the history still shows it.
+				v = *a.Value
+			default:
+				value = &v
+			}
+			// Docker 20.10's BuildKit writes the default in the history,
+			// even when a --build-arg overrides it.
+			text += "=" + v
+		} else if gv, ok := c.global.Get(a.Key); ok && !hasBuildArg {
+			value = &gv
+		}
+		if hasBuildArg {
+			value = &bv
+		}
+		if value != nil {
+			s.env.set(a.Key, *value)
+		}
+		s.buildArgs = append(s.buildArgs, buildArg{key: a.Key, value: value})
+		commit = append(commit, text)
+	}
+	return c.configStep(s, cmd, "ARG "+strings.Join(commit, " "))
+}
+
+// proxyEnv returns the proxy variables from the build args, upper and lower
+// case as BuildKit's executor sets them, for keys env does not hold yet.
+func (c *converter) proxyEnv(env *envList) []string {
+	vals := map[string]string{}
+	keys := slices.Sorted(maps.Keys(c.opts.BuildArgs))
+	// Sorted, so that of HTTP_PROXY and http_proxy the latter wins, as in
+	// BuildKit.
+	for _, k := range keys {
+		for _, p := range proxyArgs {
+			if strings.EqualFold(k, p) {
+				vals[p] = c.opts.BuildArgs[k]
+			}
+		}
+	}
+	var out []string
+	for _, p := range proxyArgs {
+		v, ok := vals[p]
+		if !ok || v == "" {
+			continue
+		}
+		for _, k := range []string{p, strings.ToLower(p)} {
+			if _, set := env.Get(k); !set {
+				out = append(out, k+"="+v)
+			}
+		}
+	}
+	return out
+}
+
+// isPredefinedArg reports build args that are consumed without an ARG.
+func isPredefinedArg(key string) bool {
+	for _, p := range proxyArgs {
+		if strings.EqualFold(key, p) {
+			return true
+		}
+	}
+	switch key {
+	case "SOURCE_DATE_EPOCH": // read by whoever writes the layers
+		return true
+	case "BUILDPLATFORM", "BUILDOS", "BUILDOSVERSION", "BUILDARCH", "BUILDVARIANT",
+		"TARGETPLATFORM", "TARGETOS", "TARGETOSVERSION", "TARGETARCH", "TARGETVARIANT", "TARGETSTAGE":
+		return true
+	}
+	// BUILDKIT_* args configure the frontend, not the build.
+	return strings.HasPrefix(key, "BUILDKIT_")
+}
+
+// warnUnusedArgs warns about build args no converted ARG declared, as
+// Docker does.
+func (c *converter) warnUnusedArgs() {
+	var unused []string
+	for k := range c.opts.BuildArgs {
+		if !c.declared[k] && !isPredefinedArg(k) {
+			unused = append(unused, k)
+		}
+	}
+	if len(unused) == 0 {
+		return
+	}
+	slices.Sort(unused)
+	c.warnings = append(c.warnings, fmt.Sprintf("one or more build args were not consumed: %s", strings.Join(unused, ", ")))
+}

@@ -1,0 +1,23 @@
+// Package dockerfile turns a Dockerfile into a build graph
+// (solver/graph.Definition): one graph.Stage per FROM block, one graph.Step
+// per instruction, with every word expanded and every stage's image
+// configuration and history computed up front.
+//
+// Parsing is BuildKit's (frontend/dockerfile/parser, instructions and the
+// shell lexer); this package owns what BuildKit's dockerfile2llb does on top
+// of them: ARG and ENV scoping, per-instruction expansion, the image config
+// each instruction produces, the history text BuildKit writes, stage
+// dependencies (FROM <stage>, COPY --from) and ONBUILD triggers.
+//
+// Only the stages the target needs are resolved and converted, as BuildKit
+// does: a stage the target does not need may name a missing image or hold a
+// failing instruction without failing the build. Such stages are still listed
+// in the Definition, with their From but without steps or config.
+//
+// convert.go drives the conversion; dispatch.go expands each instruction's
+// words and routes it to one file per instruction family: run.go (RUN,
+// SHELL), copy.go (COPY, ADD), workdir.go (WORKDIR, USER), args.go (ARG and
+// build args), config.go (ENV, LABEL, CMD, ENTRYPOINT, VOLUME, STOPSIGNAL,
+// HEALTHCHECK, MAINTAINER, ONBUILD), expose.go (EXPOSE), stage.go (FROM,
+// stage dependencies, ONBUILD triggers).
+package dockerfile
