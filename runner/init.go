@@ -131,6 +131,9 @@ func containerInit(st *statusWriter) error {
 	if err != nil {
 		return fmt.Errorf("resolve user %q: %w", spec.User, err)
 	}
+	if spec.PrimaryGroupInGroups && u.Name != "" {
+		u.Groups = append([]int{u.GID}, u.Groups...)
+	}
 	env := containerEnv(spec.Env, homeFor(u.UID, u.Name, u.Home))
 	if err := unix.Chdir(cwd); err != nil {
 		return fmt.Errorf("chdir to %s: %w", cwd, err)

@@ -53,6 +53,9 @@ type Spec struct {
 	// streams, as the terminal shows them (\r\n line ends, echo); Stderr is
 	// unused. Putting the user's own terminal in raw mode is the caller's.
 	Tty bool
+	// PrimaryGroupInGroups also lists the user's primary gid among the
+	// supplementary groups, as `docker run` does (a Dockerfile RUN does not).
+	PrimaryGroupInGroups bool
 }
 
 // Mount is an extra mount inside the container: Type "bind" (Source is a

@@ -169,6 +169,8 @@ func runContainer(ctx context.Context, g *globalOptions, o *runOptions, ref stri
 		Hostname: hostname,
 		Network:  o.network,
 		Tty:      o.tty,
+		// docker run lists the primary group among the supplementary ones.
+		PrimaryGroupInGroups: true,
 	}, stdio)
 	var exit *runner.ExitError
 	if errors.As(err, &exit) {
