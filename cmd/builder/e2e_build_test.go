@@ -102,20 +102,23 @@ RUN echo `+"`"+`
 VOLUME /data
 STOPSIGNAL SIGUSR1
 HEALTHCHECK --interval=5s --retries=2 CMD ["true"]
-ONBUILD RUN echo triggered > /onbuild.txt
+ONBUILD RUN echo triggered > /tmp/onbuild.txt
 USER nobody
 ENTRYPOINT ["/bin/sh", "-c"]
-CMD ["cat /app/built.txt /app/second.txt /app/owned.txt /unpacked/pkg/a.txt /app/cont.txt; id -u; pwd"]
+CMD ["cat /app/built.txt /app/second.txt /app/cont.txt; id -u; pwd"]
 `, map[string]string{"f.txt": "file\n", "archive.tar": string(archive), "ignored.txt": "x", ".dockerignore": "ignored.txt\n"})
 	h.build(dir, "every:1", "--build-arg", "GREETING=hi")
 	got := h.runImage("every:1")
-	want := "hi from build\nsecond\nfile\nfrom-tar\ncontinued\n65534\n/app\n"
+	want := "hi from build\nsecond\ncontinued\n65534\n/app\n"
 	if got != want {
 		t.Errorf("run output:\n%s\nwant:\n%s", got, want)
 	}
-	out := h.runImage("every:1", "ls -ln /app/owned.txt /unpacked/pkg/a.txt | awk '{print $1, $3, $4}'")
-	if out != "-rw-r----- 1234 5678\n-rw------- 0 0\n" {
+	out := h.runImage("every:1", "ls -ln /app/owned.txt /unpacked/pkg/a.txt | awk '{print $1, $3, $4}'; cat /added.txt")
+	if out != "-rw-r----- 1234 5678\n-rw------- 0 0\nfile\n" {
 		t.Errorf("modes/owners: %q", out)
+	}
+	if out := h.mustRun("run", "--rm", "-u", "0", "every:1", "cat /unpacked/pkg/a.txt"); out != "from-tar\n" {
+		t.Errorf("ADD of a local tar: %q", out)
 	}
 	cfg := h.inspect("every:1").Config
 	if cfg.User != "nobody" || cfg.WorkingDir != "/app" || cfg.StopSignal != "SIGUSR1" {
@@ -145,9 +148,9 @@ CMD ["cat /app/built.txt /app/second.txt /app/owned.txt /unpacked/pkg/a.txt /app
 	}
 
 	// ONBUILD triggers run in the build that uses the image as a base.
-	child := h.context("FROM every:1\nUSER root\nRUN test -f /onbuild.txt\n", map[string]string{})
+	child := h.context("FROM every:1\nRUN test -f /tmp/onbuild.txt\n", map[string]string{})
 	h.build(child, "child:1")
-	if out := h.runImage("child:1", "cat /onbuild.txt"); out != "triggered\n" {
+	if out := h.runImage("child:1", "cat /tmp/onbuild.txt"); out != "triggered\n" {
 		t.Errorf("onbuild: %q", out)
 	}
 }
@@ -178,7 +181,7 @@ RUN mkdir -p /x/inner /y /opq/old && echo i > /x/inner/f && echo y > /y/f && ech
 RUN rm /gone && rm -rf /x && echo now-a-file > /x && rm -rf /y && mkdir /y && echo new > /y/g \
  && rm -rf /opq && mkdir -p /opq/new && echo n > /opq/new/f
 RUN rm /x && mkdir /x && echo back > /x/again
-RUN mkdir /meta && echo s > /meta/suid && chmod 4755 /meta/suid && chown 12:34 /meta/suid \
+RUN mkdir /meta && echo s > /meta/suid && chown 12:34 /meta/suid && chmod 4755 /meta/suid \
  && ln -s suid /meta/link && ln /meta/suid /meta/hard && mkfifo /meta/fifo && mknod /meta/null c 1 3 \
  && mkdir -m 1777 /meta/sticky
 COPY xattr.txt /meta/

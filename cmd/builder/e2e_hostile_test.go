@@ -8,84 +8,133 @@ import (
 	"testing"
 )
 
-// Hostile contexts and archives must never read or write outside the
-// context and the store.
-func TestHostileInputsStayInside(t *testing.T) {
-	h := newHarness(t)
-	outside := t.TempDir() // stands for "the host": nothing may appear here
-	secret := filepath.Join(outside, "secret")
-	if err := os.WriteFile(secret, []byte("host secret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	evil := tarFile(t, []tar.Header{
-		{Name: "../../escape-dotdot", Typeflag: tar.TypeReg, Mode: 0o644},
-		{Name: "/escape-abs", Typeflag: tar.TypeReg, Mode: 0o644},
-		{Name: "link", Typeflag: tar.TypeSymlink, Linkname: outside},
-		{Name: "link/through-link", Typeflag: tar.TypeReg, Mode: 0o644},
-		{Name: "hard", Typeflag: tar.TypeLink, Linkname: secret},
-	}, map[string]string{"../../escape-dotdot": "x", "/escape-abs": "x", "link/through-link": "x"})
+// hostileWorld is a temporary directory standing for "the host": nothing
+// may be read from or written into it by a build.
+type hostileWorld struct {
+	dir    string
+	secret string
+}
 
-	parent := t.TempDir()
-	ctxDir := filepath.Join(parent, "ctx")
-	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
+func newHostileWorld(t *testing.T) hostileWorld {
+	t.Helper()
+	w := hostileWorld{dir: t.TempDir()}
+	w.secret = filepath.Join(w.dir, "secret")
+	if err := os.WriteFile(w.secret, []byte("host secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(parent, "outside"), []byte("outside the context\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{
-		"Dockerfile": `FROM base/busybox:1
-COPY ../outside /copied-outside
-COPY etclink/ /etc-copy/
-ADD evil.tar /evil/
-RUN ls -la /evil > /evil-list
-`,
-		"evil.tar": string(evil),
-		"outside":  "the context's own file\n",
-	}
-	for p, body := range files {
-		if err := os.WriteFile(filepath.Join(ctxDir, p), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// A symlink to the host's /etc: its target resolves inside the context,
-	// where etc/ holds only a harmless file.
-	if err := os.Symlink("/etc", filepath.Join(ctxDir, "etclink")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(ctxDir, "etc"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(ctxDir, "etc", "in-context"), []byte("ok\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	return w
+}
 
-	_, errOut, code := h.run("build", "-t", "hostile:1", ctxDir)
-	if code == 0 {
-		if out := h.runImage("hostile:1", "cat", "/copied-outside"); out != "the context's own file\n" {
-			t.Errorf("COPY ../outside read %q, want the context's file", out)
-		}
-		if out := h.runImage("hostile:1", "ls", "/etc-copy"); strings.Contains(out, "passwd") || out != "in-context\n" {
-			t.Errorf("COPY through a symlink to /etc read the host: %q", out)
-		}
-		if out := h.runImage("hostile:1", "sh", "-c", "cat /evil/hard 2>/dev/null; true"); strings.Contains(out, "host secret") {
-			t.Error("a hardlink entry exposed a host file")
-		}
-	} else if strings.Contains(errOut, "panic") {
-		t.Fatalf("build panicked:\n%s", errOut)
-	}
-	// Whatever the outcome, nothing was written outside.
-	entries, err := os.ReadDir(outside)
+// untouched fails t when anything but the secret appeared in the world.
+func (w hostileWorld) untouched(t *testing.T) {
+	t.Helper()
+	entries, err := os.ReadDir(w.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(entries) != 1 {
-		t.Errorf("files appeared outside: %v", entries)
+		t.Errorf("files appeared outside the store and the context: %v", entries)
 	}
-	for _, p := range []string{filepath.Join(parent, "escape-dotdot"), filepath.Join(filepath.Dir(parent), "escape-dotdot"), "/escape-abs", "/escape-dotdot", filepath.Join(outside, "through-link")} {
-		if _, err := os.Lstat(p); err == nil {
-			t.Errorf("%s was written outside the store", p)
-			os.Remove(p)
+	if b, err := os.ReadFile(w.secret); err != nil || string(b) != "host secret\n" {
+		t.Errorf("host file changed: %q %v", b, err)
+	}
+}
+
+// COPY sources that leave the context resolve inside it, as in Docker.
+func TestHostileCopySourcesStayInContext(t *testing.T) {
+	h := newHarness(t)
+	parent := t.TempDir()
+	ctxDir := filepath.Join(parent, "ctx")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
+	must(os.MkdirAll(filepath.Join(ctxDir, "etc"), 0o755))
+	must(os.WriteFile(filepath.Join(parent, "outside"), []byte("outside the context\n"), 0o644))
+	must(os.WriteFile(filepath.Join(ctxDir, "outside"), []byte("the context's own file\n"), 0o644))
+	must(os.WriteFile(filepath.Join(ctxDir, "etc", "in-context"), []byte("ok\n"), 0o644))
+	// A symlink to the host's /etc: it resolves inside the context.
+	must(os.Symlink("/etc", filepath.Join(ctxDir, "etclink")))
+	must(os.Symlink("../outside", filepath.Join(ctxDir, "uplink")))
+	must(os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte(`FROM base/busybox:1
+COPY ../outside /copied-outside
+COPY etclink/ /etc-copy/
+COPY uplink /uplink-copy
+`), 0o644))
+	h.build(ctxDir, "hostile:copy")
+	if out := h.runImage("hostile:copy", "cat", "/copied-outside", "/uplink-copy"); out != "the context's own file\nthe context's own file\n" {
+		t.Errorf("COPY of paths leaving the context read %q, want the context's own file twice", out)
+	}
+	if out := h.runImage("hostile:copy", "ls", "/etc-copy"); out != "in-context\n" {
+		t.Errorf("COPY through a symlink to /etc read the host: %q", out)
+	}
+}
+
+// Hostile ADD archives never write outside the image's root.
+func TestHostileArchivesStayInRoot(t *testing.T) {
+	h := newHarness(t)
+	world := newHostileWorld(t)
+	cases := map[string]struct {
+		entries []tar.Header
+		bodies  map[string]string
+	}{
+		"dotdot": {
+			entries: []tar.Header{{Name: "../../../../../../" + world.dir[1:] + "/dotdot", Typeflag: tar.TypeReg, Mode: 0o644}},
+			bodies:  map[string]string{"../../../../../../" + world.dir[1:] + "/dotdot": "x"},
+		},
+		"absolute": {
+			entries: []tar.Header{{Name: world.dir + "/absolute", Typeflag: tar.TypeReg, Mode: 0o644}},
+			bodies:  map[string]string{world.dir + "/absolute": "x"},
+		},
+		"symlink then write through": {
+			entries: []tar.Header{
+				{Name: "link", Typeflag: tar.TypeSymlink, Linkname: world.dir},
+				{Name: "link/through", Typeflag: tar.TypeReg, Mode: 0o644},
+			},
+			bodies: map[string]string{"link/through": "x"},
+		},
+		"relative symlink then write through": {
+			entries: []tar.Header{
+				{Name: "up", Typeflag: tar.TypeSymlink, Linkname: "../../../../../../../../" + world.dir[1:]},
+				{Name: "up/through-rel", Typeflag: tar.TypeReg, Mode: 0o644},
+			},
+			bodies: map[string]string{"up/through-rel": "x"},
+		},
+		"hardlink to host file": {
+			entries: []tar.Header{{Name: "hard", Typeflag: tar.TypeLink, Linkname: world.secret}},
+		},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			ctxDir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(ctxDir, "evil.tar"), tarFile(t, c.entries, c.bodies), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM base/busybox:1\nADD evil.tar /evil/\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, errOut, code := h.run("build", "-t", "hostile:add", ctxDir)
+			if strings.Contains(errOut, "panic") {
+				t.Fatalf("build panicked:\n%s", errOut)
+			}
+			if code == 0 {
+				// Accepted: then the entries landed inside the image.
+				out := h.mustRun("run", "--rm", "hostile:add", "sh", "-c", "cat /evil/hard 2>/dev/null; find / -xdev -name through -o -xdev -name through-rel -o -xdev -name absolute -o -xdev -name dotdot | grep -v ^/proc")
+				if strings.Contains(out, "host secret") {
+					t.Error("a hardlink entry exposed a host file")
+				}
+				t.Logf("accepted, inside the image: %q", out)
+			} else {
+				t.Logf("refused: %s", lastLine(errOut))
+			}
+			world.untouched(t)
+		})
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
