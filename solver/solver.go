@@ -179,23 +179,23 @@ func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, dockers
 	}
 	cfg := st.Config
 	history := append([]ocispec.History(nil), st.Base.History...)
+	// Timestamps come from the cache records, and a config-only step takes
+	// the time of the entry before it, so a cached rebuild writes the very
+	// same config and thus the same image ID, as BuildKit does.
+	last := lastCreated(history)
 	for i, step := range st.Steps {
 		name := fmt.Sprintf("[%s %d/%d] %s", b.stageLabel(st), i+1, len(st.Steps), step.Text)
 		h := step.History
-		if h.Created == nil {
-			now := time.Now().UTC()
-			h.Created = &now
-		}
 		if step.Op == nil {
 			cur.key = cacheKey(cur.key, "config", step.History.CreatedBy, "")
-			h.EmptyLayer = true
+			h.Created, h.EmptyLayer = last, true
 			history = append(history, h)
 			continue
 		}
 		v := b.nextVertex()
 		start := time.Now()
 		b.prog.send(Event{Vertex: v, Name: name, Status: StatusStart, Time: start})
-		next, cached, err := b.runStep(ctx, cur, step, v, name)
+		next, created, cached, err := b.runStep(ctx, cur, step, v, name)
 		if err != nil {
 			b.prog.send(Event{Vertex: v, Name: name, Status: StatusError, Error: err.Error(), Duration: time.Since(start)})
 			var ge *graph.Error
@@ -210,12 +210,25 @@ func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, dockers
 		}
 		b.prog.send(Event{Vertex: v, Name: name, Status: status, Duration: time.Since(start)})
 		cur = next
-		h.EmptyLayer = false
+		last = &created
+		h.Created, h.EmptyLayer = last, false
 		history = append(history, h)
 	}
+	cfg.Created = last
 	cfg.History = history
 	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: append([]digest.Digest{}, cur.diffIDs...)}
 	return cur, cfg, nil
+}
+
+// lastCreated is the newest creation time among history entries.
+func lastCreated(history []ocispec.History) *time.Time {
+	var last *time.Time
+	for _, h := range history {
+		if h.Created != nil && (last == nil || h.Created.After(*last)) {
+			last = h.Created
+		}
+	}
+	return last
 }
 
 // base returns the starting state of a stage.
@@ -239,7 +252,7 @@ func (b *build) base(ctx context.Context, st *graph.Stage) (state, error) {
 }
 
 // runStep executes one layer-making step, or reuses its recorded layer.
-func (b *build) runStep(ctx context.Context, cur state, step *graph.Step, v int, name string) (state, bool, error) {
+func (b *build) runStep(ctx context.Context, cur state, step *graph.Step, v int, name string) (state, time.Time, bool, error) {
 	var (
 		key  digest.Digest
 		exec func(ctx context.Context, parent snapshot.Committed, active *snapshot.Active) error
@@ -256,7 +269,7 @@ func (b *build) runStep(ctx context.Context, cur state, step *graph.Step, v int,
 		var src copySource
 		src, input, err = b.copyInput(ctx, op)
 		if err != nil {
-			return state{}, false, err
+			return state{}, time.Time{}, false, err
 		}
 		key = cacheKey(cur.key, "copy", op, input)
 		exec = func(ctx context.Context, _ snapshot.Committed, active *snapshot.Active) error {
@@ -268,38 +281,38 @@ func (b *build) runStep(ctx context.Context, cur state, step *graph.Step, v int,
 			return b.mkdir(ctx, op, active)
 		}
 	default:
-		return state{}, false, fmt.Errorf("unknown op %T", step.Op)
+		return state{}, time.Time{}, false, fmt.Errorf("unknown op %T", step.Op)
 	}
 	if !b.opt.NoCache {
 		rec, err := b.s.lookup(ctx, key)
 		if err != nil {
-			return state{}, false, err
+			return state{}, time.Time{}, false, err
 		}
 		if rec != nil {
-			return cur.with(key, rec.Layer, rec.DiffID), true, nil
+			return cur.with(key, rec.Layer, rec.DiffID), rec.Created, true, nil
 		}
 	}
 	parent, err := b.s.materialize(ctx, cur)
 	if err != nil {
-		return state{}, false, err
+		return state{}, time.Time{}, false, err
 	}
 	active, err := b.s.Snap.Prepare(ctx, parent)
 	if err != nil {
-		return state{}, false, fmt.Errorf("prepare snapshot: %w", err)
+		return state{}, time.Time{}, false, fmt.Errorf("prepare snapshot: %w", err)
 	}
 	if err := exec(ctx, parent, active); err != nil {
 		_ = active.Remove(context.WithoutCancel(ctx))
-		return state{}, false, err
+		return state{}, time.Time{}, false, err
 	}
 	desc, diffID, err := b.s.commit(ctx, parent, active)
 	if err != nil {
-		return state{}, false, err
+		return state{}, time.Time{}, false, err
 	}
 	now := time.Now().UTC()
 	if err := b.s.remember(ctx, key, record{Layer: desc, DiffID: diffID, Step: step.Text, Created: now, LastUsed: now}); err != nil {
-		return state{}, false, fmt.Errorf("record cache: %w", err)
+		return state{}, time.Time{}, false, fmt.Errorf("record cache: %w", err)
 	}
-	return cur.with(key, desc, diffID), false, nil
+	return cur.with(key, desc, diffID), now, false, nil
 }
 
 func (s state) with(key digest.Digest, layer ocispec.Descriptor, diffID digest.Digest) state {

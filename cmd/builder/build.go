@@ -158,10 +158,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err != nil {
 		return err
 	}
-	cfg := res.Config
-	now := time.Now().UTC()
-	cfg.Created = &now
-	manifest, err := e.putImage(ctx, cfg, res.Layers)
+	manifest, err := e.putImage(ctx, res.Config, res.Layers)
 	if err != nil {
 		return fmt.Errorf("write image: %w", err)
 	}

@@ -337,3 +337,53 @@ func TestArchivesAcceptedBySkopeoAndUmoci(t *testing.T) {
 		t.Errorf("loaded oci image: %q", out)
 	}
 }
+
+func TestBuildOutputsAndIIDFile(t *testing.T) {
+	h := newHarness(t)
+	dir := h.context("FROM base/busybox:1\nRUN echo out > /out.txt\n", map[string]string{})
+	tmp := t.TempDir()
+	iid := filepath.Join(tmp, "iid")
+	h.build(dir, "outs:1", "--iidfile", iid,
+		"-o", "type=oci,dest="+filepath.Join(tmp, "img.oci.tar"),
+		"-o", "type=docker,dest="+filepath.Join(tmp, "img.docker.tar"),
+		"-o", "type=tar,dest="+filepath.Join(tmp, "rootfs.tar"),
+		"-o", "type=local,dest="+filepath.Join(tmp, "rootfs"))
+	id, err := os.ReadFile(iid)
+	if err != nil || !strings.HasPrefix(string(id), "sha256:") {
+		t.Fatalf("iidfile: %q %v", id, err)
+	}
+	if got := h.inspect("outs:1").ID; got != string(id) {
+		t.Errorf("iidfile %s, inspect says %s", id, got)
+	}
+	// A cached rebuild writes the same image.
+	iid2 := filepath.Join(tmp, "iid2")
+	h.build(dir, "outs:1", "--iidfile", iid2)
+	if id2, _ := os.ReadFile(iid2); string(id2) != string(id) {
+		t.Errorf("cached rebuild changed the image ID: %s -> %s", id, id2)
+	}
+	if b, err := os.ReadFile(filepath.Join(tmp, "rootfs", "out.txt")); err != nil || string(b) != "out\n" {
+		t.Errorf("local output: %q %v", b, err)
+	}
+	f, err := os.Open(filepath.Join(tmp, "rootfs.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	found := false
+	tr := tar.NewReader(f)
+	for {
+		hd, err := tr.Next()
+		if err != nil {
+			break
+		}
+		found = found || hd.Name == "out.txt"
+	}
+	if !found {
+		t.Error("tar output lacks out.txt")
+	}
+	for _, a := range []string{"oci-archive:" + filepath.Join(tmp, "img.oci.tar"), "docker-archive:" + filepath.Join(tmp, "img.docker.tar")} {
+		if out, err := exec.Command("skopeo", "inspect", a).CombinedOutput(); err != nil {
+			t.Errorf("skopeo inspect %s: %v\n%s", a, err, out)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/builder-dev/builder/exporter"
+	"github.com/builder-dev/builder/store"
 )
 
 func imageID(ctx context.Context, e *env, manifest ocispec.Descriptor) (string, error) {
@@ -101,6 +103,9 @@ func newImagesCmd(g *globalOptions) *cobra.Command {
 
 // splitName splits "repo:tag" at the tag's colon (not a registry port's).
 func splitName(name string) (string, string) {
+	if name == "" {
+		return "<none>", "<none>"
+	}
 	i := strings.LastIndex(name, ":")
 	if i < 0 || strings.Contains(name[i:], "/") {
 		return name, "<none>"
@@ -231,8 +236,8 @@ func newTagCmd(g *globalOptions) *cobra.Command {
 func newRmiCmd(g *globalOptions) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "rmi IMAGE...",
-		Short: "Remove image names (and images no name refers to any more)",
+		Use:   "rmi [-f] IMAGE...",
+		Short: "Remove images: a name is untagged, and an image no name refers to any more is deleted",
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -241,16 +246,63 @@ func newRmiCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			for _, ref := range args {
-				if err := e.store.Untag(ctx, ref); err != nil {
-					return fmt.Errorf("remove %s: %w", ref, err)
+				if err := removeImage(ctx, e, ref, force); err != nil {
+					return err
 				}
-				fmt.Println("Untagged:", ref)
 			}
 			return nil
 		},
 	}
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove even when in use")
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove an image even when several names refer to it")
 	return cmd
+}
+
+// removeImage follows docker rmi: removing a name untags it, and the image
+// goes when no name is left; removing by ID takes every name with it, which
+// needs -f when there are several. Layer blobs stay for the cache.
+func removeImage(ctx context.Context, e *env, ref string, force bool) error {
+	desc, err := e.store.Resolve(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("no such image: %s", ref)
+	}
+	imgs, err := e.store.Images(ctx)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, im := range imgs {
+		if im.Manifest.Digest == desc.Digest && im.Name != "" {
+			names = append(names, im.Name)
+		}
+	}
+	byName := false
+	if n, err := store.NormalizeName(ref); err == nil && slices.Contains(names, n) {
+		byName = true
+		names = []string{n}
+	}
+	if !byName && len(names) > 1 && !force {
+		return fmt.Errorf("unable to delete %s (must be forced): image is referenced in multiple repositories", ref)
+	}
+	for _, n := range names {
+		if err := e.store.Untag(ctx, n); err != nil {
+			return err
+		}
+		fmt.Println("Untagged:", n)
+	}
+	imgs, err = e.store.Images(ctx)
+	if err != nil {
+		return err
+	}
+	for _, im := range imgs {
+		if im.Manifest.Digest == desc.Digest && im.Name != "" {
+			return nil // still named
+		}
+	}
+	if err := e.store.Remove(ctx, desc.Digest); err != nil {
+		return err
+	}
+	fmt.Println("Deleted:", desc.Digest)
+	return nil
 }
 
 func newLoadCmd(g *globalOptions) *cobra.Command {
