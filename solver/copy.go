@@ -16,6 +16,7 @@ import (
 	"github.com/builder-dev/builder/internal/user"
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/snapshot/archive"
+	"github.com/builder-dev/builder/solver/cache"
 	"github.com/builder-dev/builder/solver/graph"
 	"github.com/builder-dev/builder/solver/ops/fileop"
 )
@@ -49,33 +50,34 @@ func (b *build) contextRequest(op *graph.Copy) (fileop.CopyRequest, error) {
 // copyInput finds a copy's source and the digest of what it reads, without
 // touching any snapshot: the context's selected files are hashed, a stage is
 // named by its cache key, an image by its manifest digest.
-func (b *build) copyInput(ctx context.Context, op *graph.Copy) (copySource, digest.Digest, error) {
+func (b *build) copyInput(ctx context.Context, op *graph.Copy) (copySource, digest.Digest, []cache.File, error) {
 	switch {
 	case op.From.Context:
 		if b.opt.ContextDir == "" {
-			return copySource{}, "", fmt.Errorf("no build context")
+			return copySource{}, "", nil, fmt.Errorf("no build context")
 		}
 		req, err := b.contextRequest(op)
 		if err != nil {
-			return copySource{}, "", err
+			return copySource{}, "", nil, err
 		}
-		d, err := fileop.Digest(ctx, req)
+		d, err := fileop.Digest(ctx, req) // TODO(lead): DigestEntries
 		if err != nil {
-			return copySource{}, "", err
+			return copySource{}, "", nil, err
 		}
-		return copySource{dir: b.opt.ContextDir}, d, nil
+		var files []cache.File
+		return copySource{dir: b.opt.ContextDir}, d, files, nil
 	case op.From.Image != "":
 		img, err := b.s.image(ctx, op.From.Image)
 		if err != nil {
-			return copySource{}, "", err
+			return copySource{}, "", nil, err
 		}
-		return copySource{layers: img.layers, diffIDs: img.diffIDs}, img.manifest.Digest, nil
+		return copySource{layers: img.layers, diffIDs: img.diffIDs}, img.manifest.Digest, nil, nil
 	default:
 		f, err := b.await(ctx, op.From.Stage)
 		if err != nil {
-			return copySource{}, "", err
+			return copySource{}, "", nil, err
 		}
-		return copySource{layers: f.st.layers, diffIDs: f.st.diffIDs}, f.st.key, nil
+		return copySource{layers: f.st.layers, diffIDs: f.st.diffIDs}, f.st.key, nil, nil
 	}
 }
 

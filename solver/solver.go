@@ -2,9 +2,11 @@ package solver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/snapshot"
+	"github.com/builder-dev/builder/solver/cache"
 	"github.com/builder-dev/builder/solver/graph"
 	"github.com/builder-dev/builder/solver/ops/fileop"
 	"github.com/builder-dev/builder/store"
@@ -47,9 +50,15 @@ type Solver struct {
 // Options are the per-build inputs that are not in the definition.
 type Options struct {
 	ContextDir string
+	// Dockerfile is the Dockerfile's absolute path: with the stage and step
+	// position it names a step across builds, for explaining misses.
+	Dockerfile string
 	// Ignore is the .dockerignore patterns of the context.
 	Ignore  []string
 	NoCache bool
+	// Explain makes the solver say, for the first missed step of each
+	// stage, what changed against the closest earlier record of it.
+	Explain bool
 }
 
 // Result is a solved stage: its layers and final image configuration.
@@ -58,11 +67,16 @@ type Result struct {
 	Config dockerspec.DockerOCIImage
 	// Chain is the snapshot of the result; it may not be unpacked yet.
 	Chain snapshot.Committed
+	// Explanations say why steps missed the cache (with Options.Explain).
+	Explanations []Explanation
 }
 
 // state is a stage's position while its steps run: the cache key so far and
 // the layers so far. Layers are not unpacked until a step needs them.
 type state struct {
+	// hit is true while every step so far came from the cache: the first
+	// miss after it is the one worth explaining.
+	hit     bool
 	key     digest.Digest
 	layers  []ocispec.Descriptor
 	diffIDs []digest.Digest
@@ -87,6 +101,20 @@ type build struct {
 	filterOnce sync.Once
 	ignore     *fileop.IgnoreMatcher
 	ignoreErr  error
+
+	mu       sync.Mutex
+	hits     []digest.Digest // keys to mark used when the build ends
+	inflight map[digest.Digest]*call
+	explain  []Explanation
+	sem      chan struct{} // bounds concurrently running steps
+}
+
+// call is one step execution other stages with the same key wait for.
+type call struct {
+	done chan struct{}
+	st   state
+	at   time.Time
+	err  error
 }
 
 // Solve builds the target stage of def and everything it needs.
@@ -94,7 +122,13 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 	if def.Target < 0 || def.Target >= len(def.Stages) {
 		return nil, fmt.Errorf("solve: target stage %d out of range", def.Target)
 	}
-	b := &build{s: s, def: def, opt: opt, prog: &progress{report: s.Reporter}}
+	lock, err := cache.LockBuild(ctx, s.Store.Root())
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	b := &build{s: s, def: def, opt: opt, prog: &progress{report: s.Reporter},
+		inflight: map[digest.Digest]*call{}, sem: make(chan struct{}, runtime.NumCPU())}
 	b.stages = make([]*stageFuture, len(def.Stages))
 	for i := range b.stages {
 		b.stages[i] = &stageFuture{done: make(chan struct{})}
@@ -112,11 +146,16 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 			return f.err
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	// Used records are marked even when the build failed: they were used.
+	if terr := cache.Touch(context.WithoutCancel(ctx), s.Store, b.hits, time.Now().UTC()); err == nil && terr != nil {
+		err = fmt.Errorf("mark cache records used: %w", terr)
+	}
+	if err != nil {
 		return nil, err
 	}
 	f := b.stages[def.Target]
-	res := &Result{Layers: f.st.layers, Config: f.cfg, Chain: chainOf(f.st.diffIDs)}
+	res := &Result{Layers: f.st.layers, Config: f.cfg, Chain: chainOf(f.st.diffIDs), Explanations: b.explain}
 	return res, nil
 }
 
@@ -195,7 +234,7 @@ func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, dockers
 		v := b.nextVertex()
 		start := time.Now()
 		b.prog.send(Event{Vertex: v, Name: name, Status: StatusStart, Time: start})
-		next, created, cached, err := b.runStep(ctx, cur, step, v, name)
+		next, created, cached, err := b.runStep(ctx, cur, st, i, v, name)
 		if err != nil {
 			b.prog.send(Event{Vertex: v, Name: name, Status: StatusError, Error: err.Error(), Duration: time.Since(start)})
 			var ge *graph.Error
@@ -235,13 +274,13 @@ func lastCreated(history []ocispec.History) *time.Time {
 func (b *build) base(ctx context.Context, st *graph.Stage) (state, error) {
 	switch {
 	case st.From.Scratch:
-		return state{key: cacheKey("", "scratch", nil, "")}, nil
+		return state{hit: true, key: cacheKey("", "scratch", nil, "")}, nil
 	case st.From.Image != "":
 		img, err := b.s.image(ctx, st.From.Image)
 		if err != nil {
 			return state{}, &graph.Error{Location: st.Location, Err: err}
 		}
-		return state{key: cacheKey("", "image", nil, img.manifest.Digest), layers: img.layers, diffIDs: img.diffIDs}, nil
+		return state{hit: true, key: cacheKey("", "image", nil, img.manifest.Digest), layers: img.layers, diffIDs: img.diffIDs}, nil
 	default:
 		f, err := b.await(ctx, st.From.Stage)
 		if err != nil {
@@ -252,71 +291,124 @@ func (b *build) base(ctx context.Context, st *graph.Stage) (state, error) {
 }
 
 // runStep executes one layer-making step, or reuses its recorded layer.
-func (b *build) runStep(ctx context.Context, cur state, step *graph.Step, v int, name string) (state, time.Time, bool, error) {
+func (b *build) runStep(ctx context.Context, cur state, st *graph.Stage, index int, v int, name string) (state, time.Time, bool, error) {
+	step := st.Steps[index]
+	info := cache.Step{Dockerfile: b.opt.Dockerfile, Stage: b.stageLabel(st), Index: index, Line: step.Location.Line, Text: step.Text, Parent: cur.key}
 	var (
-		key  digest.Digest
-		exec func(ctx context.Context, parent snapshot.Committed, active *snapshot.Active) error
+		exec func(ctx context.Context, active *snapshot.Active) error
 		err  error
 	)
 	switch op := step.Op.(type) {
 	case *graph.Exec:
-		key = cacheKey(cur.key, "exec", op, "")
-		exec = func(ctx context.Context, _ snapshot.Committed, active *snapshot.Active) error {
+		info.Kind = "exec"
+		exec = func(ctx context.Context, active *snapshot.Active) error {
 			return b.exec(ctx, op, active, v, name)
 		}
 	case *graph.Copy:
-		var input digest.Digest
 		var src copySource
-		src, input, err = b.copyInput(ctx, op)
+		info.Kind = "copy"
+		src, info.Input, info.Files, err = b.copyInput(ctx, op)
 		if err != nil {
 			return state{}, time.Time{}, false, err
 		}
-		key = cacheKey(cur.key, "copy", op, input)
-		exec = func(ctx context.Context, _ snapshot.Committed, active *snapshot.Active) error {
+		exec = func(ctx context.Context, active *snapshot.Active) error {
 			return b.copy(ctx, op, src, active)
 		}
 	case *graph.Mkdir:
-		key = cacheKey(cur.key, "mkdir", op, "")
-		exec = func(ctx context.Context, _ snapshot.Committed, active *snapshot.Active) error {
+		info.Kind = "mkdir"
+		exec = func(ctx context.Context, active *snapshot.Active) error {
 			return b.mkdir(ctx, op, active)
 		}
 	default:
 		return state{}, time.Time{}, false, fmt.Errorf("unknown op %T", step.Op)
 	}
+	if info.Op, err = json.Marshal(step.Op); err != nil {
+		return state{}, time.Time{}, false, err
+	}
+	key := cacheKey(cur.key, info.Kind, info.Op, info.Input)
 	if !b.opt.NoCache {
 		rec, err := b.s.lookup(ctx, key)
 		if err != nil {
 			return state{}, time.Time{}, false, err
 		}
 		if rec != nil {
+			b.mu.Lock()
+			b.hits = append(b.hits, key)
+			b.mu.Unlock()
 			return cur.with(key, rec.Layer, rec.DiffID), rec.Created, true, nil
 		}
+		if cur.hit {
+			b.explainMiss(ctx, info)
+		}
+	}
+	// Two stages running the very same step (same key) share one run.
+	b.mu.Lock()
+	if c, ok := b.inflight[key]; ok {
+		b.mu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return state{}, time.Time{}, false, ctx.Err()
+		}
+		return c.st, c.at, true, c.err
+	}
+	c := &call{done: make(chan struct{})}
+	b.inflight[key] = c
+	b.mu.Unlock()
+	defer close(c.done)
+	c.st, c.at, c.err = b.execute(ctx, cur, key, info, exec)
+	return c.st, c.at, false, c.err
+}
+
+// execute runs exec over a fresh snapshot of cur and records the layer.
+func (b *build) execute(ctx context.Context, cur state, key digest.Digest, info cache.Step, exec func(context.Context, *snapshot.Active) error) (state, time.Time, error) {
+	select {
+	case b.sem <- struct{}{}:
+		defer func() { <-b.sem }()
+	case <-ctx.Done():
+		return state{}, time.Time{}, ctx.Err()
 	}
 	parent, err := b.s.materialize(ctx, cur)
 	if err != nil {
-		return state{}, time.Time{}, false, err
+		return state{}, time.Time{}, err
 	}
 	active, err := b.s.Snap.Prepare(ctx, parent)
 	if err != nil {
-		return state{}, time.Time{}, false, fmt.Errorf("prepare snapshot: %w", err)
+		return state{}, time.Time{}, fmt.Errorf("prepare snapshot: %w", err)
 	}
-	if err := exec(ctx, parent, active); err != nil {
+	if err := exec(ctx, active); err != nil {
 		_ = active.Remove(context.WithoutCancel(ctx))
-		return state{}, time.Time{}, false, err
+		return state{}, time.Time{}, err
 	}
 	desc, diffID, err := b.s.commit(ctx, parent, active)
 	if err != nil {
-		return state{}, time.Time{}, false, err
+		return state{}, time.Time{}, err
 	}
 	now := time.Now().UTC()
-	if err := b.s.remember(ctx, key, record{Layer: desc, DiffID: diffID, Step: step.Text, Created: now, LastUsed: now}); err != nil {
-		return state{}, time.Time{}, false, fmt.Errorf("record cache: %w", err)
+	rec := cache.Record{Key: key, Layer: desc, DiffID: diffID, Created: now, LastUsed: now, Step: info}
+	if err := cache.Put(ctx, b.s.Store, rec); err != nil {
+		return state{}, time.Time{}, fmt.Errorf("record cache: %w", err)
 	}
-	return cur.with(key, desc, diffID), now, false, nil
+	next := cur.with(key, desc, diffID)
+	next.hit = false
+	return next, now, nil
+}
+
+// lookup returns the record of key when its layer is still in the store.
+func (s *Solver) lookup(ctx context.Context, key digest.Digest) (*cache.Record, error) {
+	rec, err := cache.Get(ctx, s.Store, key)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	if !s.Store.HasBlob(rec.Layer.Digest) {
+		return nil, nil // pruned: a miss
+	}
+	return rec, nil
 }
 
 func (s state) with(key digest.Digest, layer ocispec.Descriptor, diffID digest.Digest) state {
 	return state{
+		hit:     true,
 		key:     key,
 		layers:  append(append([]ocispec.Descriptor(nil), s.layers...), layer),
 		diffIDs: append(append([]digest.Digest(nil), s.diffIDs...), diffID),

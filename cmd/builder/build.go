@@ -33,6 +33,7 @@ type buildOptions struct {
 	progress  string
 	outputs   []string
 	iidfile   string
+	explain   bool
 }
 
 func newBuildCmd(g *globalOptions) *cobra.Command {
@@ -55,6 +56,7 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, plain, tty, json or quiet")
 	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=oci|docker|local|tar,dest=PATH")
 	f.StringVar(&o.iidfile, "iidfile", "", "write the image ID to this file")
+	f.BoolVar(&o.explain, "explain", false, "say why steps missed the cache")
 	return cmd
 }
 
@@ -153,7 +155,11 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 		pr.warn(w)
 	}
 	start := time.Now()
-	res, err := e.solver(pr.event).Solve(ctx, def, solver.Options{ContextDir: contextDir, Ignore: ignore, NoCache: o.noCache})
+	absFile, err := filepath.Abs(file)
+	if err != nil {
+		return err
+	}
+	res, err := e.solver(pr.event).Solve(ctx, def, solver.Options{ContextDir: contextDir, Dockerfile: absFile, Ignore: ignore, NoCache: o.noCache, Explain: o.explain})
 	pr.flush()
 	if err != nil {
 		return err
@@ -166,6 +172,9 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 		if err := e.store.Tag(ctx, t, manifest); err != nil {
 			return fmt.Errorf("tag %s: %w", t, err)
 		}
+	}
+	if o.explain {
+		printExplanations(os.Stderr, res.Explanations)
 	}
 	id, err := imageID(ctx, e, manifest)
 	if err != nil {
@@ -276,4 +285,17 @@ func (p *progressPrinter) finish(id string, tags []string, d time.Duration) {
 		fmt.Fprintf(p.w, "naming to %s done\n", t)
 	}
 	fmt.Fprintf(p.w, "built in %.2fs\n", d.Seconds())
+}
+
+func printExplanations(w io.Writer, list []solver.Explanation) {
+	if len(list) == 0 {
+		fmt.Fprintln(w, "explain: every step came from the cache")
+		return
+	}
+	for _, e := range list {
+		fmt.Fprintf(w, "explain: [%s] line %d %s missed the cache:\n", e.Stage, e.Line, e.Step)
+		for _, r := range e.Reasons {
+			fmt.Fprintf(w, "  - %s\n", r)
+		}
+	}
 }

@@ -1,0 +1,70 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Running builds and garbage collection exclude each other through one lock
+// file: every build holds it shared for its whole run, a prune holds it
+// exclusively. Builds never block each other, a prune waits for running
+// builds to end (and a build waits for a running prune, which is short), so
+// a prune can never remove a layer or record a running build relies on.
+const lockName = "gc.lock"
+
+// Lock is a held build or GC lock.
+type Lock struct{ f *os.File }
+
+// Release gives the lock up.
+func (l *Lock) Release() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	err := l.f.Close() // closing the descriptor drops the flock
+	l.f = nil
+	return err
+}
+
+// LockBuild takes the shared build lock of the store at root.
+func LockBuild(ctx context.Context, root string) (*Lock, error) {
+	return lock(ctx, root, unix.LOCK_SH, nil)
+}
+
+// LockGC takes the exclusive lock of the store at root; waiting is called
+// once if running builds make it wait.
+func LockGC(ctx context.Context, root string, waiting func()) (*Lock, error) {
+	return lock(ctx, root, unix.LOCK_EX, waiting)
+}
+
+func lock(ctx context.Context, root string, how int, waiting func()) (*Lock, error) {
+	f, err := os.OpenFile(filepath.Join(root, lockName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open gc lock: %w", err)
+	}
+	for first := true; ; first = false {
+		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
+		if err == nil {
+			return &Lock{f: f}, nil
+		}
+		if err != unix.EWOULDBLOCK {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", lockName, err)
+		}
+		if first && waiting != nil {
+			waiting()
+		}
+		// Polling keeps the wait cancellable; flock itself cannot be
+		// interrupted by a context.
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
