@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
@@ -20,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/builder-dev/builder/frontend/dockerfile"
+	"github.com/builder-dev/builder/progress"
 	"github.com/builder-dev/builder/solver"
 )
 
@@ -106,6 +104,13 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	default:
 		return usageError{fmt.Errorf("invalid --network %q: want default, none or host", o.network)}
 	}
+	pr, err := progress.New(os.Stderr, os.Stdout, o.progress)
+	if err != nil {
+		return usageError{err}
+	}
+	// Close draws the final frame (and a failed step's log) before main
+	// prints the error.
+	defer pr.Close()
 	outputs, err := parseOutputs(o.outputs)
 	if err != nil {
 		return err
@@ -150,17 +155,15 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err != nil {
 		return err
 	}
-	pr := newProgressPrinter(os.Stderr, o.progress)
 	for _, w := range warnings {
-		pr.warn(w)
+		pr.Warn(w)
 	}
 	start := time.Now()
 	absFile, err := filepath.Abs(file)
 	if err != nil {
 		return err
 	}
-	res, err := e.solver(pr.event).Solve(ctx, def, solver.Options{ContextDir: contextDir, Dockerfile: absFile, Ignore: ignore, NoCache: o.noCache, Explain: o.explain})
-	pr.flush()
+	res, err := e.solver(pr.Event).Solve(ctx, def, solver.Options{ContextDir: contextDir, Dockerfile: absFile, Ignore: ignore, NoCache: o.noCache, Explain: o.explain})
 	if err != nil {
 		return err
 	}
@@ -172,9 +175,6 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 		if err := e.store.Tag(ctx, t, manifest); err != nil {
 			return fmt.Errorf("tag %s: %w", t, err)
 		}
-	}
-	if o.explain {
-		printExplanations(os.Stderr, res.Explanations)
 	}
 	id, err := imageID(ctx, e, manifest)
 	if err != nil {
@@ -190,101 +190,12 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 			return err
 		}
 	}
-	pr.finish(id, o.tags, time.Since(start))
+	pr.Done(id, o.tags, time.Since(start))
+	if o.explain {
+		pr.Close() // the explanation goes under the final frame
+		printExplanations(os.Stderr, res.Explanations)
+	}
 	return nil
-}
-
-// progressPrinter formats solver events as BuildKit's plain progress.
-type progressPrinter struct {
-	mu      sync.Mutex
-	w       io.Writer
-	mode    string
-	partial map[int]*bytes.Buffer
-	enc     *json.Encoder
-}
-
-func newProgressPrinter(w io.Writer, mode string) *progressPrinter {
-	p := &progressPrinter{w: w, mode: mode, partial: map[int]*bytes.Buffer{}}
-	if mode == "json" {
-		p.enc = json.NewEncoder(w)
-	}
-	return p
-}
-
-func (p *progressPrinter) warn(msg string) {
-	if p.mode != "quiet" && p.mode != "json" {
-		fmt.Fprintln(p.w, "WARNING:", msg)
-	}
-}
-
-func (p *progressPrinter) event(e solver.Event) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch p.mode {
-	case "quiet":
-		return
-	case "json":
-		_ = p.enc.Encode(e)
-		return
-	}
-	switch e.Status {
-	case solver.StatusStart:
-		fmt.Fprintf(p.w, "#%d %s\n", e.Vertex, e.Name)
-	case solver.StatusLog:
-		buf := p.partial[e.Vertex]
-		if buf == nil {
-			buf = &bytes.Buffer{}
-			p.partial[e.Vertex] = buf
-		}
-		buf.Write(e.Data)
-		for {
-			line, err := buf.ReadString('\n')
-			if err != nil {
-				buf.Reset()
-				buf.WriteString(line)
-				break
-			}
-			fmt.Fprintf(p.w, "#%d %s", e.Vertex, line)
-		}
-	case solver.StatusCached:
-		fmt.Fprintf(p.w, "#%d CACHED\n", e.Vertex)
-	case solver.StatusDone:
-		p.flushVertex(e.Vertex)
-		fmt.Fprintf(p.w, "#%d DONE %.1fs\n", e.Vertex, e.Duration.Seconds())
-	case solver.StatusError:
-		p.flushVertex(e.Vertex)
-		fmt.Fprintf(p.w, "#%d ERROR: %s\n", e.Vertex, e.Error)
-	}
-}
-
-func (p *progressPrinter) flushVertex(v int) {
-	if buf := p.partial[v]; buf != nil && buf.Len() > 0 {
-		fmt.Fprintf(p.w, "#%d %s\n", v, buf.String())
-		buf.Reset()
-	}
-}
-
-func (p *progressPrinter) flush() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for v := range p.partial {
-		p.flushVertex(v)
-	}
-}
-
-func (p *progressPrinter) finish(id string, tags []string, d time.Duration) {
-	if p.mode == "quiet" {
-		fmt.Println(id)
-		return
-	}
-	if p.mode == "json" {
-		return
-	}
-	fmt.Fprintf(p.w, "writing image %s done\n", id)
-	for _, t := range tags {
-		fmt.Fprintf(p.w, "naming to %s done\n", t)
-	}
-	fmt.Fprintf(p.w, "built in %.2fs\n", d.Seconds())
 }
 
 func printExplanations(w io.Writer, list []solver.Explanation) {
