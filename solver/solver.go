@@ -12,6 +12,7 @@ import (
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
@@ -331,6 +332,9 @@ func (b *build) runStep(ctx context.Context, cur state, st *graph.Stage, index i
 		if err != nil {
 			return state{}, time.Time{}, false, err
 		}
+		if rec != nil && rec.ParentChain != cur.chainID() {
+			rec = nil // made on other layers than these: see Record.ParentChain
+		}
 		if rec != nil {
 			b.mu.Lock()
 			b.hits = append(b.hits, key)
@@ -385,7 +389,7 @@ func (b *build) execute(ctx context.Context, cur state, key digest.Digest, info 
 		return state{}, time.Time{}, err
 	}
 	now := time.Now().UTC()
-	rec := cache.Record{Key: key, Layer: desc, DiffID: diffID, Created: now, LastUsed: now, Step: info}
+	rec := cache.Record{Key: key, ParentChain: cur.chainID(), Layer: desc, DiffID: diffID, Created: now, LastUsed: now, Step: info}
 	if err := cache.Put(ctx, b.s.Store, rec); err != nil {
 		return state{}, time.Time{}, fmt.Errorf("record cache: %w", err)
 	}
@@ -404,6 +408,14 @@ func (s *Solver) lookup(ctx context.Context, key digest.Digest) (*cache.Record, 
 		return nil, nil // pruned: a miss
 	}
 	return rec, nil
+}
+
+// chainID is the chain ID of the state's layers ("" for none).
+func (s state) chainID() digest.Digest {
+	if len(s.diffIDs) == 0 {
+		return ""
+	}
+	return identity.ChainID(s.diffIDs)
 }
 
 func (s state) with(key digest.Digest, layer ocispec.Descriptor, diffID digest.Digest) state {

@@ -139,6 +139,11 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err != nil {
 		return err
 	}
+	lock, err := e.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	var warnings []string
 	def, err := dockerfile.Convert(ctx, src, dockerfile.Options{
 		File:      file,

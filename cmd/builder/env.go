@@ -10,6 +10,7 @@ import (
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/solver"
+	"github.com/builder-dev/builder/solver/cache"
 	"github.com/builder-dev/builder/store"
 )
 
@@ -64,4 +65,11 @@ func (e *env) putImage(ctx context.Context, cfg dockerspec.DockerOCIImage, layer
 		return ocispec.Descriptor{}, err
 	}
 	return e.store.PutManifest(ctx, cdesc, layers)
+}
+
+// lockWrites takes the store's shared build lock for a command that writes
+// blobs and then names them (build, load, import): a prune waits for it, so
+// it cannot collect blobs between their write and the tag that keeps them.
+func (e *env) lockWrites(ctx context.Context) (*cache.Lock, error) {
+	return cache.LockBuild(ctx, e.store.Root())
 }

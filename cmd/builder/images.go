@@ -326,6 +326,11 @@ func newLoadCmd(g *globalOptions) *cobra.Command {
 				defer f.Close()
 				r = f
 			}
+			lock, err := e.lockWrites(ctx)
+			if err != nil {
+				return err
+			}
+			defer lock.Release()
 			names, err := exporter.Load(ctx, e.store, r)
 			if err != nil {
 				return fmt.Errorf("load: %w", err)
@@ -401,6 +406,11 @@ func newImportCmd(g *globalOptions) *cobra.Command {
 					return usageError{fmt.Errorf("unsupported --change %q (CMD, ENV, WORKDIR)", c)}
 				}
 			}
+			lock, err := e.lockWrites(ctx)
+			if err != nil {
+				return err
+			}
+			defer lock.Release()
 			desc, err := exporter.Import(ctx, e.store, args[0], args[1], cfg)
 			if err != nil {
 				return fmt.Errorf("import %s: %w", args[0], err)

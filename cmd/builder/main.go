@@ -78,6 +78,7 @@ func newRootCmd() *cobra.Command {
 		newSaveCmd(g),
 		newImportCmd(g),
 		newRunCmd(g),
+		newCacheCmd(g),
 	)
 	return cmd
 }

@@ -26,12 +26,17 @@ var (
 
 // Record is what a cache key resolved to.
 type Record struct {
-	Key      digest.Digest      `json:"key"`
-	Layer    ocispec.Descriptor `json:"layer"`
-	DiffID   digest.Digest      `json:"diffID"`
-	Created  time.Time          `json:"created"`
-	LastUsed time.Time          `json:"lastUsed"`
-	Step     Step               `json:"step"`
+	Key digest.Digest `json:"key"`
+	// ParentChain is the chain ID of the layers the step ran on. Keys are
+	// computed from inputs, so a key can outlive the record of an earlier
+	// step that a prune removed; a layer is only reused on the very layers
+	// it was made on.
+	ParentChain digest.Digest      `json:"parentChain,omitempty"`
+	Layer       ocispec.Descriptor `json:"layer"`
+	DiffID      digest.Digest      `json:"diffID"`
+	Created     time.Time          `json:"created"`
+	LastUsed    time.Time          `json:"lastUsed"`
+	Step        Step               `json:"step"`
 }
 
 // Step describes the step that made a record, with everything its key

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,16 +129,28 @@ func TestDigest(t *testing.T) {
 		d0 = sum(base)
 	}
 
-	// A stat cache can supply content digests.
-	calls := 0
+	// A stat cache can supply what is read: what it says is what counts.
+	var calls atomic.Int64
 	cached := base
-	cached.ContentDigest = func(ctx context.Context, p string, fi os.FileInfo) (digest.Digest, error) {
-		calls++
-		return digest.FromString(p), nil
+	cached.ReadSums = func(ctx context.Context, p string, fi os.FileInfo) (FileSums, error) {
+		calls.Add(1)
+		return ReadFileSums(ctx, p, fi)
 	}
-	sum(cached)
-	if calls == 0 {
-		t.Error("ContentDigest was not used")
+	if d := sum(cached); d != d0 {
+		t.Errorf("digest through ReadSums %s, want %s", d, d0)
+	}
+	if calls.Load() == 0 {
+		t.Error("ReadSums was not used")
+	}
+	cached.ReadSums = func(ctx context.Context, p string, fi os.FileInfo) (FileSums, error) {
+		s, err := ReadFileSums(ctx, p, fi)
+		if fi.Mode().IsRegular() {
+			s.Content = digest.FromString(p)
+		}
+		return s, err
+	}
+	if d := sum(cached); d == d0 {
+		t.Error("the digest ignores what ReadSums says")
 	}
 
 	// Errors as Copy has them.

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/builder-dev/builder/internal/user"
 )
 
@@ -57,10 +55,11 @@ type CopyRequest struct {
 	// what it writes inside dstDir, as Docker chroots into it.
 	Extract func(ctx context.Context, tarStream io.Reader, dstDir string) error
 
-	// ContentDigest, when set, returns the digest of a regular file's
-	// content for Digest, so that a stat cache can skip reading unchanged
-	// files. Nil hashes the content with sha256.
-	ContentDigest func(ctx context.Context, hostPath string, fi os.FileInfo) (digest.Digest, error)
+	// ReadSums, when set, returns what DigestEntries reads from a file
+	// beyond its Lstat (content hash, symlink target, xattrs), so that a
+	// stat cache can answer for unchanged files without reading them. It
+	// is called concurrently. Nil reads every file (ReadFileSums).
+	ReadSums func(ctx context.Context, hostPath string, fi os.FileInfo) (FileSums, error)
 }
 
 // selection is one selected source: a file, or a directory whose contents

@@ -216,7 +216,7 @@ func listing(t testing.TB, root string, prefixes ...string) string {
 			t.Fatal(err)
 		}
 		for _, x := range xs {
-			details = append(details, fmt.Sprintf("xattr.%s=%q", x.name, x.value))
+			details = append(details, fmt.Sprintf("xattr.%s=%q", x.Name, x.Value))
 		}
 		line := strings.TrimRight(strings.Join([]string{name, typ, perm, fmt.Sprintf("%d:%d", st.Uid, st.Gid), strings.Join(details, " ")}, "\t"), "\t")
 		b.WriteString(line + "\n")

@@ -26,12 +26,12 @@ func ignorableXattrErr(err error) bool {
 }
 
 // readXattrs returns p's xattrs (not following a symlink), sorted by name.
-func readXattrs(p string) ([]xattr, error) {
+func readXattrs(p string) ([]Xattr, error) {
 	names, err := listXattrs(p)
 	if err != nil {
 		return nil, err
 	}
-	var out []xattr
+	var out []Xattr
 	for _, name := range names {
 		if skipXattr(name) {
 			continue
@@ -43,14 +43,9 @@ func readXattrs(p string) ([]xattr, error) {
 		if err != nil {
 			return nil, fmt.Errorf("get xattr %s: %w", name, err)
 		}
-		out = append(out, xattr{name, val})
+		out = append(out, Xattr{name, val})
 	}
 	return out, nil
-}
-
-type xattr struct {
-	name  string
-	value []byte
 }
 
 func listXattrs(p string) ([]string, error) {
@@ -104,8 +99,8 @@ func copyXattrs(src, dst string) error {
 		return err
 	}
 	for _, x := range xs {
-		if err := unix.Lsetxattr(dst, x.name, x.value, 0); err != nil && !ignorableXattrErr(err) {
-			return fmt.Errorf("set xattr %s: %w", x.name, err)
+		if err := unix.Lsetxattr(dst, x.Name, x.Value, 0); err != nil && !ignorableXattrErr(err) {
+			return fmt.Errorf("set xattr %s: %w", x.Name, err)
 		}
 	}
 	return nil

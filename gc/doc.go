@@ -1,0 +1,43 @@
+// Package gc accounts for and collects the build cache and the store's
+// garbage: cache records (package solver/cache), the blobs of
+// content/blobs/sha256, the unpacked layers of snapshots/sha256 and stale
+// temporary files.
+//
+// What is live:
+//   - every image listed in content/index.json, tagged or not: its
+//     manifest, config and layer blobs, and the unpacked layers of its
+//     chain;
+//   - every cache record that is kept: its layer blob and the unpacked
+//     layer(s) of its chain, when they can be told (see below).
+//
+// Everything else under blobs/sha256 and snapshots/sha256 is garbage once
+// the records to drop are dropped. Blobs must be exact: a listed image or a
+// kept record never loses one. Unpacked layers are a regenerable cache (a
+// build or run unpacks missing ones again from blobs), so a layer directory
+// whose chain cannot be tied to anything live is deleted.
+//
+// A record's chain ID is not stored. It is found from the images that hold
+// its layer (the chain at that position), from its parent record (the
+// parent's chain plus its diff ID), or else by matching the existing layer
+// directories (a directory named ChainID(p, diffID) for some known chain p).
+//
+// Records form a tree through Step.Parent. A record is only valid on top
+// of its ancestors' layers, so a record never outlives its parent record:
+// removing one removes its descendants, and the least recently used order
+// puts descendants first. Only direct links are known: a record whose
+// parent key is a config-only step (ENV, LABEL, ...) after another record
+// cannot be tied to that record from what the record holds. The default
+// prune is safe regardless (an image holding a record's layer holds its
+// ancestors' layers too, so they are all in use); --keep-storage and
+// --filter until can leave such a record without the record before the
+// config step. NOTE: the solver should check, on a hit, that the record
+// was made on the same parent chain, which would make any removal order
+// safe.
+//
+// Prune holds the store's exclusive GC lock (cache.LockGC) for its whole
+// run, so it waits for running builds and a build never sees a half-done
+// collection. List and DiskUsage only read.
+//
+// Snapshots under snapshots/active (writable layers of containers) are
+// never touched.
+package gc

@@ -1,0 +1,216 @@
+package gc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/builder-dev/builder/solver/cache"
+)
+
+// TempAge is how old an entry of tmp/ (the store's or the snapshotter's)
+// must be for Prune to take it for litter of a killed process rather than
+// the work of a running one.
+const TempAge = time.Hour
+
+// PruneOptions say which cache records Prune removes; see plan.choose.
+type PruneOptions struct {
+	// All removes every record, not only those no image uses.
+	All bool
+	// KeepStorage, if > 0, removes least recently used records (any,
+	// used by an image or not) only until the cache's Total, as DiskUsage
+	// counts it, is at most this many bytes.
+	KeepStorage int64
+	// Until, if > 0, removes only records last used (they and their
+	// descendants) more than Until ago.
+	Until time.Duration
+	// Now is the time Until counts back from and temp files are aged
+	// against; zero means time.Now().
+	Now time.Time
+	// Waiting is called once if Prune has to wait for running builds.
+	Waiting func()
+}
+
+// PruneReport says what Prune removed.
+type PruneReport struct {
+	Records   []cache.Record // removed, descendants before their parents
+	Blobs     int            // blob files deleted
+	Layers    int            // unpacked layer directories deleted
+	TempFiles int            // stale entries of tmp/ deleted
+	Reclaimed int64          // bytes freed: blob sizes plus disk usage of the rest
+}
+
+// Prune removes the cache records opt selects, then every blob no listed
+// image, kept record or root holds, every unpacked layer none of them
+// needs, and temporary files older than TempAge. It waits for running
+// builds first and keeps them out until it is done.
+func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, error) {
+	var rep PruneReport
+	lock, err := cache.LockGC(ctx, c.Store.Root(), opt.Waiting)
+	if err != nil {
+		return rep, fmt.Errorf("prune: %w", err)
+	}
+	defer lock.Release()
+	now := opt.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	s, err := c.scan(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("prune: %w", err)
+	}
+	pol := policy{all: opt.All, keep: opt.KeepStorage}
+	if opt.Until > 0 {
+		pol.before = now.Add(-opt.Until)
+	}
+	gone := s.plan().choose(pol)
+	goneKeys := make([]digest.Digest, 0, len(gone))
+	for _, n := range gone {
+		goneKeys = append(goneKeys, n.rec.Key)
+		rep.Records = append(rep.Records, n.rec)
+	}
+	// Records go first: a kill after this leaves unreferenced files for
+	// the next prune, never a record whose layer is gone (which would be
+	// a miss anyway).
+	if err := cache.Delete(ctx, c.Store, goneKeys); err != nil {
+		return rep, fmt.Errorf("prune: delete cache records: %w", err)
+	}
+	for _, k := range goneKeys {
+		delete(s.records, k)
+	}
+	liveBlobs, liveChains := s.live()
+	for _, d := range sortedKeys(s.blobs) {
+		if liveBlobs[d] {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		err := os.Remove(c.Store.BlobPath(d))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return rep, fmt.Errorf("prune: remove blob %s: %w", d, err)
+		}
+		if err == nil {
+			rep.Blobs++
+			rep.Reclaimed += s.blobs[d]
+		}
+	}
+	for _, ch := range sortedKeys(s.dirs) {
+		if liveChains[ch] {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		size := s.dirSize(ch)
+		if err := c.Snap.Remove(ctx, ch); err != nil {
+			return rep, fmt.Errorf("prune: %w", err)
+		}
+		rep.Layers++
+		rep.Reclaimed += size
+	}
+	for _, dir := range []string{c.Store.TmpDir(), s.snapTmpDir()} {
+		n, size, err := sweepTemp(dir, now.Add(-TempAge))
+		rep.TempFiles += n
+		rep.Reclaimed += size
+		if err != nil {
+			return rep, fmt.Errorf("prune: %w", err)
+		}
+	}
+	return rep, nil
+}
+
+// plan builds the record tree of what s found.
+func (s *state) plan() *plan {
+	nodes := make([]*node, 0, len(s.records))
+	for _, r := range s.records {
+		_, present := s.blobs[r.Layer.Digest]
+		nodes = append(nodes, &node{
+			rec:   r,
+			used:  len(s.layerUsers[r.Layer.Digest]) > 0,
+			dead:  !present,
+			items: s.items(r),
+		})
+	}
+	return newPlan(nodes, s.size)
+}
+
+// live returns the blobs and chains that listed images, the records left in
+// s and the roots hold.
+func (s *state) live() (map[digest.Digest]bool, map[digest.Digest]bool) {
+	blobs := map[digest.Digest]bool{}
+	chains := map[digest.Digest]bool{}
+	for d := range s.imageBlobs {
+		blobs[d] = true
+	}
+	for ch := range s.imageChains {
+		chains[ch] = true
+	}
+	for _, d := range s.roots.Blobs {
+		blobs[d] = true
+	}
+	for _, ch := range s.roots.Chains {
+		chains[ch] = true
+	}
+	for k, r := range s.records {
+		blobs[r.Layer.Digest] = true
+		for _, ch := range s.chains(k) {
+			chains[ch] = true
+		}
+	}
+	return blobs, chains
+}
+
+func sortedKeys[V any](m map[digest.Digest]V) []digest.Digest {
+	out := make([]digest.Digest, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// staleTemp lists the entries of dir last modified before cutoff.
+func staleTemp(dir string, cutoff time.Time) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	var out []string
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil || !fi.ModTime().Before(cutoff) {
+			continue
+		}
+		out = append(out, filepath.Join(dir, e.Name()))
+	}
+	return out, nil
+}
+
+// sweepTemp removes the entries of dir last modified before cutoff.
+func sweepTemp(dir string, cutoff time.Time) (int, int64, error) {
+	paths, err := staleTemp(dir, cutoff)
+	if err != nil {
+		return 0, 0, err
+	}
+	var n int
+	var size int64
+	for _, p := range paths {
+		sz := diskUsage(p)
+		if err := os.RemoveAll(p); err != nil {
+			return n, size, fmt.Errorf("remove %s: %w", p, err)
+		}
+		n++
+		size += sz
+	}
+	return n, size, nil
+}

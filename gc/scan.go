@@ -1,0 +1,354 @@
+package gc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	digest "github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builder-dev/builder/snapshot"
+	"github.com/builder-dev/builder/solver/cache"
+	"github.com/builder-dev/builder/store"
+)
+
+// Collector reads and collects the garbage of one store.
+type Collector struct {
+	Store *store.Store
+	Snap  *snapshot.Snapshotter
+	// Roots, if set, names more things that must stay whatever happens
+	// to images and records: for example the blobs and chains of stopped
+	// containers' images, whose writable layers sit on those chains.
+	Roots func(ctx context.Context) (Roots, error)
+}
+
+// Roots are blobs and unpacked layers (by chain ID) that are live without
+// an image or record holding them.
+type Roots struct {
+	Blobs  []digest.Digest
+	Chains []digest.Digest
+}
+
+// image is one listed manifest and what it holds.
+type image struct {
+	names    []string // tags; none for an untagged image
+	id       digest.Digest
+	manifest digest.Digest
+	config   digest.Digest
+	layers   []ocispec.Descriptor
+	diffIDs  []digest.Digest
+	chains   []digest.Digest
+}
+
+// shownAs is how an image is named where records list their users: its
+// tags, or its short ID when it has none.
+func (im *image) shownAs() []string {
+	if len(im.names) > 0 {
+		return im.names
+	}
+	return []string{store.ShortID(im.id)}
+}
+
+// position is one place a layer takes in an image.
+type position struct {
+	diffID digest.Digest
+	chain  digest.Digest
+}
+
+// state is what one scan of the store found. Everything in it is read
+// before anything is removed.
+type state struct {
+	c *Collector
+
+	images  []*image
+	records map[digest.Digest]cache.Record
+
+	blobs map[digest.Digest]int64  // blob files present, by file size
+	dirs  map[digest.Digest]string // unpacked layers present: chain -> dir
+
+	imageBlobs  map[digest.Digest]bool
+	imageChains map[digest.Digest]bool
+	layerUsers  map[digest.Digest][]*image   // layer blob -> images holding it
+	positions   map[digest.Digest][]position // layer blob -> where images hold it
+	roots       Roots
+
+	recChains map[digest.Digest][]digest.Digest // record key -> chains, memoized
+	dirSizes  map[digest.Digest]int64
+	parents   []digest.Digest // chains a record's layer may sit on, for matching
+}
+
+// scan reads the index, the cache records and what is on disk.
+func (c *Collector) scan(ctx context.Context) (*state, error) {
+	s := &state{
+		c:           c,
+		records:     map[digest.Digest]cache.Record{},
+		blobs:       map[digest.Digest]int64{},
+		dirs:        map[digest.Digest]string{},
+		imageBlobs:  map[digest.Digest]bool{},
+		imageChains: map[digest.Digest]bool{},
+		layerUsers:  map[digest.Digest][]*image{},
+		positions:   map[digest.Digest][]position{},
+		recChains:   map[digest.Digest][]digest.Digest{},
+		dirSizes:    map[digest.Digest]int64{},
+	}
+	if err := s.scanImages(ctx); err != nil {
+		return nil, err
+	}
+	recs, err := cache.List(ctx, c.Store)
+	if err != nil {
+		return nil, fmt.Errorf("list cache records: %w", err)
+	}
+	for _, r := range recs {
+		s.records[r.Key] = r
+	}
+	if err := s.scanBlobs(); err != nil {
+		return nil, err
+	}
+	if err := s.scanDirs(); err != nil {
+		return nil, err
+	}
+	if c.Roots != nil {
+		if s.roots, err = c.Roots(ctx); err != nil {
+			return nil, fmt.Errorf("gc roots: %w", err)
+		}
+	}
+	// Candidate parents of a record whose parent record is unknown: scratch,
+	// every chain of an image (its base) and every unpacked layer.
+	seen := map[digest.Digest]bool{}
+	s.parents = []digest.Digest{""}
+	for _, set := range []map[digest.Digest]bool{s.imageChains, keys(s.dirs)} {
+		for ch := range set {
+			if !seen[ch] {
+				seen[ch] = true
+				s.parents = append(s.parents, ch)
+			}
+		}
+	}
+	return s, nil
+}
+
+func keys[V any](m map[digest.Digest]V) map[digest.Digest]bool {
+	out := make(map[digest.Digest]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
+}
+
+// scanImages reads every listed image. An image that cannot be read stops
+// the scan: without knowing what it holds nothing can safely be removed.
+func (s *state) scanImages(ctx context.Context) error {
+	list, err := s.c.Store.Images(ctx)
+	if err != nil {
+		return fmt.Errorf("scan images: %w", err)
+	}
+	byManifest := map[digest.Digest]*image{}
+	for _, li := range list {
+		im := byManifest[li.Manifest.Digest]
+		if im == nil {
+			m, cfg, err := s.c.Store.LoadImage(ctx, li.Manifest)
+			if err != nil {
+				return fmt.Errorf("scan images: %w", err)
+			}
+			im = &image{
+				id:       m.Config.Digest,
+				manifest: li.Manifest.Digest,
+				config:   m.Config.Digest,
+				layers:   m.Layers,
+				diffIDs:  cfg.RootFS.DiffIDs,
+				// ChainIDs rewrites its argument in place.
+				chains: identity.ChainIDs(slices.Clone(cfg.RootFS.DiffIDs)),
+			}
+			byManifest[li.Manifest.Digest] = im
+			s.images = append(s.images, im)
+		}
+		if li.Name != "" {
+			im.names = append(im.names, li.Name)
+		}
+	}
+	for _, im := range s.images {
+		s.imageBlobs[im.manifest] = true
+		s.imageBlobs[im.config] = true
+		for i, l := range im.layers {
+			s.imageBlobs[l.Digest] = true
+			if !slices.Contains(s.layerUsers[l.Digest], im) {
+				s.layerUsers[l.Digest] = append(s.layerUsers[l.Digest], im)
+			}
+			// A manifest and config that disagree on the layer count
+			// still keep their blobs; only the chains are unknown.
+			if len(im.diffIDs) == len(im.layers) {
+				s.positions[l.Digest] = append(s.positions[l.Digest], position{diffID: im.diffIDs[i], chain: im.chains[i]})
+			}
+		}
+		if len(im.diffIDs) == len(im.layers) {
+			for _, ch := range im.chains {
+				s.imageChains[ch] = true
+			}
+		}
+	}
+	return nil
+}
+
+// blobsDir is content/blobs/sha256: the only algorithm the store writes.
+func (s *state) blobsDir() string {
+	return filepath.Dir(s.c.Store.BlobPath(digest.FromString("")))
+}
+
+// layersDir is snapshots/sha256, found through the snapshotter so that gc
+// follows its layout: the directory of any chain ID's layer.
+func (s *state) layersDir() string {
+	return filepath.Dir(s.c.Snap.LayerDir(digest.FromString("")))
+}
+
+// snapTmpDir is the snapshotter's tmp/, next to sha256/.
+func (s *state) snapTmpDir() string {
+	return filepath.Join(filepath.Dir(s.layersDir()), "tmp")
+}
+
+func (s *state) scanBlobs() error {
+	entries, err := os.ReadDir(s.blobsDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("scan blobs: %w", err)
+	}
+	for _, e := range entries {
+		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+		// Anything not named like a blob is not ours to judge.
+		if d.Validate() != nil || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		s.blobs[d] = fi.Size()
+	}
+	return nil
+}
+
+func (s *state) scanDirs() error {
+	entries, err := os.ReadDir(s.layersDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("scan unpacked layers: %w", err)
+	}
+	for _, e := range entries {
+		ch := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+		if ch.Validate() != nil || !e.IsDir() {
+			continue
+		}
+		s.dirs[ch] = filepath.Join(s.layersDir(), e.Name())
+	}
+	return nil
+}
+
+// chainOf is the chain ID of layer diffID on top of chain parent ("" for
+// the bottom layer), as the solver commits it.
+func chainOf(parent, diffID digest.Digest) digest.Digest {
+	if parent == "" {
+		return diffID
+	}
+	return identity.ChainID([]digest.Digest{parent, diffID})
+}
+
+// chains returns the chain IDs the record key's layer has been unpacked or
+// committed at, as far as they can be told: where images hold its layer,
+// on top of its parent record's chains, or else an unpacked layer named
+// for it on top of any known chain.
+func (s *state) chains(key digest.Digest) []digest.Digest {
+	if ch, ok := s.recChains[key]; ok {
+		return ch
+	}
+	s.recChains[key] = nil // a cycle cannot happen with hashes; stop one anyway
+	r := s.records[key]
+	var out []digest.Digest
+	add := func(ch digest.Digest) {
+		if !slices.Contains(out, ch) {
+			out = append(out, ch)
+		}
+	}
+	for _, p := range s.positions[r.Layer.Digest] {
+		if p.diffID == r.DiffID {
+			add(p.chain)
+		}
+	}
+	var parentChains []digest.Digest
+	if _, ok := s.records[r.Step.Parent]; ok {
+		parentChains = s.chains(r.Step.Parent)
+		for _, pc := range parentChains {
+			add(chainOf(pc, r.DiffID))
+		}
+	}
+	present := slices.ContainsFunc(out, func(ch digest.Digest) bool { _, ok := s.dirs[ch]; return ok })
+	// Matching costs one hash per known chain; it is only needed for a
+	// record that sits on a base image or after a config-only step, whose
+	// parent chain nothing else tells.
+	if !present && len(parentChains) == 0 && r.DiffID != "" {
+		for _, p := range s.parents {
+			if ch := chainOf(p, r.DiffID); s.dirs[ch] != "" {
+				add(ch)
+			}
+		}
+	}
+	s.recChains[key] = out
+	return out
+}
+
+// dirSize is the disk usage of the unpacked layer chain, memoized.
+func (s *state) dirSize(ch digest.Digest) int64 {
+	if n, ok := s.dirSizes[ch]; ok {
+		return n
+	}
+	n := diskUsage(s.dirs[ch])
+	s.dirSizes[ch] = n
+	return n
+}
+
+// items are what a record holds on disk: its layer blob when present and
+// its unpacked layers.
+func (s *state) items(r cache.Record) []item {
+	var out []item
+	if _, ok := s.blobs[r.Layer.Digest]; ok {
+		out = append(out, item{blob: r.Layer.Digest})
+	}
+	for _, ch := range s.chains(r.Key) {
+		if _, ok := s.dirs[ch]; ok {
+			out = append(out, item{chain: ch})
+		}
+	}
+	return out
+}
+
+// item is one blob or one unpacked layer.
+type item struct {
+	blob  digest.Digest
+	chain digest.Digest
+}
+
+func (s *state) size(it item) int64 {
+	if it.blob != "" {
+		return s.blobs[it.blob]
+	}
+	return s.dirSize(it.chain)
+}
+
+// imageHolds reports whether a listed image (or a root) needs it.
+func (s *state) imageHolds(it item) bool {
+	if it.blob != "" {
+		return s.imageBlobs[it.blob] || slices.Contains(s.roots.Blobs, it.blob)
+	}
+	return s.imageChains[it.chain] || slices.Contains(s.roots.Chains, it.chain)
+}
+
+// users are the names of the listed images holding r's layer.
+func (s *state) users(r cache.Record) []string {
+	var out []string
+	for _, im := range s.layerUsers[r.Layer.Digest] {
+		out = append(out, im.shownAs()...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}

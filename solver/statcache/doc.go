@@ -1,0 +1,23 @@
+// Package statcache remembers what was read from the files of a build
+// context (content sha256, symlink target, xattrs) together with the stat
+// they had, so that a rebuild over an unchanged context costs one lstat per
+// file instead of reading every byte.
+//
+// A record is trusted while the file's size, mtime, ctime, inode and mode
+// are all the same as when it was read. ctime is what catches the nasty
+// case that size, mtime and inode alone miss (Docker and BuildKit miss it):
+// a same-size edit with its mtime put back. Users cannot set ctime; any
+// write, chmod, chown, xattr change or rename moves it. An mtime-only
+// change (touch) also misses the record, but only costs a re-read: what is
+// remembered is content, so the digest comes out the same.
+//
+// The device number is left out of the key on purpose: some file systems
+// (overlayfs, btrfs subvolumes, network mounts) get a new one after a
+// remount or reboot, and a new device with the same inode, ctime, mtime,
+// size and mode at the same path is not a case worth a full re-hash.
+//
+// Records live in the store's bbolt database, one bucket per context
+// directory keyed by path relative to it: Open reads the bucket in one
+// transaction, Flush writes what changed in one more, and a build that
+// changed nothing writes nothing.
+package statcache

@@ -1,0 +1,318 @@
+package statcache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/builder-dev/builder/solver/ops/fileop"
+)
+
+// DB is the store's metadata database: one transaction per call.
+// *store.Store fits.
+type DB interface {
+	View(ctx context.Context, fn func(tx *bbolt.Tx) error) error
+	Update(ctx context.Context, fn func(tx *bbolt.Tx) error) error
+}
+
+// bucketName holds one nested bucket per context directory (its absolute
+// path), which maps a slash path relative to it to an encoded record. The
+// version is in the name: a new encoding starts from an empty cache.
+var bucketName = []byte("statcache.v1")
+
+// racyWindow is how recent a file's ctime may be for its record to be
+// kept. A file written again in the same clock tick as the ctime we saw
+// keeps that ctime, so a record made within a tick of a write could
+// describe content that is already gone without its stat showing it (git's
+// "racily clean" entries). Linux ticks are a few milliseconds, but some
+// file systems keep times to the second (or two, FAT): such files are read
+// again on the next build instead, once, after which they are old enough.
+const racyWindow = 2 * time.Second
+
+// arenaChunk is the size of the blocks loaded records are copied into.
+const arenaChunk = 256 << 10
+
+// Cache is the stat cache of one context directory. It is safe for
+// concurrent use.
+type Cache struct {
+	db     DB
+	dir    string // the directory as given (cleaned): host paths start with it
+	prefix string // dir with a trailing separator
+	key    []byte // the bucket of the directory: its absolute path
+
+	// loaded indexes vals, the bucket as Open read it; neither is
+	// written afterwards, so lookups take no lock. seen marks the records
+	// asked for this session, whose files therefore still exist.
+	loaded map[string]int32
+	vals   [][]byte
+	seen   []atomic.Bool
+
+	mu       sync.Mutex
+	fresh    map[string][]byte // records made this session
+	dirty    map[string]bool   // fresh records Flush has not written yet
+	inflight map[string]*call  // reads in progress, for collapsing duplicates
+
+	racyWindow time.Duration
+	now        func() time.Time
+
+	hits, misses atomic.Int64
+}
+
+// call is one read in progress that concurrent callers for the same file
+// wait for rather than read it too.
+type call struct {
+	key  statKey
+	done chan struct{}
+	sums fileop.FileSums
+	err  error
+}
+
+// Open reads the records of the context directory dir from db.
+func Open(ctx context.Context, db DB, dir string) (*Cache, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open stat cache of %s: %w", dir, err)
+	}
+	c := &Cache{
+		db:         db,
+		dir:        filepath.Clean(dir),
+		key:        []byte(abs),
+		loaded:     map[string]int32{},
+		fresh:      map[string][]byte{},
+		dirty:      map[string]bool{},
+		inflight:   map[string]*call{},
+		racyWindow: racyWindow,
+		now:        time.Now,
+	}
+	c.prefix = c.dir
+	if !strings.HasSuffix(c.prefix, "/") {
+		c.prefix += "/"
+	}
+	err = db.View(ctx, func(tx *bbolt.Tx) error {
+		top := tx.Bucket(bucketName)
+		if top == nil {
+			return nil
+		}
+		b := top.Bucket(c.key)
+		if b == nil {
+			return nil
+		}
+		// Values must be copied out of the memory map before the
+		// transaction ends: into chunks, not one allocation each.
+		var arena []byte
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return nil // a nested bucket: none are written
+			}
+			if cap(arena)-len(arena) < len(v) {
+				arena = make([]byte, 0, max(arenaChunk, len(v)))
+			}
+			start := len(arena)
+			arena = append(arena, v...)
+			c.loaded[string(k)] = int32(len(c.vals))
+			c.vals = append(c.vals, arena[start:len(arena):len(arena)])
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open stat cache of %s: %w", dir, err)
+	}
+	c.seen = make([]atomic.Bool, len(c.vals))
+	return c, nil
+}
+
+// ReadSums returns what fileop.ReadFileSums would read from hostPath, whose
+// Lstat is fi, from the record of the file when its stat still matches.
+// It fits fileop.CopyRequest.ReadSums. Paths outside the cache's directory
+// are read and not remembered. The result is shared: do not modify it.
+func (c *Cache) ReadSums(ctx context.Context, hostPath string, fi os.FileInfo) (fileop.FileSums, error) {
+	rel, ok := c.rel(hostPath)
+	st, isStat := fi.Sys().(*syscall.Stat_t)
+	if !ok || !isStat {
+		c.misses.Add(1)
+		return fileop.ReadFileSums(ctx, hostPath, fi)
+	}
+	key := keyOf(st)
+	if i, ok := c.loaded[rel]; ok {
+		c.seen[i].Store(true)
+		if sums, ok := decode(c.vals[i], key); ok {
+			c.hits.Add(1)
+			return sums, nil
+		}
+	}
+
+	c.mu.Lock()
+	if v, ok := c.fresh[rel]; ok {
+		if sums, ok := decode(v, key); ok {
+			c.mu.Unlock()
+			c.hits.Add(1)
+			return sums, nil
+		}
+	}
+	if cl, ok := c.inflight[rel]; ok && cl.key == key {
+		c.mu.Unlock()
+		select {
+		case <-cl.done:
+			c.hits.Add(1)
+			return cl.sums, cl.err
+		case <-ctx.Done():
+			return fileop.FileSums{}, ctx.Err()
+		}
+	}
+	cl := &call{key: key, done: make(chan struct{})}
+	c.inflight[rel] = cl
+	c.mu.Unlock()
+
+	c.misses.Add(1)
+	start := c.now()
+	cl.sums, cl.err = fileop.ReadFileSums(ctx, hostPath, fi)
+
+	c.mu.Lock()
+	if c.inflight[rel] == cl {
+		delete(c.inflight, rel)
+	}
+	if cl.err == nil && !c.racy(st, start) {
+		c.fresh[rel] = encode(key, cl.sums)
+		c.dirty[rel] = true
+	}
+	c.mu.Unlock()
+	close(cl.done)
+	return cl.sums, cl.err
+}
+
+// racy reports whether the file was changed so shortly before start (when
+// reading it began) that a later write could keep the same ctime.
+func (c *Cache) racy(st *syscall.Stat_t, start time.Time) bool {
+	ctime := time.Unix(st.Ctim.Unix())
+	return !ctime.Before(start.Add(-c.racyWindow))
+}
+
+// rel returns hostPath relative to the cache's directory, slash separated.
+func (c *Cache) rel(hostPath string) (string, bool) {
+	if hostPath == c.dir {
+		return ".", true
+	}
+	rel, ok := strings.CutPrefix(hostPath, c.prefix)
+	if !ok || rel == "" {
+		return "", false
+	}
+	return rel, true
+}
+
+// Stats counts the answers given so far.
+type Stats struct {
+	Hits   int64 // answered from a record
+	Misses int64 // read from the file
+}
+
+// Stats returns how many answers came from records and how many from
+// reading files.
+func (c *Cache) Stats() Stats {
+	return Stats{Hits: c.hits.Load(), Misses: c.misses.Load()}
+}
+
+// Flush writes the records made since Open (or the last Flush) in one
+// transaction; with none it does not touch the database. When it writes,
+// it also drops the records of files that are gone (those Open loaded
+// that no lookup asked for and that no longer lstat), and the buckets of
+// context directories that no longer exist, so that neither grows without
+// bound.
+func (c *Cache) Flush(ctx context.Context) error {
+	c.mu.Lock()
+	puts := make(map[string][]byte, len(c.dirty))
+	for rel := range c.dirty {
+		puts[rel] = c.fresh[rel]
+	}
+	c.mu.Unlock()
+	if len(puts) == 0 {
+		return nil
+	}
+	var gone []string
+	for rel, i := range c.loaded {
+		if c.seen[i].Load() || puts[rel] != nil {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := os.Lstat(filepath.Join(c.dir, rel)); errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			gone = append(gone, rel)
+		}
+	}
+	err := c.db.Update(ctx, func(tx *bbolt.Tx) error {
+		top, err := tx.CreateBucketIfNotExists(bucketName)
+		if err != nil {
+			return err
+		}
+		if err := pruneDirs(top, c.key); err != nil {
+			return err
+		}
+		b, err := top.CreateBucketIfNotExists(c.key)
+		if err != nil {
+			return err
+		}
+		// In key order: bbolt fills pages as it goes instead of
+		// splitting them at random, which a first build of a large
+		// context shows.
+		for _, rel := range slices.Sorted(maps.Keys(puts)) {
+			if err := b.Put([]byte(rel), puts[rel]); err != nil {
+				return err
+			}
+		}
+		for _, rel := range gone {
+			if err := b.Delete([]byte(rel)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write stat cache of %s: %w", c.dir, err)
+	}
+	c.mu.Lock()
+	for rel, v := range puts {
+		// A record made again since the copy above stays dirty.
+		if string(c.fresh[rel]) == string(v) {
+			delete(c.dirty, rel)
+		}
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// pruneDirs deletes the buckets of context directories that no longer
+// exist, except keep's.
+func pruneDirs(top *bbolt.Bucket, keep []byte) error {
+	var gone [][]byte
+	err := top.ForEachBucket(func(k []byte) error {
+		if string(k) == string(keep) {
+			return nil
+		}
+		if _, err := os.Lstat(string(k)); errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			gone = append(gone, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range gone {
+		if err := top.DeleteBucket(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
