@@ -19,6 +19,7 @@ import (
 	"github.com/builder-dev/builder/solver/cache"
 	"github.com/builder-dev/builder/solver/graph"
 	"github.com/builder-dev/builder/solver/ops/fileop"
+	"github.com/builder-dev/builder/solver/statcache"
 )
 
 // copySource is where a COPY reads from: the context directory, or the
@@ -47,6 +48,18 @@ func (b *build) contextRequest(op *graph.Copy) (fileop.CopyRequest, error) {
 	return req, nil
 }
 
+// statCache opens the context's stat-cache once per build (nil when it
+// cannot be read: hashing then just reads every file).
+func (b *build) statCache(ctx context.Context) *statcache.Cache {
+	b.statOnce.Do(func() {
+		sc, err := statcache.Open(ctx, b.s.Store, b.opt.ContextDir)
+		if err == nil {
+			b.stat = sc
+		}
+	})
+	return b.stat
+}
+
 // copyInput finds a copy's source and the digest of what it reads, without
 // touching any snapshot: the context's selected files are hashed, a stage is
 // named by its cache key, an image by its manifest digest.
@@ -60,11 +73,17 @@ func (b *build) copyInput(ctx context.Context, op *graph.Copy) (copySource, dige
 		if err != nil {
 			return copySource{}, "", nil, err
 		}
-		d, err := fileop.Digest(ctx, req) // TODO(lead): DigestEntries
+		if sc := b.statCache(ctx); sc != nil {
+			req.ReadSums = sc.ReadSums
+		}
+		d, entries, err := fileop.DigestEntries(ctx, req)
 		if err != nil {
 			return copySource{}, "", nil, err
 		}
-		var files []cache.File
+		files := make([]cache.File, len(entries))
+		for i, e := range entries {
+			files[i] = cache.File{Path: e.Path, Digest: e.Digest}
+		}
 		return copySource{dir: b.opt.ContextDir}, d, files, nil
 	case op.From.Image != "":
 		img, err := b.s.image(ctx, op.From.Image)

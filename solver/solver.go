@@ -21,6 +21,7 @@ import (
 	"github.com/builder-dev/builder/solver/cache"
 	"github.com/builder-dev/builder/solver/graph"
 	"github.com/builder-dev/builder/solver/ops/fileop"
+	"github.com/builder-dev/builder/solver/statcache"
 	"github.com/builder-dev/builder/store"
 )
 
@@ -102,6 +103,8 @@ type build struct {
 	filterOnce sync.Once
 	ignore     *fileop.IgnoreMatcher
 	ignoreErr  error
+	statOnce   sync.Once
+	stat       *statcache.Cache
 
 	mu       sync.Mutex
 	hits     []digest.Digest // keys to mark used when the build ends
@@ -148,6 +151,12 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 		})
 	}
 	err = g.Wait()
+	if b.stat != nil {
+		// The remembered sums stay valid whether or not the build worked.
+		if ferr := b.stat.Flush(context.WithoutCancel(ctx)); err == nil && ferr != nil {
+			err = fmt.Errorf("write context stat-cache: %w", ferr)
+		}
+	}
 	// Used records are marked even when the build failed: they were used.
 	if terr := cache.Touch(context.WithoutCancel(ctx), s.Store, b.hits, time.Now().UTC()); err == nil && terr != nil {
 		err = fmt.Errorf("mark cache records used: %w", terr)

@@ -18,6 +18,12 @@
 //
 // Records live in the store's bbolt database, one bucket per context
 // directory keyed by path relative to it: Open reads the bucket in one
-// transaction, Flush writes what changed in one more, and a build that
-// changed nothing writes nothing.
+// transaction (in the background, while the build walks the context),
+// Flush writes what changed in one more, and a build that changed nothing
+// writes nothing. When Flush writes, it also drops records of files that
+// are gone and the buckets of context directories that are gone.
+//
+// A file changed less than racyWindow before it was read is not
+// remembered: a second write within the same timestamp tick would leave
+// its stat as it was.
 package statcache

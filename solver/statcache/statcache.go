@@ -68,6 +68,11 @@ type Cache struct {
 	racyWindow time.Duration
 	now        func() time.Time
 
+	// loadDone is closed when loaded, vals and seen are ready (or
+	// loadErr is set).
+	loadDone chan struct{}
+	loadErr  error
+
 	hits, misses atomic.Int64
 }
 
@@ -80,7 +85,10 @@ type call struct {
 	err  error
 }
 
-// Open reads the records of the context directory dir from db.
+// Open returns the stat cache of the context directory dir, whose records
+// it reads from db in the background: a build opens it first thing and
+// walks the context while the records load. Errors loading them come back
+// from the first ReadSums or Flush that needs them.
 func Open(ctx context.Context, db DB, dir string) (*Cache, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -96,12 +104,24 @@ func Open(ctx context.Context, db DB, dir string) (*Cache, error) {
 		inflight:   map[string]*call{},
 		racyWindow: racyWindow,
 		now:        time.Now,
+		loadDone:   make(chan struct{}),
 	}
 	c.prefix = c.dir
 	if !strings.HasSuffix(c.prefix, "/") {
 		c.prefix += "/"
 	}
-	err = db.View(ctx, func(tx *bbolt.Tx) error {
+	go func() {
+		defer close(c.loadDone)
+		if err := c.load(ctx); err != nil {
+			c.loadErr = fmt.Errorf("open stat cache of %s: %w", dir, err)
+		}
+	}()
+	return c, nil
+}
+
+// load reads the directory's records in one transaction.
+func (c *Cache) load(ctx context.Context) error {
+	err := c.db.View(ctx, func(tx *bbolt.Tx) error {
 		top := tx.Bucket(bucketName)
 		if top == nil {
 			return nil
@@ -127,11 +147,23 @@ func Open(ctx context.Context, db DB, dir string) (*Cache, error) {
 			return nil
 		})
 	})
-	if err != nil {
-		return nil, fmt.Errorf("open stat cache of %s: %w", dir, err)
-	}
 	c.seen = make([]atomic.Bool, len(c.vals))
-	return c, nil
+	return err
+}
+
+// wait waits until the records are loaded.
+func (c *Cache) wait(ctx context.Context) error {
+	select {
+	case <-c.loadDone:
+		return c.loadErr
+	default:
+	}
+	select {
+	case <-c.loadDone:
+		return c.loadErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // ReadSums returns what fileop.ReadFileSums would read from hostPath, whose
@@ -144,6 +176,9 @@ func (c *Cache) ReadSums(ctx context.Context, hostPath string, fi os.FileInfo) (
 	if !ok || !isStat {
 		c.misses.Add(1)
 		return fileop.ReadFileSums(ctx, hostPath, fi)
+	}
+	if err := c.wait(ctx); err != nil {
+		return fileop.FileSums{}, err
 	}
 	key := keyOf(st)
 	if i, ok := c.loaded[rel]; ok {
@@ -231,6 +266,9 @@ func (c *Cache) Stats() Stats {
 // context directories that no longer exist, so that neither grows without
 // bound.
 func (c *Cache) Flush(ctx context.Context) error {
+	if err := c.wait(ctx); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	puts := make(map[string][]byte, len(c.dirty))
 	for rel := range c.dirty {

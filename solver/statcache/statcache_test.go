@@ -53,6 +53,9 @@ func open(t testing.TB, db DB, dir string) *Cache {
 		t.Fatal(err)
 	}
 	c.racyWindow = 0
+	if err := c.wait(context.Background()); err != nil { // tests look at c.loaded
+		t.Fatal(err)
+	}
 	return c
 }
 

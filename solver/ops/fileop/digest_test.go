@@ -2,8 +2,12 @@ package fileop
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -163,5 +167,109 @@ func TestDigest(t *testing.T) {
 		if _, err := Digest(ctx, req); err == nil {
 			t.Errorf("Digest(%v %s chmod %q): want an error", req.Sources, req.Dest, req.Chmod)
 		}
+	}
+}
+
+func TestDigestEntries(t *testing.T) {
+	testutil.RequiresRoot(t) // writeTree chowns
+	ctx := context.Background()
+	src := t.TempDir()
+	nodes := []node{file("src/a", "a\n"), file("src/sub/b", "b\n"), symlink("src/l", "a"), file("top", "t\n"),
+		file("src/x", "shared\n"), hardlink("src/y", "src/x")}
+	// Enough files to keep every worker busy and to spread directories
+	// across the walk's goroutines.
+	for i := range 300 {
+		nodes = append(nodes, file(fmt.Sprintf("src/many/d%02d/f%03d", i%17, i), fmt.Sprint(i)))
+	}
+	writeTree(t, src, nodes...)
+	req := CopyRequest{SrcRoot: src, Sources: []string{"src", "top"}, Dest: "/x/"}
+	entries := func() (digest.Digest, []Entry) {
+		t.Helper()
+		d, es, err := DigestEntries(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d2, err := Digest(ctx, req); err != nil || d2 != d {
+			t.Fatalf("Digest %s (%v), DigestEntries %s", d2, err, d)
+		}
+		return d, es
+	}
+	d0, e0 := entries()
+
+	// Parallel work does not change the result: one worker gives the
+	// same digests, in the same order.
+	procs := runtime.GOMAXPROCS(1)
+	d1, e1 := entries()
+	runtime.GOMAXPROCS(procs)
+	if d1 != d0 || fmt.Sprint(e1) != fmt.Sprint(e0) {
+		t.Fatalf("serial and parallel differ: %s, %s", d1, d0)
+	}
+
+	var paths []string
+	for _, e := range e0[:8] {
+		paths = append(paths, e.Path)
+	}
+	if got, want := strings.Join(paths, " "), "src src/a src/l src/many src/many/d00 src/many/d00/f000 src/many/d00/f017 src/many/d00/f034"; got != want {
+		t.Errorf("paths %s\nwant  %s", got, want)
+	}
+	if last := e0[len(e0)-1]; last.Path != "top" {
+		t.Errorf("last entry %s, want top", last.Path)
+	}
+	byPath := func(es []Entry) map[string]digest.Digest {
+		m := map[string]digest.Digest{}
+		for _, e := range es {
+			m[e.Path] = e.Digest
+		}
+		return m
+	}
+	m0 := byPath(e0)
+	if m0["src/x"] == m0["src/y"] {
+		t.Error("a hard link has the digest of the file it links to")
+	}
+
+	// A change shows in its own entry and no other.
+	if err := os.WriteFile(filepath.Join(src, "src/sub/b"), []byte("B\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "src/new"), []byte("n\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d2, e2 := entries()
+	if d2 == d0 {
+		t.Fatal("the digest did not change")
+	}
+	m2 := byPath(e2)
+	var changed []string
+	for p, d := range m2 {
+		if m0[p] != d {
+			changed = append(changed, p)
+		}
+	}
+	sort.Strings(changed)
+	if got := strings.Join(changed, " "); got != "src/new src/sub/b" {
+		t.Errorf("changed entries: %s", got)
+	}
+	if len(e2) != len(e0)+1 {
+		t.Errorf("%d entries, want %d", len(e2), len(e0)+1)
+	}
+
+	// Copying the root names entries from ".".
+	_, es, err := DigestEntries(ctx, CopyRequest{SrcRoot: filepath.Join(src, "src/sub"), Sources: []string{"."}, Dest: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(es[0].Path, " ", es[1].Path) != ". b" {
+		t.Errorf("root entries %v", es)
+	}
+
+	// An error reading one file fails the whole digest, saying where.
+	req.ReadSums = func(ctx context.Context, p string, fi os.FileInfo) (FileSums, error) {
+		if strings.HasSuffix(p, "f150") {
+			return FileSums{}, errors.New("boom")
+		}
+		return ReadFileSums(ctx, p, fi)
+	}
+	if _, _, err := DigestEntries(ctx, req); err == nil || !strings.Contains(err.Error(), "src/many/d14/f150: boom") {
+		t.Errorf("error %v", err)
 	}
 }

@@ -2,6 +2,13 @@
 // with the semantics Docker BuildKit gives them, and computes the content
 // digest of what such a copy reads, for cache keys.
 //
+// DigestEntries works entry by entry, so that a cache miss can be
+// explained file by file: the tree is walked first (one
+// lstat per entry, directories listed in parallel), then what each entry
+// needs read (content hash, symlink target, xattrs: FileSums) is read in
+// parallel, through a stat cache when the caller has one, and folded in
+// walk order.
+//
 // It owns: selecting sources (wildcards, symlinks followed at the top level
 // and kept below it, clamping to the source root, .dockerignore filtering
 // with exceptions), placing them at the destination (file versus directory

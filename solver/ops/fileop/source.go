@@ -359,8 +359,8 @@ func (w *walker) list(ctx context.Context, rel, sub string, l *dirListing) error
 		}
 		l.items = append(l.items, it)
 	}
-	// Children are spawned after the loop: l.items no longer grows, so
-	// the listings they fill stay where they are.
+	// Subdirectories go to other goroutines while the group has room;
+	// the rest this one walks itself, once its own directory is done.
 	for i := range l.items {
 		if it := &l.items[i]; it.sub != nil {
 			if err := w.spawn(ctx, it.srcRel, it.e.rel, it.sub); err != nil {
