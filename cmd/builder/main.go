@@ -1,5 +1,3 @@
-// Command builder builds Dockerfiles into OCI images without a daemon, keeps
-// them in a local store and runs them as containers.
 package main
 
 import (
