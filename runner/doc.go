@@ -14,6 +14,16 @@
 // Every program that calls Run must call Init first thing in main (and a test
 // binary in TestMain): that is where the re-executed copy becomes the init.
 //
+// Run is Start and Wait: Start returns a Process once the command runs, for
+// a caller that signals it (Docker's stop: STOPSIGNAL, then SIGKILL) or
+// waits for it later, as a detached container's monitor does.
+//
+// With Spec.Resources, the container gets a cgroup, builder/<CgroupName>,
+// in each hierarchy its limits need (cgroup.go): a v1 hierarchy where the
+// controller is mounted as one, else the unified (v2) hierarchy. Start
+// makes it and writes the limits before the init does anything, the init
+// joins it before its setup, and Wait removes it, noting OOM kills first.
+//
 // Mount points the init has to create in the image (an /etc/resolv.conf a
 // busybox image lacks, say) are reported to Run, which removes them from the
 // overlay upper dir afterwards (stubs.go), with the directories only their

@@ -37,6 +37,7 @@ func Init() {
 		// The command itself could not start: like Docker, that is the
 		// command's exit code, and the message is on its stderr.
 		fmt.Fprintln(os.Stderr, ee.Msg)
+		st.send(status{ExecFailed: true})
 		os.Exit(ee.Code)
 	}
 	st.send(status{Error: "runner: " + err.Error()})
@@ -155,6 +156,11 @@ func containerInit(st *statusWriter) error {
 	}
 	if err := closeExtraFDs(); err != nil {
 		return err
+	}
+	for _, w := range cfg.AtExec {
+		if err := w.write(); err != nil {
+			return err
+		}
 	}
 	err = unix.Exec(argv0, spec.Args, env)
 	return &execError{Code: execErrorCode(err), Msg: fmt.Sprintf("exec: %q: %v", spec.Args[0], err)}

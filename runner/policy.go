@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -259,6 +260,12 @@ func validate(spec Spec) error {
 	}
 	if spec.Cwd != "" && !path.IsAbs(spec.Cwd) {
 		return fmt.Errorf("runner: working directory %q is not absolute", spec.Cwd)
+	}
+	if err := validateResources(spec.Resources, runtime.NumCPU()); err != nil {
+		return err
+	}
+	if n := spec.CgroupName; n != "" && (strings.ContainsRune(n, '/') || n == "." || n == ".." || strings.ContainsRune(n, 0)) {
+		return fmt.Errorf("runner: cgroup name %q is not a single path element", n)
 	}
 	switch spec.Network {
 	case "", "default", "host", "none":

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -56,6 +58,13 @@ type Spec struct {
 	// PrimaryGroupInGroups also lists the user's primary gid among the
 	// supplementary groups, as `docker run` does (a Dockerfile RUN does not).
 	PrimaryGroupInGroups bool
+	// Resources are the container's limits; nil (or all zero) is none, and
+	// then no cgroup is made.
+	Resources *Resources
+	// CgroupName names the container's cgroup (a single path element, e.g.
+	// the container's id), made as builder/<name> in each hierarchy a
+	// limit needs. "" is a random name. Used only with Resources.
+	CgroupName string
 }
 
 // Mount is an extra mount inside the container: Type "bind" (Source is a
@@ -81,9 +90,18 @@ type Stdio struct {
 // found and 126 when it could not be executed (as Docker).
 type ExitError struct {
 	Code int
+	// OOMKilled reports that the kernel's OOM killer killed a process of
+	// the container for its memory limit (pid 1, making Code 137, or
+	// another one), as Docker's State.OOMKilled.
+	OOMKilled bool
 }
 
-func (e *ExitError) Error() string { return fmt.Sprintf("exit code: %d", e.Code) }
+func (e *ExitError) Error() string {
+	if e.OOMKilled {
+		return fmt.Sprintf("exit code: %d (out of memory)", e.Code)
+	}
+	return fmt.Sprintf("exit code: %d", e.Code)
+}
 
 // initEnv marks a re-executed copy of the binary as a container init. The
 // init's environment is only this marker (and a GODEBUG setting): the host's
@@ -104,6 +122,8 @@ type initConfig struct {
 	// Dir is the run's directory on the host: root/ (the mount target of
 	// Spec.Root, empty on the host) and the per-run /etc files.
 	Dir string
+	// AtExec are cgroup limits the init sets just before execve.
+	AtExec []atExecWrite `json:",omitempty"`
 }
 
 // status is one message from the init. Stubs come one by one as they are
@@ -111,6 +131,9 @@ type initConfig struct {
 type status struct {
 	Stub  *stub  `json:",omitempty"`
 	Error string `json:",omitempty"`
+	// ExecFailed: the command could not be executed; the init exits with
+	// its exit code (126, 127) right after.
+	ExecFailed bool `json:",omitempty"`
 }
 
 // stub is a mount point the init created in the root.
@@ -124,37 +147,81 @@ type stub struct {
 	ParentMtimeAfter int64 `json:",omitempty"`
 }
 
-// Run runs spec's command in a new container and waits for it. It returns
-// nil for exit code 0, an *ExitError for another exit code, and any other
+// Run runs spec's command in a new container and waits for it: Start, then
+// Wait. It returns nil for exit code 0, an *ExitError for another exit code
+// (also when the command could not be executed: 126, 127), and any other
 // error when the container could not be set up. Cancelling ctx kills the
 // container (SIGKILL to its pid 1 takes every process in it) and Run then
 // returns an error wrapping ctx.Err().
-func Run(ctx context.Context, spec Spec, stdio Stdio) (err error) {
-	if err := validate(spec); err != nil {
+func Run(ctx context.Context, spec Spec, stdio Stdio) error {
+	p, err := Start(ctx, spec, stdio)
+	if err != nil {
 		return err
+	}
+	return p.Wait()
+}
+
+// Process is a container whose command runs: the pid 1 of its own pid
+// namespace. Wait must be called to release it.
+type Process struct {
+	ctx  context.Context
+	spec Spec
+	cmd  *exec.Cmd
+	dir  string  // the run dir (prepareRunDir)
+	cg   *cgroup // nil without resource limits
+
+	stubs    []stub
+	setupErr string // the init's report of what failed, if anything did
+
+	ptmx    *os.File      // our end of the container's terminal (Spec.Tty)
+	ttyDone chan struct{} // closed when the terminal's output is all copied
+	// exited is closed once the init is reaped; until then the OS thread
+	// that started it is kept alive (see Start).
+	exited chan struct{}
+
+	waitOnce sync.Once
+	waitErr  error
+}
+
+// Start starts spec's command in a new container and returns once the
+// command runs, i.e. after the container was set up, resource limits
+// applied, and the command exec'd (or the init was killed on the way, which
+// Wait then reports). When it could not start, Start returns
+// what Run would (an error for the setup, an *ExitError with 126 or 127
+// when the command could not be executed, its message on Stdio.Stderr)
+// and nothing is left behind. Cancelling ctx at any time kills the
+// container, so ctx must last as long as the container should.
+func Start(ctx context.Context, spec Spec, stdio Stdio) (*Process, error) {
+	if err := validate(spec); err != nil {
+		return nil, err
 	}
 	if spec.Hostname == "" {
 		spec.Hostname = DefaultHostname
 	}
 	dir, err := prepareRunDir(spec.Hostname)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() {
-		if rerr := removeRunDir(dir); rerr != nil && err == nil {
-			err = rerr
+	p := &Process{ctx: ctx, spec: spec, dir: dir, exited: make(chan struct{})}
+	if spec.Resources.limited() {
+		name := spec.CgroupName
+		if name == "" {
+			name = newCgroupName()
 		}
-	}()
+		if p.cg, err = newCgroup(name, *spec.Resources); err != nil {
+			return nil, errors.Join(err, p.release())
+		}
+	}
 
 	specR, specW, err := os.Pipe()
 	if err != nil {
-		return fmt.Errorf("runner: spec pipe: %w", err)
+		return nil, errors.Join(fmt.Errorf("runner: spec pipe: %w", err), p.release())
 	}
 	defer specW.Close()
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		specR.Close()
-		return fmt.Errorf("runner: status pipe: %w", err)
+		return nil, errors.Join(fmt.Errorf("runner: status pipe: %w", err), p.release())
 	}
 	defer statusR.Close()
 
@@ -181,7 +248,7 @@ func Run(ctx context.Context, spec Spec, stdio Stdio) (err error) {
 		if err != nil {
 			specR.Close()
 			statusW.Close()
-			return fmt.Errorf("runner: console socket: %w", err)
+			return nil, errors.Join(fmt.Errorf("runner: console socket: %w", err), p.release())
 		}
 		console = os.NewFile(uintptr(fds[0]), "console")
 		defer console.Close()
@@ -195,8 +262,32 @@ func Run(ctx context.Context, spec Spec, stdio Stdio) (err error) {
 	} else {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
 	}
+	var atExec []atExecWrite
+	if p.cg != nil {
+		for _, w := range p.cg.writes {
+			f := p.cg.atExec[w.Fd]
+			w.Fd = 3 + len(cmd.ExtraFiles) // ExtraFiles[i] is fd 3+i in the child
+			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+			atExec = append(atExec, w)
+		}
+	}
 
-	startErr := cmd.Start()
+	// The parent-death signal is sent when the *thread* that forked the
+	// init ends, not the process: the Go runtime ends a thread whenever a
+	// goroutine exits while locked to it, which could kill a long-running
+	// container at random. The fork happens on a thread of our own,
+	// locked until the init is reaped.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			<-p.exited
+		}
+	}()
+	startErr := <-started
 	// The child has its copies; ours would keep the pipes (and the console
 	// socket) from reporting EOF when the child closes them.
 	specR.Close()
@@ -204,18 +295,32 @@ func Run(ctx context.Context, spec Spec, stdio Stdio) (err error) {
 	if spec.Tty {
 		cmd.ExtraFiles[2].Close()
 	}
+	if p.cg != nil {
+		p.cg.closeAtExec()
+	}
 	if startErr != nil {
-		return fmt.Errorf("runner: start init: %w", startErr)
+		return nil, errors.Join(fmt.Errorf("runner: start init: %w", startErr), p.release())
+	}
+	p.cmd = cmd
+
+	// The init waits for its spec before it does anything, so it is in the
+	// cgroup before any of the container's setup, let alone the command.
+	if p.cg != nil {
+		if err := p.cg.add(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			close(p.exited)
+			return nil, errors.Join(err, p.release())
+		}
 	}
 
 	// A write error means the init died early; its status or exit says why.
-	_ = json.NewEncoder(specW).Encode(initConfig{Spec: spec, Dir: dir})
+	_ = json.NewEncoder(specW).Encode(initConfig{Spec: spec, Dir: dir, AtExec: atExec})
 	specW.Close()
 
 	// The status pipe closes (EOF) when the init execs the command (it is
 	// close-on-exec there) or exits.
-	var stubs []stub
-	var setupErr string
+	execFailed := false
 	dec := json.NewDecoder(statusR)
 	for {
 		var m status
@@ -223,24 +328,26 @@ func Run(ctx context.Context, spec Spec, stdio Stdio) (err error) {
 			break
 		}
 		if m.Stub != nil {
-			stubs = append(stubs, *m.Stub)
+			p.stubs = append(p.stubs, *m.Stub)
 		}
 		if m.Error != "" {
-			setupErr = m.Error
+			p.setupErr = m.Error
+		}
+		if m.ExecFailed {
+			execFailed = true
 		}
 	}
 
-	var ttyDone chan struct{}
 	if console != nil {
 		ptmx, err := receiveConsole(console)
-		if err != nil && setupErr == "" {
-			setupErr = "runner: " + err.Error()
+		if err != nil && p.setupErr == "" {
+			p.setupErr = "runner: " + err.Error()
 		}
 		if ptmx != nil {
-			defer ptmx.Close()
-			ttyDone = make(chan struct{})
+			p.ptmx = ptmx
+			p.ttyDone = make(chan struct{})
 			go func() {
-				defer close(ttyDone)
+				defer close(p.ttyDone)
 				out := stdio.Stdout
 				if out == nil {
 					out = io.Discard
@@ -255,17 +362,76 @@ func Run(ctx context.Context, spec Spec, stdio Stdio) (err error) {
 		}
 	}
 
-	waitErr := cmd.Wait()
-	if ttyDone != nil {
-		<-ttyDone
+	if p.setupErr != "" || execFailed {
+		// The init has exited or is about to: Wait has its answer.
+		return nil, p.Wait()
 	}
-	result := runResult(ctx, setupErr, waitErr)
-	if spec.UpperDir != "" {
-		if err := removeStubs(spec.UpperDir, overlayLowers(spec.Root), stubs); err != nil {
-			return errors.Join(result, err)
-		}
+	return p, nil
+}
+
+// Pid is the host's pid of the container's pid 1.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Signal sends sig to the container's pid 1. As for any pid 1 of a pid
+// namespace (and in Docker), the kernel drops a signal the command has no
+// handler for, SIGKILL and SIGSTOP aside: a `sh -c` without a trap ignores
+// SIGTERM. Once Wait has returned it fails with os.ErrProcessDone.
+func (p *Process) Signal(sig syscall.Signal) error {
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("runner: signal %v: %w", sig, err)
+	}
+	return nil
+}
+
+// Wait waits for the container's pid 1 to exit (every other process in the
+// container dies with it) and returns what Run does: nil for exit code 0,
+// an *ExitError for another one, an error wrapping ctx.Err() if ctx killed
+// it. It then removes what the run made: mount-point stubs in
+// Spec.UpperDir, the run dir and the cgroups. It may be called more than
+// once and from several goroutines; all get the same answer.
+func (p *Process) Wait() error {
+	p.waitOnce.Do(func() { p.waitErr = p.wait() })
+	return p.waitErr
+}
+
+func (p *Process) wait() error {
+	waitErr := p.cmd.Wait()
+	close(p.exited)
+	if p.ttyDone != nil {
+		<-p.ttyDone
+	}
+	result := runResult(p.ctx, p.setupErr, waitErr)
+	var ee *ExitError
+	if p.cg != nil && errors.As(result, &ee) {
+		// Read before the cgroup goes. As in Docker, any OOM kill in the
+		// container counts, not only one of pid 1.
+		ee.OOMKilled = p.cg.oomKills() > 0
+	}
+	if err := p.release(); err != nil {
+		return errors.Join(result, err)
 	}
 	return result
+}
+
+// release removes what Start made on the host, once the init is gone (or
+// was never started).
+func (p *Process) release() error {
+	var errs []error
+	if p.ptmx != nil {
+		p.ptmx.Close()
+	}
+	if err := p.cg.remove(); err != nil {
+		errs = append(errs, err)
+	}
+	if p.spec.UpperDir != "" && len(p.stubs) > 0 {
+		if err := removeStubs(p.spec.UpperDir, overlayLowers(p.spec.Root), p.stubs); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := removeRunDir(p.dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // runResult is Run's answer once the init is gone.
