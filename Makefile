@@ -5,7 +5,7 @@ ROOT     ?= $(CURDIR)/.demo-root
 PKGS     := busybox-static skopeo umoci docker-registry
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps demo test bench lint clean
+.PHONY: all build deps demo test bench bench-go lint clean
 
 all: build
 
@@ -32,7 +32,14 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
+# bench runs bench/'s hermetic scenarios (~11 min) and prints the medians
+# against bench/targets.tsv; narrow it with BENCH_ARGS='-s "S2 S3" -n 3'.
+BENCH_ARGS ?=
 bench: deps build
+	bench/run.sh $(BENCH_ARGS)
+
+# bench-go runs the Go micro-benchmarks (bench/gobench and the packages' own).
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
 
 lint:

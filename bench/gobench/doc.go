@@ -1,0 +1,14 @@
+// Package gobench holds Go micro-benchmarks of the hot paths under the
+// scenarios of bench/run.sh, so that a change to one of them can be measured
+// without a whole build:
+//
+//   - BenchmarkWriteLayer20k: snapshot/archive.WriteLayer over 20,000 files
+//     (S1, S2, S4: a RUN's or a COPY's diff as a layer tar);
+//   - BenchmarkApply20k: snapshot/archive.Apply of that tar into a fresh
+//     per-layer directory (unpacking a base or a cached layer);
+//   - BenchmarkIngestLayer100MB: store.IngestLayer of a 100 MB stream, half
+//     text, half random (pgzip compression + digests + the blob write).
+//
+// Run them with `go test -run '^$' -bench . -benchtime 3x ./bench/gobench`.
+// The package has no code of its own; it only imports what it measures.
+package gobench
