@@ -10,7 +10,8 @@ export PATH := /usr/local/go/bin:$(PATH)
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/builder
+	# Static (no cgo): no dynamic loader work in every container init.
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/builder
 
 # deps installs what the demo and the tests use from Debian's packages,
 # only when something is missing.
@@ -26,7 +27,8 @@ demo: deps build
 	scripts/mkbase.sh $(BIN) $(ROOT) builder/busybox:latest
 	$(BIN) --root $(ROOT) build -t hello examples/hello
 	$(BIN) --root $(ROOT) images
-	$(BIN) --root $(ROOT) run --rm hello
+	$(BIN) --root $(ROOT) run --name hello-demo hello
+	$(BIN) --root $(ROOT) ps -a -s
 
 test: deps
 	$(GO) vet ./...

@@ -111,6 +111,7 @@ type build struct {
 	inflight map[digest.Digest]*call
 	explain  []Explanation
 	sem      chan struct{} // bounds concurrently running steps
+	records  *recorder
 }
 
 // call is one step execution other stages with the same key wait for.
@@ -132,7 +133,8 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 	}
 	defer lock.Release()
 	b := &build{s: s, def: def, opt: opt, prog: &progress{report: s.Reporter},
-		inflight: map[digest.Digest]*call{}, sem: make(chan struct{}, runtime.NumCPU())}
+		inflight: map[digest.Digest]*call{}, sem: make(chan struct{}, runtime.NumCPU()),
+		records: newRecorder(s.Store)}
 	b.stages = make([]*stageFuture, len(def.Stages))
 	for i := range b.stages {
 		b.stages[i] = &stageFuture{done: make(chan struct{})}
@@ -151,6 +153,9 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 		})
 	}
 	err = g.Wait()
+	if rerr := b.records.wait(); err == nil && rerr != nil {
+		err = fmt.Errorf("record cache: %w", rerr)
+	}
 	if b.stat != nil {
 		// The remembered sums stay valid whether or not the build worked.
 		if ferr := b.stat.Flush(context.WithoutCancel(ctx)); err == nil && ferr != nil {
@@ -399,9 +404,7 @@ func (b *build) execute(ctx context.Context, cur state, key digest.Digest, info 
 	}
 	now := time.Now().UTC()
 	rec := cache.Record{Key: key, ParentChain: cur.chainID(), Layer: desc, DiffID: diffID, Created: now, LastUsed: now, Step: info}
-	if err := cache.Put(ctx, b.s.Store, rec); err != nil {
-		return state{}, time.Time{}, fmt.Errorf("record cache: %w", err)
-	}
+	b.records.add(ctx, rec)
 	next := cur.with(key, desc, diffID)
 	next.hit = false
 	return next, now, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
@@ -98,6 +99,28 @@ type readCloser struct {
 
 func (r readCloser) Close() error { return r.close() }
 
+// gzipWriters keeps pgzip writers between layers: a new one allocates its
+// block buffers, which costs more than compressing a small RUN's layer.
+var gzipWriters sync.Pool
+
+func getGzipWriter(w io.Writer) (*pgzip.Writer, error) {
+	zw, ok := gzipWriters.Get().(*pgzip.Writer)
+	if ok {
+		zw.Reset(w)
+	} else {
+		var err error
+		if zw, err = pgzip.NewWriterLevel(w, pgzip.DefaultCompression); err != nil {
+			return nil, err
+		}
+	}
+	// Fixed block size, so the output does not depend on the machine;
+	// blocks in flight only bound memory.
+	if err := zw.SetConcurrency(1<<20, max(2, runtime.GOMAXPROCS(0))); err != nil {
+		return nil, err
+	}
+	return zw, nil
+}
+
 // IngestLayer compresses the uncompressed layer tar r with gzip (pgzip, in
 // parallel) into the store and returns the blob's descriptor
 // (application/vnd.oci.image.layer.v1.tar+gzip) and the digest of the
@@ -109,20 +132,15 @@ func (s *Store) IngestLayer(ctx context.Context, r io.Reader) (ocispec.Descripto
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		zw, err := pgzip.NewWriterLevel(pw, pgzip.DefaultCompression)
+		zw, err := getGzipWriter(pw)
 		if err != nil {
-			pw.CloseWithError(err)
-			return
-		}
-		// Fixed block size, so the output does not depend on the machine;
-		// blocks in flight only bound memory.
-		if err := zw.SetConcurrency(1<<20, max(2, runtime.GOMAXPROCS(0))); err != nil {
 			pw.CloseWithError(err)
 			return
 		}
 		_, err = io.Copy(zw, io.TeeReader(ctxReader{ctx, r}, diffID.Hash()))
 		if cerr := zw.Close(); err == nil {
 			err = cerr
+			gzipWriters.Put(zw) // only a cleanly closed writer is reused
 		}
 		pw.CloseWithError(err) // nil closes with EOF
 	}()

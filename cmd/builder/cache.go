@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
+	"github.com/builder-dev/builder/container"
 	"github.com/builder-dev/builder/gc"
 )
 
@@ -33,7 +35,14 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 }
 
 func (e *env) collector() *gc.Collector {
-	return &gc.Collector{Store: e.store, Snap: e.snap}
+	return &gc.Collector{Store: e.store, Snap: e.snap, Roots: e.containerRoots}
+}
+
+// containerRoots keeps the images of containers: their writable layers sit
+// on those layers, and a removed image's container still runs and commits.
+func (e *env) containerRoots(ctx context.Context) (gc.Roots, error) {
+	blobs, chains, err := container.Held(ctx, e.store)
+	return gc.Roots{Blobs: blobs, Chains: chains}, err
 }
 
 // checkFormat accepts the --format values the cache commands know.

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/builder-dev/builder/container"
 	"github.com/builder-dev/builder/exporter"
 	"github.com/builder-dev/builder/store"
 )
@@ -253,7 +255,7 @@ func newRmiCmd(g *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove an image even when several names refer to it")
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove an image even when several names refer to it or a container uses it")
 	return cmd
 }
 
@@ -276,12 +278,32 @@ func removeImage(ctx context.Context, e *env, ref string, force bool) error {
 		}
 	}
 	byName := false
+	deletes := true // the image goes, not only a name
 	if n, err := store.NormalizeName(ref); err == nil && slices.Contains(names, n) {
 		byName = true
+		deletes = len(names) == 1
 		names = []string{n}
 	}
 	if !byName && len(names) > 1 && !force {
 		return fmt.Errorf("unable to delete %s (must be forced): image is referenced in multiple repositories", ref)
+	}
+	if deletes && !force {
+		// As Docker: an image a container uses stays unless forced. Forced,
+		// the container keeps working: gc keeps what it holds.
+		id, err := imageID(ctx, e, desc)
+		if err != nil {
+			return err
+		}
+		users, err := container.Using(ctx, e.store, desc.Digest, digest.Digest(id))
+		if err != nil {
+			return err
+		}
+		if len(users) > 0 {
+			if byName {
+				return fmt.Errorf("conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ref, container.ShortID(users[0].ID), shortID(id))
+			}
+			return fmt.Errorf("conflict: unable to delete %s (must be forced) - image is being used by container %s", shortID(id), container.ShortID(users[0].ID))
+		}
 	}
 	for _, n := range names {
 		if err := e.store.Untag(ctx, n); err != nil {

@@ -76,6 +76,14 @@ func newRootCmd() *cobra.Command {
 		newSaveCmd(g),
 		newImportCmd(g),
 		newRunCmd(g),
+		newPsCmd(g),
+		newStartCmd(g),
+		newStopCmd(g),
+		newRmCmd(g),
+		newLogsCmd(g),
+		newDiffCmd(g),
+		newCommitCmd(g),
+		newMonitorCmd(g),
 		newCacheCmd(g),
 	)
 	return cmd

@@ -2,28 +2,38 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
-	"strings"
+	"os/signal"
+	"runtime"
 
+	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
-	"github.com/builder-dev/builder/runner"
+	"github.com/builder-dev/builder/container"
 )
 
 type runOptions struct {
 	rm          bool
+	name        string
+	detach      bool
+	interactive bool
+	tty         bool
 	env         []string
+	envFiles    []string
 	workdir     string
 	user        string
 	entrypoint  *string
 	network     string
+	volumes     []string
+	tmpfs       []string
 	hostname    string
-	tty         bool
-	interactive bool
+	memory      string
+	pidsLimit   int64
+	cpus        float64
+	readOnly    bool
 }
 
 func newRunCmd(g *globalOptions) *cobra.Command {
@@ -32,7 +42,14 @@ func newRunCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Run a command in a new container of an image",
-		Args:  minArgs(1),
+		Long: `Run a command in a new container of an image.
+
+The container keeps its writable layer and settings until it is removed
+(rm, or --rm when it exits): see ps, start, stop, logs, diff and commit.
+Without -d, run waits for the command, forwards signals to it and exits
+with its exit code (126: cannot be executed, 127: not found). With -d it
+prints the container's ID and leaves it running.`,
+		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.Flags().Changed("entrypoint") {
 				o.entrypoint = &entrypoint
@@ -43,138 +60,219 @@ func newRunCmd(g *globalOptions) *cobra.Command {
 	f := cmd.Flags()
 	f.SetInterspersed(false)
 	f.BoolVar(&o.rm, "rm", false, "remove the container when it exits")
-	f.StringArrayVarP(&o.env, "env", "e", nil, "set environment variables")
-	f.StringVarP(&o.workdir, "workdir", "w", "", "working directory inside the container")
-	f.StringVarP(&o.user, "user", "u", "", "user[:group]")
-	f.StringVar(&entrypoint, "entrypoint", "", "override the image's ENTRYPOINT")
-	f.StringVar(&o.network, "network", "host", "network: host or none")
-	f.StringVar(&o.hostname, "hostname", "", "container hostname")
-	f.BoolVarP(&o.tty, "tty", "t", false, "allocate a pseudo-TTY")
+	f.StringVar(&o.name, "name", "", "name the container")
+	f.BoolVarP(&o.detach, "detach", "d", false, "run in the background and print the container ID")
 	f.BoolVarP(&o.interactive, "interactive", "i", false, "keep stdin open")
+	f.BoolVarP(&o.tty, "tty", "t", false, "allocate a pseudo-TTY")
+	f.StringArrayVarP(&o.env, "env", "e", nil, "set an environment variable (KEY=VALUE, or KEY to take it from here)")
+	f.StringArrayVar(&o.envFiles, "env-file", nil, "read environment variables from a file")
+	f.StringVarP(&o.workdir, "workdir", "w", "", "working directory inside the container (created if missing)")
+	f.StringVarP(&o.user, "user", "u", "", "user[:group], names or numbers")
+	f.StringVar(&entrypoint, "entrypoint", "", "override the image's ENTRYPOINT (and drop its CMD)")
+	f.StringVar(&o.network, "network", "host", "network: host or none")
+	f.StringArrayVarP(&o.volumes, "volume", "v", nil, "bind mount a host path: SRC:DST[:ro]")
+	f.StringArrayVar(&o.tmpfs, "tmpfs", nil, "mount a tmpfs at DST")
+	f.StringVar(&o.hostname, "hostname", "", "container hostname (default: the short container ID)")
+	f.StringVarP(&o.memory, "memory", "m", "", "memory limit (e.g. 64m, 1g)")
+	f.Int64Var(&o.pidsLimit, "pids-limit", 0, "limit the number of processes (0: unlimited)")
+	f.Float64Var(&o.cpus, "cpus", 0, "limit CPU time, in CPUs (e.g. 0.5)")
+	f.BoolVar(&o.readOnly, "read-only", false, "mount the container's root file system read-only")
 	return cmd
 }
 
-func newID() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// argv applies Docker's ENTRYPOINT/CMD rules: command-line args replace
-// CMD; --entrypoint replaces ENTRYPOINT and drops the image's CMD.
-func argv(entrypoint, cmd []string, override *string, args []string) []string {
-	if override != nil {
-		entrypoint = nil
-		if *override != "" {
-			entrypoint = []string{*override}
-		}
-		cmd = nil
+// createOptions turns run's flags into a container's settings; the image
+// is filled in by the caller.
+func (o *runOptions) createOptions() (container.CreateOptions, container.Overrides, error) {
+	var co container.CreateOptions
+	var ov container.Overrides
+	switch o.network {
+	case "host", "default", "":
+		co.Host.Network = "host"
+	case "none":
+		co.Host.Network = "none"
+	default:
+		return co, ov, usageError{fmt.Errorf("invalid --network %q: want host or none", o.network)}
 	}
-	if len(args) > 0 {
-		cmd = args
+	for _, p := range o.envFiles {
+		f, err := os.Open(p)
+		if err != nil {
+			return co, ov, usageError{fmt.Errorf("open env file: %w", err)}
+		}
+		env, err := container.ParseEnvFile(f)
+		f.Close()
+		if err != nil {
+			return co, ov, usageError{fmt.Errorf("%s: %w", p, err)}
+		}
+		ov.Env = append(ov.Env, env...)
 	}
-	return append(append([]string(nil), entrypoint...), cmd...)
-}
-
-// mergeEnv sets each KEY=VALUE of add in base, replacing an existing KEY in
-// place; "KEY" alone takes the value from the caller's environment.
-func mergeEnv(base []string, add []string) []string {
-	out := append([]string(nil), base...)
-	for _, kv := range add {
-		k, _, ok := strings.Cut(kv, "=")
-		if !ok {
-			v, set := os.LookupEnv(k)
-			if !set {
-				continue
-			}
-			kv = k + "=" + v
+	ov.Env = append(ov.Env, o.env...)
+	ov.Entrypoint, ov.WorkingDir, ov.User = o.entrypoint, o.workdir, o.user
+	for _, v := range o.volumes {
+		m, err := container.ParseVolume(v)
+		if err != nil {
+			return co, ov, usageError{err}
 		}
-		replaced := false
-		for i, e := range out {
-			if ek, _, _ := strings.Cut(e, "="); ek == k {
-				out[i], replaced = kv, true
-				break
-			}
-		}
-		if !replaced {
-			out = append(out, kv)
-		}
+		co.Host.Mounts = append(co.Host.Mounts, m)
 	}
-	return out
+	for _, v := range o.tmpfs {
+		m, err := container.ParseTmpfs(v)
+		if err != nil {
+			return co, ov, usageError{err}
+		}
+		co.Host.Mounts = append(co.Host.Mounts, m)
+	}
+	var res container.Resources
+	if o.memory != "" {
+		n, err := units.RAMInBytes(o.memory)
+		if err != nil || n < 0 {
+			return co, ov, usageError{fmt.Errorf("invalid --memory %q", o.memory)}
+		}
+		// Checked here, as Docker does, so no container is made that
+		// could never start; the runner checks again.
+		if n > 0 && n < 6<<20 {
+			return co, ov, usageError{fmt.Errorf("invalid --memory %q: the minimum memory limit allowed is 6MB", o.memory)}
+		}
+		res.Memory = n
+	}
+	if o.pidsLimit < 0 {
+		// Docker takes -1 for unlimited.
+		o.pidsLimit = 0
+	}
+	res.Pids = o.pidsLimit
+	if o.cpus < 0 || o.cpus > float64(runtime.NumCPU()) || o.cpus > 0 && o.cpus < 0.01 {
+		return co, ov, usageError{fmt.Errorf("invalid --cpus %v: the range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", o.cpus, runtime.NumCPU(), runtime.NumCPU())}
+	}
+	res.CPUs = o.cpus
+	if res != (container.Resources{}) {
+		co.Host.Resources = &res
+	}
+	co.Name = o.name
+	co.Host.Hostname = o.hostname
+	co.Host.ReadOnly = o.readOnly
+	co.Host.Tty = o.tty
+	co.Host.OpenStdin = o.interactive
+	co.Host.AutoRemove = o.rm
+	return co, ov, nil
 }
 
 func runContainer(ctx context.Context, g *globalOptions, o *runOptions, ref string, args []string) error {
-	if o.network != "host" && o.network != "none" && o.network != "default" {
-		return usageError{fmt.Errorf("invalid --network %q: want host or none", o.network)}
+	co, ov, err := o.createOptions()
+	if err != nil {
+		return err
+	}
+	ov.Args = args
+	if o.interactive && o.tty && !o.detach && !isTerminal(os.Stdin) {
+		return errors.New("the input device is not a TTY")
+	}
+	var sigs chan os.Signal
+	if !o.detach {
+		// From now on, signals are for the container: they wait in the
+		// channel while it is made, and are forwarded once it runs.
+		sigs = make(chan os.Signal, 16)
+		signal.Notify(sigs, forwardedSignals...)
+		defer signal.Stop(sigs)
 	}
 	e, err := g.open(ctx)
 	if err != nil {
 		return err
 	}
-	desc, err := e.store.Resolve(ctx, ref)
-	if err != nil {
-		return fmt.Errorf("unable to find image %q: %w", ref, err)
-	}
-	m, cfg, err := e.store.LoadImage(ctx, desc)
+	rt := e.runtime()
+	c, err := createContainer(ctx, e, rt, ref, co, ov)
 	if err != nil {
 		return err
 	}
-	s := e.solver(nil)
-	parent, err := s.Materialize(ctx, m.Layers, cfg.RootFS.DiffIDs)
+	if o.detach {
+		if err := spawnMonitor(ctx, rt, c); err != nil {
+			return err
+		}
+		fmt.Println(c.ID)
+		return nil
+	}
+	return attach(ctx, rt, c, o.interactive, sigs)
+}
+
+// createContainer resolves the image, unpacks it and makes the container.
+// The store's build lock is held meanwhile, so a prune cannot take the
+// image's blobs between the lookup and the record that keeps them.
+func createContainer(ctx context.Context, e *env, rt *container.Runtime, ref string, co container.CreateOptions, ov container.Overrides) (*container.Container, error) {
+	lock, err := e.lockWrites(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	desc, m, cfg, err := e.imageConfig(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("unable to find image %q: %w", ref, err)
+	}
+	co.Config, err = container.MakeConfig(cfg.Config.ImageConfig, ov, os.LookupEnv)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	co.Image = container.Image{Ref: ref, ID: m.Config.Digest, Manifest: desc, Layers: m.Layers, DiffIDs: cfg.RootFS.DiffIDs}
+	return rt.Create(ctx, co)
+}
+
+// forwardedSignals are the signals a foreground run or a monitor passes on
+// to the container's pid 1 (Docker's --sig-proxy). SIGCHLD, SIGPIPE,
+// SIGURG (the Go runtime's) and SIGWINCH are the process's own.
+var forwardedSignals = []os.Signal{
+	unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT,
+	unix.SIGUSR1, unix.SIGUSR2, unix.SIGALRM, unix.SIGCONT,
+}
+
+// attach runs c in this process, connected to the terminal or our stdio,
+// and returns its exit code as an exitCodeError. With stdin (-i) and a
+// terminal (-t), the user's terminal is put in raw mode meanwhile, so keys
+// (Ctrl-C too) reach the container's terminal as they are typed.
+func attach(ctx context.Context, rt *container.Runtime, c *container.Container, stdin bool, sigs chan os.Signal) error {
+	if sigs == nil {
+		sigs = make(chan os.Signal, 16)
+		signal.Notify(sigs, forwardedSignals...)
+		defer signal.Stop(sigs)
+	}
+	rio := container.IO{Stdout: os.Stdout, Stderr: os.Stderr, Signals: sigs, NoLog: c.Host.AutoRemove}
+	if stdin {
+		rio.Stdin = os.Stdin
+		if c.Host.Tty && isTerminal(os.Stdin) {
+			restore, err := makeRaw(int(os.Stdin.Fd()))
+			if err != nil {
+				return err
+			}
+			defer restore()
+		}
+	}
+	code, err := rt.Run(ctx, c.ID, rio)
 	if err != nil {
 		return err
 	}
-	cmdArgs := argv(cfg.Config.Entrypoint, cfg.Config.Cmd, o.entrypoint, args)
-	if len(cmdArgs) == 0 {
-		return usageError{errors.New("no command specified")}
+	if code != 0 {
+		return exitCodeError{code: code}
 	}
-	id := newID()
-	hostname := o.hostname
-	if hostname == "" {
-		hostname = id[:12]
-	}
-	env := mergeEnv(cfg.Config.Env, append([]string{"HOSTNAME=" + hostname}, o.env...))
-	if o.tty {
-		env = mergeEnv(env, []string{"TERM=xterm"})
-	}
-	cwd := cfg.Config.WorkingDir
-	if o.workdir != "" {
-		cwd = o.workdir
-	}
-	if cwd == "" {
-		cwd = "/"
-	}
-	usr := cfg.Config.User
-	if o.user != "" {
-		usr = o.user
-	}
-	active, err := e.snap.Prepare(ctx, parent)
+	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// makeRaw puts the terminal fd in raw mode (cfmakeraw(3)'s settings) and
+// returns what restores it.
+func makeRaw(fd int) (func(), error) {
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("get terminal mode: %w", err)
 	}
-	// The full container lifecycle (a kept writable layer, ps, start) is a
-	// later step; until then every container is removed when it exits.
-	defer active.Remove(context.WithoutCancel(ctx))
-	stdio := runner.Stdio{Stdout: os.Stdout, Stderr: os.Stderr}
-	if o.interactive {
-		stdio.Stdin = os.Stdin
+	raw := *old
+	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	raw.Oflag &^= unix.OPOST
+	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	raw.Cflag &^= unix.CSIZE | unix.PARENB
+	raw.Cflag |= unix.CS8
+	raw.Cc[unix.VMIN] = 1
+	raw.Cc[unix.VTIME] = 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &raw); err != nil {
+		return nil, fmt.Errorf("set terminal raw: %w", err)
 	}
-	err = runner.Run(ctx, runner.Spec{
-		Root:     active.Mounts(),
-		UpperDir: active.UpperDir(),
-		Args:     cmdArgs,
-		Env:      env,
-		Cwd:      cwd,
-		User:     usr,
-		Hostname: hostname,
-		Network:  o.network,
-		Tty:      o.tty,
-		// docker run lists the primary group among the supplementary ones.
-		PrimaryGroupInGroups: true,
-	}, stdio)
-	var exit *runner.ExitError
-	if errors.As(err, &exit) {
-		return exitCodeError{code: exit.Code}
-	}
-	return err
+	return func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
 }

@@ -97,41 +97,51 @@ func get(tx *bolt.Tx, key digest.Digest) (*Record, error) {
 	return &r, nil
 }
 
-// Put stores rec (one transaction) and makes it the latest record of its
-// step.
-func Put(ctx context.Context, db DB, rec Record) error {
-	v, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encode cache record: %w", err)
-	}
-	var files []byte
-	if len(rec.Step.Files) > 0 {
-		if files, err = json.Marshal(rec.Step.Files); err != nil {
-			return fmt.Errorf("encode cache record files: %w", err)
+// Put stores recs in one transaction and makes each the latest record of
+// its step.
+func Put(ctx context.Context, db DB, recs ...Record) error {
+	type encoded struct{ key, v, files, id []byte }
+	enc := make([]encoded, 0, len(recs))
+	for _, rec := range recs {
+		v, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("encode cache record: %w", err)
 		}
+		e := encoded{key: []byte(rec.Key), v: v, id: rec.Step.identity()}
+		if len(rec.Step.Files) > 0 {
+			if e.files, err = json.Marshal(rec.Step.Files); err != nil {
+				return fmt.Errorf("encode cache record files: %w", err)
+			}
+		}
+		enc = append(enc, e)
 	}
 	return db.Update(ctx, func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(recordsBucket)
 		if err != nil {
 			return err
 		}
-		if err := b.Put([]byte(rec.Key), v); err != nil {
+		fb, err := tx.CreateBucketIfNotExists(filesBucket)
+		if err != nil {
 			return err
-		}
-		if files != nil {
-			fb, err := tx.CreateBucketIfNotExists(filesBucket)
-			if err != nil {
-				return err
-			}
-			if err := fb.Put([]byte(rec.Key), files); err != nil {
-				return err
-			}
 		}
 		sb, err := tx.CreateBucketIfNotExists(stepsBucket)
 		if err != nil {
 			return err
 		}
-		return sb.Put(rec.Step.identity(), []byte(rec.Key))
+		for _, e := range enc {
+			if err := b.Put(e.key, e.v); err != nil {
+				return err
+			}
+			if e.files != nil {
+				if err := fb.Put(e.key, e.files); err != nil {
+					return err
+				}
+			}
+			if err := sb.Put(e.id, e.key); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
