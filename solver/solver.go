@@ -14,6 +14,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/builder-dev/builder/runner"
@@ -163,7 +164,7 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 		}
 	}
 	// Used records are marked even when the build failed: they were used.
-	if terr := cache.Touch(context.WithoutCancel(ctx), s.Store, b.hits, time.Now().UTC()); err == nil && terr != nil {
+	if terr := cache.Touch(context.WithoutCancel(ctx), lazyDB{s.Store}, b.hits, time.Now().UTC()); err == nil && terr != nil {
 		err = fmt.Errorf("mark cache records used: %w", terr)
 	}
 	if err != nil {
@@ -237,6 +238,8 @@ func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, dockers
 	// the time of the entry before it, so a cached rebuild writes the very
 	// same config and thus the same image ID, as BuildKit does.
 	last := lastCreated(history)
+	rd := &reader{store: b.s.Store}
+	defer rd.close()
 	for i, step := range st.Steps {
 		name := fmt.Sprintf("[%s %d/%d] %s", b.stageLabel(st), i+1, len(st.Steps), step.Text)
 		h := step.History
@@ -249,7 +252,7 @@ func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, dockers
 		v := b.nextVertex()
 		start := time.Now()
 		b.prog.send(Event{Vertex: v, Name: name, Status: StatusStart, Time: start})
-		next, created, cached, err := b.runStep(ctx, cur, st, i, v, name)
+		next, created, cached, err := b.runStep(ctx, rd, cur, st, i, v, name)
 		if err != nil {
 			b.prog.send(Event{Vertex: v, Name: name, Status: StatusError, Error: err.Error(), Duration: time.Since(start)})
 			var ge *graph.Error
@@ -306,7 +309,7 @@ func (b *build) base(ctx context.Context, st *graph.Stage) (state, error) {
 }
 
 // runStep executes one layer-making step, or reuses its recorded layer.
-func (b *build) runStep(ctx context.Context, cur state, st *graph.Stage, index int, v int, name string) (state, time.Time, bool, error) {
+func (b *build) runStep(ctx context.Context, rd *reader, cur state, st *graph.Stage, index int, v int, name string) (state, time.Time, bool, error) {
 	step := st.Steps[index]
 	info := cache.Step{Dockerfile: b.opt.Dockerfile, Stage: b.stageLabel(st), Index: index, Line: step.Location.Line, Text: step.Text, Parent: cur.key}
 	var (
@@ -322,6 +325,9 @@ func (b *build) runStep(ctx context.Context, cur state, st *graph.Stage, index i
 	case *graph.Copy:
 		var src copySource
 		info.Kind = "copy"
+		if !op.From.Context && op.From.Image == "" {
+			rd.close() // never hold the read lock while waiting for another stage
+		}
 		src, info.Input, info.Files, err = b.copyInput(ctx, op)
 		if err != nil {
 			return state{}, time.Time{}, false, err
@@ -342,7 +348,7 @@ func (b *build) runStep(ctx context.Context, cur state, st *graph.Stage, index i
 	}
 	key := cacheKey(cur.key, info.Kind, info.Op, info.Input)
 	if !b.opt.NoCache {
-		rec, err := b.s.lookup(ctx, key)
+		rec, err := rd.lookup(ctx, key)
 		if err != nil {
 			return state{}, time.Time{}, false, err
 		}
@@ -355,6 +361,8 @@ func (b *build) runStep(ctx context.Context, cur state, st *graph.Stage, index i
 			b.mu.Unlock()
 			return cur.with(key, rec.Layer, rec.DiffID), rec.Created, true, nil
 		}
+		// A miss means work: give the read lock up first (see reader).
+		rd.close()
 		if cur.hit {
 			b.explainMiss(ctx, info)
 		}
@@ -410,16 +418,46 @@ func (b *build) execute(ctx context.Context, cur state, key digest.Digest, info 
 	return next, now, nil
 }
 
+// reader looks up cache records for one stage through a read session kept
+// open across the stage's cached steps, instead of opening the database
+// once per step; it is closed at the first miss, before any work, because
+// the session's shared lock keeps writers waiting.
+type reader struct {
+	store *store.Store
+	sess  *store.ReadSession
+}
+
 // lookup returns the record of key when its layer is still in the store.
-func (s *Solver) lookup(ctx context.Context, key digest.Digest) (*cache.Record, error) {
-	rec, err := cache.Get(ctx, s.Store, key)
+func (r *reader) lookup(ctx context.Context, key digest.Digest) (*cache.Record, error) {
+	if r.sess == nil {
+		sess, err := r.store.OpenReadSession(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r.sess = sess
+	}
+	rec, err := cache.Get(ctx, r.sess, key)
 	if err != nil || rec == nil {
 		return nil, err
 	}
-	if !s.Store.HasBlob(rec.Layer.Digest) {
+	if !r.store.HasBlob(rec.Layer.Digest) {
 		return nil, nil // pruned: a miss
 	}
 	return rec, nil
+}
+
+func (r *reader) close() {
+	if r.sess != nil {
+		_ = r.sess.Close()
+		r.sess = nil
+	}
+}
+
+// lazyDB writes without the commit fsync: last-used times are advisory.
+type lazyDB struct{ *store.Store }
+
+func (l lazyDB) Update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	return l.Store.UpdateLazy(ctx, fn)
 }
 
 // chainID is the chain ID of the state's layers ("" for none).

@@ -64,3 +64,64 @@ func (s *Store) openDB(ctx context.Context, readOnly bool) (*bbolt.DB, error) {
 		return db, nil
 	}
 }
+
+// ReadSession is meta.db opened read-only for several lookups in a row,
+// such as the cached steps at the start of a build: one open instead of one
+// per lookup. It holds the shared file lock, which keeps writers (other
+// processes, and Update in this one) waiting, so close it before any long
+// work and before waiting for a write.
+type ReadSession struct {
+	s  *Store
+	db *bbolt.DB
+}
+
+// OpenReadSession opens meta.db read-only until Close.
+func (s *Store) OpenReadSession(ctx context.Context) (*ReadSession, error) {
+	db, err := s.openDB(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	return &ReadSession{s: s, db: db}, nil
+}
+
+// View runs fn in a read-only transaction of the session.
+func (r *ReadSession) View(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return r.db.View(fn)
+}
+
+// Update is refused: a session only reads.
+func (r *ReadSession) Update(context.Context, func(tx *bbolt.Tx) error) error {
+	return fmt.Errorf("update %s: %w: read session", r.s.metaPath(), ErrInvalid)
+}
+
+// Close releases the database and its lock.
+func (r *ReadSession) Close() error {
+	if r == nil || r.db == nil {
+		return nil
+	}
+	err := r.db.Close()
+	r.db = nil
+	return err
+}
+
+// UpdateLazy is Update without the fsync at commit: for advisory metadata
+// such as last-used times, where losing the newest change to a power
+// failure does no harm. A killed process still leaves the old or the new
+// state.
+func (s *Store) UpdateLazy(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	db, err := s.openDB(ctx, false)
+	if err != nil {
+		return err
+	}
+	db.NoSync = true
+	err = db.Update(fn)
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", s.metaPath(), cerr)
+	}
+	return err
+}
