@@ -347,7 +347,10 @@ func (b *build) runStep(ctx context.Context, rd *reader, cur state, st *graph.St
 		return state{}, time.Time{}, false, err
 	}
 	key := cacheKey(cur.key, info.Kind, info.Op, info.Input)
-	if !b.opt.NoCache {
+	// After a step of this stage ran, its new layers make a later hit all
+	// but impossible (a record is only reused on the layers it was made
+	// on), and a lookup would wait for the background record writes.
+	if !b.opt.NoCache && cur.hit {
 		rec, err := rd.lookup(ctx, key)
 		if err != nil {
 			return state{}, time.Time{}, false, err
