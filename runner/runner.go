@@ -229,7 +229,9 @@ func Start(ctx context.Context, spec Spec, stdio Stdio) (*Process, error) {
 	cmd.Args = []string{"builder-runner-init"}
 	// Async preemption signals could interrupt the init's mount and exec
 	// calls; the init is short and single-minded, so it does without.
-	cmd.Env = []string{initEnv + "=1", "GODEBUG=asyncpreemptoff=1"}
+	// One P and no GC: the init is a short single-threaded setup, and every
+	// RUN pays for its start (extra runtime threads, collector work).
+	cmd.Env = []string{initEnv + "=1", "GODEBUG=asyncpreemptoff=1", "GOMAXPROCS=1", "GOGC=off"}
 	cmd.ExtraFiles = []*os.File{specR, statusW} // become specFd, statusFd
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if spec.Network == "none" {
