@@ -424,6 +424,20 @@ func TestContainerDetached(t *testing.T) {
 		t.Error("rm -f left the record")
 	}
 
+	// The default stop signal is SIGTERM, which a trap can answer.
+	h.mustRun("run", "-d", "--name", "term", "base/busybox:1", "sh", "-c", `trap 'echo got TERM; exit 8' TERM; echo ready; while :; do sleep 0.05; done`)
+	for !strings.Contains(h.mustRun("logs", "term"), "ready") {
+		h.mustRun("ps")
+	}
+	h.mustRun("stop", "term")
+	if e := h.ps("-a")["term"]; e.ExitCode != 8 {
+		t.Errorf("SIGTERM trap: %+v", e)
+	}
+	if out := h.mustRun("logs", "term"); out != "ready\ngot TERM\n" {
+		t.Errorf("logs after SIGTERM: %q", out)
+	}
+	h.mustRun("rm", "term")
+
 	// -d --rm: gone once stopped.
 	h.mustRun("run", "-d", "--rm", "--name", "tmp", "base/busybox:1", "sleep", "100")
 	h.mustRun("stop", "-t", "0", "tmp")
