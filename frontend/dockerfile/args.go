@@ -23,6 +23,12 @@ var proxyArgs = []string{"HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "
 // globalArgs sets up the global scope: BuildKit's predefined platform args
 // (--build-arg may override them), then the ARGs before the first FROM,
 // whose defaults expand against what precedes them.
+//
+// As in Docker 20.10's BuildKit, a global ARG without a value (and without
+// a --build-arg) still counts: FROM lines see it as empty, and a stage that
+// redeclares it gets no value, even for a predefined platform arg. A
+// default that fails to expand becomes empty; only a FROM line using it
+// fails.
 func (c *converter) globalArgs(metaArgs []instructions.ArgCommand, stages []instructions.Stage) error {
 	p := c.platform
 	target := c.opts.Target
@@ -46,28 +52,36 @@ func (c *converter) globalArgs(metaArgs []instructions.ArgCommand, stages []inst
 		{"TARGETSTAGE", target},
 	}
 	c.global = newEnvList()
+	c.globalVals = map[string]*string{}
+	set := func(key string, value *string) {
+		v := ""
+		if value != nil {
+			v = *value
+		}
+		c.global.set(key, v)
+		c.globalVals[key] = value
+	}
 	for _, kv := range predefined {
 		v := kv[1]
 		if ov, ok := c.opts.BuildArgs[kv[0]]; ok {
 			v = ov
 		}
-		c.global.set(kv[0], v)
+		set(kv[0], &v)
 	}
 	for _, cmd := range metaArgs {
 		for _, a := range cmd.Args {
 			c.declared[a.Key] = true
 			if v, ok := c.opts.BuildArgs[a.Key]; ok {
-				c.global.set(a.Key, v)
+				set(a.Key, &v)
 				continue
 			}
-			if a.Value == nil {
-				continue
+			var value *string
+			if a.Value != nil {
+				// Docker 20.10 drops the error and keeps "".
+				v, _ := c.processWord(*a.Value, c.global)
+				value = &v
 			}
-			v, _, err := c.lex.ProcessWord(*a.Value, c.global)
-			if err != nil {
-				return c.errAt(cmd.Location(), err)
-			}
-			c.global.set(a.Key, v)
+			set(a.Key, value)
 		}
 	}
 	return nil
@@ -78,28 +92,32 @@ func (c *converter) globalArgs(metaArgs []instructions.ArgCommand, stages []inst
 // of the same name. A declared value joins the environment of later RUNs
 // but not the image's Env.
 func (c *converter) dispatchArg(s *stage, cmd *command, ic *instructions.ArgCommand) error {
+	// Every default is expanded first, against the environment before the
+	// instruction (ARG A=1 B=$A leaves B empty, as with ENV), and even when
+	// a --build-arg overrides it, so a bad one fails the build all the same.
+	defaults := make([]*string, len(ic.Args))
+	for i, a := range ic.Args {
+		if a.Value == nil {
+			continue
+		}
+		v, err := c.processWord(*a.Value, s.env)
+		if err != nil {
+			return err
+		}
+		defaults[i] = &v
+	}
 	var commit []string
-	for _, a := range ic.Args {
+	for i, a := range ic.Args {
 		c.declared[a.Key] = true
 		bv, hasBuildArg := c.opts.BuildArgs[a.Key]
-		var value *string
+		value := defaults[i]
 		text := a.Key
-		if a.Value != nil {
-			v, _, err := c.lex.ProcessWord(*a.Value, s.env)
-			switch {
-			case err != nil && !hasBuildArg:
-				return err
-			case err != nil:
-				// The default is unused; the history still shows it.
-				v = *a.Value
-			default:
-				value = &v
-			}
+		if value != nil {
 			// Docker 20.10's BuildKit writes the default in the history,
 			// even when a --build-arg overrides it.
-			text += "=" + v
-		} else if gv, ok := c.global.Get(a.Key); ok && !hasBuildArg {
-			value = &gv
+			text += "=" + *value
+		} else if gv, ok := c.globalVals[a.Key]; ok && !hasBuildArg {
+			value = gv
 		}
 		if hasBuildArg {
 			value = &bv

@@ -6,9 +6,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"golang.org/x/sys/unix"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
 
 // The instructions here only change the image config; their steps have no
@@ -87,21 +88,22 @@ func (c *converter) dispatchStopSignal(s *stage, cmd *command, ic *instructions.
 	return c.configStep(s, cmd, "STOPSIGNAL "+ic.Signal)
 }
 
-// validSignal accepts what Docker's signal parser does on Linux: a
-// positive number, or a name with or without SIG (RTMIN+n and RTMAX-n
-// included), in any case.
+// validSignal accepts what Docker 20.10's signal parser (pkg/signal) did on
+// Linux: any number but 0 (negative ones too), or a name from its table,
+// with or without SIG, in any case. The table holds the aliases CLD, IOT
+// and POLL, and RTMIN+1..15 and RTMAX-14..1.
 func validSignal(s string) bool {
 	if n, err := strconv.Atoi(s); err == nil {
-		return n > 0
+		return n != 0
 	}
 	name := strings.TrimPrefix(strings.ToUpper(s), "SIG")
-	if unix.SignalNum("SIG"+name) != 0 {
+	if linuxSignals[name] {
 		return true
 	}
 	for _, rt := range []struct {
-		prefix string
-		max    int
-	}{{"RTMIN", 15}, {"RTMAX", 14}} {
+		prefix, sign string
+		max          int
+	}{{"RTMIN", "+", 15}, {"RTMAX", "-", 14}} {
 		rest, ok := strings.CutPrefix(name, rt.prefix)
 		if !ok {
 			continue
@@ -109,15 +111,24 @@ func validSignal(s string) bool {
 		if rest == "" {
 			return true
 		}
-		sign := "+"
-		if rt.prefix == "RTMAX" {
-			sign = "-"
+		digits, ok := strings.CutPrefix(rest, rt.sign)
+		if !ok || digits == "" || digits[0] < '1' || digits[0] > '9' {
+			return false
 		}
-		if n, err := strconv.Atoi(strings.TrimPrefix(rest, sign)); err == nil && strings.HasPrefix(rest, sign) && n >= 1 && n <= rt.max {
-			return true
-		}
+		n, err := strconv.Atoi(digits)
+		return err == nil && n <= rt.max
 	}
 	return false
+}
+
+// linuxSignals are the names in Docker's Linux signal table, without SIG.
+var linuxSignals = map[string]bool{
+	"ABRT": true, "ALRM": true, "BUS": true, "CHLD": true, "CLD": true, "CONT": true,
+	"FPE": true, "HUP": true, "ILL": true, "INT": true, "IO": true, "IOT": true,
+	"KILL": true, "PIPE": true, "POLL": true, "PROF": true, "PWR": true, "QUIT": true,
+	"SEGV": true, "STKFLT": true, "STOP": true, "SYS": true, "TERM": true, "TRAP": true,
+	"TSTP": true, "TTIN": true, "TTOU": true, "URG": true, "USR1": true, "USR2": true,
+	"VTALRM": true, "WINCH": true, "XCPU": true, "XFSZ": true,
 }
 
 func (c *converter) dispatchHealthcheck(s *stage, cmd *command, ic *instructions.HealthCheckCommand) error {
@@ -129,6 +140,33 @@ func (c *converter) dispatchHealthcheck(s *stage, cmd *command, ic *instructions
 	text := fmt.Sprintf("HEALTHCHECK &{%q %q %q %q %q}", hc.Test,
 		hc.Interval.String(), hc.Timeout.String(), hc.StartPeriod.String(), rune(hc.Retries))
 	return c.configStep(s, cmd, text)
+}
+
+// checkHealthchecks applies the limits Docker 20.10's parser had on
+// HEALTHCHECK flags, which the parser we import relaxed: a duration below
+// 1ms (0s too, which later versions read as "the default") and --retries
+// below 1 fail the build. Like any parse error they do so in every stage,
+// needed or not.
+func (c *converter) checkHealthchecks(root *parser.Node) error {
+	for _, n := range root.Children {
+		if !strings.EqualFold(n.Value, "healthcheck") {
+			continue
+		}
+		for _, f := range n.Flags {
+			name, val, _ := strings.Cut(strings.TrimPrefix(f, "--"), "=")
+			switch name {
+			case "interval", "timeout", "start-period":
+				if d, err := time.ParseDuration(val); err == nil && d < time.Millisecond {
+					return c.errAt(n.Location(), fmt.Errorf("interval %q cannot be less than 1ms", name))
+				}
+			case "retries":
+				if r, err := strconv.ParseInt(val, 10, 32); err == nil && r < 1 {
+					return c.errAt(n.Location(), fmt.Errorf("--retries must be at least 1 (not %d)", r))
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func (c *converter) dispatchMaintainer(s *stage, cmd *command, ic *instructions.MaintainerCommand) error {

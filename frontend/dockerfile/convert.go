@@ -66,9 +66,13 @@ type converter struct {
 	platform ocispec.Platform
 	network  string
 	lex      *shell.Lex
+	escape   rune // the Dockerfile's escape token
 	// global holds the ARGs of global scope: the predefined platform
 	// args and the ARGs before the first FROM, with --build-arg applied.
 	global *envList
+	// globalVals holds the same ARGs for stages that redeclare them:
+	// nil for one declared without a value.
+	globalVals map[string]*string
 	// declared records every ARG name declared in global scope or in a
 	// converted stage, to warn about unused build args.
 	declared map[string]bool
@@ -113,6 +117,9 @@ func convert(ctx context.Context, dt []byte, opts Options) (*result, error) {
 		}
 		c.warnAt(rng, w.Short)
 	}
+	if err := c.checkHealthchecks(ast.AST); err != nil {
+		return nil, err
+	}
 	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, rng []parser.Range) {
 		c.warnAt(rng, rule+": "+msg)
 	}})
@@ -124,6 +131,7 @@ func convert(ctx context.Context, dt []byte, opts Options) (*result, error) {
 		return nil, c.errAt(nil, errors.New("dockerfile contains no stages to build"))
 	}
 	c.lex = shell.NewLex(ast.EscapeToken)
+	c.escape = ast.EscapeToken
 
 	if err := c.globalArgs(metaArgs, stages); err != nil {
 		return nil, err

@@ -16,8 +16,7 @@ func (c *converter) dispatch(s *stage, cmd *command) error {
 	if _, isArg := cmd.ic.(*instructions.ArgCommand); !isArg {
 		if ex, ok := cmd.ic.(instructions.SupportsSingleWordExpansion); ok {
 			err := ex.Expand(func(word string) (string, error) {
-				w, _, err := c.lex.ProcessWord(word, s.env)
-				return w, err
+				return c.processWord(word, s.env)
 			})
 			if err != nil {
 				return err

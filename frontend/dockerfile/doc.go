@@ -19,5 +19,11 @@
 // SHELL), copy.go (COPY, ADD), workdir.go (WORKDIR, USER), args.go (ARG and
 // build args), config.go (ENV, LABEL, CMD, ENTRYPOINT, VOLUME, STOPSIGNAL,
 // HEALTHCHECK, MAINTAINER, ONBUILD), expose.go (EXPOSE), stage.go (FROM,
-// stage dependencies, ONBUILD triggers).
+// stage dependencies, ONBUILD triggers). subst.go rejects the variable
+// substitutions that Docker 20.10's older lexer did not know.
+//
+// Where the parser and lexer we import have grown past Docker 20.10's
+// BuildKit, whose results are the reference, this package restores the old
+// limits that decide whether a build succeeds: substitution forms,
+// HEALTHCHECK durations and retries, STOPSIGNAL names, global ARG scoping.
 package dockerfile

@@ -18,7 +18,7 @@ const maxExposed = 1 << 16
 func (c *converter) dispatchExpose(s *stage, cmd *command, ic *instructions.ExposeCommand) error {
 	var words []string
 	for _, p := range ic.Ports {
-		ws, err := c.lex.ProcessWords(p, s.env)
+		ws, err := c.processWords(p, s.env)
 		if err != nil {
 			return err
 		}

@@ -67,11 +67,10 @@ func (cmd *command) text() string {
 func (c *converter) addStages(stages []instructions.Stage) error {
 	for i, ist := range stages {
 		s := &stage{index: i, name: ist.Name, ist: ist, from: graph.From{Stage: -1}}
-		res, err := c.lex.ProcessWordWithMatches(ist.BaseName, c.global)
+		name, err := c.processWord(ist.BaseName, c.global)
 		if err != nil {
 			return c.errAt(ist.Location, err)
 		}
-		name := res.Result
 		if name == "" {
 			return c.errAt(ist.Location, fmt.Errorf("base name (%s) should not be blank", ist.BaseName))
 		}
@@ -109,20 +108,20 @@ func (c *converter) addStages(stages []instructions.Stage) error {
 // checkFromPlatform accepts FROM --platform only for the build platform:
 // this builder does not cross-build.
 func (c *converter) checkFromPlatform(ist instructions.Stage) error {
-	res, err := c.lex.ProcessWordWithMatches(ist.Platform, c.global)
+	v, err := c.processWord(ist.Platform, c.global)
 	if err != nil {
 		return c.errAt(ist.Location, fmt.Errorf("failed to process arguments for platform %s: %w", ist.Platform, err))
 	}
-	if res.Result == "" {
+	if v == "" {
 		return c.errAt(ist.Location, fmt.Errorf("empty platform value from expression %s", ist.Platform))
 	}
-	p, ok := parsePlatform(res.Result, c.platform)
+	p, ok := parsePlatform(v, c.platform)
 	if !ok {
-		return c.errAt(ist.Location, fmt.Errorf("failed to parse platform %s", res.Result))
+		return c.errAt(ist.Location, fmt.Errorf("failed to parse platform %s", v))
 	}
 	if p.OS != c.platform.OS || p.Architecture != c.platform.Architecture ||
 		(p.Variant != "" && c.platform.Variant != "" && p.Variant != c.platform.Variant) {
-		return c.errAt(ist.Location, fmt.Errorf("FROM --platform=%s: only the build platform %s is supported", res.Result, formatPlatform(c.platform)))
+		return c.errAt(ist.Location, fmt.Errorf("FROM --platform=%s: only the build platform %s is supported", v, formatPlatform(c.platform)))
 	}
 	return nil
 }
@@ -294,10 +293,10 @@ func (c *converter) dispatchStage(s *stage) error {
 		b := c.stages[s.from.Stage]
 		s.base = b.img
 		s.img = cloneImage(b.img)
-		// A stage inherits its base stage's environment, ARGs included,
-		// as BuildKit's dispatch state does.
+		// A stage inherits its base stage's environment, ARG values
+		// included, as BuildKit's dispatch state does; but not the list
+		// of declared ARGs that RUN's history text shows.
 		s.env = b.env.clone()
-		s.buildArgs = append([]buildArg(nil), b.buildArgs...)
 	} else {
 		s.img = cloneImage(s.base)
 		s.env = newEnvList()
