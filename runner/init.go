@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -132,7 +133,7 @@ func containerInit(st *statusWriter) error {
 	if err != nil {
 		return fmt.Errorf("resolve user %q: %w", spec.User, err)
 	}
-	if spec.PrimaryGroupInGroups && u.Name != "" {
+	if spec.PrimaryGroupInGroups && !slices.Contains(u.Groups, u.GID) {
 		u.Groups = append([]int{u.GID}, u.Groups...)
 	}
 	env := containerEnv(spec.Env, homeFor(u.UID, u.Name, u.Home))

@@ -158,16 +158,10 @@ func (b *build) copy(ctx context.Context, op *graph.Copy, src copySource, active
 	}
 	req.DstRoot = dst
 	if op.Add {
-		var owner *archive.Owner
-		if op.Chown != "" {
-			uid, gid, err := user.ResolveChown(dst, op.Chown)
-			if err != nil {
-				return err
-			}
-			owner = &archive.Owner{UID: uid, GID: gid}
-		}
+		// As BuildKit: --chown applies to the directory an archive is
+		// unpacked into, while the unpacked entries keep the archive's owners.
 		req.Extract = func(ctx context.Context, r io.Reader, dir string) error {
-			_, err := archive.Apply(ctx, dir, r, archive.ApplyOptions{NoWhiteouts: true, Chown: owner})
+			_, err := archive.Apply(ctx, dir, r, archive.ApplyOptions{NoWhiteouts: true})
 			return err
 		}
 	}
@@ -175,14 +169,15 @@ func (b *build) copy(ctx context.Context, op *graph.Copy, src copySource, active
 }
 
 // mkdir creates a WORKDIR and its missing parents, owned by the USER in
-// effect as BuildKit does; existing directories are left alone.
+// effect as BuildKit does (resolved like --chown: a bare uid doubles as the
+// gid, an unknown name is root); existing directories are left alone.
 func (b *build) mkdir(ctx context.Context, op *graph.Mkdir, active *snapshot.Active) error {
 	dst, release, err := b.s.mountTemp(active.Mounts())
 	if err != nil {
 		return err
 	}
 	defer release()
-	u, err := user.Resolve(dst, op.User)
+	uid, gid, err := user.ResolveChown(dst, op.User)
 	if err != nil {
 		return err
 	}
@@ -213,7 +208,7 @@ func (b *build) mkdir(ctx context.Context, op *graph.Mkdir, active *snapshot.Act
 		if err := os.Chmod(p, 0o755); err != nil {
 			return fmt.Errorf("chmod %s: %w", cur, err)
 		}
-		if err := os.Lchown(p, u.UID, u.GID); err != nil {
+		if err := os.Lchown(p, uid, gid); err != nil {
 			return fmt.Errorf("chown %s: %w", cur, err)
 		}
 	}

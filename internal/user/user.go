@@ -81,40 +81,35 @@ func Resolve(root, spec string) (User, error) {
 	return u, nil
 }
 
-// ResolveChown resolves a COPY/ADD --chown spec: "name" takes the user's
-// primary group from passwd, a bare "uid" doubles as the gid, and "a:b" takes
-// names or numbers on either side.
+// ResolveChown resolves a COPY/ADD --chown spec (and the owner BuildKit
+// gives WORKDIR's new directories) as Docker 20.10 does: "name" takes the
+// user's primary group from passwd, a bare "uid" doubles as the gid, "a:b"
+// takes names or numbers on either side. Unknown names do not fail: an
+// unknown user is uid 0 and an unknown group falls back to the user's gid,
+// and ":g" is user 0.
 func ResolveChown(root, spec string) (uid, gid int, err error) {
 	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
-	if userPart == "" {
-		return 0, 0, fmt.Errorf("invalid --chown %q: empty user", spec)
-	}
-	var users []passwdEntry
-	lookupUsers := func() error {
-		if users == nil {
-			users, err = readPasswd(root)
-		}
-		return err
-	}
-	if id, convErr := strconv.Atoi(userPart); convErr == nil {
+	switch id, convErr := strconv.Atoi(userPart); {
+	case userPart == "":
+		uid, gid = 0, 0
+	case convErr == nil:
 		uid, gid = id, id
-	} else {
-		if err := lookupUsers(); err != nil {
+	default:
+		users, err := readPasswd(root)
+		if err != nil {
 			return 0, 0, err
 		}
-		e, ok := findName(users, userPart)
-		if !ok {
-			return 0, 0, fmt.Errorf("unable to convert uid/gid chown string to host mapping: can't find uid for user %s: no such user: %s", userPart, userPart)
+		if e, ok := findName(users, userPart); ok {
+			uid, gid = e.uid, e.gid
 		}
-		uid, gid = e.uid, e.gid
 	}
-	if hasGroup {
+	if hasGroup && groupPart != "" {
 		groups, err := readGroup(root)
 		if err != nil {
 			return 0, 0, err
 		}
-		if gid, err = resolveGroup(groups, groupPart); err != nil {
-			return 0, 0, err
+		if g, err := resolveGroup(groups, groupPart); err == nil {
+			gid = g
 		}
 	}
 	return uid, gid, nil

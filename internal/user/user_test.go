@@ -65,8 +65,10 @@ func TestResolveChown(t *testing.T) {
 		{spec: "app", uid: 1000, gid: 1001},
 		{spec: "app:3000", uid: 1000, gid: 3000},
 		{spec: "55:other", uid: 55, gid: 3000},
-		{spec: "ghost", wantErr: true},
-		{spec: ":1", wantErr: true},
+		{spec: "ghost", uid: 0, gid: 0},
+		{spec: "ghost:grp", uid: 0, gid: 1001},
+		{spec: "app:nosuch", uid: 1000, gid: 1001},
+		{spec: ":7", uid: 0, gid: 7},
 	}
 	for _, tt := range tests {
 		uid, gid, err := ResolveChown(root, tt.spec)
