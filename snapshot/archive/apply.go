@@ -202,17 +202,45 @@ func (a *applier) writeFile(pfd int, base string, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), base)
-	n, err := io.Copy(f, r)
-	a.n += n
-	if err != nil {
-		f.Close()
+	// Raw writes through a pooled buffer: io.Copy into an *os.File
+	// allocates a 32 KiB buffer per call, per file of a layer.
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	if err := a.copyTo(fd, r, *bp); err != nil {
+		unix.Close(fd)
 		return fmt.Errorf("write: %w", err)
 	}
-	if err := f.Close(); err != nil {
+	if err := unix.Close(fd); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
 	return nil
+}
+
+// copyTo writes what r holds to fd, counting it in a.n.
+func (a *applier) copyTo(fd int, r io.Reader, buf []byte) error {
+	for {
+		n, rerr := r.Read(buf)
+		for b := buf[:n]; len(b) > 0; {
+			w, err := unix.Write(fd, b)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if w == 0 {
+				return io.ErrShortWrite
+			}
+			b = b[w:]
+			a.n += int64(w)
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
 }
 
 // link hardlinks base to the tar's linkname, resolved inside the root like

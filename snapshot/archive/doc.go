@@ -8,6 +8,10 @@
 // delete. Every path Apply touches is resolved inside its target directory,
 // whatever the tar's names, links and symlinks say.
 //
+// WriteLayer reads the directory through descriptors (openat, fstatat,
+// getdents) rather than paths and the os package: a layer of 20,000 small
+// files is otherwise mostly path lookups and poller bookkeeping.
+//
 // Compression is not this package's business: callers pipe the tar through
 // pgzip (or zstd).
 package archive

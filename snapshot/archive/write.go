@@ -2,10 +2,10 @@ package archive
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"path/filepath"
 	"sort"
@@ -36,24 +36,43 @@ type WriteOptions struct {
 // xattrs, big ids). Files sharing an inode are written once, then as
 // hardlinks to the first path. Sockets are skipped: tar cannot hold them.
 func WriteLayer(ctx context.Context, dir string, w io.Writer, opts WriteOptions) error {
+	// Buffered: the tar writer makes a small Write per header and per
+	// small file, and w is typically a pipe to a compressor, where each
+	// Write is a handoff between goroutines.
+	bw := bufio.NewWriterSize(w, writeBufSize)
 	lw := &layerWriter{
 		ctx:   ctx,
 		root:  dir,
-		tw:    tar.NewWriter(w),
+		tw:    tar.NewWriter(bw),
 		links: map[inode]string{},
 	}
 	if opts.SourceDateEpoch != nil {
 		e := opts.SourceDateEpoch.Truncate(time.Second)
 		lw.epoch = &e
 	}
-	if err := lw.dir(""); err != nil {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	lw.buf = *bp
+	// The root is followed if it is a symlink, as a path given to us.
+	fd, err := openat(unix.AT_FDCWD, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("write layer of %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	if err := lw.dir(fd, ""); err != nil {
 		return fmt.Errorf("write layer of %s: %w", dir, err)
 	}
 	if err := lw.tw.Close(); err != nil {
 		return fmt.Errorf("write layer of %s: %w", dir, err)
 	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write layer of %s: %w", dir, err)
+	}
 	return nil
 }
+
+// writeBufSize is the size of the writes WriteLayer makes to its writer.
+const writeBufSize = 256 << 10
 
 type inode struct{ dev, ino uint64 }
 
@@ -63,6 +82,7 @@ type layerWriter struct {
 	tw    *tar.Writer
 	epoch *time.Time
 	links map[inode]string // first path written for each multiply linked inode
+	buf   []byte           // for file contents
 }
 
 // child is one directory entry with the name it gets in the tar.
@@ -74,32 +94,38 @@ type child struct {
 }
 
 // dir writes the entries below rel ("" is the root; the root itself is never
-// an entry: its attributes belong to whoever mounts the layer).
-func (lw *layerWriter) dir(rel string) error {
-	names, err := readDirNames(filepath.Join(lw.root, rel))
+// an entry: its attributes belong to whoever mounts the layer), whose
+// directory is open as fd.
+//
+// Everything below is reached relative to fd (fstatat, openat with
+// O_NOFOLLOW, readlinkat): an upper dir of 20,000 files would otherwise
+// have the kernel walk each file's full path several times over, and a
+// name never leads anywhere but into its directory.
+func (lw *layerWriter) dir(fd int, rel string) error {
+	names, err := readDirNames(fd)
 	if err != nil {
-		return err
+		return fmt.Errorf("read directory %s: %w", filepath.Join(lw.root, rel), err)
 	}
-	children := make([]child, 0, len(names))
-	for _, name := range names {
-		c := child{name: name, tarName: name}
-		if err := unix.Lstat(filepath.Join(lw.root, rel, name), &c.st); err != nil {
+	children := make([]child, len(names))
+	for i, name := range names {
+		c := &children[i]
+		c.name, c.tarName = name, name
+		if err := fstatat(fd, name, &c.st); err != nil {
 			return fmt.Errorf("lstat %s: %w", path.Join(rel, name), err)
 		}
 		if isWhiteout(&c.st) {
 			c.whiteout = true
 			c.tarName = WhiteoutPrefix + name
 		}
-		children = append(children, c)
 	}
 	// Sort by the name written, not the name on disk, so that output
 	// order never depends on how a whiteout was spelled on disk.
 	sort.Slice(children, func(i, j int) bool { return children[i].tarName < children[j].tarName })
-	for _, c := range children {
+	for i := range children {
 		if err := lw.ctx.Err(); err != nil {
 			return err
 		}
-		if err := lw.entry(rel, c); err != nil {
+		if err := lw.entry(fd, rel, &children[i]); err != nil {
 			return err
 		}
 	}
@@ -113,13 +139,18 @@ func isWhiteout(st *unix.Stat_t) bool {
 	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
 }
 
-func (lw *layerWriter) entry(rel string, c child) error {
+// entry writes c, a child of the directory open as dirfd at rel.
+func (lw *layerWriter) entry(dirfd int, rel string, c *child) error {
 	name := path.Join(rel, c.name)
-	full := filepath.Join(lw.root, name)
 	mtime := lw.mtime(c.st.Mtim)
 
 	if c.whiteout {
 		return lw.marker(path.Join(rel, c.tarName), mtime)
+	}
+	ft := c.st.Mode & unix.S_IFMT
+	if ft == unix.S_IFSOCK {
+		// Sockets have no tar form; Docker skips them too.
+		return nil
 	}
 
 	hdr := &tar.Header{
@@ -130,7 +161,43 @@ func (lw *layerWriter) entry(rel string, c child) error {
 		ModTime: mtime,
 		Format:  tar.FormatPAX,
 	}
-	xattrs, err := listXattrs(full)
+	if ft != unix.S_IFDIR && c.st.Nlink > 1 {
+		id := inode{dev: c.st.Dev, ino: c.st.Ino}
+		if first, ok := lw.links[id]; ok {
+			// The inode's data, mode and xattrs were written with
+			// its first name; a link entry only names it again.
+			hdr.Typeflag = tar.TypeLink
+			hdr.Linkname = first
+			return lw.writeHeader(hdr)
+		}
+		lw.links[id] = name
+	}
+
+	// Directories and regular files are opened (they are listed or read
+	// anyway) and their xattrs read through the descriptor; anything else
+	// by path.
+	fd := -1
+	switch ft {
+	case unix.S_IFDIR:
+		var err error
+		if fd, err = openat(dirfd, c.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC); err != nil {
+			return fmt.Errorf("open %s: %w", name, err)
+		}
+		defer unix.Close(fd)
+	case unix.S_IFREG:
+		var err error
+		if fd, err = openat(dirfd, c.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC); err != nil {
+			return fmt.Errorf("open %s: %w", name, err)
+		}
+		defer unix.Close(fd)
+	}
+	var xattrs map[string][]byte
+	var err error
+	if fd >= 0 {
+		xattrs, err = listXattrsFd(fd, name)
+	} else {
+		xattrs, err = listXattrs(filepath.Join(lw.root, name))
+	}
 	if err != nil {
 		return err
 	}
@@ -145,20 +212,6 @@ func (lw *layerWriter) entry(rel string, c child) error {
 		hdr.PAXRecords[paxXattr+k] = string(v)
 	}
 
-	ft := c.st.Mode & unix.S_IFMT
-	if ft != unix.S_IFDIR && c.st.Nlink > 1 {
-		id := inode{dev: c.st.Dev, ino: c.st.Ino}
-		if first, ok := lw.links[id]; ok {
-			// The inode's data, mode and xattrs were written with
-			// its first name; a link entry only names it again.
-			hdr.Typeflag = tar.TypeLink
-			hdr.Linkname = first
-			hdr.PAXRecords = nil
-			return lw.writeHeader(hdr)
-		}
-		lw.links[id] = name
-	}
-
 	switch ft {
 	case unix.S_IFDIR:
 		hdr.Typeflag = tar.TypeDir
@@ -171,18 +224,18 @@ func (lw *layerWriter) entry(rel string, c child) error {
 				return err
 			}
 		}
-		return lw.dir(name)
+		return lw.dir(fd, name)
 	case unix.S_IFREG:
 		hdr.Typeflag = tar.TypeReg
 		hdr.Size = c.st.Size
 		if err := lw.writeHeader(hdr); err != nil {
 			return err
 		}
-		return lw.copyFile(full, name)
+		return lw.copyFile(fd, name, c.st.Size)
 	case unix.S_IFLNK:
-		target, err := os.Readlink(full)
+		target, err := readlinkat(dirfd, c.name)
 		if err != nil {
-			return err
+			return fmt.Errorf("readlink %s: %w", name, err)
 		}
 		hdr.Typeflag = tar.TypeSymlink
 		hdr.Linkname = target
@@ -196,8 +249,7 @@ func (lw *layerWriter) entry(rel string, c child) error {
 	case unix.S_IFIFO:
 		hdr.Typeflag = tar.TypeFifo
 	default:
-		// Sockets (and anything stranger) have no tar form; Docker
-		// skips them too.
+		// Anything stranger than a socket has no tar form either.
 		return nil
 	}
 	return lw.writeHeader(hdr)
@@ -221,19 +273,40 @@ func (lw *layerWriter) writeHeader(hdr *tar.Header) error {
 	return nil
 }
 
-func (lw *layerWriter) copyFile(full, name string) error {
-	f, err := os.Open(full)
-	if err != nil {
-		return err
+// copyFile writes the content of the regular file open as fd, size bytes
+// by the header just written.
+//
+// The header promised size bytes: the tar writer refuses more, and a short
+// copy fails at the next header, so a file that changed under us never
+// yields a silently wrong layer. To see the end without reading once more
+// to get 0 (a syscall per file, on layers of many small files), each read
+// asks for one byte more than is left: a regular file returns less than
+// asked only at its end, and a byte more than promised means it grew.
+func (lw *layerWriter) copyFile(fd int, name string, size int64) error {
+	left := size
+	for {
+		want := len(lw.buf)
+		if left < int64(want) {
+			want = int(left) + 1
+		}
+		n, err := unix.Read(fd, lw.buf[:want])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", name, err)
+		}
+		if n == 0 {
+			return nil
+		}
+		if _, err := lw.tw.Write(lw.buf[:n]); err != nil {
+			return fmt.Errorf("write content of %s: %w", name, err)
+		}
+		left -= int64(n)
+		if n < want {
+			return nil
+		}
 	}
-	defer f.Close()
-	// The header promised st.Size bytes; tar.Writer refuses more, and a
-	// short copy fails at the next header, so a file that changed under us
-	// never yields a silently wrong layer.
-	if _, err := io.Copy(lw.tw, f); err != nil {
-		return fmt.Errorf("write content of %s: %w", name, err)
-	}
-	return nil
 }
 
 // mtime truncates to whole seconds (sub-second times would cost a PAX
@@ -244,17 +317,4 @@ func (lw *layerWriter) mtime(ts unix.Timespec) time.Time {
 		return *lw.epoch
 	}
 	return t
-}
-
-func readDirNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("read directory %s: %w", dir, err)
-	}
-	return names, nil
 }

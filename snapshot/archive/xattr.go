@@ -11,13 +11,28 @@ import (
 // listXattrs returns all extended attributes of p, not following a final
 // symlink. A filesystem without xattr support has none.
 func listXattrs(p string) (map[string][]byte, error) {
-	names, err := llistxattr(p)
-	if err != nil {
+	return readXattrs(p,
+		func(buf []byte) (int, error) { return unix.Llistxattr(p, buf) },
+		func(name string, buf []byte) (int, error) { return unix.Lgetxattr(p, name, buf) })
+}
+
+// listXattrsFd is listXattrs for the file open as fd, shown as p in
+// errors: for a file WriteLayer has open anyway, it spares the kernel
+// resolving its path twice more.
+func listXattrsFd(fd int, p string) (map[string][]byte, error) {
+	return readXattrs(p,
+		func(buf []byte) (int, error) { return unix.Flistxattr(fd, buf) },
+		func(name string, buf []byte) (int, error) { return unix.Fgetxattr(fd, name, buf) })
+}
+
+func readXattrs(p string, list func([]byte) (int, error), get func(string, []byte) (int, error)) (map[string][]byte, error) {
+	names, err := xattrNames(p, list)
+	if err != nil || len(names) == 0 {
 		return nil, err
 	}
 	out := make(map[string][]byte, len(names))
 	for _, n := range names {
-		v, err := lgetxattr(p, n)
+		v, err := xattrValue(n, get)
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed between list and get
 		}
@@ -29,15 +44,17 @@ func listXattrs(p string) (map[string][]byte, error) {
 	return out, nil
 }
 
-func llistxattr(p string) ([]string, error) {
-	buf := make([]byte, 256)
+func xattrNames(p string, list func([]byte) (int, error)) ([]string, error) {
+	// Most files have none: a first try with a buffer on the stack.
+	var small [256]byte
+	buf := small[:]
 	for {
-		n, err := unix.Llistxattr(p, buf)
+		n, err := list(buf)
 		switch {
 		case errors.Is(err, unix.ERANGE):
 			// Grew between calls or the first guess was small: ask
 			// for the size and retry.
-			size, err := unix.Llistxattr(p, nil)
+			size, err := list(nil)
 			if err != nil {
 				return nil, fmt.Errorf("list xattrs of %s: %w", p, err)
 			}
@@ -58,12 +75,12 @@ func llistxattr(p string) ([]string, error) {
 	}
 }
 
-func lgetxattr(p, name string) ([]byte, error) {
+func xattrValue(name string, get func(string, []byte) (int, error)) ([]byte, error) {
 	buf := make([]byte, 128)
 	for {
-		n, err := unix.Lgetxattr(p, name, buf)
+		n, err := get(name, buf)
 		if errors.Is(err, unix.ERANGE) {
-			size, err := unix.Lgetxattr(p, name, nil)
+			size, err := get(name, nil)
 			if err != nil {
 				return nil, err
 			}

@@ -17,9 +17,11 @@
 // size and mode at the same path is not a case worth a full re-hash.
 //
 // Records live in the store's bbolt database, one bucket per context
-// directory keyed by path relative to it: Open reads the bucket in one
-// transaction (in the background, while the build walks the context),
-// Flush writes what changed in one more, and a build that changed nothing
+// directory, in chunks of a few tens of kilobytes, each a sorted run of
+// (path relative to the directory, record): Open reads the bucket in one
+// transaction (in the background, while the build walks the context) into
+// one block that lookups search in place, Flush merges what changed into
+// the chunks it falls in in one more, and a build that changed nothing
 // writes nothing. When Flush writes, it also drops records of files that
 // are gone and the buckets of context directories that are gone.
 //

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,9 +28,13 @@ type DB interface {
 }
 
 // bucketName holds one nested bucket per context directory (its absolute
-// path), which maps a slash path relative to it to an encoded record. The
-// version is in the name: a new encoding starts from an empty cache.
-var bucketName = []byte("statcache.v1")
+// path), made of chunks (see chunk.go). The version is in the name: a new
+// encoding starts from an empty cache.
+var bucketName = []byte("statcache.v2")
+
+// oldBuckets are the buckets of earlier encodings, deleted by the first
+// Flush that writes.
+var oldBuckets = [][]byte{[]byte("statcache.v1")}
 
 // racyWindow is how recent a file's ctime may be for its record to be
 // kept. A file written again in the same clock tick as the ctime we saw
@@ -42,9 +45,6 @@ var bucketName = []byte("statcache.v1")
 // again on the next build instead, once, after which they are old enough.
 const racyWindow = 2 * time.Second
 
-// arenaChunk is the size of the blocks loaded records are copied into.
-const arenaChunk = 256 << 10
-
 // Cache is the stat cache of one context directory. It is safe for
 // concurrent use.
 type Cache struct {
@@ -53,12 +53,14 @@ type Cache struct {
 	prefix string // dir with a trailing separator
 	key    []byte // the bucket of the directory: its absolute path
 
-	// loaded indexes vals, the bucket as Open read it; neither is
-	// written afterwards, so lookups take no lock. seen marks the records
-	// asked for this session, whose files therefore still exist.
-	loaded map[string]int32
-	vals   [][]byte
+	// loaded is the bucket as Open read it, never written afterwards, so
+	// lookups take no lock. seen marks the records asked for this
+	// session, whose files therefore still exist.
+	loaded run
 	seen   []atomic.Bool
+	// reset is set when the bucket did not decode: Flush then starts it
+	// over.
+	reset bool
 
 	mu       sync.Mutex
 	fresh    map[string][]byte // records made this session
@@ -68,8 +70,8 @@ type Cache struct {
 	racyWindow time.Duration
 	now        func() time.Time
 
-	// loadDone is closed when loaded, vals and seen are ready (or
-	// loadErr is set).
+	// loadDone is closed when loaded and seen are ready (or loadErr is
+	// set).
 	loadDone chan struct{}
 	loadErr  error
 
@@ -98,7 +100,6 @@ func Open(ctx context.Context, db DB, dir string) (*Cache, error) {
 		db:         db,
 		dir:        filepath.Clean(dir),
 		key:        []byte(abs),
-		loaded:     map[string]int32{},
 		fresh:      map[string][]byte{},
 		dirty:      map[string]bool{},
 		inflight:   map[string]*call{},
@@ -119,8 +120,11 @@ func Open(ctx context.Context, db DB, dir string) (*Cache, error) {
 	return c, nil
 }
 
-// load reads the directory's records in one transaction.
+// load reads the directory's records in one transaction: its chunks, in
+// key order, copied out of the memory map into one block (they must be
+// copied before the transaction ends), then indexed.
 func (c *Cache) load(ctx context.Context) error {
+	var arena []byte
 	err := c.db.View(ctx, func(tx *bbolt.Tx) error {
 		top := tx.Bucket(bucketName)
 		if top == nil {
@@ -130,25 +134,29 @@ func (c *Cache) load(ctx context.Context) error {
 		if b == nil {
 			return nil
 		}
-		// Values must be copied out of the memory map before the
-		// transaction ends: into chunks, not one allocation each.
-		var arena []byte
-		return b.ForEach(func(k, v []byte) error {
-			if v == nil {
-				return nil // a nested bucket: none are written
-			}
-			if cap(arena)-len(arena) < len(v) {
-				arena = make([]byte, 0, max(arenaChunk, len(v)))
-			}
-			start := len(arena)
+		cur := b.Cursor()
+		size := 0
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			size += len(v)
+		}
+		arena = bigBuffer(size)
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
 			arena = append(arena, v...)
-			c.loaded[string(k)] = int32(len(c.vals))
-			c.vals = append(c.vals, arena[start:len(arena):len(arena)])
-			return nil
-		})
+		}
+		return nil
 	})
-	c.seen = make([]atomic.Bool, len(c.vals))
-	return err
+	if err != nil {
+		return err
+	}
+	r, ok := indexRun(arena)
+	if !ok {
+		// Not what Flush writes: read everything again, and have
+		// Flush write the bucket anew.
+		r, c.reset = run{}, true
+	}
+	c.loaded = r
+	c.seen = make([]atomic.Bool, r.len())
+	return nil
 }
 
 // wait waits until the records are loaded.
@@ -181,14 +189,13 @@ func (c *Cache) ReadSums(ctx context.Context, hostPath string, fi os.FileInfo) (
 		return fileop.FileSums{}, err
 	}
 	key := keyOf(st)
-	if i, ok := c.loaded[rel]; ok {
+	if i, ok := c.loaded.find(rel); ok {
 		c.seen[i].Store(true)
-		if sums, ok := decode(c.vals[i], key); ok {
+		if sums, ok := decode(c.loaded.val(i), key); ok {
 			c.hits.Add(1)
 			return sums, nil
 		}
 	}
-
 	c.mu.Lock()
 	if v, ok := c.fresh[rel]; ok {
 		if sums, ok := decode(v, key); ok {
@@ -210,11 +217,9 @@ func (c *Cache) ReadSums(ctx context.Context, hostPath string, fi os.FileInfo) (
 	cl := &call{key: key, done: make(chan struct{})}
 	c.inflight[rel] = cl
 	c.mu.Unlock()
-
 	c.misses.Add(1)
 	start := c.now()
 	cl.sums, cl.err = fileop.ReadFileSums(ctx, hostPath, fi)
-
 	c.mu.Lock()
 	if c.inflight[rel] == cl {
 		delete(c.inflight, rel)
@@ -274,23 +279,39 @@ func (c *Cache) Flush(ctx context.Context) error {
 	for rel := range c.dirty {
 		puts[rel] = c.fresh[rel]
 	}
+	reset := c.reset
 	c.mu.Unlock()
 	if len(puts) == 0 {
 		return nil
 	}
-	var gone []string
-	for rel, i := range c.loaded {
-		if c.seen[i].Load() || puts[rel] != nil {
+	changes := make([]change, 0, len(puts))
+	for rel, v := range puts {
+		changes = append(changes, change{rel: rel, val: v})
+	}
+	for i := range c.loaded.len() {
+		if c.seen[i].Load() {
+			continue
+		}
+		rel := c.loaded.rel(i)
+		if puts[rel] != nil {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if _, err := os.Lstat(filepath.Join(c.dir, rel)); errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-			gone = append(gone, rel)
+			changes = append(changes, change{rel: strings.Clone(rel)})
 		}
 	}
+	slices.SortFunc(changes, func(a, b change) int { return strings.Compare(a.rel, b.rel) })
 	err := c.db.Update(ctx, func(tx *bbolt.Tx) error {
+		for _, name := range oldBuckets {
+			if tx.Bucket(name) != nil {
+				if err := tx.DeleteBucket(name); err != nil {
+					return err
+				}
+			}
+		}
 		top, err := tx.CreateBucketIfNotExists(bucketName)
 		if err != nil {
 			return err
@@ -298,29 +319,22 @@ func (c *Cache) Flush(ctx context.Context) error {
 		if err := pruneDirs(top, c.key); err != nil {
 			return err
 		}
+		if reset && top.Bucket(c.key) != nil {
+			if err := top.DeleteBucket(c.key); err != nil {
+				return err
+			}
+		}
 		b, err := top.CreateBucketIfNotExists(c.key)
 		if err != nil {
 			return err
 		}
-		// In key order: bbolt fills pages as it goes instead of
-		// splitting them at random, which a first build of a large
-		// context shows.
-		for _, rel := range slices.Sorted(maps.Keys(puts)) {
-			if err := b.Put([]byte(rel), puts[rel]); err != nil {
-				return err
-			}
-		}
-		for _, rel := range gone {
-			if err := b.Delete([]byte(rel)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return applyChanges(b, changes)
 	})
 	if err != nil {
 		return fmt.Errorf("write stat cache of %s: %w", c.dir, err)
 	}
 	c.mu.Lock()
+	c.reset = false
 	for rel, v := range puts {
 		// A record made again since the copy above stays dirty.
 		if string(c.fresh[rel]) == string(v) {

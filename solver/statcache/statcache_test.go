@@ -1,10 +1,14 @@
 package statcache
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -307,7 +311,7 @@ func TestRacyNotKept(t *testing.T) {
 		sums(t, dir, c)
 		flush(t, c)
 		c = open(t, db, dir)
-		_, kept := c.loaded["f"]
+		kept := c.has("f")
 		if kept != tc.kept {
 			t.Errorf("read %v after the ctime: kept %v, want %v", tc.readAt.Sub(ctime), kept, tc.kept)
 		}
@@ -319,7 +323,7 @@ func TestFlushPrunes(t *testing.T) {
 	db := newDB(t)
 	c := warmCache(t, db, dir)
 	warmCache(t, db, other)
-	if _, ok := c.loaded["sub/deeper/c"]; !ok {
+	if !c.has("sub/deeper/c") {
 		t.Fatal("no record of sub/deeper/c")
 	}
 	if err := os.RemoveAll(filepath.Join(dir, "sub/deeper")); err != nil {
@@ -338,7 +342,7 @@ func TestFlushPrunes(t *testing.T) {
 	flush(t, c)
 	c = open(t, db, dir)
 	for rel, want := range map[string]bool{"a": true, "sub/b": true, "sub/deeper": false, "sub/deeper/c": false} {
-		if _, ok := c.loaded[rel]; ok != want {
+		if ok := c.has(rel); ok != want {
 			t.Errorf("record of %s kept %v, want %v", rel, ok, want)
 		}
 	}
@@ -453,4 +457,247 @@ func normalize(s fileop.FileSums) fileop.FileSums {
 		}
 	}
 	return s
+}
+
+// has reports whether Open loaded a record of rel.
+func (c *Cache) has(rel string) bool {
+	_, ok := c.loaded.find(rel)
+	return ok
+}
+
+// chunkContents returns the bucket of dir as key -> paths in the chunk.
+func chunkContents(t *testing.T, db DB, dir string) map[string][]string {
+	t.Helper()
+	abs, _ := filepath.Abs(dir)
+	out := map[string][]string{}
+	err := db.View(context.Background(), func(tx *bbolt.Tx) error {
+		top := tx.Bucket(bucketName)
+		if top == nil {
+			return nil
+		}
+		b := top.Bucket([]byte(abs))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			r, ok := indexRun(bytes.Clone(v))
+			if !ok {
+				t.Errorf("chunk %q does not decode", k)
+				return nil
+			}
+			var rels []string
+			for i := range r.len() {
+				rels = append(rels, r.rel(i))
+			}
+			if len(rels) == 0 || rels[0] != string(k) {
+				t.Errorf("chunk %q starts with %q", k, rels)
+			}
+			out[string(k)] = rels
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestApplyChanges(t *testing.T) {
+	rec := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 1000) }
+	name := func(i int) string { return fmt.Sprintf("d/f%05d", i) }
+	db := newDB(t)
+	dir := "/ctx"
+	apply := func(changes ...change) {
+		t.Helper()
+		slices.SortFunc(changes, func(a, b change) int { return strings.Compare(a.rel, b.rel) })
+		err := db.Update(context.Background(), func(tx *bbolt.Tx) error {
+			top, err := tx.CreateBucketIfNotExists(bucketName)
+			if err != nil {
+				return err
+			}
+			b, err := top.CreateBucketIfNotExists([]byte(dir))
+			if err != nil {
+				return err
+			}
+			return applyChanges(b, changes)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// all returns every path in key order, checking the run is sorted and
+	// the chunks are about chunkSize.
+	all := func() []string {
+		t.Helper()
+		chunks := chunkContents(t, db, dir)
+		var out []string
+		for _, k := range slices.Sorted(maps.Keys(chunks)) {
+			out = append(out, chunks[k]...)
+		}
+		if !slices.IsSorted(out) {
+			t.Errorf("chunks out of order: %v", out)
+		}
+		if n := len(out); n > 0 && len(chunks) > (n*1010)/chunkSize+2 {
+			t.Errorf("%d entries in %d chunks", n, len(chunks))
+		}
+		return out
+	}
+	want := map[string]bool{}
+	check := func(what string) {
+		t.Helper()
+		got := all()
+		if !slices.Equal(got, slices.Sorted(maps.Keys(want))) {
+			t.Errorf("%s: %d entries, want %d", what, len(got), len(want))
+		}
+	}
+
+	// A first build: many entries, cut into chunks.
+	var changes []change
+	for i := 100; i < 400; i++ {
+		changes = append(changes, change{rel: name(i), val: rec(i)})
+		want[name(i)] = true
+	}
+	apply(changes...)
+	check("first")
+	if n := len(chunkContents(t, db, dir)); n < 4 {
+		t.Fatalf("%d chunks for 300 KB", n)
+	}
+	// Before the first chunk, after the last, in the middle; a replaced
+	// record; a chunk's first entry deleted.
+	firstKeys := slices.Sorted(maps.Keys(chunkContents(t, db, dir)))
+	apply(
+		change{rel: name(1), val: rec(1)},
+		change{rel: name(999), val: rec(9)},
+		change{rel: name(250) + "x", val: rec(2)},
+		change{rel: name(300), val: rec(3)},
+		change{rel: firstKeys[2]},
+	)
+	want[name(1)], want[name(999)], want[name(250)+"x"] = true, true, true
+	delete(want, firstKeys[2])
+	check("edits")
+	// A run of deletions empties chunks.
+	changes = nil
+	for i := 100; i < 380; i++ {
+		changes = append(changes, change{rel: name(i)})
+		delete(want, name(i))
+	}
+	apply(changes...)
+	check("deletions")
+	// Replaced values are the new ones.
+	chunks := chunkContents(t, db, dir)
+	err := db.View(context.Background(), func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketName).Bucket([]byte(dir))
+		for k := range chunks {
+			r, _ := indexRun(bytes.Clone(b.Get([]byte(k))))
+			for i := range r.len() {
+				if r.rel(i) == name(999) && r.val(i)[0] != 9 {
+					t.Errorf("%s: record %d, want the new one", r.rel(i), r.val(i)[0])
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestChunkCorruptionRecovers(t *testing.T) {
+	dir := sampleTree(t)
+	db := newDB(t)
+	want, entries := sums(t, dir, nil)
+	warmCache(t, db, dir)
+	// Garbage in the bucket: the cache reads everything again, gives the
+	// same answers, and Flush writes the bucket anew.
+	abs, _ := filepath.Abs(dir)
+	err := db.Update(context.Background(), func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketName).Bucket([]byte(abs)).Put([]byte("zzz"), []byte{0xff, 0xff, 0xff})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := open(t, db, dir)
+	if d, _ := sums(t, dir, c); d != want {
+		t.Fatalf("digest %s, want %s", d, want)
+	}
+	if s := c.Stats(); s.Misses != int64(len(entries)) {
+		t.Errorf("%+v: want everything read again", s)
+	}
+	flush(t, c)
+	if _, ok := chunkContents(t, db, dir)["zzz"]; ok {
+		t.Error("the bad chunk is still there")
+	}
+	c = open(t, db, dir)
+	sums(t, dir, c)
+	if s := c.Stats(); s.Misses != 0 {
+		t.Errorf("after the rewrite: %+v", s)
+	}
+}
+
+// TestFlushMergesWithOtherBuilds: two caches of one context opened at the
+// same time (two builds) each flush what they read; neither loses the
+// other's records.
+func TestFlushMergesWithOtherBuilds(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 40 {
+		write(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), fmt.Sprint(i))
+	}
+	db := newDB(t)
+	a, b := open(t, db, dir), open(t, db, dir)
+	read := func(c *Cache, from, to int) {
+		for i := from; i < to; i++ {
+			p := filepath.Join(dir, fmt.Sprintf("f%02d", i))
+			fi, err := os.Lstat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.ReadSums(context.Background(), p, fi); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	read(a, 0, 25)
+	read(b, 15, 40)
+	flush(t, a)
+	flush(t, b)
+	c := open(t, db, dir)
+	read(c, 0, 40)
+	if s := c.Stats(); s.Misses != 0 {
+		t.Errorf("%+v: records lost between the two flushes", s)
+	}
+}
+
+func TestOldBucketDropped(t *testing.T) {
+	dir := sampleTree(t)
+	db := newDB(t)
+	err := db.Update(context.Background(), func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucket(oldBuckets[0])
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("k"), []byte("v"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	warmCache(t, db, dir)
+	err = db.View(context.Background(), func(tx *bbolt.Tx) error {
+		if tx.Bucket(oldBuckets[0]) != nil {
+			t.Error("the old encoding's bucket is still there")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBigBuffer(t *testing.T) {
+	for _, n := range []int{0, 1, hugePage - 1, hugePage, hugePage + 1, 3*hugePage + 12345} {
+		b := bigBuffer(n)
+		if len(b) != 0 || cap(b) < n {
+			t.Errorf("bigBuffer(%d): len %d cap %d", n, len(b), cap(b))
+		}
+		b = append(b, make([]byte, n)...) // no reallocation, no overrun
+	}
 }

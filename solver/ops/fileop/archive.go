@@ -95,7 +95,7 @@ func isTarArchive(p string) (bool, error) {
 // does, and reports whether it did. The destination is always a directory:
 // Dest, made with its parents, as BuildKit's unpack does.
 func (c *copier) extract(ctx context.Context, s selection) (bool, error) {
-	src := s.entries[0]
+	src := *s.entries[0]
 	if !src.fi.Mode().IsRegular() {
 		return false, nil
 	}

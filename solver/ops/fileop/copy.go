@@ -4,15 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,7 +46,7 @@ func Copy(ctx context.Context, req CopyRequest) error {
 	if err != nil {
 		return err
 	}
-	sels, err := req.selectSources(ctx)
+	sels, err := req.selectSources(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -75,6 +77,14 @@ type copier struct {
 	// links maps a source inode already copied to where it went, so that
 	// hard links stay hard links.
 	links map[inode]string
+	// fresh holds the directories this selection's copy made: nothing
+	// else is in them, so what goes in needs no check for something to
+	// replace. Written only while directories are made, before files are
+	// copied in parallel.
+	fresh map[string]bool
+	// noCopyRange is set once copy_file_range said it cannot copy
+	// between these two trees (see copyData).
+	noCopyRange atomic.Bool
 }
 
 // show turns a host path under DstRoot back into the path the user wrote
@@ -167,39 +177,86 @@ func (c *copier) copySelection(ctx context.Context, s selection) error {
 	// Make what holds the target: Dest itself for a directory source, else
 	// its parent, which differs from the one made above when Dest is a
 	// symlink pointing elsewhere.
-	holder := filepath.Dir(dst)
-	if srcIsDir && !exists {
-		holder = dst
-	}
-	if _, err := c.mkdirAll(c.show(holder)); err != nil {
-		return err
-	}
-	for _, e := range s.entries {
-		target := dst
-		if e.rel != "" {
-			target = filepath.Join(dst, filepath.FromSlash(e.rel))
+	// Nothing to make when Dest exists: that would be its parent, which
+	// for Dest "/" is outside DstRoot (and c.show would hand mkdirAll the
+	// host path, to be made again inside the root).
+	if !exists {
+		holder := filepath.Dir(dst)
+		if srcIsDir {
+			holder = dst
 		}
-		if err := c.copyEntry(ctx, e, target); err != nil {
+		if _, err := c.mkdirAll(c.show(holder)); err != nil {
 			return err
 		}
 	}
-	return nil
+	targetOf := func(e entry) string {
+		if e.rel == "" {
+			return dst
+		}
+		return filepath.Join(dst, filepath.FromSlash(e.rel))
+	}
+	// Entries are handled in walk order, but regular files and symlinks
+	// go to other goroutines: a large COPY is thousands of files, each a
+	// dozen syscalls, most of them waiting on the file system. Directories
+	// stay in order (each made, and given its metadata, before anything
+	// goes into it, see copyEntry), and so do files that share an inode
+	// (the first path of an inode is copied, the others link to it). When
+	// an entry fails, those before it are finished and none after it
+	// started, as in a serial copy; only a file failing on another
+	// goroutine can leave later entries written too.
+	c.fresh = map[string]bool{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(copyWorkers())
+	for _, ep := range s.entries {
+		e := *ep
+		target := targetOf(e)
+		inFresh := c.fresh[filepath.Dir(target)]
+		mode := e.fi.Mode()
+		async := mode&os.ModeSymlink != 0 ||
+			(mode.IsRegular() && e.fi.Sys().(*syscall.Stat_t).Nlink == 1)
+		if async {
+			g.Go(func() error { return c.copyEntry(gctx, e, target, inFresh) })
+			continue
+		}
+		if err := c.copyEntry(gctx, e, target, inFresh); err != nil {
+			if werr := g.Wait(); werr != nil && !errors.Is(werr, context.Canceled) {
+				return werr
+			}
+			return err
+		}
+	}
+	return g.Wait()
+}
+
+// copyWorkers bounds the goroutines copying files: copying is mostly time
+// in syscalls, which a goroutine spends off its P, so a few more than
+// GOMAXPROCS keep the CPUs busy.
+func copyWorkers() int {
+	return 2 * runtime.GOMAXPROCS(0)
 }
 
 // copyEntry writes e at target. Target's parent is a directory this copy
-// resolved or made; target itself is never followed.
-func (c *copier) copyEntry(ctx context.Context, e entry, target string) error {
+// resolved or made (inFresh: made, and so empty but for what this copy
+// put there); target itself is never followed.
+func (c *copier) copyEntry(ctx context.Context, e entry, target string, inFresh bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	fi := e.fi
+	// In a directory this copy made, nothing is there to merge with or
+	// replace: no need to look.
 	if fi.IsDir() {
-		tfi, err := os.Lstat(target)
+		var tfi os.FileInfo
+		err := fs.ErrNotExist
+		if !inFresh {
+			tfi, err = os.Lstat(target)
+		}
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			if err := os.Mkdir(target, 0o700); err != nil {
 				return fmt.Errorf("mkdir %s: %w", c.show(target), err)
 			}
+			c.fresh[target] = true // copyEntry runs on the walk's goroutine for directories
 		case err != nil:
 			return fmt.Errorf("lstat %s: %w", c.show(target), err)
 		case !tfi.IsDir():
@@ -217,33 +274,39 @@ func (c *copier) copyEntry(ctx context.Context, e entry, target string) error {
 	}
 
 	// A non-directory replaces whatever non-directory is there.
-	if tfi, err := os.Lstat(target); err == nil {
-		if tfi.IsDir() {
-			return fmt.Errorf("cannot replace directory %s with a file", c.show(target))
+	if !inFresh {
+		if tfi, err := os.Lstat(target); err == nil {
+			if tfi.IsDir() {
+				return fmt.Errorf("cannot replace directory %s with a file", c.show(target))
+			}
+			if err := os.Remove(target); err != nil {
+				return fmt.Errorf("remove %s: %w", c.show(target), err)
+			}
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("lstat %s: %w", c.show(target), err)
 		}
-		if err := os.Remove(target); err != nil {
-			return fmt.Errorf("remove %s: %w", c.show(target), err)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("lstat %s: %w", c.show(target), err)
 	}
 
 	st := fi.Sys().(*syscall.Stat_t)
 	switch {
 	case fi.Mode().IsRegular():
+		if st.Nlink == 1 {
+			// The common case, and the one copySelection runs on other
+			// goroutines: it must not touch c.links.
+			return c.copyRegular(e.host, target, st)
+		}
 		key := inode{uint64(st.Dev), st.Ino}
-		if first, ok := c.links[key]; ok && st.Nlink > 1 {
+		if first, ok := c.links[key]; ok {
 			if err := os.Link(first, target); err == nil {
 				return nil
 			}
 			// The first copy was replaced or moved since: copy anew.
 		}
-		if err := copyContent(e.host, target); err != nil {
-			return fmt.Errorf("copy %s: %w", c.show(target), err)
+		if err := c.copyRegular(e.host, target, st); err != nil {
+			return err
 		}
-		if st.Nlink > 1 {
-			c.links[key] = target
-		}
+		c.links[key] = target
+		return nil
 	case fi.Mode()&os.ModeSymlink != 0:
 		link, err := os.Readlink(e.host)
 		if err != nil {
@@ -262,29 +325,6 @@ func (c *copier) copyEntry(ctx context.Context, e entry, target string) error {
 		return fmt.Errorf("copy %s: unsupported file type %s", c.show(target), fi.Mode().Type())
 	}
 	return c.setMeta(e, target)
-}
-
-// copyContent writes a new file at dst with src's content. O_EXCL makes
-// sure nothing that appeared at dst meanwhile (a symlink) is followed.
-func copyContent(src, dst string) (err error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := out.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	// io.Copy between two *os.File uses copy_file_range, which shares
-	// extents where the file system can.
-	_, err = io.Copy(out, in)
-	return err
 }
 
 // owner returns the uid/gid a copied entry gets.

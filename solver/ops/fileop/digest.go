@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -52,9 +53,9 @@ func Digest(ctx context.Context, req CopyRequest) (digest.Digest, error) {
 // a numeric Chown is then used as is, and a named one enters the digest as
 // written.
 //
-// The tree is walked first (stats only); then what each entry needs read
-// (see FileSums) is read in parallel, through req.ReadSums when set, and
-// the result folded in walk order, so it does not depend on scheduling.
+// What each entry needs read (see FileSums) is read through req.ReadSums
+// when set, in parallel, as the walk lists directories; the result is
+// folded in walk order, so it does not depend on scheduling.
 func DigestEntries(ctx context.Context, req CopyRequest) (digest.Digest, []Entry, error) {
 	mode, err := parseChmod(req.Chmod)
 	if err != nil {
@@ -64,26 +65,37 @@ func DigestEntries(ctx context.Context, req CopyRequest) (digest.Digest, []Entry
 	if err != nil {
 		return "", nil, err
 	}
-	sels, err := req.selectSources(ctx)
+	c := &copier{req: &req, mode: mode, chown: chown}
+	read := req.ReadSums
+	if read == nil {
+		read = ReadFileSums
+	}
+	sels, err := req.selectSources(ctx, &digester{c: c, read: read})
 	if err != nil {
 		return "", nil, err
 	}
-	c := &copier{req: &req, mode: mode, chown: chown}
 
-	// Plan each entry in copy order. Hard-link grouping depends on that
-	// order (the first path of an inode carries the content, the others
-	// point at it), so it is settled here, before any parallel work.
-	n := 0
-	for _, s := range sels {
-		n += len(s.entries)
+	// The walk digested all but each selected source itself and the
+	// files with other links. Hard-link grouping depends on copy order
+	// (the first path of an inode carries the content, the others point
+	// at it), so it is settled here, in that order, before the rest is
+	// digested in parallel.
+	type pending struct {
+		it     digestItem
+		si, ei int
 	}
-	items := make([]digestItem, 0, n)
+	var todo []pending
 	links := map[inode]string{}
-	for _, s := range sels {
-		for _, e := range s.entries {
-			it := digestItem{sel: s.name, e: e}
-			st := e.fi.Sys().(*syscall.Stat_t)
-			if e.fi.Mode().IsRegular() && st.Nlink > 1 {
+	n := 0
+	for si, s := range sels {
+		n += len(s.entries)
+		for ei, e := range s.entries {
+			if e.fi == nil {
+				continue
+			}
+			it := digestItem{sel: s.name, e: *e}
+			if isLinked(e.fi) {
+				st := e.fi.Sys().(*syscall.Stat_t)
 				key := inode{uint64(st.Dev), st.Ino}
 				if first, ok := links[key]; ok {
 					it.linkTo = first
@@ -91,43 +103,131 @@ func DigestEntries(ctx context.Context, req CopyRequest) (digest.Digest, []Entry
 					links[key] = path.Join(s.name, e.rel)
 				}
 			}
-			items = append(items, it)
+			todo = append(todo, pending{it, si, ei})
 		}
 	}
-
-	entries := make([]Entry, len(items))
-	read := req.ReadSums
-	if read == nil {
-		read = ReadFileSums
-	}
-	err = forEachParallel(ctx, len(items), func(ctx context.Context, i int, buf *[]byte) error {
-		d, b, err := c.entryDigest(ctx, items[i], read, *buf)
+	err = forEachParallel(ctx, len(todo), func(ctx context.Context, i int, buf *[]byte) error {
+		p := &todo[i]
+		sum, b, err := c.entryDigest(ctx, p.it, read, *buf)
 		*buf = b
 		if err != nil {
 			return err
 		}
-		entries[i] = Entry{Path: selPath(items[i].sel, items[i].e.rel), Digest: d}
+		sels[p.si].entries[p.ei].d = sumDigest(sum[:])
 		return nil
 	})
 	if err != nil {
 		return "", nil, err
 	}
 
+	entries := make([]Entry, 0, n)
 	h := sha256.New()
 	if named {
 		writeRecord(h, nil, "chown", req.Chown)
 	}
-	i := 0
+	// The entry records are written in batches: one hash write per
+	// record is most of the fold's time on a large context. An entry
+	// digest is plain ASCII, so its record is the quoted field as is.
 	var buf []byte
+	batch := make([]byte, 0, 64<<10)
 	for _, s := range sels {
+		h.Write(batch)
+		batch = batch[:0]
 		buf = writeRecord(h, buf, "source", s.name)
-		for range s.entries {
-			buf = writeRecord(h, buf, "entry", string(entries[i].Digest))
-			i++
+		for _, e := range s.entries {
+			entries = append(entries, Entry{Path: selPath(s.name, e.rel), Digest: e.d})
+			if len(batch)+len(e.d)+16 > cap(batch) {
+				h.Write(batch)
+				batch = batch[:0]
+			}
+			batch = append(batch, `"entry" "`...)
+			batch = append(batch, e.d...)
+			batch = append(batch, "\"\n"...)
 		}
 	}
+	h.Write(batch)
 	return sumDigest(h.Sum(buf[:0])), entries, nil
 }
+
+// digester digests entries during the walk, for DigestEntries.
+type digester struct {
+	c    *copier
+	read func(context.Context, string, os.FileInfo) (FileSums, error)
+	sel  string // the selected source being walked
+}
+
+// forSel returns dg for walking the selected source sel; nil stays nil.
+func (dg *digester) forSel(sel string) *digester {
+	if dg == nil {
+		return nil
+	}
+	d := *dg
+	d.sel = sel
+	return &d
+}
+
+// isLinked reports whether fi is a regular file with other links, whose
+// digest depends on which of its paths comes first.
+func isLinked(fi os.FileInfo) bool {
+	return fi.Mode().IsRegular() && fi.Sys().(*syscall.Stat_t).Nlink > 1
+}
+
+// start starts the goroutines that digest the listings sent to jobs until
+// it is closed. On an error they cancel the walk.
+func (dg *digester) start(ctx context.Context, cancel func(), jobs <-chan *dirJob) *errgroup.Group {
+	var g errgroup.Group
+	for range runtime.GOMAXPROCS(0) {
+		g.Go(func() error {
+			for j := range jobs {
+				if err := dg.digestItems(ctx, j.items); err != nil {
+					cancel()
+					for range jobs {
+						// Let the walk finish sending.
+					}
+					return err
+				}
+				// No entry points into the lstats any more.
+				j.des.recycle()
+			}
+			return nil
+		})
+	}
+	return &g
+}
+
+// digestItems digests a directory's items as listed, leaving each its
+// digest and no lstat, except files with other links (see DigestEntries),
+// which get a copy of theirs: the walk's buffers are reused.
+func (dg *digester) digestItems(ctx context.Context, items []listItem) error {
+	bp := recordBufs.Get().(*[]byte)
+	defer recordBufs.Put(bp)
+	// The directory's digests are slices of one string: one allocation
+	// per directory rather than per file.
+	var digests strings.Builder
+	digests.Grow(len(items) * digestLen)
+	for i := range items {
+		e := &items[i].e
+		if isLinked(e.fi) {
+			si := *e.fi.(*statInfo)
+			e.fi = &si
+			continue
+		}
+		sum, b, err := dg.c.entryDigest(ctx, digestItem{sel: dg.sel, e: *e}, dg.read, *bp)
+		*bp = b
+		if err != nil {
+			return err
+		}
+		start := digests.Len()
+		appendDigest(&digests, sum[:])
+		e.d, e.fi = digest.Digest(digests.String()[start:]), nil
+	}
+	return nil
+}
+
+// digestLen is the length of a sha256 digest string.
+const digestLen = len("sha256:") + 2*sha256.Size
+
+var recordBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // digestItem is one entry to digest with what was settled about it.
 type digestItem struct {
@@ -190,14 +290,14 @@ func forEachParallel(ctx context.Context, n int, fn func(ctx context.Context, i 
 // entryDigest returns the digest of one entry's record. buf is scratch
 // space, returned for reuse: a large context has many entries, and each
 // costs little more than its allocations.
-func (c *copier) entryDigest(ctx context.Context, it digestItem, read func(context.Context, string, os.FileInfo) (FileSums, error), buf []byte) (digest.Digest, []byte, error) {
+func (c *copier) entryDigest(ctx context.Context, it digestItem, read func(context.Context, string, os.FileInfo) (FileSums, error), buf []byte) ([sha256.Size]byte, []byte, error) {
 	if err := ctx.Err(); err != nil {
-		return "", buf, err
+		return [sha256.Size]byte{}, buf, err
 	}
 	e := it.e
 	sums, err := read(ctx, e.host, e.fi)
 	if err != nil {
-		return "", buf, fmt.Errorf("%s: %w", path.Join(it.sel, e.rel), err)
+		return [sha256.Size]byte{}, buf, fmt.Errorf("%s: %w", path.Join(it.sel, e.rel), err)
 	}
 	st := e.fi.Sys().(*syscall.Stat_t)
 	uid, gid := c.owner(st)
@@ -237,7 +337,7 @@ func (c *copier) entryDigest(ctx context.Context, it digestItem, read func(conte
 		r.field(hex.EncodeToString(x.Value))
 	}
 	r = append(r, '\n')
-	return sha256Digest(r), r, nil
+	return sha256.Sum256(r), r, nil
 }
 
 // record is one line of a digest: its fields quoted (as strconv.Quote
@@ -290,21 +390,21 @@ func writeRecord(h hash.Hash, buf []byte, fields ...string) []byte {
 	return r
 }
 
-func sha256Digest(b []byte) digest.Digest {
-	sum := sha256.Sum256(b)
-	return sumDigest(sum[:])
-}
-
 // sumDigest makes the digest of a sha256 sum in one allocation (go-digest
 // goes through fmt), which shows with an entry digest per file.
 func sumDigest(sum []byte) digest.Digest {
+	var sb strings.Builder
+	sb.Grow(digestLen)
+	appendDigest(&sb, sum)
+	return digest.Digest(sb.String())
+}
+
+// appendDigest writes the digest string of a sha256 sum to sb.
+func appendDigest(sb *strings.Builder, sum []byte) {
 	var hx [2 * sha256.Size]byte
 	hex.Encode(hx[:], sum)
-	var sb strings.Builder
-	sb.Grow(len("sha256:") + len(hx))
 	sb.WriteString("sha256:")
 	sb.Write(hx[:])
-	return digest.Digest(sb.String())
 }
 
 func typeChar(m os.FileMode) string {

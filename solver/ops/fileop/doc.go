@@ -3,11 +3,16 @@
 // digest of what such a copy reads, for cache keys.
 //
 // DigestEntries works entry by entry, so that a cache miss can be
-// explained file by file: the tree is walked first (one
-// lstat per entry, directories listed in parallel), then what each entry
-// needs read (content hash, symlink target, xattrs: FileSums) is read in
-// parallel, through a stat cache when the caller has one, and folded in
-// walk order.
+// explained file by file: the tree is walked (directories listed in
+// parallel, each with getdents and one fstatat per entry relative to the
+// directory), each directory's entries are digested as soon as it is
+// listed, reading what they need (content hash, symlink target, xattrs:
+// FileSums) through a stat cache when the caller has one, and the digests
+// are folded in walk order.
+//
+// Copy makes directories in walk order and copies files on several
+// goroutines, through descriptors (copy_file_range where the kernel can,
+// read/write otherwise; fchown, fchmod, futimens on the new file).
 //
 // It owns: selecting sources (wildcards, symlinks followed at the top level
 // and kept below it, clamping to the source root, .dockerignore filtering

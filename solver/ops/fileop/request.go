@@ -58,7 +58,9 @@ type CopyRequest struct {
 	// ReadSums, when set, returns what DigestEntries reads from a file
 	// beyond its Lstat (content hash, symlink target, xattrs), so that a
 	// stat cache can answer for unchanged files without reading them. It
-	// is called concurrently. Nil reads every file (ReadFileSums).
+	// is called concurrently. fi.Sys() is a *syscall.Stat_t; fi is only
+	// valid during the call (the walk reuses its memory). Nil reads every
+	// file (ReadFileSums).
 	ReadSums func(ctx context.Context, hostPath string, fi os.FileInfo) (FileSums, error)
 }
 
@@ -66,11 +68,12 @@ type CopyRequest struct {
 // are copied.
 type selection struct {
 	name    string // the source path as selected, clean and absolute in SrcRoot
-	entries []entry
+	entries []*entry
 }
 
-// selectSources resolves req.Sources in the view of SrcRoot.
-func (req *CopyRequest) selectSources(ctx context.Context) ([]selection, error) {
+// selectSources resolves req.Sources in the view of SrcRoot. With dg, the
+// walk digests entries as it lists them (see walker).
+func (req *CopyRequest) selectSources(ctx context.Context, dg *digester) ([]selection, error) {
 	if req.SrcRoot == "" {
 		return nil, errors.New("copy: no source root")
 	}
@@ -96,7 +99,7 @@ func (req *CopyRequest) selectSources(ctx context.Context) ([]selection, error) 
 			if err != nil {
 				return nil, err
 			}
-			entries, err := v.walk(ctx, rel, fi)
+			entries, err := v.walk(ctx, rel, fi, dg.forSel(n))
 			if err != nil {
 				return nil, fmt.Errorf("copy %s: %w", n, err)
 			}

@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 
+	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -48,7 +48,7 @@ func (v *view) present(ctx context.Context, rel string, isDir bool) (bool, error
 	}
 	// An excluded directory still appears when an exception brings back
 	// something below it.
-	names, err := readDirNames(v.host(rel))
+	names, err := readDirNames(v.host(rel), rel != "")
 	if err != nil {
 		return false, err
 	}
@@ -215,7 +215,7 @@ func (v *view) globDir(ctx context.Context, rel, shown string, comps []string, o
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	names, err := readDirNames(v.host(rel))
+	names, err := readDirNames(v.host(rel), rel != "")
 	if err != nil {
 		return err
 	}
@@ -252,6 +252,9 @@ type entry struct {
 	rel  string      // slash path below the selected source, "" for itself
 	host string      // host path to read
 	fi   os.FileInfo // from Lstat (for the source itself: after following symlinks)
+	// d is the entry's digest when the walk computed it (DigestEntries);
+	// fi is then nil.
+	d digest.Digest
 }
 
 // walk lists rel (already resolved, with fi) and, for a directory,
@@ -262,18 +265,41 @@ type entry struct {
 // large context the walk is one lstat per file, and with syscalls of a few
 // microseconds each that is most of what a cached build costs. The order
 // is put together afterwards, so it is the same as a serial walk's.
-func (v *view) walk(ctx context.Context, rel string, fi os.FileInfo) ([]entry, error) {
-	out := []entry{{rel: "", host: v.host(rel), fi: fi}}
+//
+// With dg, each directory's entries are digested as soon as it is
+// listed, by other goroutines, and keep only their digest: on a large
+// context that overlaps hashing and stat-cache lookups with the walk's
+// syscalls (and with loading the stat cache, which the walk need not wait
+// for), and recycles the lstat buffers instead of keeping one per file to
+// the end. Files with several links are left to the caller, who settles
+// their grouping in walk order.
+func (v *view) walk(ctx context.Context, rel string, fi os.FileInfo, dg *digester) ([]*entry, error) {
+	out := []*entry{{rel: "", host: v.host(rel), fi: fi}}
 	if !fi.IsDir() {
 		return out, nil
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := &walker{v: v}
+	var digesters *errgroup.Group
+	if dg != nil {
+		w.jobs = make(chan *dirJob, digestQueue)
+		digesters = dg.start(ctx, cancel, w.jobs)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(walkWorkers())
-	w := &walker{v: v, g: g}
+	w.g = g
 	top := &dirListing{}
 	err := w.spawn(gctx, rel, "", top)
 	if werr := g.Wait(); err == nil {
 		err = werr
+	}
+	if digesters != nil {
+		close(w.jobs)
+		// A digest error is the cause of the walk's cancellation.
+		if derr := digesters.Wait(); derr != nil {
+			err = derr
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -294,7 +320,19 @@ func walkWorkers() int {
 type walker struct {
 	v *view
 	g *errgroup.Group
+	// jobs, when set, takes each listing to be digested (see walk).
+	jobs chan *dirJob
 }
+
+// dirJob is a directory listed, for the digesters.
+type dirJob struct {
+	items []listItem
+	des   dirEntries // to recycle once digested
+}
+
+// digestQueue bounds the listings waiting to be digested, and so the
+// memory the walk runs ahead with.
+const digestQueue = 128
 
 // dirListing is one directory's children as the view shows them, sorted.
 type dirListing struct {
@@ -326,27 +364,18 @@ func (w *walker) list(ctx context.Context, rel, sub string, l *dirListing) error
 		return err
 	}
 	v := w.v
-	names, err := readDirNames(v.host(rel))
+	des, err := listDir(v.host(rel), rel != "")
 	if err != nil {
 		return err
 	}
-	l.items = make([]listItem, 0, len(names))
-	// Names are single components and rel, sub clean, so plain
-	// concatenation joins them, and the three paths of a child are one
-	// string: sub is a suffix of rel, rel of the host path. On a large
-	// tree path.Join's cleaning and allocations show.
-	dirHost := v.host(rel)
-	if !strings.HasSuffix(dirHost, "/") {
-		dirHost += "/"
-	}
-	for _, name := range names {
-		h := dirHost + name
-		childRel := h[len(h)-joinLen(rel, name):]
-		childSub := h[len(h)-joinLen(sub, name):]
-		fi, err := os.Lstat(h)
-		if err != nil {
-			return fmt.Errorf("lstat %s: %w", childRel, err)
-		}
+	l.items = make([]listItem, 0, len(des.hosts))
+	// A child's three paths are one string: its name is a single
+	// component and rel, sub are clean, so sub is a suffix of rel, rel
+	// of the host path.
+	for i, h := range des.hosts {
+		fi := &des.infos[i]
+		childRel := h[len(h)-joinLen(rel, fi.name):]
+		childSub := h[len(h)-joinLen(sub, fi.name):]
 		it := listItem{e: entry{rel: childSub, host: h, fi: fi}, srcRel: childRel}
 		if v.filter != nil && !v.filter(childRel, fi.IsDir()) {
 			if !fi.IsDir() || !v.mayDescend(childRel) {
@@ -358,6 +387,15 @@ func (w *walker) list(ctx context.Context, rel, sub string, l *dirListing) error
 			it.sub = &dirListing{}
 		}
 		l.items = append(l.items, it)
+	}
+	if w.jobs != nil {
+		// The digesters write only each item's digest and lstat, which
+		// nothing below reads.
+		select {
+		case w.jobs <- &dirJob{items: l.items, des: des}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	// Subdirectories go to other goroutines while the group has room;
 	// the rest this one walks itself, once its own directory is done.
@@ -393,10 +431,11 @@ func (l *dirListing) count() int {
 
 // flatten appends the listing's entries to out in walk order, leaving out
 // excluded directories with nothing kept below them.
-func (l *dirListing) flatten(out *[]entry) {
-	for _, it := range l.items {
+func (l *dirListing) flatten(out *[]*entry) {
+	for i := range l.items {
+		it := &l.items[i]
 		mark := len(*out)
-		*out = append(*out, it.e)
+		*out = append(*out, &it.e)
 		if it.sub != nil {
 			it.sub.flatten(out)
 		}
@@ -404,18 +443,4 @@ func (l *dirListing) flatten(out *[]entry) {
 			*out = (*out)[:mark]
 		}
 	}
-}
-
-func readDirNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, fmt.Errorf("open directory: %w", err)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("read directory %s: %w", dir, err)
-	}
-	sort.Strings(names)
-	return names, nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -98,10 +97,3 @@ func hashFile(ctx context.Context, p string, size int64) (digest.Digest, error) 
 	}
 	return sumDigest(h.Sum(nil)), nil
 }
-
-// copyBufs holds read buffers for hashing: a context has many small files,
-// and a fresh buffer per file is most of what hashing allocates.
-var copyBufs = sync.Pool{New: func() any {
-	b := make([]byte, 64<<10)
-	return &b
-}}

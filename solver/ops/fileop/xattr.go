@@ -25,9 +25,37 @@ func ignorableXattrErr(err error) bool {
 	return errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPERM)
 }
 
+// xattrSource reads a file's xattrs by path (not following a symlink) or
+// through an open descriptor, which spares the kernel resolving the path
+// again for a file the copy has open anyway.
+type xattrSource struct {
+	path string
+	fd   int // used when path is ""
+}
+
+func (x xattrSource) list(buf []byte) (int, error) {
+	if x.path == "" {
+		return unix.Flistxattr(x.fd, buf)
+	}
+	return unix.Llistxattr(x.path, buf)
+}
+
+func (x xattrSource) get(name string, buf []byte) (int, error) {
+	if x.path == "" {
+		return unix.Fgetxattr(x.fd, name, buf)
+	}
+	return unix.Lgetxattr(x.path, name, buf)
+}
+
 // readXattrs returns p's xattrs (not following a symlink), sorted by name.
 func readXattrs(p string) ([]Xattr, error) {
-	names, err := listXattrs(p)
+	return xattrSource{path: p}.read()
+}
+
+// read returns the xattrs, sorted by name, without those skipXattr leaves
+// out.
+func (src xattrSource) read() ([]Xattr, error) {
+	names, err := src.names()
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +64,7 @@ func readXattrs(p string) ([]Xattr, error) {
 		if skipXattr(name) {
 			continue
 		}
-		val, err := getXattr(p, name)
+		val, err := src.value(name)
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed since it was listed
 		}
@@ -48,10 +76,16 @@ func readXattrs(p string) ([]Xattr, error) {
 	return out, nil
 }
 
-func listXattrs(p string) ([]string, error) {
-	for size := 256; size <= maxXattrBuf; size *= 4 {
-		buf := make([]byte, size)
-		n, err := unix.Llistxattr(p, buf)
+func (src xattrSource) names() ([]string, error) {
+	// Most files have no xattrs at all: ask with a buffer on the stack
+	// first, and allocate only for a list that is there.
+	var small [256]byte
+	for size := len(small); size <= maxXattrBuf; size *= 4 {
+		buf := small[:]
+		if size > len(small) {
+			buf = make([]byte, size)
+		}
+		n, err := src.list(buf)
 		if errors.Is(err, unix.ERANGE) {
 			continue
 		}
@@ -60,6 +94,9 @@ func listXattrs(p string) ([]string, error) {
 		}
 		if err != nil {
 			return nil, fmt.Errorf("list xattrs: %w", err)
+		}
+		if n == 0 {
+			return nil, nil
 		}
 		var names []string
 		for _, b := range bytes.Split(buf[:n], []byte{0}) {
@@ -73,10 +110,10 @@ func listXattrs(p string) ([]string, error) {
 	return nil, fmt.Errorf("list xattrs: %w", unix.ERANGE)
 }
 
-func getXattr(p, name string) ([]byte, error) {
+func (src xattrSource) value(name string) ([]byte, error) {
 	for size := 256; size <= maxXattrBuf; size *= 4 {
 		buf := make([]byte, size)
-		n, err := unix.Lgetxattr(p, name, buf)
+		n, err := src.get(name, buf)
 		if errors.Is(err, unix.ERANGE) {
 			continue
 		}
@@ -100,6 +137,20 @@ func copyXattrs(src, dst string) error {
 	}
 	for _, x := range xs {
 		if err := unix.Lsetxattr(dst, x.Name, x.Value, 0); err != nil && !ignorableXattrErr(err) {
+			return fmt.Errorf("set xattr %s: %w", x.Name, err)
+		}
+	}
+	return nil
+}
+
+// copyXattrsFd gives the open file dst the xattrs of the open file src.
+func copyXattrsFd(src, dst int) error {
+	xs, err := xattrSource{fd: src}.read()
+	if err != nil {
+		return err
+	}
+	for _, x := range xs {
+		if err := unix.Fsetxattr(dst, x.Name, x.Value, 0); err != nil && !ignorableXattrErr(err) {
 			return fmt.Errorf("set xattr %s: %w", x.Name, err)
 		}
 	}

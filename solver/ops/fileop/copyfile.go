@@ -1,0 +1,191 @@
+package fileop
+
+import (
+	"fmt"
+	"io/fs"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// copyRegular writes a new regular file at dst with the content of src
+// (whose lstat is st) and gives it its metadata (see setMeta), all through
+// the two open descriptors: a COPY of a large context creates thousands of
+// files, and each path resolved again, each descriptor registered with
+// Go's poller (os.Open), is a few more syscalls per file.
+//
+// O_EXCL makes sure nothing that appeared at dst meanwhile (a symlink) is
+// followed; O_NOFOLLOW on src, that the file the walk lstat'ed as regular
+// is what is read.
+func (c *copier) copyRegular(src, dst string, st *syscall.Stat_t) (err error) {
+	in, err := openRetry(src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", c.show(dst), err)
+	}
+	defer unix.Close(in)
+	out, err := openRetry(dst, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", c.show(dst), err)
+	}
+	defer func() {
+		if cerr := unix.Close(out); err == nil && cerr != nil {
+			err = fmt.Errorf("copy %s: close: %w", c.show(dst), cerr)
+		}
+	}()
+	if err := c.copyData(in, out, st.Size); err != nil {
+		return fmt.Errorf("copy %s: %w", c.show(dst), err)
+	}
+	return c.setMetaFd(in, out, st, dst)
+}
+
+// copyData copies in to out, from their current offsets to the end of in,
+// which was size bytes when it was stat'ed.
+//
+// copy_file_range first: within one file system it copies in the kernel,
+// or shares extents (reflinks) where the file system can. Between file
+// systems (the context on ext4, the destination an overlay mount) the
+// kernel refuses it (EXDEV), and the copier stops asking. Then read/write
+// through a pooled buffer: sendfile would also avoid the copy to user
+// space, but into overlayfs it measured slower than plain writes.
+//
+// Like hashFile it stops after a short read at or past the stat's size,
+// which on a regular file is end of file, rather than reading once more to
+// see 0.
+func (c *copier) copyData(in, out int, size int64) error {
+	var total int64
+	if !c.noCopyRange.Load() {
+		for {
+			n, err := unix.CopyFileRange(in, nil, out, nil, copyRangeChunk, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				if total == 0 && copyRangeUnsupported(err) {
+					c.noCopyRange.Store(true)
+					break
+				}
+				return fmt.Errorf("copy_file_range: %w", err)
+			}
+			total += int64(n)
+			if n == 0 || (n < copyRangeChunk && total >= size) {
+				return nil
+			}
+		}
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for {
+		n, err := unix.Read(in, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		if err := writeAll(out, buf[:n]); err != nil {
+			return err
+		}
+		total += int64(n)
+		if n < len(buf) && total >= size {
+			return nil
+		}
+	}
+}
+
+// copyRangeChunk is what one copy_file_range call asks for: large, so that
+// most files take one call, and below the kernel's MAX_RW_COUNT.
+const copyRangeChunk = 1 << 30
+
+// copyRangeUnsupported reports the errors with which copy_file_range says
+// it cannot copy between these two files at all, as opposed to failing.
+func copyRangeUnsupported(err error) bool {
+	switch err {
+	case unix.EXDEV, unix.EINVAL, unix.ENOSYS, unix.EOPNOTSUPP, unix.EPERM, unix.EBADF:
+		return true
+	}
+	return false
+}
+
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("write: %w", unix.EIO)
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+func openRetry(p string, flags int, perm uint32) (int, error) {
+	for {
+		fd, err := unix.Open(p, flags, perm)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, &fs.PathError{Op: "open", Path: p, Err: err}
+		}
+		return fd, nil
+	}
+}
+
+// setMetaFd is setMeta for a regular file the copy has open as out, read
+// from in: owner, mode, xattrs, then times, in setMeta's order.
+func (c *copier) setMetaFd(in, out int, st *syscall.Stat_t, target string) error {
+	uid, gid := c.owner(st)
+	if err := unix.Fchown(out, uid, gid); err != nil {
+		return fmt.Errorf("chown %s: %w", c.show(target), err)
+	}
+	mode := st.Mode & 0o7777
+	if c.mode != nil {
+		mode = *c.mode
+	}
+	if err := unix.Fchmod(out, mode); err != nil {
+		return fmt.Errorf("chmod %s: %w", c.show(target), err)
+	}
+	if err := copyXattrsFd(in, out); err != nil {
+		return fmt.Errorf("copy xattrs to %s: %w", c.show(target), err)
+	}
+	ts := [2]unix.Timespec{unix.Timespec(st.Atim), unix.Timespec(st.Mtim)}
+	if err := futimens(out, &ts); err != nil {
+		return fmt.Errorf("set times on %s: %w", c.show(target), err)
+	}
+	return nil
+}
+
+// futimens sets the times of the open file fd: utimensat with a NULL path
+// works on the descriptor itself (what libc's futimens does; x/sys only
+// takes a path).
+func futimens(fd int, ts *[2]unix.Timespec) error {
+	for {
+		_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(ts)), 0, 0, 0)
+		switch errno {
+		case 0:
+			return nil
+		case unix.EINTR:
+			continue
+		}
+		return errno
+	}
+}
+
+// copyBufs holds read buffers for hashing and copying: a context has many
+// small files, and a fresh buffer per file is most of what either would
+// allocate.
+var copyBufs = sync.Pool{New: func() any {
+	b := make([]byte, 128<<10)
+	return &b
+}}
