@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
@@ -163,6 +164,7 @@ func containerInit(st *statusWriter) error {
 			return err
 		}
 	}
+	unignoreSignals()
 	err = unix.Exec(argv0, spec.Args, env)
 	return &execError{Code: execErrorCode(err), Msg: fmt.Sprintf("exec: %q: %v", spec.Args[0], err)}
 }
@@ -568,4 +570,32 @@ func loopbackUp() error {
 		return fmt.Errorf("bring lo up: %w", err)
 	}
 	return nil
+}
+
+// kernelSigaction is struct sigaction as rt_sigaction(2) takes it on Linux.
+type kernelSigaction struct {
+	handler  uintptr
+	flags    uint64
+	restorer uintptr
+	mask     uint64
+}
+
+// unignoreSignals resets signals the builder inherited as ignored (a
+// parent's SIG_IGN survives fork and exec, and the Go runtime keeps it) to
+// their default action, so the container starts as Docker's do. Handled
+// signals need nothing: exec resets them. Done right before exec, when no
+// Go code depends on the dispositions any more.
+func unignoreSignals() {
+	const sigIgn = 1
+	for sig := 1; sig <= 64; sig++ {
+		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
+			continue
+		}
+		var old kernelSigaction
+		if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), 0, uintptr(unsafe.Pointer(&old)), 8, 0, 0); e != 0 || old.handler != sigIgn {
+			continue
+		}
+		def := kernelSigaction{}
+		unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&def)), 0, 8, 0, 0)
+	}
 }
