@@ -95,9 +95,10 @@ func (s *Store) AddManifest(ctx context.Context, desc ocispec.Descriptor) error 
 		desc.MediaType = ocispec.MediaTypeImageManifest
 	}
 	err := s.updateIndex(func(idx *ocispec.Index) error {
-		if !slices.ContainsFunc(idx.Manifests, func(e ocispec.Descriptor) bool { return e.Digest == desc.Digest }) {
-			idx.Manifests = append(idx.Manifests, plain(desc))
+		if slices.ContainsFunc(idx.Manifests, func(e ocispec.Descriptor) bool { return e.Digest == desc.Digest }) {
+			return errUnchanged
 		}
+		idx.Manifests = append(idx.Manifests, plain(desc))
 		return nil
 	})
 	if err != nil {
@@ -135,6 +136,9 @@ func (s *Store) Tag(ctx context.Context, ref string, manifest ocispec.Descriptor
 	entry := plain(manifest)
 	entry.Annotations = map[string]string{ocispec.AnnotationRefName: n}
 	err = s.updateIndex(func(idx *ocispec.Index) error {
+		if slices.ContainsFunc(idx.Manifests, func(e ocispec.Descriptor) bool { return refName(e) == n && e.Digest == manifest.Digest }) {
+			return errUnchanged
+		}
 		var old []ocispec.Descriptor
 		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(e ocispec.Descriptor) bool {
 			if refName(e) == n {

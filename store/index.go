@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 
@@ -45,6 +46,10 @@ func (s *Store) writeIndex(idx ocispec.Index) error {
 
 // updateIndex runs a read-modify-write of index.json under the store's index
 // lock. fn changes idx in place; returning an error leaves the file as it was.
+// errUnchanged tells updateIndex that fn changed nothing: no write (and no
+// fsync) is needed, which is the common case of a cached rebuild's tag.
+var errUnchanged = errors.New("index unchanged")
+
 func (s *Store) updateIndex(fn func(idx *ocispec.Index) error) error {
 	return s.withIndexLock(func() error {
 		idx, err := s.readIndex()
@@ -52,6 +57,9 @@ func (s *Store) updateIndex(fn func(idx *ocispec.Index) error) error {
 			return err
 		}
 		if err := fn(&idx); err != nil {
+			if err == errUnchanged {
+				return nil
+			}
 			return err
 		}
 		return s.writeIndex(idx)
