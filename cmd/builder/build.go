@@ -12,13 +12,13 @@ import (
 	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
-	"github.com/moby/patternmatcher/ignorefile"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/builder-dev/builder/frontend/dockerfile"
 	"github.com/builder-dev/builder/progress"
 	"github.com/builder-dev/builder/solver"
+	"github.com/builder-dev/builder/solver/ops/fileop"
 )
 
 type buildOptions struct {
@@ -89,7 +89,7 @@ func readIgnore(dockerfile, contextDir string) ([]string, error) {
 			return nil, err
 		}
 		defer f.Close()
-		pats, err := ignorefile.ReadAll(f)
+		pats, err := fileop.ReadIgnoreFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", p, err)
 		}

@@ -2,8 +2,6 @@ package fileop
 
 import (
 	"bytes"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
@@ -14,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/builder-dev/builder/internal/dirent"
 )
 
 // statInfo is an fs.FileInfo over a raw lstat. The walk makes one per
@@ -226,82 +226,33 @@ func (d *direntNames) free() {
 }
 
 const (
-	direntBufSize  = 32 << 10
 	maxPooledNames = 1 << 20
 	maxPooledSpans = 1 << 16
 )
 
 var (
-	direntBufs = sync.Pool{New: func() any { b := make([]byte, direntBufSize); return &b }}
-	namesPool  = sync.Pool{New: func() any { return &direntNames{} }}
+	namesPool = sync.Pool{New: func() any { return &direntNames{} }}
 )
 
 // readNames reads the names in the directory fd (all but "." and ".."),
 // sorted in byte order as os.ReadDir sorts them.
 func readNames(fd int, dir string) (*direntNames, error) {
 	d := namesPool.Get().(*direntNames)
-	bp := direntBufs.Get().(*[]byte)
-	defer direntBufs.Put(bp)
-	buf := *bp
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			d.free()
-			return nil, fmt.Errorf("read directory %s: %w", dir, err)
-		}
-		if n <= 0 {
-			break
-		}
-		if err := d.parse(buf[:n]); err != nil {
-			d.free()
-			return nil, fmt.Errorf("read directory %s: %w", dir, err)
-		}
+	err := dirent.Read(fd, func(name []byte) {
+		d.spans = append(d.spans, nameSpan{off: uint32(len(d.arena)), len: uint32(len(name))})
+		d.arena = append(d.arena, name...)
+		d.arena = append(d.arena, 0)
+	})
+	if err != nil {
+		d.free()
+		return nil, fmt.Errorf("read directory %s: %w", dir, err)
 	}
 	slices.SortFunc(d.spans, func(a, b nameSpan) int { return bytes.Compare(d.name(a), d.name(b)) })
 	return d, nil
 }
 
-// parse appends the names of the linux_dirent64 records in b.
-func (d *direntNames) parse(b []byte) error {
-	const (
-		inoOff    = unsafe.Offsetof(unix.Dirent{}.Ino)
-		reclenOff = unsafe.Offsetof(unix.Dirent{}.Reclen)
-		nameOff   = unsafe.Offsetof(unix.Dirent{}.Name)
-	)
-	for len(b) > 0 {
-		if len(b) < int(nameOff) {
-			return errBadDirent
-		}
-		reclen := int(binary.NativeEndian.Uint16(b[reclenOff:]))
-		if reclen < int(nameOff) || reclen > len(b) {
-			return errBadDirent
-		}
-		rec := b[:reclen]
-		b = b[reclen:]
-		if binary.NativeEndian.Uint64(rec[inoOff:]) == 0 {
-			continue // a deleted entry, as os.ReadDir skips them
-		}
-		name := rec[nameOff:]
-		if i := bytes.IndexByte(name, 0); i >= 0 {
-			name = name[:i]
-		}
-		if len(name) == 0 || string(name) == "." || string(name) == ".." {
-			continue
-		}
-		d.spans = append(d.spans, nameSpan{off: uint32(len(d.arena)), len: uint32(len(name))})
-		d.arena = append(d.arena, name...)
-		d.arena = append(d.arena, 0)
-	}
-	return nil
-}
-
 // The two Stat_t types must stay the same struct for fstatat's conversion.
 var _ = [1]struct{}{}[unsafe.Sizeof(syscall.Stat_t{})-unsafe.Sizeof(unix.Stat_t{})]
-
-var errBadDirent = errors.New("malformed directory entry")
 
 // readDirNames returns the names in the directory dir, sorted; see listDir
 // for nofollow. The walk's own listing is listDir; this serves the few

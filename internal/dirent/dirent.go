@@ -1,0 +1,72 @@
+package dirent
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrMalformed is returned for a getdents record that does not parse.
+var ErrMalformed = errors.New("malformed directory entry")
+
+var bufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// Read calls fn with the name of every entry of the directory open as fd
+// but "." and "..", in directory order. The name is only valid during the
+// call.
+func Read(fd int, fn func(name []byte)) error {
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
+	buf := *bp
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n <= 0 {
+			return nil
+		}
+		if err := parse(buf[:n], fn); err != nil {
+			return err
+		}
+	}
+}
+
+// parse calls fn for the names of the linux_dirent64 records in b.
+func parse(b []byte, fn func(name []byte)) error {
+	const (
+		inoOff    = unsafe.Offsetof(unix.Dirent{}.Ino)
+		reclenOff = unsafe.Offsetof(unix.Dirent{}.Reclen)
+		nameOff   = unsafe.Offsetof(unix.Dirent{}.Name)
+	)
+	for len(b) > 0 {
+		if len(b) < int(nameOff) {
+			return ErrMalformed
+		}
+		reclen := int(binary.NativeEndian.Uint16(b[reclenOff:]))
+		if reclen < int(nameOff) || reclen > len(b) {
+			return ErrMalformed
+		}
+		rec := b[:reclen]
+		b = b[reclen:]
+		if binary.NativeEndian.Uint64(rec[inoOff:]) == 0 {
+			continue // a deleted entry, as os.ReadDir skips them
+		}
+		name := rec[nameOff:]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		if len(name) == 0 || string(name) == "." || string(name) == ".." {
+			continue
+		}
+		fn(name)
+	}
+	return nil
+}
