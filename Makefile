@@ -9,9 +9,10 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 all: build
 
+# The builder and, next to it, the lean container init every RUN starts.
+# Static (no cgo): no dynamic loader work in every container init.
 build:
-	# Static (no cgo): no dynamic loader work in every container init.
-	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/builder
+	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/builder ./cmd/builder-init
 
 # deps installs what the demo and the tests use from Debian's packages,
 # only when something is missing.

@@ -106,14 +106,22 @@ command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || die "go is needed to 
 
 mkdir -p "$BENCH_DIR"/{bin,ctx,bases,stores,out,results}
 # Time a private copy: a `make build` during the run must not swap the
-# binary between repetitions.
-cp "$BUILDER" "$BENCH_DIR/bin/builder.$$"
+# binary between repetitions. The container init the builder installs next
+# to itself comes along (without it RUN steps re-execute the builder).
+mkdir -p "$BENCH_DIR/bin/$$"
+cp "$BUILDER" "$BENCH_DIR/bin/$$/builder"
+init_bin=$(dirname "$BUILDER")/builder-init
+if [ -x "$init_bin" ]; then
+  cp "$init_bin" "$BENCH_DIR/bin/$$/builder-init"
+else
+  say "no $init_bin: RUN steps will re-execute the builder (slower)"
+fi
 BUILDER_SRC=$BUILDER
 BUILDER_DATE=$(date -u -r "$BUILDER_SRC" +%FT%TZ)
-BUILDER=$BENCH_DIR/bin/builder.$$
+BUILDER=$BENCH_DIR/bin/$$/builder
 cleanup() {
   local s
-  rm -f "$BUILDER"
+  rm -rf "$BENCH_DIR/bin/$$"
   [ "$keep" = 1 ] && return 0
   for s in $ALL; do reset_store "$BENCH_DIR/stores/$s-warm"; reset_store "$BENCH_DIR/stores/$s-cold"; done
 }

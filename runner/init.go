@@ -19,13 +19,14 @@ import (
 	"github.com/builder-dev/builder/internal/user"
 )
 
-// Init turns this process into a container init if Run re-executed it, and
-// then never returns: it sets the container up and execs the command, or
+// Init turns this process into a container init if Run started it as one,
+// and then never returns: it sets the container up and execs the command, or
 // reports why it could not and exits. In any other process it returns at
 // once. Call it first thing in main (a test binary: in TestMain), before
 // anything else starts goroutines or reads the environment.
 func Init() {
-	if os.Getenv(initEnv) != "1" {
+	want := os.Getenv(initEnv)
+	if want == "" {
 		return
 	}
 	// Capabilities, the bounding set and the parent-death signal are per
@@ -33,7 +34,13 @@ func Init() {
 	runtime.LockOSThread()
 	unix.CloseOnExec(statusFd) // closing on exec tells Run the command started
 	st := &statusWriter{enc: json.NewEncoder(os.NewFile(statusFd, "status"))}
-	err := containerInit(st)
+	var err error
+	if want != protocol() {
+		exe, _ := os.Executable()
+		err = fmt.Errorf("%s is from another build of the builder (protocol %s, not %s): install both from one build", exe, protocol(), want)
+	} else {
+		err = containerInit(st)
+	}
 	var ee *execError
 	if errors.As(err, &ee) {
 		// The command itself could not start: like Docker, that is the

@@ -103,9 +103,9 @@ func (e *ExitError) Error() string {
 	return fmt.Sprintf("exit code: %d", e.Code)
 }
 
-// initEnv marks a re-executed copy of the binary as a container init. The
-// init's environment is only this marker (and a GODEBUG setting): the host's
-// never reaches the container.
+// initEnv marks a started init (initBinary) as one, its value the protocol
+// Start speaks. The init's environment is only this marker and the Go
+// runtime's settings: the host's never reaches the container.
 const initEnv = "_BUILDER_RUNNER_INIT"
 
 // Child file descriptors of the init: the spec comes in on one pipe, status
@@ -225,13 +225,13 @@ func Start(ctx context.Context, spec Spec, stdio Stdio) (*Process, error) {
 	}
 	defer statusR.Close()
 
-	cmd := exec.CommandContext(ctx, "/proc/self/exe")
+	cmd := exec.CommandContext(ctx, initBinary())
 	cmd.Args = []string{"builder-runner-init"}
 	// Async preemption signals could interrupt the init's mount and exec
 	// calls; the init is short and single-minded, so it does without.
 	// One P and no GC: the init is a short single-threaded setup, and every
 	// RUN pays for its start (extra runtime threads, collector work).
-	cmd.Env = []string{initEnv + "=1", "GODEBUG=asyncpreemptoff=1", "GOMAXPROCS=1", "GOGC=off"}
+	cmd.Env = []string{initEnv + "=" + protocol(), "GODEBUG=asyncpreemptoff=1", "GOMAXPROCS=1", "GOGC=off"}
 	cmd.ExtraFiles = []*os.File{specR, statusW} // become specFd, statusFd
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if spec.Network == "none" {

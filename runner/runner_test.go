@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -673,4 +675,39 @@ func TestConcurrentRuns(t *testing.T) {
 		}
 	}
 	checkNoHostMounts(t)
+}
+
+// An init whose protocol differs from the one it is started with (an
+// init binary from another build) reports that and runs nothing.
+func TestInitProtocolMismatch(t *testing.T) {
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer specW.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer statusR.Close()
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = []string{initEnv + "=0000000000000000"}
+	cmd.ExtraFiles = []*os.File{specR, statusW}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	specR.Close()
+	statusW.Close()
+	var m status
+	decErr := json.NewDecoder(statusR).Decode(&m)
+	waitErr := cmd.Wait()
+	if decErr != nil {
+		t.Fatalf("no status from the init: %v (wait: %v)", decErr, waitErr)
+	}
+	if !strings.Contains(m.Error, "another build of the builder") || !strings.Contains(m.Error, protocol()) {
+		t.Errorf("status error = %q, want the protocol mismatch named", m.Error)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
 }

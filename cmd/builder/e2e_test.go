@@ -11,8 +11,9 @@ import (
 	"github.com/builder-dev/builder/internal/testutil"
 )
 
-// builderBin is the binary under test, built once by TestMain: RUN re-executes
-// it as container init, so the tests drive the real executable.
+// builderBin is the binary under test, built once by TestMain with
+// builder-init next to it, as `make build` installs them, so the tests drive
+// the real executables.
 var builderBin string
 
 func TestMain(m *testing.M) {
@@ -21,7 +22,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	builderBin = filepath.Join(dir, "builder")
-	out, err := exec.Command("go", "build", "-o", builderBin, ".").CombinedOutput()
+	build := exec.Command("go", "build", "-o", dir+"/", ".", "../builder-init")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
 	if err != nil {
 		os.Stderr.Write(out)
 		os.RemoveAll(dir)
