@@ -1,9 +1,10 @@
 // Package runner runs one process in an isolated root file system: the code
 // behind both a Dockerfile RUN step and `builder run`.
 //
-// Run re-executes the current binary (/proc/self/exe) as the container's
-// init in new mount, pid, UTS and IPC namespaces (and a new network
-// namespace for Network "none"). The init performs the root file system
+// Run starts a container init in new mount, pid, UTS and IPC namespaces
+// (and a new network namespace for Network "none"): builder-init, the small
+// program installed next to the builder (initbin.go), or else a re-executed
+// copy of the current binary. The init performs the root file system
 // mounts inside its own mount namespace, so they vanish with the process and
 // nothing is ever left mounted on the host; it then mounts /proc, a minimal
 // /dev, a read-only /sys and the /etc files a container expects, masks /proc
@@ -13,6 +14,9 @@
 //
 // Every program that calls Run must call Init first thing in main (and a test
 // binary in TestMain): that is where the re-executed copy becomes the init.
+// An init starts, then waits for its container's spec on a pipe (spawn.go),
+// so a Pool can start the next container's init ahead, while the current
+// one runs (pool.go): a build's RUN steps do not wait for it.
 //
 // Run is Start and Wait: Start returns a Process once the command runs, for
 // a caller that signals it (Docker's stop: STOPSIGNAL, then SIGKILL) or

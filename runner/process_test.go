@@ -21,7 +21,7 @@ type started struct {
 	errOut strings.Builder
 }
 
-func start(t *testing.T, c *container) *started {
+func startSleeper(t *testing.T, c *container) *started {
 	t.Helper()
 	inR, inW, err := os.Pipe()
 	if err != nil {
@@ -64,7 +64,7 @@ func (s *started) expect(t *testing.T, want string) {
 
 func TestStartSignalWait(t *testing.T) {
 	c := newContainer(t, "", sh(`trap "echo got TERM; exit 0" TERM; echo ready; while :; do sleep 0.1; done`)...)
-	s := start(t, c)
+	s := startSleeper(t, c)
 	// The container's pid 1 is the pid Pid reports, as its namespace sees it.
 	if ns := procStatus(t, s.p.Pid(), "NSpid"); ns != fmt.Sprintf("%d\t1", s.p.Pid()) {
 		t.Fatalf("NSpid of Pid() is %q", ns)
@@ -93,7 +93,7 @@ func TestStartSignalWait(t *testing.T) {
 // SIGTERM (the kernel drops it); SIGKILL still works.
 func TestSignalWithoutHandlerIgnored(t *testing.T) {
 	c := newContainer(t, "", sh(`echo ready; read x; echo "alive $x"; while :; do sleep 1; done`)...)
-	s := start(t, c)
+	s := startSleeper(t, c)
 	s.expect(t, "ready")
 	if err := s.p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"syscall"
 
@@ -111,9 +110,10 @@ const initEnv = "_BUILDER_RUNNER_INIT"
 // Child file descriptors of the init: the spec comes in on one pipe, status
 // messages go out on the other.
 const (
-	specFd    = 3
-	statusFd  = 4
-	consoleFd = 5 // only with Spec.Tty: a unix socket for the pty master
+	specFd       = 3
+	statusFd     = 4
+	firstExtraFd = 5 // spawnOptions.extra: then the console, cgroup files
+	consoleFd    = 5 // only with Spec.Tty: a unix socket for the pty master
 )
 
 // initConfig is what the init reads from specFd.
@@ -166,7 +166,7 @@ func Run(ctx context.Context, spec Spec, stdio Stdio) error {
 type Process struct {
 	ctx  context.Context
 	spec Spec
-	cmd  *exec.Cmd
+	init *initProc
 	dir  string  // the run dir (prepareRunDir)
 	cg   *cgroup // nil without resource limits
 
@@ -175,9 +175,6 @@ type Process struct {
 
 	ptmx    *os.File      // our end of the container's terminal (Spec.Tty)
 	ttyDone chan struct{} // closed when the terminal's output is all copied
-	// exited is closed once the init is reaped; until then the OS thread
-	// that started it is kept alive (see Start).
-	exited chan struct{}
 
 	waitOnce sync.Once
 	waitErr  error
@@ -192,6 +189,11 @@ type Process struct {
 // and nothing is left behind. Cancelling ctx at any time kills the
 // container, so ctx must last as long as the container should.
 func Start(ctx context.Context, spec Spec, stdio Stdio) (*Process, error) {
+	return start(ctx, spec, stdio, nil)
+}
+
+// start is Start, with the init taken from pool when it has a suitable one.
+func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
@@ -202,7 +204,7 @@ func Start(ctx context.Context, spec Spec, stdio Stdio) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Process{ctx: ctx, spec: spec, dir: dir, exited: make(chan struct{})}
+	p := &Process{ctx: ctx, spec: spec, dir: dir}
 	if spec.Resources.limited() {
 		name := spec.CgroupName
 		if name == "" {
@@ -213,117 +215,80 @@ func Start(ctx context.Context, spec Spec, stdio Stdio) (*Process, error) {
 		}
 	}
 
-	specR, specW, err := os.Pipe()
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("runner: spec pipe: %w", err), p.release())
-	}
-	defer specW.Close()
-	statusR, statusW, err := os.Pipe()
-	if err != nil {
-		specR.Close()
-		return nil, errors.Join(fmt.Errorf("runner: status pipe: %w", err), p.release())
-	}
-	defer statusR.Close()
-
-	cmd := exec.CommandContext(ctx, initBinary())
-	cmd.Args = []string{"builder-runner-init"}
-	// Async preemption signals could interrupt the init's mount and exec
-	// calls; the init is short and single-minded, so it does without.
-	// One P and no GC: the init is a short single-threaded setup, and every
-	// RUN pays for its start (extra runtime threads, collector work).
-	cmd.Env = []string{initEnv + "=" + protocol(), "GODEBUG=asyncpreemptoff=1", "GOMAXPROCS=1", "GOGC=off"}
-	cmd.ExtraFiles = []*os.File{specR, statusW} // become specFd, statusFd
-	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
-	if spec.Network == "none" {
-		flags |= unix.CLONE_NEWNET
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: flags,
-		// If the builder dies, the container's pid 1 dies with it, and so
-		// does everything in its pid namespace.
-		Pdeathsig: unix.SIGKILL,
-	}
-
 	var console *os.File // our end of the socket the init sends the pty master on
-	if spec.Tty {
-		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			specR.Close()
-			statusW.Close()
-			return nil, errors.Join(fmt.Errorf("runner: console socket: %w", err), p.release())
+	if pool != nil && prestartable(spec, stdio) {
+		if p.init = pool.take(spec.Network); p.init != nil {
+			p.init.stdout.set(stdio.Stdout)
+			p.init.stderr.set(stdio.Stderr)
 		}
-		console = os.NewFile(uintptr(fds[0]), "console")
-		defer console.Close()
-		child := os.NewFile(uintptr(fds[1]), "console-init")
-		// Closed right after Start; the defer covers the early returns.
-		defer child.Close()
-		cmd.ExtraFiles = append(cmd.ExtraFiles, child) // becomes consoleFd
-		// The init makes the pty in the container's own devpts and makes
-		// it its controlling terminal, which takes a session of its own.
-		cmd.SysProcAttr.Setsid = true
-	} else {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
 	}
 	var atExec []atExecWrite
-	if p.cg != nil {
-		for _, w := range p.cg.writes {
-			f := p.cg.atExec[w.Fd]
-			w.Fd = 3 + len(cmd.ExtraFiles) // ExtraFiles[i] is fd 3+i in the child
-			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
-			atExec = append(atExec, w)
+	if p.init == nil {
+		o := spawnOptions{network: spec.Network, stdio: stdio}
+		var child *os.File // the init's end of the console socket
+		if spec.Tty {
+			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return nil, errors.Join(fmt.Errorf("runner: console socket: %w", err), p.release())
+			}
+			console = os.NewFile(uintptr(fds[0]), "console")
+			defer console.Close()
+			child = os.NewFile(uintptr(fds[1]), "console-init")
+			o.extra = append(o.extra, child) // becomes consoleFd
+			// The init makes the pty in the container's own devpts and
+			// makes it its controlling terminal, which takes a session of
+			// its own. Its streams are the terminal's.
+			o.setsid = true
+			o.stdio = Stdio{}
+		}
+		if p.cg != nil {
+			for _, w := range p.cg.writes {
+				f := p.cg.atExec[w.Fd]
+				w.Fd = firstExtraFd + len(o.extra)
+				o.extra = append(o.extra, f)
+				atExec = append(atExec, w)
+			}
+		}
+		p.init, err = spawn(o)
+		// The child has its copies; ours would keep the console socket
+		// from reporting EOF when the child closes it.
+		if child != nil {
+			child.Close()
+		}
+		if p.cg != nil {
+			p.cg.closeAtExec()
+		}
+		if err != nil {
+			return nil, errors.Join(err, p.release())
 		}
 	}
-
-	// The parent-death signal is sent when the *thread* that forked the
-	// init ends, not the process: the Go runtime ends a thread whenever a
-	// goroutine exits while locked to it, which could kill a long-running
-	// container at random. The fork happens on a thread of our own,
-	// locked until the init is reaped.
-	started := make(chan error, 1)
+	// Killed with ctx, whenever that ends before the init does.
 	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		err := cmd.Start()
-		started <- err
-		if err == nil {
-			<-p.exited
+		select {
+		case <-ctx.Done():
+			_ = p.init.cmd.Process.Kill()
+		case <-p.init.exited:
 		}
 	}()
-	startErr := <-started
-	// The child has its copies; ours would keep the pipes (and the console
-	// socket) from reporting EOF when the child closes them.
-	specR.Close()
-	statusW.Close()
-	if spec.Tty {
-		cmd.ExtraFiles[2].Close()
-	}
-	if p.cg != nil {
-		p.cg.closeAtExec()
-	}
-	if startErr != nil {
-		return nil, errors.Join(fmt.Errorf("runner: start init: %w", startErr), p.release())
-	}
-	p.cmd = cmd
 
 	// The init waits for its spec before it does anything, so it is in the
 	// cgroup before any of the container's setup, let alone the command.
 	if p.cg != nil {
-		if err := p.cg.add(cmd.Process.Pid); err != nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			close(p.exited)
+		if err := p.cg.add(p.Pid()); err != nil {
+			_ = p.init.cmd.Process.Kill()
+			_ = p.init.wait()
 			return nil, errors.Join(err, p.release())
 		}
 	}
 
 	// A write error means the init died early; its status or exit says why.
-	_ = json.NewEncoder(specW).Encode(initConfig{Spec: spec, Dir: dir, AtExec: atExec})
-	specW.Close()
+	_ = json.NewEncoder(p.init.specW).Encode(initConfig{Spec: spec, Dir: dir, AtExec: atExec})
+	p.init.specW.Close()
 
 	// The status pipe closes (EOF) when the init execs the command (it is
 	// close-on-exec there) or exits.
 	execFailed := false
-	dec := json.NewDecoder(statusR)
+	dec := json.NewDecoder(p.init.statusR)
 	for {
 		var m status
 		if err := dec.Decode(&m); err != nil {
@@ -339,6 +304,7 @@ func Start(ctx context.Context, spec Spec, stdio Stdio) (*Process, error) {
 			execFailed = true
 		}
 	}
+	p.init.statusR.Close()
 
 	if console != nil {
 		ptmx, err := receiveConsole(console)
@@ -372,14 +338,14 @@ func Start(ctx context.Context, spec Spec, stdio Stdio) (*Process, error) {
 }
 
 // Pid is the host's pid of the container's pid 1.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
+func (p *Process) Pid() int { return p.init.cmd.Process.Pid }
 
 // Signal sends sig to the container's pid 1. As for any pid 1 of a pid
 // namespace (and in Docker), the kernel drops a signal the command has no
 // handler for, SIGKILL and SIGSTOP aside: a `sh -c` without a trap ignores
 // SIGTERM. Once Wait has returned it fails with os.ErrProcessDone.
 func (p *Process) Signal(sig syscall.Signal) error {
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	if err := p.init.cmd.Process.Signal(sig); err != nil {
 		return fmt.Errorf("runner: signal %v: %w", sig, err)
 	}
 	return nil
@@ -397,8 +363,7 @@ func (p *Process) Wait() error {
 }
 
 func (p *Process) wait() error {
-	waitErr := p.cmd.Wait()
-	close(p.exited)
+	waitErr := p.init.wait()
 	if p.ttyDone != nil {
 		<-p.ttyDone
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/builder-dev/builder/frontend/dockerfile"
 	"github.com/builder-dev/builder/progress"
+	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/solver"
 	"github.com/builder-dev/builder/solver/ops/fileop"
 )
@@ -168,7 +169,10 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err != nil {
 		return err
 	}
-	res, err := e.solver(pr.Event).Solve(ctx, def, solver.Options{ContextDir: contextDir, Dockerfile: absFile, Ignore: ignore, NoCache: o.noCache, Explain: o.explain})
+	// RUN steps start their containers' inits one ahead.
+	pool := &runner.Pool{}
+	defer pool.Close()
+	res, err := e.solver(pool, pr.Event).Solve(ctx, def, solver.Options{ContextDir: contextDir, Dockerfile: absFile, Ignore: ignore, NoCache: o.noCache, Explain: o.explain})
 	if err != nil {
 		return err
 	}

@@ -23,12 +23,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/builder-dev/builder/container"
+	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/snapshot"
+	"github.com/builder-dev/builder/solver"
 )
 
 // runtime is the container runtime of the store.
 func (e *env) runtime() *container.Runtime {
-	s := e.solver(nil)
+	s := e.solver(solver.RunnerFunc(runner.Run), nil)
 	return &container.Runtime{
 		Store: e.store,
 		Snap:  e.snap,

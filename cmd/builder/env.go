@@ -7,7 +7,6 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/solver"
 	"github.com/builder-dev/builder/solver/cache"
@@ -36,8 +35,8 @@ func (g *globalOptions) open(ctx context.Context) (*env, error) {
 	return &env{store: st, snap: sn}, nil
 }
 
-func (e *env) solver(rep solver.Reporter) *solver.Solver {
-	return &solver.Solver{Store: e.store, Snap: e.snap, Runner: solver.RunnerFunc(runner.Run), Reporter: rep}
+func (e *env) solver(run solver.Runner, rep solver.Reporter) *solver.Solver {
+	return &solver.Solver{Store: e.store, Snap: e.snap, Runner: run, Reporter: rep}
 }
 
 // imageConfig reads an image's manifest and its config in Docker's image

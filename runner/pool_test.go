@@ -1,0 +1,189 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startTicks is when the container's pid 1 started, in clock ticks since
+// boot, as its own /proc says: the init's fork, which the command's exec
+// keeps.
+func startTicks(t *testing.T, stat string) int64 {
+	t.Helper()
+	// After "pid (comm) ", starttime is the 20th field.
+	i := strings.LastIndexByte(stat, ')')
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 20 {
+		t.Fatalf("short /proc/1/stat: %q", stat)
+	}
+	n, err := strconv.ParseInt(f[19], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// uptimeTicks is now in clock ticks since boot (USER_HZ is 100 on Linux).
+func uptimeTicks(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs, err := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(secs * 100)
+}
+
+// The second container of a pool runs in an init started before it was
+// asked for, and both behave as Run's do: output, exit code, stubs.
+func TestPoolStartsAhead(t *testing.T) {
+	c := newContainer(t, "", "sh", "-c", "cat /proc/1/stat; echo err >&2; exit 3")
+	pool := &Pool{}
+	defer pool.Close()
+
+	var out, errb bytes.Buffer
+	err := pool.Run(context.Background(), c.spec, Stdio{Stdout: &out, Stderr: &errb})
+	if code := exitCodeOf(t, err); code != 3 || errb.String() != "err\n" {
+		t.Fatalf("first run: exit %d, stderr %q", code, errb.String())
+	}
+
+	time.Sleep(300 * time.Millisecond)
+	asked := uptimeTicks(t)
+	out.Reset()
+	errb.Reset()
+	err = pool.Run(context.Background(), c.spec, Stdio{Stdout: &out, Stderr: &errb})
+	if code := exitCodeOf(t, err); code != 3 || errb.String() != "err\n" {
+		t.Fatalf("second run: exit %d, stderr %q", code, errb.String())
+	}
+	second := startTicks(t, out.String())
+	// The spare starts with the first container, 300 ms before it is
+	// asked for; one started on demand would be at most a tick early.
+	if second > asked-10 {
+		t.Errorf("second init started at tick %d, the run was asked for at %d: not started ahead", second, asked)
+	}
+	checkNoHostMounts(t, c.upper, c.lower)
+	assertNoStubs(t, c.upper)
+}
+
+// assertNoStubs fails t if the upper dir holds anything: the commands of
+// these tests change nothing, so all there could be is a mount-point stub.
+func assertNoStubs(t *testing.T, upper string) {
+	t.Helper()
+	ents, err := os.ReadDir(upper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		t.Errorf("left in the upper dir: %s", e.Name())
+	}
+}
+
+// A spare of the wrong network flavour is not used: each container gets
+// the namespaces it asked for.
+func TestPoolNetworkFlavours(t *testing.T) {
+	c := newContainer(t, "", "sh", "-c", "ls /sys/class/net | sort | tr '\\n' ' '")
+	pool := &Pool{}
+	defer pool.Close()
+	for i, network := range []string{"none", "host", "host", "none", "none"} {
+		c.spec.Network = network
+		var out bytes.Buffer
+		if err := pool.Run(context.Background(), c.spec, Stdio{Stdout: &out}); err != nil {
+			t.Fatalf("run %d (%s): %v", i, network, err)
+		}
+		onlyLo := out.String() == "lo "
+		if onlyLo != (network == "none") {
+			t.Errorf("run %d with network %s sees interfaces %q", i, network, out.String())
+		}
+	}
+}
+
+// Containers that need their init set up at start (a terminal, a file as
+// output) still run through a pool, with an init of their own.
+func TestPoolFileOutput(t *testing.T) {
+	c := newContainer(t, "", "sh", "-c", "[ -p /proc/self/fd/1 ] && echo pipe || echo notpipe")
+	pool := &Pool{}
+	defer pool.Close()
+	f, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for range 2 {
+		if err := pool.Run(context.Background(), c.spec, Stdio{Stdout: f}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != "notpipe\nnotpipe\n" {
+		t.Errorf("output %q: the command should write the file itself", b)
+	}
+}
+
+// Close kills the spare init; none is left running.
+func TestPoolCloseKillsSpare(t *testing.T) {
+	c := newContainer(t, "", "true")
+	pool := &Pool{}
+	if err := pool.Run(context.Background(), c.spec, Stdio{}); err != nil {
+		t.Fatal(err)
+	}
+	var spare int
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		pool.mu.Lock()
+		if pool.spare != nil {
+			spare = pool.spare.cmd.Process.Pid
+		}
+		pool.mu.Unlock()
+		if spare != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no spare init was started")
+		}
+	}
+	pool.Close()
+	if err := syscall.Kill(spare, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("spare init %d still there after Close (kill 0: %v)", spare, err)
+	}
+	// A closed pool still runs containers, each with its own init.
+	if err := pool.Run(context.Background(), c.spec, Stdio{}); err != nil {
+		t.Fatal(err)
+	}
+	pool.mu.Lock()
+	defer pool.mu.Unlock()
+	if pool.spare != nil || pool.filling {
+		t.Error("a closed pool started a spare")
+	}
+}
+
+// Cancelling the context kills a container whose init came from the pool.
+func TestPoolCancel(t *testing.T) {
+	c := newContainer(t, "", "sleep", "60")
+	pool := &Pool{}
+	defer pool.Close()
+	if err := pool.Run(context.Background(), newContainer(t, "", "true").spec, Stdio{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := pool.Run(ctx, c.spec, Stdio{})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v, want the context's", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("cancelled run took %v", d)
+	}
+}
