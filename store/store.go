@@ -70,9 +70,12 @@ func Open(ctx context.Context, root string) (*Store, error) {
 	if err := s.initLayout(); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", root, err)
 	}
-	// Create meta.db now, so that View can open it read-only later.
-	if err := s.Update(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
-		return nil, fmt.Errorf("open store %s: %w", root, err)
+	// Create meta.db now, so that View can open it read-only later. Only
+	// when missing: an empty transaction still commits, with two fsyncs.
+	if _, err := os.Stat(s.metaPath()); errors.Is(err, os.ErrNotExist) {
+		if err := s.Update(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", root, err)
+		}
 	}
 	return s, nil
 }
@@ -102,6 +105,9 @@ func (s *Store) initLayout() error {
 		if err := s.writeFileAtomic(s.layoutPath(), b); err != nil {
 			return err
 		}
+	}
+	if _, err := os.Stat(s.indexPath()); err == nil {
+		return nil // the usual case: no need to wait for the lock
 	}
 	return s.withIndexLock(func() error {
 		if _, err := os.Stat(s.indexPath()); err == nil {
