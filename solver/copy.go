@@ -63,7 +63,7 @@ func (b *build) statCache(ctx context.Context) *statcache.Cache {
 // copyInput finds a copy's source and the digest of what it reads, without
 // touching any snapshot: the context's selected files are hashed, a stage is
 // named by its cache key, an image by its manifest digest.
-func (b *build) copyInput(ctx context.Context, op *graph.Copy) (copySource, digest.Digest, []cache.File, error) {
+func (b *build) copyInput(ctx context.Context, op *graph.Copy) (copySource, digest.Digest, fileop.Entries, error) {
 	switch {
 	case op.From.Context:
 		if b.opt.ContextDir == "" {
@@ -80,11 +80,7 @@ func (b *build) copyInput(ctx context.Context, op *graph.Copy) (copySource, dige
 		if err != nil {
 			return copySource{}, "", nil, err
 		}
-		files := make([]cache.File, len(entries))
-		for i, e := range entries {
-			files[i] = cache.File{Path: e.Path, Digest: e.Digest}
-		}
-		return copySource{dir: b.opt.ContextDir}, d, files, nil
+		return copySource{dir: b.opt.ContextDir}, d, entries, nil
 	case op.From.Image != "":
 		img, err := b.s.image(ctx, op.From.Image)
 		if err != nil {
@@ -213,4 +209,19 @@ func (b *build) mkdir(ctx context.Context, op *graph.Mkdir, active *snapshot.Act
 		}
 	}
 	return ctx.Err()
+}
+
+// cacheFiles are a copy's entries as a cache record keeps them. Only a
+// missed step needs them: a no-op rebuild of a large context does not
+// make a list as long as the context.
+func cacheFiles(list fileop.Entries) []cache.File {
+	if list == nil {
+		return nil
+	}
+	entries := list()
+	files := make([]cache.File, len(entries))
+	for i, e := range entries {
+		files[i] = cache.File{Path: e.Path, Digest: e.Digest}
+	}
+	return files
 }

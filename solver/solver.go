@@ -313,8 +313,9 @@ func (b *build) runStep(ctx context.Context, rd *reader, cur state, st *graph.St
 	step := st.Steps[index]
 	info := cache.Step{Dockerfile: b.opt.Dockerfile, Stage: b.stageLabel(st), Index: index, Line: step.Location.Line, Text: step.Text, Parent: cur.key}
 	var (
-		exec func(ctx context.Context, active *snapshot.Active) error
-		err  error
+		exec    func(ctx context.Context, active *snapshot.Active) error
+		entries fileop.Entries // a context copy's, for info.Files on a miss
+		err     error
 	)
 	switch op := step.Op.(type) {
 	case *graph.Exec:
@@ -328,7 +329,7 @@ func (b *build) runStep(ctx context.Context, rd *reader, cur state, st *graph.St
 		if !op.From.Context && op.From.Image == "" {
 			rd.close() // never hold the read lock while waiting for another stage
 		}
-		src, info.Input, info.Files, err = b.copyInput(ctx, op)
+		src, info.Input, entries, err = b.copyInput(ctx, op)
 		if err != nil {
 			return state{}, time.Time{}, false, err
 		}
@@ -366,9 +367,10 @@ func (b *build) runStep(ctx context.Context, rd *reader, cur state, st *graph.St
 		}
 		// A miss means work: give the read lock up first (see reader).
 		rd.close()
-		if cur.hit {
-			b.explainMiss(ctx, info)
-		}
+	}
+	info.Files = cacheFiles(entries)
+	if !b.opt.NoCache && cur.hit {
+		b.explainMiss(ctx, info)
 	}
 	// Two stages running the very same step (same key) share one run.
 	b.mu.Lock()

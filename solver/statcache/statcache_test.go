@@ -84,7 +84,7 @@ func sums(t testing.TB, dir string, c *Cache) (digest.Digest, []fileop.Entry) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return d, entries
+	return d, entries()
 }
 
 func flush(t testing.TB, c *Cache) {

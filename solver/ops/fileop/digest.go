@@ -38,9 +38,14 @@ func Digest(ctx context.Context, req CopyRequest) (digest.Digest, error) {
 	return d, err
 }
 
+// Entries lists the entries of a digest, in copy order, each with its own
+// digest, so that a cache miss can be explained file by file. The list is
+// made when asked for: it costs a string or two per file, which a no-op
+// rebuild of a large context does without.
+type Entries func() []Entry
+
 // DigestEntries computes the content digest of what Copy(ctx, req) would
-// copy, for cache keys, and the digest of each entry that went into it, in
-// copy order, so that a cache miss can be explained file by file.
+// copy, for cache keys, and the digest of each entry that went into it.
 //
 // Per selected source the digest covers the source path, then per entry
 // its path below the source, type, mode (after Chmod), uid/gid (after
@@ -56,7 +61,7 @@ func Digest(ctx context.Context, req CopyRequest) (digest.Digest, error) {
 // What each entry needs read (see FileSums) is read through req.ReadSums
 // when set, in parallel, as the walk lists directories; the result is
 // folded in walk order, so it does not depend on scheduling.
-func DigestEntries(ctx context.Context, req CopyRequest) (digest.Digest, []Entry, error) {
+func DigestEntries(ctx context.Context, req CopyRequest) (digest.Digest, Entries, error) {
 	mode, err := parseChmod(req.Chmod)
 	if err != nil {
 		return "", nil, err
@@ -113,21 +118,21 @@ func DigestEntries(ctx context.Context, req CopyRequest) (digest.Digest, []Entry
 		if err != nil {
 			return err
 		}
-		sels[p.si].entries[p.ei].d = sumDigest(sum[:])
+		sels[p.si].entries[p.ei].d = sum
 		return nil
 	})
 	if err != nil {
 		return "", nil, err
 	}
 
-	entries := make([]Entry, 0, n)
+	// Per source its record, then per entry a marker byte and its raw
+	// sum: fixed length, so nothing is ambiguous. The entries are written
+	// in batches: one hash write each is most of the fold's time on a
+	// large context.
 	h := sha256.New()
 	if named {
 		writeRecord(h, nil, "chown", req.Chown)
 	}
-	// The entry records are written in batches: one hash write per
-	// record is most of the fold's time on a large context. An entry
-	// digest is plain ASCII, so its record is the quoted field as is.
 	var buf []byte
 	batch := make([]byte, 0, 64<<10)
 	for _, s := range sels {
@@ -135,18 +140,25 @@ func DigestEntries(ctx context.Context, req CopyRequest) (digest.Digest, []Entry
 		batch = batch[:0]
 		buf = writeRecord(h, buf, "source", s.name)
 		for _, e := range s.entries {
-			entries = append(entries, Entry{Path: selPath(s.name, e.rel), Digest: e.d})
-			if len(batch)+len(e.d)+16 > cap(batch) {
+			if len(batch)+1+len(e.d) > cap(batch) {
 				h.Write(batch)
 				batch = batch[:0]
 			}
-			batch = append(batch, `"entry" "`...)
-			batch = append(batch, e.d...)
-			batch = append(batch, "\"\n"...)
+			batch = append(batch, 'e')
+			batch = append(batch, e.d[:]...)
 		}
 	}
 	h.Write(batch)
-	return sumDigest(h.Sum(buf[:0])), entries, nil
+	list := func() []Entry {
+		entries := make([]Entry, 0, n)
+		for _, s := range sels {
+			for _, e := range s.entries {
+				entries = append(entries, Entry{Path: selPath(s.name, e.rel), Digest: sumDigest(e.d[:])})
+			}
+		}
+		return entries
+	}
+	return sumDigest(h.Sum(buf[:0])), list, nil
 }
 
 // digester digests entries during the walk, for DigestEntries.
@@ -201,10 +213,6 @@ func (dg *digester) start(ctx context.Context, cancel func(), jobs <-chan *dirJo
 func (dg *digester) digestItems(ctx context.Context, items []listItem) error {
 	bp := recordBufs.Get().(*[]byte)
 	defer recordBufs.Put(bp)
-	// The directory's digests are slices of one string: one allocation
-	// per directory rather than per file.
-	var digests strings.Builder
-	digests.Grow(len(items) * digestLen)
 	for i := range items {
 		e := &items[i].e
 		if isLinked(e.fi) {
@@ -217,9 +225,7 @@ func (dg *digester) digestItems(ctx context.Context, items []listItem) error {
 		if err != nil {
 			return err
 		}
-		start := digests.Len()
-		appendDigest(&digests, sum[:])
-		e.d, e.fi = digest.Digest(digests.String()[start:]), nil
+		e.d, e.fi = sum, nil
 	}
 	return nil
 }

@@ -192,7 +192,7 @@ func TestDigestEntries(t *testing.T) {
 		if d2, err := Digest(ctx, req); err != nil || d2 != d {
 			t.Fatalf("Digest %s (%v), DigestEntries %s", d2, err, d)
 		}
-		return d, es
+		return d, es()
 	}
 	d0, e0 := entries()
 
@@ -254,10 +254,11 @@ func TestDigestEntries(t *testing.T) {
 	}
 
 	// Copying the root names entries from ".".
-	_, es, err := DigestEntries(ctx, CopyRequest{SrcRoot: filepath.Join(src, "src/sub"), Sources: []string{"."}, Dest: "/"})
+	_, list, err := DigestEntries(ctx, CopyRequest{SrcRoot: filepath.Join(src, "src/sub"), Sources: []string{"."}, Dest: "/"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	es := list()
 	if fmt.Sprint(es[0].Path, " ", es[1].Path) != ". b" {
 		t.Errorf("root entries %v", es)
 	}

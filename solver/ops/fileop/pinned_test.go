@@ -54,7 +54,7 @@ func TestDigestPinned(t *testing.T) {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&out, "%v %s\n", req.Sources, d)
-		for _, e := range entries {
+		for _, e := range entries() {
 			fmt.Fprintf(&out, "  %q %s\n", e.Path, e.Digest)
 		}
 	}

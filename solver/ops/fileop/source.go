@@ -2,6 +2,7 @@ package fileop
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,7 +14,6 @@ import (
 	"strings"
 	"syscall"
 
-	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -252,9 +252,9 @@ type entry struct {
 	rel  string      // slash path below the selected source, "" for itself
 	host string      // host path to read
 	fi   os.FileInfo // from Lstat (for the source itself: after following symlinks)
-	// d is the entry's digest when the walk computed it (DigestEntries);
-	// fi is then nil.
-	d digest.Digest
+	// d is the entry's sum when the walk computed it (DigestEntries); fi
+	// is then nil.
+	d [sha256.Size]byte
 }
 
 // walk lists rel (already resolved, with fi) and, for a directory,
