@@ -41,7 +41,7 @@ func (b *build) contextRequest(op *graph.Copy) (fileop.CopyRequest, error) {
 	if b.ignoreErr != nil {
 		return fileop.CopyRequest{}, fmt.Errorf("read .dockerignore: %w", b.ignoreErr)
 	}
-	req := fileop.CopyRequest{SrcRoot: b.opt.ContextDir, Sources: op.Sources, Dest: op.Dest, Chown: op.Chown, Chmod: op.Chmod}
+	req := fileop.CopyRequest{SrcRoot: b.opt.ContextDir, Context: true, Sources: op.Sources, Dest: op.Dest, Chown: op.Chown, Chmod: op.Chmod}
 	if b.ignore != nil {
 		req.Filter, req.Descend = b.ignore.Include, b.ignore.Descend
 	}

@@ -121,8 +121,17 @@ func TestCopyPlacement(t *testing.T) {
 		req: CopyRequest{Sources: []string{"*.txt", "*/*.txt"}, Dest: "/w/"}, prefixes: []string{"/w"},
 		want: "/w\td\t0755\t0:0\n/w/h.txt\tf\t0644\t0:0\t" + shaX + "\n/w/i.txt\tf\t0644\t0:0\t" + shaC + "\n",
 	}, {
+		// As BuildKit: the step succeeds and makes nothing, not even
+		// the destination.
 		name: "wildcard matching nothing", src: tree,
-		req: CopyRequest{Sources: []string{"*.nomatch"}, Dest: "/w/"}, wantErr: "*.nomatch",
+		req:      CopyRequest{Sources: []string{"*.nomatch"}, Dest: "/w/"},
+		prefixes: []string{"/w"},
+		want:     "",
+	}, {
+		name: "wildcard matching nothing beside a source", src: tree,
+		req:      CopyRequest{Sources: []string{"f", "*.nomatch"}, Dest: "/w/"},
+		prefixes: []string{"/w"},
+		want:     "/w\td\t0755\t0:0\n/w/f\tf\t0644\t0:0\t" + shaA + "\n",
 	}, {
 		name: "missing source", src: tree,
 		req: CopyRequest{Sources: []string{"missing.txt"}, Dest: "/w/"}, wantErr: "/missing.txt",
@@ -338,4 +347,29 @@ func TestCopyErrorsAreNotExist(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(dst, "x")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("a failed copy wrote /x: %v", err)
 	}
+}
+
+// A build context leaves named pipes out, as BuildKit's context transfer
+// does; other sources (a stage, an image) keep them.
+func TestCopyContextLeavesPipesOut(t *testing.T) {
+	tree := []node{file("t/f", "a\n"), {path: "t/pipe", kind: 'p'}}
+	runCopyCases(t, []copyCase{{
+		name: "context", src: tree,
+		req:      CopyRequest{Sources: []string{"t"}, Dest: "/c/", Context: true},
+		prefixes: []string{"/c"},
+		want:     "/c\td\t0755\t0:0\n/c/f\tf\t0644\t0:0\t" + shaA + "\n",
+	}, {
+		name: "context, by name", src: tree,
+		req: CopyRequest{Sources: []string{"t/pipe"}, Dest: "/c/", Context: true}, wantErr: "t/pipe",
+	}, {
+		name: "context, by pattern", src: tree,
+		req:      CopyRequest{Sources: []string{"t/p*"}, Dest: "/c/", Context: true},
+		prefixes: []string{"/c"},
+		want:     "",
+	}, {
+		name: "stage", src: tree,
+		req:      CopyRequest{Sources: []string{"t"}, Dest: "/c/"},
+		prefixes: []string{"/c"},
+		want:     "/c\td\t0755\t0:0\n/c/f\tf\t0644\t0:0\t" + shaA + "\n/c/pipe\tp\t0644\t0:0\n",
+	}})
 }

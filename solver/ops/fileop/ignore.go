@@ -3,7 +3,6 @@ package fileop
 import (
 	"fmt"
 	"io"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -25,9 +24,9 @@ func ReadIgnoreFile(r io.Reader) ([]string, error) {
 // leaves in it.
 type IgnoreMatcher struct {
 	pm *patternmatcher.PatternMatcher
-	// exceptions are the "!" patterns split into components, the only
-	// ones that can bring back something below an excluded directory.
-	exceptions [][]string
+	// exceptions are the "!" patterns as written (cleaned), each with a
+	// trailing "/": see Descend.
+	exceptions []string
 }
 
 // NewIgnoreMatcher compiles patterns as ReadIgnoreFile returns them.
@@ -39,7 +38,7 @@ func NewIgnoreMatcher(patterns []string) (*IgnoreMatcher, error) {
 	m := &IgnoreMatcher{pm: pm}
 	for _, p := range pm.Patterns() {
 		if p.Exclusion() {
-			m.exceptions = append(m.exceptions, strings.Split(filepath.ToSlash(p.String()), "/"))
+			m.exceptions = append(m.exceptions, filepath.ToSlash(p.String())+"/")
 		}
 	}
 	return m, nil
@@ -71,37 +70,17 @@ func (m *IgnoreMatcher) Include(rel string, isDir bool) bool {
 	return !excluded
 }
 
-// Descend reports whether the excluded directory rel may still hold paths
-// that an exception brings back, so it has to be walked. It answers "yes"
-// whenever an exception pattern could reach below rel, which is never wrong,
-// only slower.
+// Descend reports whether the excluded directory rel is walked anyway, for
+// the exceptions below it, and so is sent with the context even if none of
+// them matches anything. It is BuildKit's rule for the context it sends
+// (Docker 20.10): an exception pattern, as written, must start with rel
+// and a slash. Wildcards do not count, so "!*/keep" brings back no a/keep
+// under "*", and "!src/**/*.go" reaches src/a.go but not src/sub/b.go.
 func (m *IgnoreMatcher) Descend(rel string) bool {
-	dir := strings.Split(rel, "/")
-	for _, pat := range m.exceptions {
-		if couldMatchBelow(pat, dir) {
+	dir := rel + "/"
+	for _, p := range m.exceptions {
+		if strings.HasPrefix(p, dir) {
 			return true
-		}
-	}
-	return false
-}
-
-// couldMatchBelow reports whether pattern, split in components, can match a
-// path strictly below dir. An exception matching dir itself or one of its
-// parents cannot: it would have matched dir too, and dir is excluded.
-func couldMatchBelow(pattern, dir []string) bool {
-	for i, p := range pattern {
-		if strings.Contains(p, "**") {
-			return true // "**" spans any number of components
-		}
-		if i == len(dir) {
-			return true // the pattern goes deeper than dir and agrees so far
-		}
-		ok, err := path.Match(p, dir[i])
-		if err != nil {
-			return true
-		}
-		if !ok {
-			return false
 		}
 	}
 	return false

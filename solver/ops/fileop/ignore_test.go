@@ -62,13 +62,18 @@ func TestIgnoreDescendWildcards(t *testing.T) {
 		dir      string
 		want     bool
 	}{
-		{[]string{"*", "!*/keep"}, "a", true},
+		// BuildKit (Docker 20.10) walks an excluded directory only for an
+		// exception that names it as written: wildcards do not count.
+		{[]string{"*", "!*/keep"}, "a", false},
 		{[]string{"*", "!a/b/keep"}, "a", true},
 		{[]string{"*", "!a/b/keep"}, "a/b", true},
 		{[]string{"*", "!a/b/keep"}, "c", false},
 		{[]string{"*", "!a/b/keep"}, "a/c", false},
-		{[]string{"*", "!**/keep"}, "x/y", true},
-		{[]string{"*", "!a"}, "a/b", false}, // matches a parent: it cannot bring back what a later rule excluded
+		{[]string{"*", "!a/b/keep"}, "a/bb", false},
+		{[]string{"*", "!**/keep"}, "x/y", false},
+		{[]string{"*", "!src/**/*.go"}, "src", true},
+		{[]string{"*", "!src/**/*.go"}, "src/sub", false},
+		{[]string{"*", "!a"}, "a/b", false},
 		{[]string{"a/b"}, "a/b", false},
 	} {
 		m, err := NewIgnoreMatcher(tc.patterns)
@@ -108,6 +113,37 @@ func TestCopyIgnored(t *testing.T) {
 		want: "/o\td\t0755\t0:0\n/o/pub\tf\t0644\t0:0\t" + shaA + "\n/o/tosecret\tl\t-\t0:0\t-> secret/key\n",
 	}, {
 		name: "wildcards skip ignored paths", src: ctx,
-		req: CopyRequest{Sources: []string{"*/*"}, Dest: "/o/", Filter: filter}, wantErr: "*/*",
+		req:      CopyRequest{Sources: []string{"*/*"}, Dest: "/o/", Filter: filter},
+		prefixes: []string{"/o"},
+		want:     "",
+	}})
+}
+
+// The context BuildKit sends for a .dockerignore with exceptions below
+// excluded directories, as Docker 20.10 built it: an excluded directory an
+// exception names is sent even when empty, and "**" in an exception does
+// not reach into directories the pattern does not name.
+func TestCopyIgnoredAsBuildKit(t *testing.T) {
+	patterns := []string{"*", "!keep", "!src/**/*.go", "!**/important.md", "docs/**", "!special.tmp", "*.tmp",
+		"!other.tmp", "**/cache", "!nothingdir/missing.txt", "!lib/cache/allowed.txt"}
+	m, err := NewIgnoreMatcher(patterns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctx []node
+	for _, f := range []string{"keep/k", "keep/sub/ks", "src/a.go", "src/sub/b.go", "src/c.txt", "important.md",
+		"docs/important.md", "docs/deep/important.md", "docs/other.md", "special.tmp", "other.tmp",
+		"lib/cache/allowed.txt", "lib/cache/denied.txt", "a/cache/z", "top.txt", "nothingdir/other.txt"} {
+		ctx = append(ctx, file(f, "x\n"))
+	}
+	d := func(p string) string { return "/o/" + p + "\td\t0755\t0:0\n" }
+	f := func(p string) string { return "/o/" + p + "\tf\t0644\t0:0\t" + shaX + "\n" }
+	runCopyCases(t, []copyCase{{
+		name: "dockerignore edge cases", src: ctx,
+		req:      CopyRequest{Sources: []string{"."}, Dest: "/o/", Filter: m.Include, Descend: m.Descend},
+		prefixes: []string{"/o"},
+		want: "/o\td\t0755\t0:0\n" + f("important.md") + d("keep") + f("keep/k") + d("keep/sub") + f("keep/sub/ks") +
+			d("lib") + d("lib/cache") + f("lib/cache/allowed.txt") + d("nothingdir") + f("other.tmp") +
+			d("src") + f("src/a.go"),
 	}})
 }

@@ -23,15 +23,18 @@ type CopyRequest struct {
 	// inside SrcRoot. Wildcards follow path.Match, one path component each.
 	Sources []string
 	// Filter, when set, leaves context paths out: false excludes rel (slash
-	// separated, relative to SrcRoot). An excluded directory still appears
-	// when something below it is included. NewIgnoreFilter builds it from a
+	// separated, relative to SrcRoot). NewIgnoreFilter builds it from a
 	// .dockerignore.
 	Filter func(rel string, isDir bool) bool
-	// Descend, when set, tells whether a directory Filter excluded can hold
-	// included paths; when it says no the directory is not walked. Nil walks
-	// every excluded directory, which is correct but slower.
-	// (*IgnoreMatcher).Descend fits.
+	// Descend, when set, names the directories Filter excluded that are
+	// walked anyway, for what Filter keeps below them, and that appear
+	// even when that is nothing: (*IgnoreMatcher).Descend gives BuildKit's
+	// choice of them. Nil walks every excluded directory and keeps those
+	// with something kept below them.
 	Descend func(rel string) bool
+	// Context says SrcRoot is a build context, which leaves named pipes
+	// and sockets out, as BuildKit's transfer of the context does.
+	Context bool
 	// KeepOwners keeps the source's uid/gid when Chown is empty, as BuildKit
 	// does for COPY --from. Leave it false for the build context, whose
 	// owners BuildKit resets to 0:0 when it receives the context.
@@ -80,7 +83,7 @@ func (req *CopyRequest) selectSources(ctx context.Context, dg *digester) ([]sele
 	if len(req.Sources) == 0 {
 		return nil, errors.New("copy: no source files were specified")
 	}
-	v := &view{root: req.SrcRoot, filter: req.Filter, descend: req.Descend}
+	v := &view{root: req.SrcRoot, filter: req.Filter, descend: req.Descend, noSpecial: req.Context}
 	var out []selection
 	for _, src := range req.Sources {
 		name := path.Join("/", src)
@@ -90,9 +93,8 @@ func (req *CopyRequest) selectSources(ctx context.Context, dg *digester) ([]sele
 			if names, err = v.glob(ctx, name); err != nil {
 				return nil, err
 			}
-			if len(names) == 0 {
-				return nil, fmt.Errorf("copy %s: no source files were specified: no match for the pattern", src)
-			}
+			// As BuildKit: a pattern that matches nothing copies
+			// nothing, and the step still succeeds.
 		}
 		for _, n := range names {
 			rel, fi, err := v.resolve(ctx, n)

@@ -29,6 +29,13 @@ type view struct {
 	root    string
 	filter  func(rel string, isDir bool) bool
 	descend func(rel string) bool
+	// noSpecial leaves named pipes and sockets out (CopyRequest.Context).
+	noSpecial bool
+}
+
+// special reports whether the view leaves m's kind of file out.
+func (v *view) special(m fs.FileMode) bool {
+	return v.noSpecial && m&(fs.ModeNamedPipe|fs.ModeSocket) != 0
 }
 
 // host turns a clean slash path relative to the root ("" for the root)
@@ -46,8 +53,11 @@ func (v *view) present(ctx context.Context, rel string, isDir bool) (bool, error
 	if !isDir || !v.mayDescend(rel) {
 		return false, nil
 	}
-	// An excluded directory still appears when an exception brings back
-	// something below it.
+	if v.descend != nil {
+		return true, nil // named by an exception: there, whatever it holds
+	}
+	// Without Descend an excluded directory appears when an exception
+	// brings back something below it.
 	names, err := readDirNames(v.host(rel), rel != "")
 	if err != nil {
 		return false, err
@@ -106,7 +116,7 @@ func (v *view) resolve(ctx context.Context, name string) (string, os.FileInfo, e
 		if err != nil {
 			return "", nil, err
 		}
-		if !ok {
+		if !ok || v.special(st.Mode()) {
 			return "", nil, notFound()
 		}
 		if st.Mode()&os.ModeSymlink != 0 {
@@ -232,7 +242,7 @@ func (v *view) globDir(ctx context.Context, rel, shown string, comps []string, o
 		if err != nil {
 			return err
 		}
-		if !ok {
+		if !ok || v.special(fi.Mode()) {
 			continue
 		}
 		if len(comps) == 1 {
@@ -305,7 +315,7 @@ func (v *view) walk(ctx context.Context, rel string, fi os.FileInfo, dg *digeste
 		return nil, err
 	}
 	out = slices.Grow(out, top.count())
-	top.flatten(&out)
+	top.flatten(&out, v.descend != nil)
 	return out, nil
 }
 
@@ -376,6 +386,9 @@ func (w *walker) list(ctx context.Context, rel, sub string, l *dirListing) error
 		fi := &des.infos[i]
 		childRel := h[len(h)-joinLen(rel, fi.name):]
 		childSub := h[len(h)-joinLen(sub, fi.name):]
+		if v.special(fi.mode) {
+			continue
+		}
 		it := listItem{e: entry{rel: childSub, host: h, fi: fi}, srcRel: childRel}
 		if v.filter != nil && !v.filter(childRel, fi.IsDir()) {
 			if !fi.IsDir() || !v.mayDescend(childRel) {
@@ -430,16 +443,17 @@ func (l *dirListing) count() int {
 }
 
 // flatten appends the listing's entries to out in walk order, leaving out
-// excluded directories with nothing kept below them.
-func (l *dirListing) flatten(out *[]*entry) {
+// excluded directories with nothing kept below them unless keepExcluded
+// (see CopyRequest.Descend).
+func (l *dirListing) flatten(out *[]*entry, keepExcluded bool) {
 	for i := range l.items {
 		it := &l.items[i]
 		mark := len(*out)
 		*out = append(*out, &it.e)
 		if it.sub != nil {
-			it.sub.flatten(out)
+			it.sub.flatten(out, keepExcluded)
 		}
-		if it.excluded && len(*out) == mark+1 {
+		if it.excluded && !keepExcluded && len(*out) == mark+1 {
 			*out = (*out)[:mark]
 		}
 	}
