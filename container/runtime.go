@@ -450,6 +450,7 @@ func (r *Runtime) spec(c *Container, a *snapshot.Active) runner.Spec {
 		Network:              c.Host.Network,
 		Tty:                  c.Host.Tty,
 		PrimaryGroupInGroups: true,
+		IPv6Hosts:            true,
 		CgroupName:           c.ID,
 	}
 	for _, m := range c.Host.Mounts {

@@ -341,20 +341,20 @@ func (r *rootfs) mountDev() error {
 		}
 	}
 	for _, sub := range []struct {
-		name, fstype string
-		flags        uintptr
-		data         string
+		name, source, fstype string
+		flags                uintptr
+		data                 string
 	}{
 		// newinstance: the container's ptys are its own, not the host's.
-		{"pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
-		{"shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "mode=1777,size=65536k"},
-		{"mqueue", "mqueue", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"pts", "devpts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+		{"shm", "shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "mode=1777,size=65536k"},
+		{"mqueue", "mqueue", "mqueue", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 	} {
 		p := filepath.Join(dev, sub.name)
 		if err := os.Mkdir(p, 0o755); err != nil {
 			return fmt.Errorf("create /dev/%s: %w", sub.name, err)
 		}
-		if err := unix.Mount(sub.fstype, p, sub.fstype, sub.flags, sub.data); err != nil {
+		if err := unix.Mount(sub.source, p, sub.fstype, sub.flags, sub.data); err != nil {
 			return fmt.Errorf("mount %s on /dev/%s: %w", sub.fstype, sub.name, err)
 		}
 	}

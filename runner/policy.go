@@ -176,15 +176,14 @@ func exitCode(ws syscall.WaitStatus) int {
 }
 
 // hostsFile is the container's /etc/hosts: loopback names, with the
-// hostname on the IPv4 loopback line as BuildKit writes it.
-func hostsFile(hostname string) []byte {
-	return []byte(fmt.Sprintf(`127.0.0.1	localhost %s
-::1	localhost ip6-localhost ip6-loopback
-fe00::0	ip6-localnet
-ff00::0	ip6-mcastprefix
-ff02::1	ip6-allnodes
-ff02::2	ip6-allrouters
-`, hostname))
+// hostname on the IPv4 loopback line as BuildKit writes it, and with
+// ipv6Names the multicast names docker run adds.
+func hostsFile(hostname string, ipv6Names bool) []byte {
+	b := fmt.Appendf(nil, "127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n", hostname)
+	if ipv6Names {
+		b = append(b, "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"...)
+	}
+	return b
 }
 
 // maskedPaths are hidden from the container as in Docker's default spec

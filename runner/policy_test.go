@@ -214,9 +214,13 @@ func TestExitCode(t *testing.T) {
 }
 
 func TestHostsFile(t *testing.T) {
-	got := string(hostsFile("myhost"))
-	if !strings.HasPrefix(got, "127.0.0.1\tlocalhost myhost\n::1\tlocalhost ip6-localhost ip6-loopback\n") {
-		t.Fatalf("hosts file:\n%s", got)
+	loopback := "127.0.0.1\tlocalhost myhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	if got := string(hostsFile("myhost", false)); got != loopback {
+		t.Errorf("RUN's hosts file:\n%s", got)
+	}
+	got := string(hostsFile("myhost", true))
+	if !strings.HasPrefix(got, loopback) || !strings.HasSuffix(got, "ff02::2\tip6-allrouters\n") {
+		t.Errorf("docker run's hosts file:\n%s", got)
 	}
 }
 

@@ -57,6 +57,10 @@ type Spec struct {
 	// PrimaryGroupInGroups also lists the user's primary gid among the
 	// supplementary groups, as `docker run` does (a Dockerfile RUN does not).
 	PrimaryGroupInGroups bool
+	// IPv6Hosts also lists the IPv6 multicast names in /etc/hosts
+	// (ip6-localnet, ip6-allnodes...), as `docker run` does; BuildKit's RUN
+	// has only the two loopback lines.
+	IPv6Hosts bool
 	// Resources are the container's limits; nil (or all zero) is none, and
 	// then no cgroup is made.
 	Resources *Resources
@@ -200,7 +204,7 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 	if spec.Hostname == "" {
 		spec.Hostname = DefaultHostname
 	}
-	dir, err := prepareRunDir(spec.Hostname)
+	dir, err := prepareRunDir(spec.Hostname, spec.IPv6Hosts)
 	if err != nil {
 		return nil, err
 	}
@@ -447,7 +451,7 @@ func receiveConsole(sock *os.File) (*os.File, error) {
 // root file system on (inside the container's mount namespace only), and the
 // per-run copies of the files bind-mounted into /etc, so a command that
 // writes them changes neither the host nor the image.
-func prepareRunDir(hostname string) (string, error) {
+func prepareRunDir(hostname string, ipv6Hosts bool) (string, error) {
 	dir, err := os.MkdirTemp("", "builder-runner-")
 	if err != nil {
 		return "", fmt.Errorf("runner: make run dir: %w", err)
@@ -459,7 +463,7 @@ func prepareRunDir(hostname string) (string, error) {
 	}
 	files := map[string][]byte{
 		"resolv.conf": resolv,
-		"hosts":       hostsFile(hostname),
+		"hosts":       hostsFile(hostname, ipv6Hosts),
 		"hostname":    []byte(hostname + "\n"),
 	}
 	for name, data := range files {
