@@ -6,7 +6,9 @@
 // containers.names.v1), an active snapshot over its image's layers (the
 // writable layer, under snapshots/active/<snapshot id>, kept while the
 // container is stopped), and a directory ROOT/containers/<id> holding its
-// log (<id>-json.log, JSON lines as Docker's json-file driver writes them).
+// log (<id>-json.log, JSON lines as Docker's json-file driver writes them)
+// and its anonymous volumes (volumes/<n>, one per VOLUME of the image, see
+// volume.go).
 //
 // Whoever runs a container is its monitor (Runtime.Run): the `builder run`
 // process itself for a foreground container, or a small re-executed builder

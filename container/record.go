@@ -94,6 +94,9 @@ type Config struct {
 	WorkingDir string   `json:"workingDir,omitempty"`
 	User       string   `json:"user,omitempty"`
 	StopSignal string   `json:"stopSignal,omitempty"`
+	// Volumes are the image's VOLUME paths, clean and sorted: each gets
+	// an anonymous volume (volume.go).
+	Volumes []string `json:"volumes,omitempty"`
 }
 
 // Argv is the command line: ENTRYPOINT then CMD.

@@ -96,6 +96,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Container, er
 	if err := os.MkdirAll(r.Dir(c.ID), 0o710); err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
+	if err := r.makeVolumes(ctx, c, parent); err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
 	if err := insert(ctx, r.Store, c); err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
@@ -452,6 +455,9 @@ func (r *Runtime) spec(c *Container, a *snapshot.Active) runner.Spec {
 		PrimaryGroupInGroups: true,
 		IPv6Hosts:            true,
 		CgroupName:           c.ID,
+	}
+	for i, v := range c.volumes() {
+		s.Mounts = append(s.Mounts, runner.Mount{Type: "bind", Source: r.volumeDir(c, i), Dest: v})
 	}
 	for _, m := range c.Host.Mounts {
 		s.Mounts = append(s.Mounts, runner.Mount{Type: m.Type, Source: m.Source, Dest: m.Dest, ReadOnly: m.ReadOnly})

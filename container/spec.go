@@ -40,6 +40,7 @@ func MakeConfig(img ocispec.ImageConfig, o Overrides, lookup func(string) (strin
 		WorkingDir: img.WorkingDir,
 		User:       img.User,
 		StopSignal: img.StopSignal,
+		Volumes:    imageVolumes(img.Volumes),
 	}
 	if o.Entrypoint != nil {
 		c.Entrypoint = nil

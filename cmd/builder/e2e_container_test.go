@@ -650,3 +650,43 @@ func TestContainerStdin(t *testing.T) {
 		t.Errorf("-d -i cat: %+v; cat without -i: %+v", ps["reader"], ps["noreader"])
 	}
 }
+
+// Each VOLUME of the image is an anonymous volume, as with docker run: a
+// copy of what the image has there (or an empty directory), whose changes
+// stay out of the writable layer and survive start, and go with rm; -v on
+// the same path replaces it.
+func TestContainerAnonymousVolumes(t *testing.T) {
+	h := newHarness(t)
+	h.cleanupContainers()
+	dir := h.context(`FROM base/busybox:1
+RUN mkdir -p /data && echo before > /data/f && chown 7:8 /data && chmod 750 /data
+VOLUME ["/data", "/empty/sub"]
+`, map[string]string{})
+	h.build(dir, "vol:1")
+	script := `stat -c '%u:%g %a' /data; cat /data/f; ls -A /empty/sub; [ -f /data/run ] && echo again; date >> /data/run; echo w > /empty/sub/w`
+	if out := h.mustRun("run", "--name", "v1", "vol:1", "sh", "-c", script); out != "7:8 750\nbefore\n" {
+		t.Errorf("first run: %q", out)
+	}
+	if out := h.mustRun("diff", "v1"); out != "" {
+		t.Errorf("diff shows what went to volumes:\n%s", out)
+	}
+	if out := h.mustRun("start", "-a", "v1"); out != "7:8 750\nbefore\nw\nagain\n" {
+		t.Errorf("second start: %q", out)
+	}
+	volumes := filepath.Join(h.root, "containers", h.record("v1").ID, "volumes")
+	if _, err := os.Stat(volumes); err != nil {
+		t.Fatalf("volumes dir: %v", err)
+	}
+	h.mustRun("rm", "v1")
+	if _, err := os.Stat(volumes); !os.IsNotExist(err) {
+		t.Errorf("volumes left after rm: %v", err)
+	}
+
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "mine"), []byte("host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := h.mustRun("run", "--rm", "-v", host+":/data", "vol:1", "ls", "/data"); out != "mine\n" {
+		t.Errorf("with -v over the volume: %q", out)
+	}
+}
