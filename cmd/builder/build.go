@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/builder-dev/builder/frontend/dockerfile"
+	"github.com/builder-dev/builder/internal/hugeheap"
 	"github.com/builder-dev/builder/progress"
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/solver"
@@ -106,6 +107,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	// a no-op rebuild of a large context most of its collections (~10%
 	// of its time) and keeps a large cold build's peak well within bounds.
 	debug.SetGCPercent(400)
+	hugeheap.Reserve(16 << 20)
 	switch o.network {
 	case "default", "none", "host":
 	default:
