@@ -91,11 +91,7 @@ func (r *Runtime) Commit(ctx context.Context, c *Container, opts CommitOptions) 
 		img.RootFS.DiffIDs = append(img.RootFS.DiffIDs, diffID)
 	}
 	img.History = append(img.History, h)
-	cdesc, err := r.Store.WriteJSON(ctx, ocispec.MediaTypeImageConfig, img)
-	if err != nil {
-		return ocispec.Descriptor{}, "", fmt.Errorf("commit %s: %w", c.Name, err)
-	}
-	mdesc, err := r.Store.PutManifest(ctx, cdesc, layers)
+	mdesc, cdesc, err := r.Store.PutImage(ctx, img, layers)
 	if err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("commit %s: %w", c.Name, err)
 	}

@@ -100,7 +100,7 @@ func putImage(t *testing.T, s *store.Store, layers [][]byte, names ...string) oc
 		}
 		descs = append(descs, d)
 	}
-	m, err := s.PutImage(ctx, testConfig(layers...), descs)
+	m, _, err := s.PutImage(ctx, testConfig(layers...), descs)
 	if err != nil {
 		t.Fatal(err)
 	}

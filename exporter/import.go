@@ -58,7 +58,7 @@ func Import(ctx context.Context, s *store.Store, src string, name string, cfg oc
 		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
 		History:  []ocispec.History{{Created: &created, Comment: "Imported from " + src}},
 	}
-	m, err := s.PutImage(ctx, img, []ocispec.Descriptor{layer})
+	m, _, err := s.PutImage(ctx, img, []ocispec.Descriptor{layer})
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("import %s: %w", src, err)
 	}

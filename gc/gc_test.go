@@ -78,12 +78,13 @@ func (f *fixture) image(name string, layers ...layer) (ocispec.Descriptor, ocisp
 	f.t.Helper()
 	created := t0
 	cfg := ocispec.Image{Created: &created, Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}}
+	cfg.RootFS.Type = "layers"
 	var descs []ocispec.Descriptor
 	for _, l := range layers {
 		descs = append(descs, l.desc)
 		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, l.diffID)
 	}
-	m, err := f.st.PutImage(f.ctx, cfg, descs)
+	m, _, err := f.st.PutImage(f.ctx, cfg, descs)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -32,24 +32,33 @@ type Image struct {
 	Size     int64 // config plus compressed layers
 }
 
-// PutImage stores config and a manifest over layers, which must already be
-// in the store, and returns the manifest's descriptor. It does not tag: the
-// image is listed untagged until Tag names it.
-func (s *Store) PutImage(ctx context.Context, config ocispec.Image, layers []ocispec.Descriptor) (ocispec.Descriptor, error) {
-	if config.RootFS.Type == "" {
-		config.RootFS.Type = "layers"
-	}
-	if config.RootFS.DiffIDs == nil {
-		config.RootFS.DiffIDs = []digest.Digest{}
-	}
-	if len(config.RootFS.DiffIDs) != len(layers) {
-		return ocispec.Descriptor{}, fmt.Errorf("put image: %d diff_ids for %d layers: %w", len(config.RootFS.DiffIDs), len(layers), ErrInvalid)
-	}
-	cdesc, err := s.WriteJSON(ctx, ocispec.MediaTypeImageConfig, config)
+// PutImage writes config, an image configuration (OCI's ocispec.Image or
+// a type that extends it, as Docker's does), and an OCI manifest over
+// layers, which must be in the store already, and lists the image untagged
+// unless the index has it. It returns the manifest's descriptor and the
+// config's, whose digest is the image ID. The config's rootfs must be of
+// type "layers" with a diff ID per layer.
+func (s *Store) PutImage(ctx context.Context, config any, layers []ocispec.Descriptor) (manifest, configDesc ocispec.Descriptor, err error) {
+	b, err := json.Marshal(config)
 	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("put image config: %w", err)
+		return ocispec.Descriptor{}, ocispec.Descriptor{}, fmt.Errorf("put image: marshal config: %w", err)
 	}
-	return s.PutManifest(ctx, cdesc, layers)
+	var probe struct {
+		RootFS ocispec.RootFS `json:"rootfs"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return ocispec.Descriptor{}, ocispec.Descriptor{}, fmt.Errorf("put image: %w", err)
+	}
+	if probe.RootFS.Type != "layers" || len(probe.RootFS.DiffIDs) != len(layers) {
+		return ocispec.Descriptor{}, ocispec.Descriptor{}, fmt.Errorf("put image: rootfs of type %q with %d diff_ids for %d layers: %w",
+			probe.RootFS.Type, len(probe.RootFS.DiffIDs), len(layers), ErrInvalid)
+	}
+	cdesc, err := s.writeBytes(ctx, ocispec.MediaTypeImageConfig, b)
+	if err != nil {
+		return ocispec.Descriptor{}, ocispec.Descriptor{}, fmt.Errorf("put image config: %w", err)
+	}
+	m, err := s.PutManifest(ctx, cdesc, layers)
+	return m, cdesc, err
 }
 
 // PutManifest writes an OCI manifest over a config blob and layer blobs

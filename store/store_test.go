@@ -208,6 +208,7 @@ func putImage(t *testing.T, s *Store, name string, layers ...[]byte) ocispec.Des
 	ctx := context.Background()
 	created := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
 	cfg := ocispec.Image{Created: &created, Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}}
+	cfg.RootFS.Type = "layers"
 	cfg.Config.Env = []string{"PATH=/bin", "NAME=" + name}
 	var descs []ocispec.Descriptor
 	for _, l := range layers {
@@ -219,7 +220,7 @@ func putImage(t *testing.T, s *Store, name string, layers ...[]byte) ocispec.Des
 		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, digest.FromBytes(l))
 		cfg.History = append(cfg.History, ocispec.History{Created: &created, CreatedBy: "test"})
 	}
-	m, err := s.PutImage(ctx, cfg, descs)
+	m, _, err := s.PutImage(ctx, cfg, descs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -184,7 +184,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err != nil {
 		return err
 	}
-	manifest, err := e.putImage(ctx, res.Config, res.Layers)
+	manifest, config, err := e.store.PutImage(ctx, res.Config, res.Layers)
 	if err != nil {
 		return fmt.Errorf("write image: %w", err)
 	}
@@ -193,10 +193,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 			return fmt.Errorf("tag %s: %w", t, err)
 		}
 	}
-	id, err := imageID(ctx, e, manifest)
-	if err != nil {
-		return err
-	}
+	id := config.Digest.String()
 	if o.iidfile != "" {
 		if err := os.WriteFile(o.iidfile, []byte(id), 0o644); err != nil {
 			return fmt.Errorf("write iidfile: %w", err)

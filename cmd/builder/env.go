@@ -57,15 +57,6 @@ func (e *env) imageConfig(ctx context.Context, ref string) (ocispec.Descriptor, 
 	return desc, m, cfg, nil
 }
 
-// putImage writes cfg and a manifest over layers into the store.
-func (e *env) putImage(ctx context.Context, cfg dockerspec.DockerOCIImage, layers []ocispec.Descriptor) (ocispec.Descriptor, error) {
-	cdesc, err := e.store.WriteJSON(ctx, ocispec.MediaTypeImageConfig, cfg)
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	return e.store.PutManifest(ctx, cdesc, layers)
-}
-
 // lockWrites takes the store's shared build lock for a command that writes
 // blobs and then names them (build, load, import): a prune waits for it, so
 // it cannot collect blobs between their write and the tag that keeps them.
