@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -110,23 +109,8 @@ func fillVolume(ctx context.Context, view, dest, dir string) error {
 	if err := os.Lchown(dir, int(st.Uid), int(st.Gid)); err != nil {
 		return err
 	}
-	if err := os.Chmod(dir, fs.FileMode(st.Mode&0o777)|modeBits(st.Mode)); err != nil {
+	if err := unix.Chmod(dir, st.Mode&0o7777); err != nil {
 		return err
 	}
 	return unix.UtimesNanoAt(unix.AT_FDCWD, dir, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
-}
-
-// modeBits are a stat mode's setuid, setgid and sticky bits as Go's.
-func modeBits(m uint32) fs.FileMode {
-	var out fs.FileMode
-	if m&syscall.S_ISUID != 0 {
-		out |= fs.ModeSetuid
-	}
-	if m&syscall.S_ISGID != 0 {
-		out |= fs.ModeSetgid
-	}
-	if m&syscall.S_ISVTX != 0 {
-		out |= fs.ModeSticky
-	}
-	return out
 }
