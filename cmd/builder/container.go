@@ -215,12 +215,7 @@ func newStopCmd(g *globalOptions) *cobra.Command {
 		Use:   "stop [-t SECONDS] CONTAINER...",
 		Short: "Stop running containers: STOPSIGNAL (SIGTERM), then SIGKILL after a grace period",
 		Args:  minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			e, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			rt := e.runtime()
 			timeout := time.Duration(seconds) * time.Second
 			if seconds < 0 {
@@ -229,7 +224,7 @@ func newStopCmd(g *globalOptions) *cobra.Command {
 			return forEachContainer(ctx, rt, args, func(c *container.Container) error {
 				return rt.Stop(ctx, c, timeout)
 			})
-		},
+		}),
 	}
 	cmd.Flags().IntVarP(&seconds, "time", "t", 10, "seconds to wait before killing the container (-1: forever)")
 	cmd.Flags().IntVar(&seconds, "timeout", 10, "same as --time")
@@ -242,17 +237,12 @@ func newRmCmd(g *globalOptions) *cobra.Command {
 		Use:   "rm [-f] CONTAINER...",
 		Short: "Remove containers and their writable layers",
 		Args:  minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			e, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			rt := e.runtime()
 			return forEachContainer(ctx, rt, args, func(c *container.Container) error {
 				return rt.Remove(ctx, c, force)
 			})
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill and remove a running container")
 	return cmd
@@ -264,12 +254,7 @@ func newLogsCmd(g *globalOptions) *cobra.Command {
 		Use:   "logs [-f] [-t] CONTAINER",
 		Short: "Show a container's output",
 		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			e, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			rt := e.runtime()
 			c, err := rt.Get(ctx, args[0])
 			if err != nil {
@@ -281,7 +266,7 @@ func newLogsCmd(g *globalOptions) *cobra.Command {
 			}
 			return container.ReadLog(ctx, rt.LogPath(c.ID), os.Stdout, os.Stderr,
 				container.LogOptions{Follow: follow, Running: running, Timestamps: timestamps})
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the output until the container stops")
 	cmd.Flags().BoolVarP(&timestamps, "timestamps", "t", false, "show timestamps")
@@ -293,12 +278,7 @@ func newDiffCmd(g *globalOptions) *cobra.Command {
 		Use:   "diff CONTAINER",
 		Short: "List the files a container added (A), changed (C) and deleted (D)",
 		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			e, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			rt := e.runtime()
 			c, err := rt.Get(ctx, args[0])
 			if err != nil {
@@ -313,7 +293,7 @@ func newDiffCmd(g *globalOptions) *cobra.Command {
 				fmt.Fprintln(w, ch)
 			}
 			return w.Flush()
-		},
+		}),
 	}
 }
 
@@ -333,12 +313,7 @@ STOPSIGNAL) applied, and a history entry. Prints the new image's ID.`,
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			e, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			if len(args) == 2 {
 				opts.Ref = args[1]
 			}
@@ -360,7 +335,7 @@ STOPSIGNAL) applied, and a history entry. Prints the new image's ID.`,
 			}
 			fmt.Println(id)
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.Comment, "message", "m", "", "commit message (the history entry's comment)")

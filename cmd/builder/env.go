@@ -6,6 +6,7 @@ import (
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
 
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/solver"
@@ -62,4 +63,17 @@ func (e *env) imageConfig(ctx context.Context, ref string) (ocispec.Descriptor, 
 // it cannot collect blobs between their write and the tag that keeps them.
 func (e *env) lockWrites(ctx context.Context) (*cache.Lock, error) {
 	return cache.LockBuild(ctx, e.store.Root())
+}
+
+// withStore adapts a command that works on the opened store to cobra's
+// RunE.
+func (g *globalOptions) withStore(run func(ctx context.Context, e *env, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		e, err := g.open(ctx)
+		if err != nil {
+			return err
+		}
+		return run(ctx, e, args)
+	}
 }

@@ -120,12 +120,7 @@ func newInspectCmd(g *globalOptions) *cobra.Command {
 		Use:   "inspect IMAGE...",
 		Short: "Show images' configuration and manifest as JSON",
 		Args:  minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			e, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			type inspected struct {
 				ID           string                          `json:"Id"`
 				RepoTags     []string                        `json:"RepoTags"`
@@ -164,7 +159,7 @@ func newInspectCmd(g *globalOptions) *cobra.Command {
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "    ")
 			return enc.Encode(out)
-		},
+		}),
 	}
 }
 
@@ -174,12 +169,7 @@ func newHistoryCmd(g *globalOptions) *cobra.Command {
 		Use:   "history IMAGE",
 		Short: "Show the history of an image",
 		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			e, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			desc, err := e.store.Resolve(ctx, args[0])
 			if err != nil {
 				return fmt.Errorf("no such image: %s: %w", args[0], err)
@@ -209,7 +199,7 @@ func newHistoryCmd(g *globalOptions) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ago(created), by, size, h.Comment)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not truncate output")
 	return cmd
@@ -220,18 +210,13 @@ func newTagCmd(g *globalOptions) *cobra.Command {
 		Use:   "tag SOURCE TARGET",
 		Short: "Give an image another name",
 		Args:  exactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			e, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			desc, err := e.store.Resolve(ctx, args[0])
 			if err != nil {
 				return fmt.Errorf("no such image: %s: %w", args[0], err)
 			}
 			return e.store.Tag(ctx, args[1], desc)
-		},
+		}),
 	}
 }
 
@@ -241,19 +226,14 @@ func newRmiCmd(g *globalOptions) *cobra.Command {
 		Use:   "rmi [-f] IMAGE...",
 		Short: "Remove images: a name is untagged, and an image no name refers to any more is deleted",
 		Args:  minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			e, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			for _, ref := range args {
 				if err := removeImage(ctx, e, ref, force); err != nil {
 					return err
 				}
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove an image even when several names refer to it or a container uses it")
 	return cmd
@@ -333,12 +313,7 @@ func newLoadCmd(g *globalOptions) *cobra.Command {
 		Use:   "load [-i FILE]",
 		Short: "Load images from a docker-archive or oci-archive",
 		Args:  exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			e, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			var r io.Reader = os.Stdin
 			if input != "" && input != "-" {
 				f, err := os.Open(input)
@@ -361,7 +336,7 @@ func newLoadCmd(g *globalOptions) *cobra.Command {
 				fmt.Println("Loaded image:", n)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVarP(&input, "input", "i", "", "archive to read (default stdin)")
 	return cmd
@@ -404,12 +379,7 @@ func newImportCmd(g *globalOptions) *cobra.Command {
 		Use:   "import FILE|DIR REF",
 		Short: "Make a one-layer image from a root file system tar or directory",
 		Args:  exactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			e, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			cfg := ocispec.ImageConfig{Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}
 			for _, c := range changes {
 				k, v, _ := strings.Cut(c, " ")
@@ -439,7 +409,7 @@ func newImportCmd(g *globalOptions) *cobra.Command {
 			}
 			fmt.Println(desc.Digest)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringArrayVarP(&changes, "change", "c", nil, "Dockerfile instruction for the config (CMD, ENV, WORKDIR)")
 	return cmd
