@@ -2,6 +2,7 @@ package hugeheap
 
 import (
 	"runtime"
+	"runtime/debug"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -15,6 +16,9 @@ const hugePage = 2 << 20
 // (small) heap so far, so call it once, early. Where the kernel has no
 // transparent huge pages the advice changes nothing.
 func Reserve(n int) {
+	// Not collected on the way: growing by n would start a collection of
+	// its own before the one below.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	b := make([]byte, n)
 	base := uintptr(unsafe.Pointer(&b[0]))
 	start := int(((base + hugePage - 1) &^ (hugePage - 1)) - base)
