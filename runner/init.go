@@ -72,6 +72,7 @@ func containerInit(st *statusWriter) error {
 		return fmt.Errorf("read spec: %w", err)
 	}
 	f.Close()
+	st.send(status{SpecRead: true})
 	spec := cfg.Spec
 
 	// Docker's umask: files the setup and the command make are 0644/0755.

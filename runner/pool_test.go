@@ -187,3 +187,39 @@ func TestPoolCancel(t *testing.T) {
 		t.Errorf("cancelled run took %v", d)
 	}
 }
+
+// A spare that died while waiting (killed, out of memory) is not handed a
+// container: the container starts an init of its own and runs as usual.
+func TestPoolSpareDied(t *testing.T) {
+	c := newContainer(t, "", "sh", "-c", "echo ran")
+	pool := &Pool{}
+	defer pool.Close()
+	if err := pool.Run(context.Background(), c.spec, Stdio{}); err != nil {
+		t.Fatal(err)
+	}
+	var spare *initProc
+	for deadline := time.Now().Add(10 * time.Second); spare == nil; time.Sleep(10 * time.Millisecond) {
+		pool.mu.Lock()
+		spare = pool.spare
+		pool.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("no spare init was started")
+		}
+	}
+	if err := spare.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// Let it die before the next container takes it.
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(spare.cmd.Process.Pid, 0) == nil; time.Sleep(10 * time.Millisecond) {
+		var st [1024]byte
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(spare.cmd.Process.Pid) + "/stat")
+		copy(st[:], b)
+		if strings.Contains(string(b), ") Z ") || time.Now().After(deadline) {
+			break
+		}
+	}
+	var out bytes.Buffer
+	if err := pool.Run(context.Background(), c.spec, Stdio{Stdout: &out}); err != nil || out.String() != "ran\n" {
+		t.Fatalf("run after the spare died: %v, output %q", err, out.String())
+	}
+}

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -133,8 +132,11 @@ type initConfig struct {
 // status is one message from the init. Stubs come one by one as they are
 // created, so a failure or a kill half-way still lets Run remove them.
 type status struct {
-	Stub  *stub  `json:",omitempty"`
-	Error string `json:",omitempty"`
+	// SpecRead is the first message: the init has its spec (a Pool's
+	// spare that died before, unseen, gets no container: see start).
+	SpecRead bool   `json:",omitempty"`
+	Stub     *stub  `json:",omitempty"`
+	Error    string `json:",omitempty"`
 	// ExecFailed: the command could not be executed; the init exits with
 	// its exit code (126, 127) right after.
 	ExecFailed bool `json:",omitempty"`
@@ -221,12 +223,18 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 
 	var console *os.File // our end of the socket the init sends the pty master on
 	if pool != nil && prestartable(spec, stdio) {
-		if p.init = pool.take(spec.Network); p.init != nil {
-			p.init.stdout.set(stdio.Stdout)
-			p.init.stderr.set(stdio.Stderr)
+		if ip := pool.take(spec.Network); ip != nil {
+			ip.stdout.set(stdio.Stdout)
+			ip.stderr.set(stdio.Stderr)
+			if ip.sendSpec(initConfig{Spec: spec, Dir: dir}) == nil && ip.specRead() {
+				p.init = ip
+			} else {
+				// The spare died before its container came (killed, out
+				// of memory): this one gets an init of its own.
+				ip.discard()
+			}
 		}
 	}
-	var atExec []atExecWrite
 	if p.init == nil {
 		o := spawnOptions{network: spec.Network, stdio: stdio}
 		var child *os.File // the init's end of the console socket
@@ -245,6 +253,7 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 			o.setsid = true
 			o.stdio = Stdio{}
 		}
+		var atExec []atExecWrite
 		if p.cg != nil {
 			for _, w := range p.cg.writes {
 				f := p.cg.atExec[w.Fd]
@@ -265,6 +274,17 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 		if err != nil {
 			return nil, errors.Join(err, p.release())
 		}
+		// The init waits for its spec before it does anything, so it is
+		// in the cgroup before any of the container's setup, let alone
+		// the command.
+		if p.cg != nil {
+			if err := p.cg.add(p.Pid()); err != nil {
+				p.init.discard()
+				return nil, errors.Join(err, p.release())
+			}
+		}
+		// An error means the init died early; its status or exit says why.
+		_ = p.init.sendSpec(initConfig{Spec: spec, Dir: dir, AtExec: atExec})
 	}
 	// Killed with ctx, whenever that ends before the init does.
 	go func() {
@@ -275,27 +295,12 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 		}
 	}()
 
-	// The init waits for its spec before it does anything, so it is in the
-	// cgroup before any of the container's setup, let alone the command.
-	if p.cg != nil {
-		if err := p.cg.add(p.Pid()); err != nil {
-			_ = p.init.cmd.Process.Kill()
-			_ = p.init.wait()
-			return nil, errors.Join(err, p.release())
-		}
-	}
-
-	// A write error means the init died early; its status or exit says why.
-	_ = json.NewEncoder(p.init.specW).Encode(initConfig{Spec: spec, Dir: dir, AtExec: atExec})
-	p.init.specW.Close()
-
 	// The status pipe closes (EOF) when the init execs the command (it is
 	// close-on-exec there) or exits.
 	execFailed := false
-	dec := json.NewDecoder(p.init.statusR)
 	for {
 		var m status
-		if err := dec.Decode(&m); err != nil {
+		if err := p.init.status.Decode(&m); err != nil {
 			break
 		}
 		if m.Stub != nil {

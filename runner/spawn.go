@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +19,8 @@ type initProc struct {
 	cmd     *exec.Cmd
 	specW   *os.File // the init reads its initConfig from the other end
 	statusR *os.File // and reports on this one's
+	// status reads statusR: one decoder, since it reads ahead.
+	status *json.Decoder
 	// exited is closed once the init is reaped; until then the OS thread
 	// that started it is kept alive (see spawn).
 	exited chan struct{}
@@ -55,7 +58,7 @@ func spawn(o spawnOptions) (*initProc, error) {
 	}
 	defer statusW.Close()
 
-	p := &initProc{specW: specW, statusR: statusR, exited: make(chan struct{})}
+	p := &initProc{specW: specW, statusR: statusR, status: json.NewDecoder(statusR), exited: make(chan struct{})}
 	cmd := exec.Command(initBinary())
 	cmd.Args = []string{"builder-runner-init"}
 	// Async preemption signals could interrupt the init's mount and exec
@@ -104,6 +107,22 @@ func spawn(o spawnOptions) (*initProc, error) {
 	}
 	p.cmd = cmd
 	return p, nil
+}
+
+// sendSpec hands the init its container; an error means the init is gone.
+func (p *initProc) sendSpec(cfg initConfig) error {
+	err := json.NewEncoder(p.specW).Encode(cfg)
+	if cerr := p.specW.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// specRead waits for the init's first status message, which says it read
+// its spec; false when the init ended first.
+func (p *initProc) specRead() bool {
+	var m status
+	return p.status.Decode(&m) == nil && m.SpecRead
 }
 
 // wait reaps the init; the caller's streams get the last of its output.
