@@ -12,6 +12,7 @@ import (
 
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/snapshot/archive"
+	"github.com/builder-dev/builder/store"
 )
 
 type baseImage struct {
@@ -92,26 +93,29 @@ func (s *Solver) unpackOne(ctx context.Context, parent snapshot.Committed, chain
 	return nil
 }
 
-// commit writes the active snapshot's changes as a gzip layer into the store
-// (streamed: tar -> pgzip -> blob, hashing the tar for the diff ID) and commits the snapshot
-// under the new chain ID.
-func (s *Solver) commit(ctx context.Context, parent snapshot.Committed, active *snapshot.Active) (ocispec.Descriptor, digest.Digest, error) {
+// commit writes the active snapshot's changes as a gzip layer (streamed:
+// tar -> pgzip -> a staged blob, hashing the tar for the diff ID) and
+// commits the snapshot under the new chain ID. The blob is returned staged:
+// the caller commits it into the store (see recorder), so that the next
+// step need not wait for the disk to sync it.
+func (s *Solver) commit(ctx context.Context, parent snapshot.Committed, active *snapshot.Active) (*store.StagedBlob, digest.Digest, error) {
 	pr, pw := io.Pipe()
 	go func() {
 		pw.CloseWithError(archive.WriteLayer(ctx, active.UpperDir(), pw, archive.WriteOptions{}))
 	}()
-	desc, diffID, err := s.Store.IngestLayer(ctx, pr)
+	blob, diffID, err := s.Store.StageLayer(ctx, pr)
 	pr.CloseWithError(err)
 	if err != nil {
 		_ = active.Remove(context.WithoutCancel(ctx))
-		return ocispec.Descriptor{}, "", fmt.Errorf("write layer: %w", err)
+		return nil, "", fmt.Errorf("write layer: %w", err)
 	}
 	chainID := diffID
 	if len(parent.Chain) > 0 {
 		chainID = identity.ChainID([]digest.Digest{parent.Top(), diffID})
 	}
 	if _, err := active.Commit(ctx, chainID); err != nil {
-		return ocispec.Descriptor{}, "", fmt.Errorf("commit snapshot: %w", err)
+		blob.Discard()
+		return nil, "", fmt.Errorf("commit snapshot: %w", err)
 	}
-	return desc, diffID, nil
+	return blob, diffID, nil
 }

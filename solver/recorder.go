@@ -5,20 +5,28 @@ import (
 	"sync"
 
 	"github.com/builder-dev/builder/solver/cache"
+	"github.com/builder-dev/builder/store"
 )
 
-// recorder writes cache records in the background, batching what arrives
-// while a transaction is in flight: a transaction's fsync is then off the
-// path from one RUN to the next. Records are only handed over after their
-// layer blob is in the store, so a record never points at a missing blob;
-// a crash may lose the newest records, which only costs a re-run.
+// recorder puts the steps' layer blobs into the store and writes their
+// cache records, in the background, batching what arrives while it works:
+// a blob's sync and a transaction's fsync are then off the path from one
+// RUN to the next. A record is written only once its blob is in the store,
+// so a record never points at a missing blob; a crash may lose the newest
+// records, which only costs a re-run.
 type recorder struct {
 	db   cache.DB
 	mu   sync.Mutex
 	cond *sync.Cond
-	buf  []cache.Record
+	buf  []recorded
 	busy bool
 	err  error
+}
+
+// recorded is a step's staged layer blob and its record.
+type recorded struct {
+	blob *store.StagedBlob
+	rec  cache.Record
 }
 
 func newRecorder(db cache.DB) *recorder {
@@ -27,11 +35,11 @@ func newRecorder(db cache.DB) *recorder {
 	return r
 }
 
-// add queues rec; a batch starts at once unless one is running.
-func (r *recorder) add(ctx context.Context, rec cache.Record) {
+// add queues blob and rec; a batch starts at once unless one is running.
+func (r *recorder) add(ctx context.Context, blob *store.StagedBlob, rec cache.Record) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.buf = append(r.buf, rec)
+	r.buf = append(r.buf, recorded{blob, rec})
 	if !r.busy {
 		r.busy = true
 		go r.loop(context.WithoutCancel(ctx))
@@ -44,7 +52,7 @@ func (r *recorder) loop(ctx context.Context) {
 		batch := r.buf
 		r.buf = nil
 		r.mu.Unlock()
-		err := cache.Put(ctx, r.db, batch...)
+		err := r.write(ctx, batch)
 		r.mu.Lock()
 		if err != nil && r.err == nil {
 			r.err = err
@@ -55,8 +63,30 @@ func (r *recorder) loop(ctx context.Context) {
 	r.mu.Unlock()
 }
 
-// wait blocks until every queued record is written and returns the first
-// error.
+// write commits the batch's blobs, then records those that made it in
+// one transaction.
+func (r *recorder) write(ctx context.Context, batch []recorded) error {
+	var first error
+	recs := make([]cache.Record, 0, len(batch))
+	for _, b := range batch {
+		if err := b.blob.Commit(); err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		recs = append(recs, b.rec)
+	}
+	if len(recs) > 0 {
+		if err := cache.Put(ctx, r.db, recs...); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// wait blocks until every queued blob is in the store and its record
+// written, and returns the first error.
 func (r *recorder) wait() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -155,7 +155,7 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 	}
 	err = g.Wait()
 	if rerr := b.records.wait(); err == nil && rerr != nil {
-		err = fmt.Errorf("record cache: %w", rerr)
+		err = fmt.Errorf("store layers and cache records: %w", rerr)
 	}
 	if b.stat != nil {
 		// The remembered sums stay valid whether or not the build worked.
@@ -411,14 +411,14 @@ func (b *build) execute(ctx context.Context, cur state, key digest.Digest, info 
 		_ = active.Remove(context.WithoutCancel(ctx))
 		return state{}, time.Time{}, err
 	}
-	desc, diffID, err := b.s.commit(ctx, parent, active)
+	blob, diffID, err := b.s.commit(ctx, parent, active)
 	if err != nil {
 		return state{}, time.Time{}, err
 	}
 	now := time.Now().UTC()
-	rec := cache.Record{Key: key, ParentChain: cur.chainID(), Layer: desc, DiffID: diffID, Created: now, LastUsed: now, Step: info}
-	b.records.add(ctx, rec)
-	next := cur.with(key, desc, diffID)
+	rec := cache.Record{Key: key, ParentChain: cur.chainID(), Layer: blob.Desc, DiffID: diffID, Created: now, LastUsed: now, Step: info}
+	b.records.add(ctx, blob, rec)
+	next := cur.with(key, blob.Desc, diffID)
 	next.hit = false
 	return next, now, nil
 }

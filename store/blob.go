@@ -13,39 +13,73 @@ import (
 )
 
 // Ingest streams r into the store as a blob of mediaType: to a temporary
-// file first, hashing while writing, then renamed to blobs/sha256/<hex>.
-// A blob that is already present is fine: the copy is dropped.
+// file first, hashing while writing, then synced and renamed to
+// blobs/sha256/<hex>. A blob that is already present is fine: the copy is
+// dropped.
 func (s *Store) Ingest(ctx context.Context, mediaType string, r io.Reader) (ocispec.Descriptor, error) {
+	b, err := s.Stage(ctx, mediaType, r)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return b.Desc, b.Commit()
+}
+
+// StagedBlob is a blob written but not yet in the store: its bytes are in
+// a temporary file until Commit syncs it and names it by its digest, or
+// Discard removes it. A build commits a step's layer in the background, so
+// the next step does not wait for the disk.
+type StagedBlob struct {
+	Desc ocispec.Descriptor
+	s    *Store
+	tmp  *os.File
+}
+
+// Stage writes r to a temporary file of the store, hashing it, and
+// returns it staged; see StagedBlob.
+func (s *Store) Stage(ctx context.Context, mediaType string, r io.Reader) (*StagedBlob, error) {
 	f, err := os.CreateTemp(s.TmpDir(), "ingest-*")
 	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("ingest blob: %w", err)
+		return nil, fmt.Errorf("ingest blob: %w", err)
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op once renamed
 	dg := digest.Canonical.Digester()
 	n, err := io.Copy(io.MultiWriter(f, dg.Hash()), ctxReader{ctx, r})
 	if err == nil {
 		err = f.Chmod(0o644)
 	}
-	if err == nil {
-		// Sync before the rename: a blob under its digest's name must never
-		// be a half-written file after a crash.
-		err = f.Sync()
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("ingest blob: %w", err)
 	}
-	if cerr := f.Close(); err == nil {
+	return &StagedBlob{Desc: ocispec.Descriptor{MediaType: mediaType, Digest: dg.Digest(), Size: n}, s: s, tmp: f}, nil
+}
+
+// Commit syncs the blob and renames it into the store. Synced before the
+// rename: a blob under its digest's name must never be a half-written
+// file after a crash.
+func (b *StagedBlob) Commit() error {
+	tmp := b.tmp.Name()
+	defer os.Remove(tmp) // no-op once renamed
+	err := b.tmp.Sync()
+	if cerr := b.tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("ingest blob: %w", err)
+		return fmt.Errorf("ingest blob %s: %w", b.Desc.Digest, err)
 	}
-	desc := ocispec.Descriptor{MediaType: mediaType, Digest: dg.Digest(), Size: n}
-	if s.HasBlob(desc.Digest) {
-		return desc, nil
+	if b.s.HasBlob(b.Desc.Digest) {
+		return nil
 	}
-	if err := os.Rename(tmp, s.BlobPath(desc.Digest)); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("ingest blob %s: %w", desc.Digest, err)
+	if err := os.Rename(tmp, b.s.BlobPath(b.Desc.Digest)); err != nil {
+		return fmt.Errorf("ingest blob %s: %w", b.Desc.Digest, err)
 	}
-	return desc, nil
+	return nil
+}
+
+// Discard drops a staged blob.
+func (b *StagedBlob) Discard() {
+	b.tmp.Close()
+	os.Remove(b.tmp.Name())
 }
 
 // WriteJSON stores v marshalled as JSON under mediaType.

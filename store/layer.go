@@ -127,6 +127,19 @@ func getGzipWriter(w io.Writer) (*pgzip.Writer, error) {
 // uncompressed stream, the layer's diff ID. The same input gives the same
 // blob.
 func (s *Store) IngestLayer(ctx context.Context, r io.Reader) (ocispec.Descriptor, digest.Digest, error) {
+	b, diffID, err := s.StageLayer(ctx, r)
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	if err := b.Commit(); err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("ingest layer: %w", err)
+	}
+	return b.Desc, diffID, nil
+}
+
+// StageLayer is IngestLayer up to a staged blob, which the caller commits
+// (or discards).
+func (s *Store) StageLayer(ctx context.Context, r io.Reader) (*StagedBlob, digest.Digest, error) {
 	pr, pw := io.Pipe()
 	diffID := digest.Canonical.Digester()
 	done := make(chan struct{})
@@ -144,12 +157,12 @@ func (s *Store) IngestLayer(ctx context.Context, r io.Reader) (ocispec.Descripto
 		}
 		pw.CloseWithError(err) // nil closes with EOF
 	}()
-	desc, err := s.Ingest(ctx, ocispec.MediaTypeImageLayerGzip, pr)
-	// Unblock the writer if Ingest stopped early.
+	b, err := s.Stage(ctx, ocispec.MediaTypeImageLayerGzip, pr)
+	// Unblock the writer if Stage stopped early.
 	pr.CloseWithError(io.ErrClosedPipe)
 	<-done // r is the caller's again
 	if err != nil {
-		return ocispec.Descriptor{}, "", fmt.Errorf("ingest layer: %w", err)
+		return nil, "", fmt.Errorf("ingest layer: %w", err)
 	}
-	return desc, diffID.Digest(), nil
+	return b, diffID.Digest(), nil
 }
