@@ -454,6 +454,7 @@ func (r *Runtime) spec(c *Container, a *snapshot.Active) runner.Spec {
 		Tty:                  c.Host.Tty,
 		PrimaryGroupInGroups: true,
 		IPv6Hosts:            true,
+		RunDir:               filepath.Join(r.Dir(c.ID), "run"),
 		CgroupName:           c.ID,
 	}
 	for i, v := range c.volumes() {

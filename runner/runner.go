@@ -63,6 +63,12 @@ type Spec struct {
 	// Resources are the container's limits; nil (or all zero) is none, and
 	// then no cgroup is made.
 	Resources *Resources
+	// RunDir is where the run's own files are kept on the host (the /etc
+	// files bound into the container, the root's mount point): made for
+	// the run and removed when it ends. "" is a fresh temporary directory;
+	// a container that outlives its runner (a killed monitor) gives one of
+	// its own, which the next run of it replaces.
+	RunDir string
 	// CgroupName names the container's cgroup (a single path element, e.g.
 	// the container's id), made as builder/<name> in each hierarchy a
 	// limit needs. "" is a random name. Used only with Resources.
@@ -206,7 +212,7 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 	if spec.Hostname == "" {
 		spec.Hostname = DefaultHostname
 	}
-	dir, err := prepareRunDir(spec.Hostname, spec.IPv6Hosts)
+	dir, err := prepareRunDir(spec.RunDir, spec.Hostname, spec.IPv6Hosts)
 	if err != nil {
 		return nil, err
 	}
@@ -456,8 +462,14 @@ func receiveConsole(sock *os.File) (*os.File, error) {
 // root file system on (inside the container's mount namespace only), and the
 // per-run copies of the files bind-mounted into /etc, so a command that
 // writes them changes neither the host nor the image.
-func prepareRunDir(hostname string, ipv6Hosts bool) (string, error) {
-	dir, err := os.MkdirTemp("", "builder-runner-")
+func prepareRunDir(dir, hostname string, ipv6Hosts bool) (string, error) {
+	var err error
+	if dir == "" {
+		dir, err = os.MkdirTemp(runDirParent(), "builder-runner-")
+	} else if err = removeRunDir(dir); err == nil || errors.Is(err, os.ErrNotExist) {
+		// What a run that was killed left.
+		err = os.Mkdir(dir, 0o700)
+	}
 	if err != nil {
 		return "", fmt.Errorf("runner: make run dir: %w", err)
 	}
@@ -483,6 +495,18 @@ func prepareRunDir(hostname string, ipv6Hosts bool) (string, error) {
 	}
 	return dir, nil
 }
+
+// runDirParent is where run dirs are made: /dev/shm when it is a tmpfs, as
+// it is on most systems, else the temporary directory. Every RUN makes and
+// removes a run dir; on a tmpfs that is a few microseconds, on a journaled
+// disk file system a few inodes allocated and freed each time.
+var runDirParent = sync.OnceValue(func() string {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &st); err == nil && st.Type == unix.TMPFS_MAGIC && unix.Access("/dev/shm", unix.W_OK) == nil {
+		return "/dev/shm"
+	}
+	return os.TempDir()
+})
 
 // removeRunDir removes what prepareRunDir made, entry by entry rather than
 // with RemoveAll: root/ is only ever a mount point in the container's

@@ -132,7 +132,7 @@ func checkNoHostMounts(t *testing.T, dirs ...string) {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		for _, d := range append(dirs, filepath.Join(os.TempDir(), "builder-runner-")) {
+		for _, d := range append(dirs, filepath.Join(runDirParent(), "builder-runner-")) {
 			if d != "" && strings.Contains(line, d) {
 				t.Errorf("left mounted on the host: %s", line)
 			}
@@ -709,5 +709,31 @@ func TestInitProtocolMismatch(t *testing.T) {
 	}
 	if code := cmd.ProcessState.ExitCode(); code != 1 {
 		t.Errorf("exit code %d, want 1", code)
+	}
+}
+
+// A given run dir is made for the run, replacing what a killed run left
+// there, and removed when the run ends.
+func TestRunDirGiven(t *testing.T) {
+	c := newContainer(t, "", "cat", "/etc/hostname")
+	c.spec.Hostname = "given"
+	c.spec.RunDir = filepath.Join(t.TempDir(), "run")
+	for _, p := range []string{"root", "hosts"} {
+		if err := os.MkdirAll(c.spec.RunDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if p == "root" {
+			if err := os.Mkdir(filepath.Join(c.spec.RunDir, p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.WriteFile(filepath.Join(c.spec.RunDir, p), []byte("stale\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := c.mustRun(t); out != "given\n" {
+		t.Errorf("output %q", out)
+	}
+	if _, err := os.Stat(c.spec.RunDir); !os.IsNotExist(err) {
+		t.Errorf("run dir after the run: %v", err)
 	}
 }

@@ -468,17 +468,12 @@ func TestContainerMonitorCrash(t *testing.T) {
 	if rec.State.MonitorPid == 0 || !alive(rec.State.Pid) {
 		t.Fatalf("record: %+v", rec.State)
 	}
-	// NOTE: the runner's run dir of a container whose monitor was killed
-	// stays behind (the runner cleans it up in Wait); remove it here,
-	// found by the hostname file it holds, so the suite leaves no litter.
-	t.Cleanup(func() {
-		dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "builder-runner-*"))
-		for _, d := range dirs {
-			if b, _ := os.ReadFile(filepath.Join(d, "hostname")); string(b) == id[:12]+"\n" {
-				os.RemoveAll(d)
-			}
-		}
-	})
+	// The runner's files for it are in its own directory, which the
+	// next start replaces and rm removes: nothing stays behind elsewhere.
+	runDir := filepath.Join(h.root, "containers", rec.ID, "run")
+	if b, err := os.ReadFile(filepath.Join(runDir, "hostname")); err != nil || string(b) != id[:12]+"\n" {
+		t.Fatalf("run dir: %q, %v", b, err)
+	}
 	// kill -9 the monitor: its container dies with it, and ps says so.
 	if err := syscall.Kill(rec.State.MonitorPid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -500,6 +495,10 @@ func TestContainerMonitorCrash(t *testing.T) {
 	h.mustRun("start", rec.Name)
 	if e := h.ps()[rec.Name]; e.State != "running" {
 		t.Errorf("restart after crash: %+v", e)
+	}
+	h.mustRun("rm", "-f", rec.Name)
+	if _, err := os.Stat(runDir); !os.IsNotExist(err) {
+		t.Errorf("run dir after rm: %v", err)
 	}
 }
 
