@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,4 +131,25 @@ func (a *Active) Remove(ctx context.Context) error {
 		return fmt.Errorf("remove active snapshot %s: %w", a.id, err)
 	}
 	return nil
+}
+
+// Absent reports whether no layer of c has anything (file, directory or
+// whiteout) at name, a single path component at the root. Then what an
+// active snapshot over c gets at /name can be written into its upper
+// directory directly, while nothing is mounted: the overlay would have
+// nothing there to merge with, replace or hide.
+func (s *Snapshotter) Absent(c Committed, name string) (bool, error) {
+	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+		return false, fmt.Errorf("absent: %q is not a single path component", name)
+	}
+	for _, chainID := range c.Chain {
+		_, err := os.Lstat(filepath.Join(s.LayerDir(chainID), name))
+		if err == nil {
+			return false, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return false, err
+		}
+	}
+	return true, nil
 }

@@ -490,3 +490,25 @@ func TestMountsShape(t *testing.T) {
 		t.Errorf("Committed.with aliases: %v %v", c2.Chain, c3.Chain)
 	}
 }
+
+// Absent sees files, directories and whiteouts in any layer of the chain.
+func TestAbsent(t *testing.T) {
+	s := newSnapshotter(t)
+	base := unpack(t, s, Committed{}, layerTar(t, map[string]string{"file": "x", "dir/": "", "gone": "x"}))
+	// The upper layer deletes "gone": what it leaves is a whiteout.
+	top := unpack(t, s, base, layerTar(t, map[string]string{".wh.gone": "", "new/": ""}))
+	for name, want := range map[string]bool{"file": false, "dir": false, "gone": false, "new": false, "other": true} {
+		got, err := s.Absent(top, name)
+		if err != nil || got != want {
+			t.Errorf("Absent(%q) = %v, %v; want %v", name, got, err, want)
+		}
+	}
+	if got, err := s.Absent(Committed{}, "anything"); err != nil || !got {
+		t.Errorf("Absent over no layers = %v, %v", got, err)
+	}
+	for _, bad := range []string{"", ".", "..", "a/b"} {
+		if _, err := s.Absent(top, bad); err == nil {
+			t.Errorf("Absent(%q): want an error", bad)
+		}
+	}
+}

@@ -133,11 +133,18 @@ func (b *build) copy(ctx context.Context, op *graph.Copy, src copySource, active
 		return err
 	}
 	defer releaseSrc()
-	dst, releaseDst, err := b.s.mountTemp(active.Mounts())
+	dst, err := b.directDest(op, active)
 	if err != nil {
 		return err
 	}
-	defer releaseDst()
+	if dst == "" {
+		mounted, releaseDst, err := b.s.mountTemp(active.Mounts())
+		if err != nil {
+			return err
+		}
+		defer releaseDst()
+		dst = mounted
+	}
 	req := fileop.CopyRequest{
 		SrcRoot: srcRoot,
 		Sources: op.Sources,
@@ -162,6 +169,33 @@ func (b *build) copy(ctx context.Context, op *graph.Copy, src copySource, active
 		}
 	}
 	return fileop.Copy(ctx, req)
+}
+
+// directDest returns the active snapshot's upper directory when the copy
+// can write there directly, "" when it must go through the mounted
+// snapshot. Writing through overlayfs costs about 2.5 times as much per
+// file as writing to the upper directory; it is needed only where the
+// lower layers have something to merge with, replace or hide. So a COPY
+// whose destination's top-level directory no layer has (COPY . /src, the
+// first COPY into /app) writes its tree directly. Not for ADD (an archive
+// could carry overlay xattrs, which only the mount refuses) nor --chown
+// (which reads the image's /etc/passwd and /etc/group).
+func (b *build) directDest(op *graph.Copy, active *snapshot.Active) (string, error) {
+	if op.Add || op.Chown != "" {
+		return "", nil
+	}
+	top, _, _ := strings.Cut(strings.TrimLeft(path.Clean("/"+op.Dest), "/"), "/")
+	if top == "" {
+		return "", nil // the root itself
+	}
+	absent, err := b.s.Snap.Absent(active.Parent(), top)
+	if err != nil {
+		return "", fmt.Errorf("look for /%s in the layers below: %w", top, err)
+	}
+	if !absent {
+		return "", nil
+	}
+	return active.UpperDir(), nil
 }
 
 // mkdir creates a WORKDIR and its missing parents, owned by the USER in

@@ -293,7 +293,7 @@ func (c *copier) copyEntry(ctx context.Context, e entry, target string, inFresh 
 		if st.Nlink == 1 {
 			// The common case, and the one copySelection runs on other
 			// goroutines: it must not touch c.links.
-			return c.copyRegular(e.host, target, st)
+			return c.copyRegular(e.host, target, st, inFresh)
 		}
 		key := inode{uint64(st.Dev), st.Ino}
 		if first, ok := c.links[key]; ok {
@@ -302,7 +302,7 @@ func (c *copier) copyEntry(ctx context.Context, e entry, target string, inFresh 
 			}
 			// The first copy was replaced or moved since: copy anew.
 		}
-		if err := c.copyRegular(e.host, target, st); err != nil {
+		if err := c.copyRegular(e.host, target, st, inFresh); err != nil {
 			return err
 		}
 		c.links[key] = target

@@ -373,3 +373,31 @@ func TestCopyContextLeavesPipesOut(t *testing.T) {
 		want:     "/c\td\t0755\t0:0\n/c/f\tf\t0644\t0:0\t" + shaA + "\n/c/pipe\tp\t0644\t0:0\n",
 	}})
 }
+
+// Files are created with their final mode and owner where that spares a
+// chmod or chown (see newFileMeta): modes the umask would cut, setgid
+// directories and kept owners must come out as with both calls.
+func TestCopyModesOwnersShortcuts(t *testing.T) {
+	src := []node{
+		file("w/open", "a\n").withMode(0o666), file("w/all", "a\n").withMode(0o777), file("w/ro", "a\n").withMode(0o400),
+		dir("w/g").withMode(0o2775).withOwner(3, 4), file("w/g/f", "b\n").withOwner(5, 6),
+	}
+	d := func(p, mode, owner string) string { return p + "\td\t" + mode + "\t" + owner + "\n" }
+	f := func(p, mode, owner, sha string) string { return p + "\tf\t" + mode + "\t" + owner + "\t" + sha + "\n" }
+	runCopyCases(t, []copyCase{{
+		name: "context owners", src: src,
+		req: CopyRequest{Sources: []string{"w"}, Dest: "/w"}, prefixes: []string{"/w"},
+		want: d("/w", "0755", "0:0") + f("/w/all", "0777", "0:0", shaA) + d("/w/g", "2775", "0:0") + f("/w/g/f", "0644", "0:0", shaB) +
+			f("/w/open", "0666", "0:0", shaA) + f("/w/ro", "0400", "0:0", shaA),
+	}, {
+		name: "kept owners", src: src,
+		req: CopyRequest{Sources: []string{"w"}, Dest: "/w", KeepOwners: true}, prefixes: []string{"/w"},
+		want: d("/w", "0755", "0:0") + f("/w/all", "0777", "0:0", shaA) + d("/w/g", "2775", "3:4") + f("/w/g/f", "0644", "5:6", shaB) +
+			f("/w/open", "0666", "0:0", shaA) + f("/w/ro", "0400", "0:0", shaA),
+	}, {
+		name: "chown", src: src,
+		req: CopyRequest{Sources: []string{"w"}, Dest: "/w", Chown: "7:8"}, prefixes: []string{"/w"},
+		want: d("/w", "0755", "7:8") + f("/w/all", "0777", "7:8", shaA) + d("/w/g", "2775", "7:8") + f("/w/g/f", "0644", "7:8", shaB) +
+			f("/w/open", "0666", "7:8", shaA) + f("/w/ro", "0400", "7:8", shaA),
+	}})
+}

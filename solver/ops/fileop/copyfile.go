@@ -3,6 +3,9 @@ package fileop
 import (
 	"fmt"
 	"io/fs"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -19,13 +22,14 @@ import (
 // O_EXCL makes sure nothing that appeared at dst meanwhile (a symlink) is
 // followed; O_NOFOLLOW on src, that the file the walk lstat'ed as regular
 // is what is read.
-func (c *copier) copyRegular(src, dst string, st *syscall.Stat_t) (err error) {
+func (c *copier) copyRegular(src, dst string, st *syscall.Stat_t, inFresh bool) (err error) {
 	in, err := openRetry(src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", c.show(dst), err)
 	}
 	defer unix.Close(in)
-	out, err := openRetry(dst, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	meta := c.newFileMeta(st, inFresh)
+	out, err := openRetry(dst, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, meta.createMode)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", c.show(dst), err)
 	}
@@ -37,8 +41,60 @@ func (c *copier) copyRegular(src, dst string, st *syscall.Stat_t) (err error) {
 	if err := c.copyData(in, out, st.Size); err != nil {
 		return fmt.Errorf("copy %s: %w", c.show(dst), err)
 	}
-	return c.setMetaFd(in, out, st, dst)
+	return c.setMetaFd(in, out, st, dst, meta)
 }
+
+// fileMeta is what a new regular file needs set after it is created.
+type fileMeta struct {
+	createMode   uint32 // the mode to create it with
+	chown, chmod bool   // whether fchown and fchmod are still needed
+	uid, gid     int
+	mode         uint32
+}
+
+// newFileMeta works out how a regular file copied from st is created and
+// what is left to set. A file is created with its final mode when the
+// umask keeps all of it and it has no setuid, setgid or sticky bit (which
+// a chown would clear); and it already has its owner when that is the
+// process's own and it goes into a directory this copy made with the same
+// owner for everything (so no setgid directory gives it another group).
+// A context of thousands of files is spared two syscalls each.
+func (c *copier) newFileMeta(st *syscall.Stat_t, inFresh bool) fileMeta {
+	uid, gid := c.owner(st)
+	mode := st.Mode & 0o7777
+	if c.mode != nil {
+		mode = *c.mode
+	}
+	m := fileMeta{createMode: 0o600, chown: true, chmod: true, uid: uid, gid: gid, mode: mode}
+	if um, ok := processUmask(); ok && mode&0o7000 == 0 && mode&^um == mode {
+		m.createMode, m.chmod = mode, false
+	}
+	if inFresh && (c.chown != nil || !c.req.KeepOwners) && uid == euid && gid == egid {
+		m.chown = false
+	}
+	return m
+}
+
+var (
+	euid = os.Geteuid()
+	egid = os.Getegid()
+)
+
+// processUmask reads the umask without changing it (umask(2) can only set
+// it, and another goroutine may be creating files meanwhile).
+var processUmask = sync.OnceValues(func() (uint32, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			um, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			return uint32(um), err == nil
+		}
+	}
+	return 0, false
+})
 
 // copyData copies in to out, from their current offsets to the end of in,
 // which was size bytes when it was stat'ed.
@@ -143,18 +199,18 @@ func openRetry(p string, flags int, perm uint32) (int, error) {
 }
 
 // setMetaFd is setMeta for a regular file the copy has open as out, read
-// from in: owner, mode, xattrs, then times, in setMeta's order.
-func (c *copier) setMetaFd(in, out int, st *syscall.Stat_t, target string) error {
-	uid, gid := c.owner(st)
-	if err := unix.Fchown(out, uid, gid); err != nil {
-		return fmt.Errorf("chown %s: %w", c.show(target), err)
+// from in: owner, mode (those m says are still needed), xattrs, then times,
+// in setMeta's order.
+func (c *copier) setMetaFd(in, out int, st *syscall.Stat_t, target string, m fileMeta) error {
+	if m.chown {
+		if err := unix.Fchown(out, m.uid, m.gid); err != nil {
+			return fmt.Errorf("chown %s: %w", c.show(target), err)
+		}
 	}
-	mode := st.Mode & 0o7777
-	if c.mode != nil {
-		mode = *c.mode
-	}
-	if err := unix.Fchmod(out, mode); err != nil {
-		return fmt.Errorf("chmod %s: %w", c.show(target), err)
+	if m.chmod {
+		if err := unix.Fchmod(out, m.mode); err != nil {
+			return fmt.Errorf("chmod %s: %w", c.show(target), err)
+		}
 	}
 	if err := copyXattrsFd(in, out); err != nil {
 		return fmt.Errorf("copy xattrs to %s: %w", c.show(target), err)
