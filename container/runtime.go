@@ -211,6 +211,10 @@ type IO struct {
 	// NoLog leaves the log alone (a foreground container that is removed
 	// when it exits has nobody to read it).
 	NoLog bool
+	// ConsoleSize is the terminal's size at start (Host.Tty): the user's
+	// terminal's. Resize brings its later sizes.
+	ConsoleSize *runner.Winsize
+	Resize      <-chan runner.Winsize
 }
 
 // Run starts the container id and monitors it to its end: it claims the
@@ -258,7 +262,7 @@ func (r *Runtime) Run(ctx context.Context, id string, rio IO) (int, error) {
 	if err != nil {
 		return r.failedStart(ctx, c, ranBefore, err)
 	}
-	proc, err := r.start(ctx, c, stdio)
+	proc, err := r.start(ctx, c, stdio, rio.ConsoleSize)
 	if err != nil {
 		_ = closeLog()
 		return r.failedStart(ctx, c, ranBefore, err)
@@ -326,6 +330,8 @@ wait:
 			if sig, ok := s.(syscall.Signal); ok {
 				_ = proc.Signal(sig) // fails only once it has exited
 			}
+		case ws := <-rio.Resize:
+			_ = proc.Resize(ws) // fails only once it has exited
 		case waitErr = <-done:
 			break wait
 		}
@@ -385,7 +391,7 @@ func (r *Runtime) autoRemove(ctx context.Context, id string) error {
 }
 
 // start starts c's command with the runner over its writable layer.
-func (r *Runtime) start(ctx context.Context, c *Container, stdio runner.Stdio) (*runner.Process, error) {
+func (r *Runtime) start(ctx context.Context, c *Container, stdio runner.Stdio, size *runner.Winsize) (*runner.Process, error) {
 	if err := r.cleanupMounts(c); err != nil {
 		return nil, err
 	}
@@ -398,7 +404,11 @@ func (r *Runtime) start(ctx context.Context, c *Container, stdio runner.Stdio) (
 	if err != nil {
 		return nil, err
 	}
-	return runner.Start(ctx, r.spec(c, a), stdio)
+	spec := r.spec(c, a)
+	if c.Host.Tty {
+		spec.ConsoleSize = size
+	}
+	return runner.Start(ctx, spec, stdio)
 }
 
 // openLog connects rio's output to c's log: the streams to give the

@@ -100,7 +100,7 @@ func containerInit(st *statusWriter) error {
 	}
 	console := -1
 	if spec.Tty {
-		if console, err = r.openConsole(); err != nil {
+		if console, err = r.openConsole(spec.ConsoleSize); err != nil {
 			return err
 		}
 	}
@@ -378,7 +378,7 @@ func (r *rootfs) mountDev() error {
 // devpts (so /dev/pts inside shows it, as runc does), bound at /dev/console
 // as in Docker. The master goes to Run over the console socket; the slave
 // is returned, for the command's stdio.
-func (r *rootfs) openConsole() (int, error) {
+func (r *rootfs) openConsole(size *Winsize) (int, error) {
 	master, err := unix.Open(filepath.Join(r.dir, "dev/pts/ptmx"), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open pty: %w", err)
@@ -396,6 +396,13 @@ func (r *rootfs) openConsole() (int, error) {
 	slave, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
 	if errno != 0 {
 		return -1, fmt.Errorf("open pty slave: %w", errno)
+	}
+	if size != nil {
+		// Before the command starts: it reads its size once it runs.
+		if err := unix.IoctlSetWinsize(master, unix.TIOCSWINSZ, &unix.Winsize{Row: size.Rows, Col: size.Cols}); err != nil {
+			unix.Close(int(slave))
+			return -1, fmt.Errorf("set terminal size: %w", err)
+		}
 	}
 	pts := filepath.Join(r.dir, "dev/pts", fmt.Sprint(n))
 	if err := bindDevice(pts, filepath.Join(r.dir, "dev/console")); err != nil {

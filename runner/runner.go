@@ -53,6 +53,10 @@ type Spec struct {
 	// streams, as the terminal shows them (\r\n line ends, echo); Stderr is
 	// unused. Putting the user's own terminal in raw mode is the caller's.
 	Tty bool
+	// ConsoleSize, with Tty, is the terminal's size when the command
+	// starts (the user's terminal's, as docker run passes it); nil leaves
+	// the kernel's 0x0. Process.Resize changes it later.
+	ConsoleSize *Winsize
 	// PrimaryGroupInGroups also lists the user's primary gid among the
 	// supplementary groups, as `docker run` does (a Dockerfile RUN does not).
 	PrimaryGroupInGroups bool
@@ -350,6 +354,24 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 		return nil, p.Wait()
 	}
 	return p, nil
+}
+
+// Winsize is a terminal's size in characters.
+type Winsize struct {
+	Rows, Cols uint16
+}
+
+// Resize sets the size of the container's terminal (Spec.Tty), as a
+// terminal window's change does: the command's foreground process group
+// gets SIGWINCH. Without a terminal it does nothing.
+func (p *Process) Resize(size Winsize) error {
+	if p.ptmx == nil {
+		return nil
+	}
+	if err := unix.IoctlSetWinsize(int(p.ptmx.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: size.Rows, Col: size.Cols}); err != nil {
+		return fmt.Errorf("runner: resize terminal: %w", err)
+	}
+	return nil
 }
 
 // Pid is the host's pid of the container's pid 1.

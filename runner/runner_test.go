@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/builder-dev/builder/internal/mount"
 	"github.com/builder-dev/builder/internal/testutil"
@@ -626,9 +628,10 @@ func TestCancelKills(t *testing.T) {
 
 func TestTty(t *testing.T) {
 	script := `test -t 0 && test -t 1 && test -t 2 && echo tty; tty; echo err >&2
-stat -c '%t:%T %u' /dev/console; read line; echo "got $line"`
+stat -c '%t:%T %u' /dev/console; stty size; read line; echo "got $line"`
 	c := newContainer(t, "", sh(script)...)
 	c.spec.Tty = true
+	c.spec.ConsoleSize = &Winsize{Rows: 33, Cols: 101}
 	c.spec.User = "nobody"
 	var out bytes.Buffer
 	_, errOut, err := c.runContext(t, context.Background(), Stdio{Stdin: strings.NewReader("typed\n"), Stdout: &out})
@@ -641,7 +644,7 @@ stat -c '%t:%T %u' /dev/console; read line; echo "got $line"`
 	// The echo lands whenever the input is written.
 	got := strings.Replace(out.String(), "got typed", "GOT", 1)
 	got = strings.Replace(got, "typed\r\n", "", 1)
-	want := "tty\r\n/dev/pts/0\r\nerr\r\n88:0 65534\r\nGOT\r\n"
+	want := "tty\r\n/dev/pts/0\r\nerr\r\n88:0 65534\r\n33 101\r\nGOT\r\n"
 	if got != want || errOut != "" {
 		t.Fatalf("stdout %q stderr %q", out.String(), errOut)
 	}
@@ -735,5 +738,39 @@ func TestRunDirGiven(t *testing.T) {
 	}
 	if _, err := os.Stat(c.spec.RunDir); !os.IsNotExist(err) {
 		t.Errorf("run dir after the run: %v", err)
+	}
+}
+
+// Resize changes the terminal's size under a running command, which gets
+// SIGWINCH.
+func TestTtyResize(t *testing.T) {
+	c := newContainer(t, "", sh(`trap 'stty size; exit 0' WINCH; echo ready; while :; do sleep 0.05; done`)...)
+	c.spec.Tty = true
+	c.spec.ConsoleSize = &Winsize{Rows: 24, Cols: 80}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := Start(ctx, c.spec, Stdio{Stdout: outW})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(outR)
+	if line, err := r.ReadString('\n'); err != nil || line != "ready\r\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	if err := p.Resize(Winsize{Rows: 20, Cols: 50}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	outW.Close() // the terminal's output is all copied once Wait returns
+	rest, _ := io.ReadAll(r)
+	if string(rest) != "20 50\r\n" {
+		t.Errorf("after resize: %q", rest)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/creack/pty"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -195,20 +196,33 @@ func TestContainerInteractiveTty(t *testing.T) {
 		t.Skipf("no pty: %v", err)
 	}
 	defer ptmx.Close()
-	cmd := exec.Command(builderBin, "--root", h.root, "run", "--rm", "-it", "base/busybox:1", "sh", "-c", "stty -echo; echo ready; read line; echo got:$line; exit 4")
+	// The container's terminal has our terminal's size, and follows it.
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 33, Cols: 101}); err != nil {
+		t.Fatal(err)
+	}
+	script := `stty -echo; stty size; echo ready; while [ "$(stty size)" = "33 101" ]; do sleep 0.05; done; stty size; read line; echo got:$line; exit 4`
+	cmd := exec.Command(builderBin, "--root", h.root, "run", "--rm", "-it", "base/busybox:1", "sh", "-c", script)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	tty.Close()
+	timer := time.AfterFunc(60*time.Second, func() { _ = cmd.Process.Kill() })
+	defer timer.Stop()
 	var out []byte
 	buf := make([]byte, 4096)
-	wrote := false
+	resized, wrote := false, false
 	for {
 		n, err := ptmx.Read(buf)
 		out = append(out, buf[:n]...)
-		if !wrote && strings.Contains(string(out), "ready") {
+		if !resized && strings.Contains(string(out), "ready") {
+			if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
+				t.Fatal(err)
+			}
+			resized = true
+		}
+		if !wrote && strings.Contains(string(out), "40 120") {
 			// The container's terminal no longer echoes: any echo now
 			// would be the user's terminal's, i.e. not raw.
 			if _, err := ptmx.Write([]byte("hello\r")); err != nil {
@@ -228,7 +242,7 @@ func TestContainerInteractiveTty(t *testing.T) {
 	if strings.Count(string(out), "hello") != 1 {
 		t.Errorf("run -it: the user's terminal is not raw (or echoed): %q", out)
 	}
-	if !strings.Contains(string(out), "got:hello") {
+	if !strings.Contains(string(out), "33 101\r\nready") || !strings.Contains(string(out), "got:hello") {
 		t.Errorf("run -it output %q", out)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/builder-dev/builder/container"
+	"github.com/builder-dev/builder/runner"
 )
 
 type runOptions struct {
@@ -231,6 +232,37 @@ func attach(ctx context.Context, rt *container.Runtime, c *container.Container, 
 		defer signal.Stop(sigs)
 	}
 	rio := container.IO{Stdout: os.Stdout, Stderr: os.Stderr, Signals: sigs, NoLog: c.Host.AutoRemove}
+	if c.Host.Tty {
+		// The container's terminal takes the size of ours, now and as its
+		// window changes.
+		if size, ok := terminalSize(); ok {
+			rio.ConsoleSize = &size
+			winch := make(chan os.Signal, 1)
+			signal.Notify(winch, unix.SIGWINCH)
+			done := make(chan struct{})
+			defer func() {
+				signal.Stop(winch)
+				close(done)
+			}()
+			resize := make(chan runner.Winsize, 1)
+			rio.Resize = resize
+			go func() {
+				for {
+					select {
+					case <-winch:
+					case <-done:
+						return
+					}
+					if size, ok := terminalSize(); ok {
+						select {
+						case resize <- size:
+						default: // the monitor has not taken the last one: skip
+						}
+					}
+				}
+			}()
+		}
+	}
 	if stdin {
 		rio.Stdin = os.Stdin
 		if c.Host.Tty && isTerminal(os.Stdin) {
@@ -249,6 +281,16 @@ func attach(ctx context.Context, rt *container.Runtime, c *container.Container, 
 		return exitCodeError{code: code}
 	}
 	return nil
+}
+
+// terminalSize is the size of the terminal on our stdout (or stdin).
+func terminalSize() (runner.Winsize, bool) {
+	for _, f := range []*os.File{os.Stdout, os.Stdin} {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Row > 0 && ws.Col > 0 {
+			return runner.Winsize{Rows: ws.Row, Cols: ws.Col}, true
+		}
+	}
+	return runner.Winsize{}, false
 }
 
 func isTerminal(f *os.File) bool {
