@@ -14,6 +14,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builder-dev/builder/internal/mount"
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/store"
@@ -190,9 +191,9 @@ func (r *Runtime) active(c *Container) (*snapshot.Active, error) {
 func (r *Runtime) cleanupMounts(c *Container) error {
 	var errs []error
 	if a, err := r.active(c); err == nil {
-		errs = append(errs, unmountUnder(filepath.Dir(a.UpperDir())))
+		errs = append(errs, mount.UnmountUnder(filepath.Dir(a.UpperDir())))
 	}
-	errs = append(errs, unmountUnder(r.Dir(c.ID)))
+	errs = append(errs, mount.UnmountUnder(r.Dir(c.ID)))
 	return errors.Join(errs...)
 }
 

@@ -63,8 +63,10 @@ func (r *Runtime) makeVolumes(ctx context.Context, c *Container, parent snapshot
 	if len(vols) == 0 {
 		return nil
 	}
-	view := filepath.Join(r.Dir(c.ID), "image")
-	if err := os.Mkdir(view, 0o700); err != nil {
+	// Under the store's tmp/, which a prune sweeps (unmounting first)
+	// should this process be killed with the view mounted.
+	view, err := os.MkdirTemp(r.Store.TmpDir(), "volumes-")
+	if err != nil {
 		return fmt.Errorf("make volumes: %w", err)
 	}
 	if err := mount.All(r.Snap.View(parent), view); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/builder-dev/builder/internal/mount"
 	"github.com/builder-dev/builder/solver/cache"
 )
 
@@ -205,6 +206,11 @@ func sweepTemp(dir string, cutoff time.Time) (int, int64, error) {
 	var n int
 	var size int64
 	for _, p := range paths {
+		// A build or container creation that was killed can have left a
+		// mount here: RemoveAll must not walk into it.
+		if err := mount.UnmountUnder(p); err != nil {
+			return n, size, fmt.Errorf("remove %s: %w", p, err)
+		}
 		sz := diskUsage(p)
 		if err := os.RemoveAll(p); err != nil {
 			return n, size, fmt.Errorf("remove %s: %w", p, err)

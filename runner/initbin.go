@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 )
 
 // InitBinaryName is the lean container init installed next to the builder
@@ -21,15 +22,24 @@ import (
 const InitBinaryName = "builder-init"
 
 // initBinary is the program Start executes as the container's init.
+// One built well before the builder (the builder rebuilt alone) is passed
+// over: it may speak the same protocol (see protocol) with older code.
 var initBinary = sync.OnceValue(func() string {
 	if exe, err := os.Executable(); err == nil {
 		p := filepath.Join(filepath.Dir(exe), InitBinaryName)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		fi, err := os.Stat(p)
+		self, serr := os.Stat(exe)
+		if err == nil && serr == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 &&
+			!fi.ModTime().Before(self.ModTime().Add(-staleInit)) {
 			return p
 		}
 	}
 	return "/proc/self/exe"
 })
+
+// staleInit is how much older than the builder its init may be: one build
+// (`make build`) writes both within moments.
+const staleInit = time.Minute
 
 // protocol names the shape of what Start and the init exchange (initConfig
 // and status, field by field): an init from another build of the builder,

@@ -14,8 +14,13 @@ import (
 // the container that took it sets up and runs, and waits, doing nothing,
 // for its spec. Only containers whose init needs nothing fixed at start can
 // take it: no terminal, no resource limits, no stdin, and output streams
-// that are not files (a file is handed to the command itself). Close kills
+// that are two writers other than files (see prestartable). Close kills
 // the spare.
+//
+// A spare's mount namespace is a copy of the builder's when it started;
+// mounts the builder makes or removes meanwhile reach it where the host's
+// mounts are shared (the usual case), and the copy is dropped when the
+// spare pivots into its container or is killed.
 type Pool struct {
 	mu      sync.Mutex
 	spare   *initProc
@@ -61,9 +66,14 @@ func netFlavour(network string) string {
 }
 
 // prestartable reports whether a container can take an init started before
-// it was known.
+// it was known: its output goes to two writers of the caller (not files,
+// which the command gets itself; not nil, which is /dev/null; not one
+// writer for both, which os/exec would serialize on one pipe).
 func prestartable(spec Spec, stdio Stdio) bool {
 	if spec.Tty || spec.Resources.limited() || stdio.Stdin != nil {
+		return false
+	}
+	if stdio.Stdout == nil || stdio.Stderr == nil || stdio.Stdout == stdio.Stderr {
 		return false
 	}
 	return !isFile(stdio.Stdout) && !isFile(stdio.Stderr)

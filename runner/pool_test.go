@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -11,6 +12,12 @@ import (
 	"testing"
 	"time"
 )
+
+// pooled are output streams with which a container may take a spare init
+// (see prestartable): two writers of the caller's.
+func pooled() Stdio {
+	return Stdio{Stdout: io.Discard, Stderr: &bytes.Buffer{}}
+}
 
 // startTicks is when the container's pid 1 started, in clock ticks since
 // boot, as its own /proc says: the init's fork, which the command's exec
@@ -97,7 +104,7 @@ func TestPoolNetworkFlavours(t *testing.T) {
 	for i, network := range []string{"none", "host", "host", "none", "none"} {
 		c.spec.Network = network
 		var out bytes.Buffer
-		if err := pool.Run(context.Background(), c.spec, Stdio{Stdout: &out}); err != nil {
+		if err := pool.Run(context.Background(), c.spec, Stdio{Stdout: &out, Stderr: io.Discard}); err != nil {
 			t.Fatalf("run %d (%s): %v", i, network, err)
 		}
 		onlyLo := out.String() == "lo "
@@ -136,7 +143,7 @@ func TestPoolFileOutput(t *testing.T) {
 func TestPoolCloseKillsSpare(t *testing.T) {
 	c := newContainer(t, "", "true")
 	pool := &Pool{}
-	if err := pool.Run(context.Background(), c.spec, Stdio{}); err != nil {
+	if err := pool.Run(context.Background(), c.spec, pooled()); err != nil {
 		t.Fatal(err)
 	}
 	var spare int
@@ -158,7 +165,7 @@ func TestPoolCloseKillsSpare(t *testing.T) {
 		t.Errorf("spare init %d still there after Close (kill 0: %v)", spare, err)
 	}
 	// A closed pool still runs containers, each with its own init.
-	if err := pool.Run(context.Background(), c.spec, Stdio{}); err != nil {
+	if err := pool.Run(context.Background(), c.spec, pooled()); err != nil {
 		t.Fatal(err)
 	}
 	pool.mu.Lock()
@@ -173,13 +180,13 @@ func TestPoolCancel(t *testing.T) {
 	c := newContainer(t, "", "sleep", "60")
 	pool := &Pool{}
 	defer pool.Close()
-	if err := pool.Run(context.Background(), newContainer(t, "", "true").spec, Stdio{}); err != nil {
+	if err := pool.Run(context.Background(), newContainer(t, "", "true").spec, pooled()); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := pool.Run(ctx, c.spec, Stdio{})
+	err := pool.Run(ctx, c.spec, pooled())
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("err = %v, want the context's", err)
 	}
@@ -194,7 +201,7 @@ func TestPoolSpareDied(t *testing.T) {
 	c := newContainer(t, "", "sh", "-c", "echo ran")
 	pool := &Pool{}
 	defer pool.Close()
-	if err := pool.Run(context.Background(), c.spec, Stdio{}); err != nil {
+	if err := pool.Run(context.Background(), c.spec, pooled()); err != nil {
 		t.Fatal(err)
 	}
 	var spare *initProc
@@ -219,7 +226,30 @@ func TestPoolSpareDied(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	if err := pool.Run(context.Background(), c.spec, Stdio{Stdout: &out}); err != nil || out.String() != "ran\n" {
+	if err := pool.Run(context.Background(), c.spec, Stdio{Stdout: &out, Stderr: io.Discard}); err != nil || out.String() != "ran\n" {
 		t.Fatalf("run after the spare died: %v, output %q", err, out.String())
+	}
+}
+
+// One writer for both streams (os/exec serializes them on one pipe), or a
+// nil one (/dev/null), keeps a container from taking a spare.
+func TestPoolPrestartable(t *testing.T) {
+	var b bytes.Buffer
+	for _, tc := range []struct {
+		stdio Stdio
+		want  bool
+	}{
+		{Stdio{Stdout: &b, Stderr: io.Discard}, true},
+		{Stdio{Stdout: &b, Stderr: &b}, false},
+		{Stdio{Stdout: &b}, false},
+		{Stdio{Stdout: os.Stdout, Stderr: &b}, false},
+		{Stdio{Stdout: &b, Stderr: io.Discard, Stdin: &b}, false},
+	} {
+		if got := prestartable(Spec{}, tc.stdio); got != tc.want {
+			t.Errorf("prestartable(%+v) = %v", tc.stdio, got)
+		}
+	}
+	if prestartable(Spec{Tty: true}, Stdio{Stdout: &b, Stderr: io.Discard}) {
+		t.Error("a tty container took a spare")
 	}
 }

@@ -64,14 +64,26 @@ func (r *recorder) loop(ctx context.Context) {
 }
 
 // write commits the batch's blobs, then records those that made it in
-// one transaction.
+// one transaction. The blobs are committed at the same time: the file
+// system's journal then syncs them in one commit rather than one each,
+// which counts where the disk is slow to flush.
 func (r *recorder) write(ctx context.Context, batch []recorded) error {
+	errs := make([]error, len(batch))
+	var wg sync.WaitGroup
+	for i, b := range batch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = b.blob.Commit()
+		}()
+	}
+	wg.Wait()
 	var first error
 	recs := make([]cache.Record, 0, len(batch))
-	for _, b := range batch {
-		if err := b.blob.Commit(); err != nil {
+	for i, b := range batch {
+		if errs[i] != nil {
 			if first == nil {
-				first = err
+				first = errs[i]
 			}
 			continue
 		}

@@ -1,8 +1,13 @@
 package mount
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -135,4 +140,61 @@ func Unmount(target string) error {
 		return fmt.Errorf("unmount %s: %w", target, err)
 	}
 	return nil
+}
+
+// UnmountUnder detaches every mount of this mount namespace at or below
+// dir, deepest first: what a killed process left mounted there (a build's
+// temporary mounts, a container being created), before dir is removed.
+func UnmountUnder(dir string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	defer f.Close()
+	var targets []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			targets = append(targets, mp)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	sort.Slice(targets, func(i, j int) bool { return len(targets[i]) > len(targets[j]) })
+	var errs []error
+	for _, t := range targets {
+		// MNT_DETACH: a process may still use it; it goes away when the
+		// last user does, and from the tree at once.
+		if err := unix.Unmount(t, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", t, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space, ...) of a
+// mountinfo path.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return filepath.Clean(b.String())
 }

@@ -82,6 +82,9 @@ type copier struct {
 	// replace. Written only while directories are made, before files are
 	// copied in parallel.
 	fresh map[string]bool
+	// acl holds the fresh directories with a default ACL, which sets the
+	// mode of what is created in them (see newFileMeta).
+	acl map[string]bool
 	// noCopyRange is set once copy_file_range said it cannot copy
 	// between these two trees (see copyData).
 	noCopyRange atomic.Bool
@@ -204,13 +207,14 @@ func (c *copier) copySelection(ctx context.Context, s selection) error {
 	// an entry fails, those before it are finished and none after it
 	// started, as in a serial copy; only a file failing on another
 	// goroutine can leave later entries written too.
-	c.fresh = map[string]bool{}
+	c.fresh, c.acl = map[string]bool{}, map[string]bool{}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(copyWorkers())
 	for _, ep := range s.entries {
 		e := *ep
 		target := targetOf(e)
-		inFresh := c.fresh[filepath.Dir(target)]
+		parent := filepath.Dir(target)
+		inFresh := c.fresh[parent] && !c.acl[parent]
 		mode := e.fi.Mode()
 		async := mode&os.ModeSymlink != 0 ||
 			(mode.IsRegular() && e.fi.Sys().(*syscall.Stat_t).Nlink == 1)
@@ -270,7 +274,15 @@ func (c *copier) copyEntry(ctx context.Context, e entry, target string, inFresh 
 		// Metadata goes on before the children are written, so a directory
 		// that gets children carries the time of the copy, and an empty one
 		// the source's, as BuildKit's results show.
-		return c.setMeta(e, target)
+		if err := c.setMeta(e, target); err != nil {
+			return err
+		}
+		if c.fresh[target] {
+			if _, err := unix.Lgetxattr(target, "system.posix_acl_default", nil); err == nil {
+				c.acl[target] = true
+			}
+		}
+		return nil
 	}
 
 	// A non-directory replaces whatever non-directory is there.

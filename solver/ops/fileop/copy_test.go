@@ -401,3 +401,29 @@ func TestCopyModesOwnersShortcuts(t *testing.T) {
 			f("/w/open", "0666", "7:8", shaA) + f("/w/ro", "0400", "7:8", shaA),
 	}})
 }
+
+// A default ACL on a directory sets the mode of what is made in it, umask
+// or not: files copied into one still get their own mode.
+func TestCopyIntoDefaultACL(t *testing.T) {
+	testutil.RequiresRoot(t)
+	src, dst := filepath.Join(t.TempDir(), "src"), filepath.Join(t.TempDir(), "dst")
+	writeTree(t, src, file("d/sub/f", "a\n"), file("d/sub/x", "a\n").withMode(0o755))
+	writeTree(t, dst)
+	// u::rwx,g::r-x,o::--- as the kernel stores it (posix_acl_xattr).
+	acl := []byte{2, 0, 0, 0, 1, 0, 7, 0, 0xff, 0xff, 0xff, 0xff, 4, 0, 5, 0, 0xff, 0xff, 0xff, 0xff, 0x20, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}
+	if err := unix.Setxattr(filepath.Join(src, "d/sub"), "system.posix_acl_default", acl, 0); err != nil {
+		t.Skipf("no ACLs here: %v", err)
+	}
+	if err := Copy(context.Background(), CopyRequest{SrcRoot: src, DstRoot: dst, Sources: []string{"d"}, Dest: "/o"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]os.FileMode{"o/sub/f": 0o644, "o/sub/x": 0o755} {
+		fi, err := os.Lstat(filepath.Join(dst, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s: mode %o, want %o", name, got, want)
+		}
+	}
+}

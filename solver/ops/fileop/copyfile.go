@@ -53,12 +53,13 @@ type fileMeta struct {
 }
 
 // newFileMeta works out how a regular file copied from st is created and
-// what is left to set. A file is created with its final mode when the
-// umask keeps all of it and it has no setuid, setgid or sticky bit (which
-// a chown would clear); and it already has its owner when that is the
-// process's own and it goes into a directory this copy made with the same
-// owner for everything (so no setgid directory gives it another group).
-// A context of thousands of files is spared two syscalls each.
+// what is left to set. Only a file that goes into a directory this copy
+// made, with one owner for everything and no default ACL (inFresh, see
+// copySelection), takes shortcuts: it is created with its final mode when
+// the umask keeps all of it and it has no setuid, setgid or sticky bit
+// (which a chown would clear), and it already has its owner when that is
+// the process's own (no setgid directory can give it another group). A
+// context of thousands of files is spared two syscalls each.
 func (c *copier) newFileMeta(st *syscall.Stat_t, inFresh bool) fileMeta {
 	uid, gid := c.owner(st)
 	mode := st.Mode & 0o7777
@@ -66,10 +67,13 @@ func (c *copier) newFileMeta(st *syscall.Stat_t, inFresh bool) fileMeta {
 		mode = *c.mode
 	}
 	m := fileMeta{createMode: 0o600, chown: true, chmod: true, uid: uid, gid: gid, mode: mode}
+	if !inFresh {
+		return m
+	}
 	if um, ok := processUmask(); ok && mode&0o7000 == 0 && mode&^um == mode {
 		m.createMode, m.chmod = mode, false
 	}
-	if inFresh && (c.chown != nil || !c.req.KeepOwners) && uid == euid && gid == egid {
+	if (c.chown != nil || !c.req.KeepOwners) && uid == euid && gid == egid {
 		m.chown = false
 	}
 	return m
