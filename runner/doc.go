@@ -1,10 +1,11 @@
 // Package runner runs one process in an isolated root file system: the code
 // behind both a Dockerfile RUN step and `builder run`.
 //
-// Run starts a container init in new mount, pid, UTS and IPC namespaces
-// (and a new network namespace for Network "none"): builder-init, the small
-// program installed next to the builder (initbin.go), or else a re-executed
-// copy of the current binary. The init performs the root file system
+// Run starts a container init (builder-init, the small program installed
+// next to the builder, see initbin.go; or else a re-executed copy of the
+// current binary) in new pid, UTS and IPC namespaces, and a new network
+// namespace for Network "none". Once it has its spec, the init makes its
+// own mount namespace too. It performs the root file system
 // mounts inside its own mount namespace, so they vanish with the process and
 // nothing is ever left mounted on the host; it then mounts /proc, a minimal
 // /dev, a read-only /sys and the /etc files a container expects, masks /proc

@@ -75,6 +75,13 @@ func containerInit(st *statusWriter) error {
 	st.send(status{SpecRead: true})
 	spec := cfg.Spec
 
+	// The container's mount namespace, a copy of the host's as it is now
+	// (an init started ahead by a Pool waited in the host's). This thread,
+	// locked, does all the mounting and execs the command.
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("new mount namespace: %w", err)
+	}
+
 	// Docker's umask: files the setup and the command make are 0644/0755.
 	unix.Umask(0o022)
 	if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {

@@ -15,12 +15,9 @@ import (
 // for its spec. Only containers whose init needs nothing fixed at start can
 // take it: no terminal, no resource limits, no stdin, and output streams
 // that are two writers other than files (see prestartable). Close kills
-// the spare.
-//
-// A spare's mount namespace is a copy of the builder's when it started;
-// mounts the builder makes or removes meanwhile reach it where the host's
-// mounts are shared (the usual case), and the copy is dropped when the
-// spare pivots into its container or is killed.
+// the spare. A spare waits in the builder's mount namespace: it makes its
+// own only when its container comes, so it holds no copy of what the
+// builder mounts and unmounts meanwhile.
 type Pool struct {
 	mu      sync.Mutex
 	spare   *initProc

@@ -67,7 +67,10 @@ func spawn(o spawnOptions) (*initProc, error) {
 	// RUN pays for its start (extra runtime threads, collector work).
 	cmd.Env = []string{initEnv + "=" + protocol(), "GODEBUG=asyncpreemptoff=1", "GOMAXPROCS=1", "GOGC=off"}
 	cmd.ExtraFiles = append([]*os.File{specR, statusW}, o.extra...) // specFd, statusFd, ...
-	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	// No new mount namespace yet: the init makes its own once it has its
+	// container (see containerInit), so that a spare waiting for one does
+	// not hold copies of whatever the builder had mounted when it started.
+	flags := uintptr(unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if o.network == "none" {
 		flags |= unix.CLONE_NEWNET
 	}
