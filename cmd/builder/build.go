@@ -35,6 +35,7 @@ type buildOptions struct {
 	outputs   []string
 	iidfile   string
 	explain   bool
+	quiet     bool
 }
 
 func newBuildCmd(g *globalOptions) *cobra.Command {
@@ -44,6 +45,12 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 		Short: "Build an image from a Dockerfile",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.quiet {
+				if cmd.Flags().Changed("progress") && o.progress != "quiet" {
+					return usageError{fmt.Errorf("--quiet and --progress %s do not go together", o.progress)}
+				}
+				o.progress = "quiet"
+			}
 			return runBuild(cmd.Context(), g, o, args[0])
 		},
 	}
@@ -58,6 +65,7 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=oci|docker|local|tar,dest=PATH")
 	f.StringVar(&o.iidfile, "iidfile", "", "write the image ID to this file")
 	f.BoolVar(&o.explain, "explain", false, "say why steps missed the cache")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print only the image ID (--progress quiet)")
 	return cmd
 }
 

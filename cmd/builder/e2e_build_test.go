@@ -361,6 +361,10 @@ func TestBuildOutputsAndIIDFile(t *testing.T) {
 	if id2, _ := os.ReadFile(iid2); string(id2) != string(id) {
 		t.Errorf("cached rebuild changed the image ID: %s -> %s", id, id2)
 	}
+	// -q, as docker build's: the image ID alone on stdout.
+	if out, errOut, code := h.run("build", "-q", "-t", "outs:1", dir); code != 0 || out != string(id)+"\n" || errOut != "" {
+		t.Errorf("build -q: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
 	if b, err := os.ReadFile(filepath.Join(tmp, "rootfs", "out.txt")); err != nil || string(b) != "out\n" {
 		t.Errorf("local output: %q %v", b, err)
 	}
