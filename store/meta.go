@@ -19,12 +19,18 @@ const lockPoll = 200 * time.Millisecond
 // so other processes on the same root get their turn as soon as it ends;
 // never call Update around long work (a RUN, a layer download).
 func (s *Store) Update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	return s.update(ctx, false, fn)
+}
+
+// update is Update, without the commit's fsync when noSync.
+func (s *Store) update(ctx context.Context, noSync bool, fn func(tx *bbolt.Tx) error) error {
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
 	db, err := s.openDB(ctx, false)
 	if err != nil {
 		return err
 	}
+	db.NoSync = noSync
 	err = db.Update(fn)
 	if cerr := db.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close %s: %w", s.metaPath(), cerr)
@@ -112,16 +118,5 @@ func (r *ReadSession) Close() error {
 // failure does no harm. A killed process still leaves the old or the new
 // state.
 func (s *Store) UpdateLazy(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
-	s.dbMu.Lock()
-	defer s.dbMu.Unlock()
-	db, err := s.openDB(ctx, false)
-	if err != nil {
-		return err
-	}
-	db.NoSync = true
-	err = db.Update(fn)
-	if cerr := db.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close %s: %w", s.metaPath(), cerr)
-	}
-	return err
+	return s.update(ctx, true, fn)
 }

@@ -73,16 +73,15 @@ func (c *copier) newFileMeta(st *syscall.Stat_t, inFresh bool) fileMeta {
 	if um, ok := processUmask(); ok && mode&0o7000 == 0 && mode&^um == mode {
 		m.createMode, m.chmod = mode, false
 	}
-	if (c.chown != nil || !c.req.KeepOwners) && uid == euid && gid == egid {
+	if euid, egid := processIDs(); (c.chown != nil || !c.req.KeepOwners) && uid == euid && gid == egid {
 		m.chown = false
 	}
 	return m
 }
 
-var (
-	euid = os.Geteuid()
-	egid = os.Getegid()
-)
+// processIDs are the effective uid and gid new files get, asked once and
+// only by a copy (not at every start of the builder).
+var processIDs = sync.OnceValues(func() (int, int) { return os.Geteuid(), os.Getegid() })
 
 // processUmask reads the umask without changing it (umask(2) can only set
 // it, and another goroutine may be creating files meanwhile).
@@ -230,8 +229,14 @@ func (c *copier) setMetaFd(in, out int, st *syscall.Stat_t, target string, m fil
 // works on the descriptor itself (what libc's futimens does; x/sys only
 // takes a path).
 func futimens(fd int, ts *[2]unix.Timespec) error {
+	return rawRetry(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(ts)), 0)
+}
+
+// rawRetry makes a system call of up to four arguments directly, again
+// when a signal interrupts it.
+func rawRetry(trap, a1, a2, a3, a4 uintptr) error {
 	for {
-		_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(ts)), 0, 0, 0)
+		_, _, errno := unix.Syscall6(trap, a1, a2, a3, a4, 0, 0)
 		switch errno {
 		case 0:
 			return nil

@@ -190,17 +190,8 @@ func openDir(p string, nofollow bool) (int, error) {
 // callers expect. Raw: x/sys would copy each name to add the NUL, an
 // allocation per file of a context; the names already have one.
 func fstatatz(fd int, name *byte, st *syscall.Stat_t) error {
-	for {
-		_, _, errno := unix.Syscall6(unix.SYS_NEWFSTATAT, uintptr(fd), uintptr(unsafe.Pointer(name)),
-			uintptr(unsafe.Pointer(st)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
-		switch errno {
-		case 0:
-			return nil
-		case unix.EINTR:
-			continue
-		}
-		return errno
-	}
+	return rawRetry(unix.SYS_NEWFSTATAT, uintptr(fd), uintptr(unsafe.Pointer(name)),
+		uintptr(unsafe.Pointer(st)), unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // direntNames are the names of a directory's entries, copied out of
