@@ -17,7 +17,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	units "github.com/docker/go-units"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
@@ -438,7 +437,7 @@ func ps(ctx context.Context, g *globalOptions, o *psOptions) error {
 			ID:         id,
 			Image:      img,
 			Names:      c.Name,
-			RunningFor: units.HumanDuration(now.Sub(c.Created)) + " ago",
+			RunningFor: agoAt(c.Created, now),
 			State:      string(c.State.Status),
 			Status:     container.StatusText(c, now),
 			ExitCode:   c.State.ExitCode,

@@ -52,21 +52,9 @@ func humanSize(n int64) string {
 	return fmt.Sprintf("%.3gPB", f/unit)
 }
 
+// ago is how long ago t was, as docker's CREATED columns say it.
 func ago(t time.Time) string {
-	if t.IsZero() {
-		return "N/A"
-	}
-	d := time.Since(t)
-	switch {
-	case d < time.Minute:
-		return "Less than a minute ago"
-	case d < time.Hour:
-		return fmt.Sprintf("%d minutes ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%d hours ago", int(d.Hours()))
-	default:
-		return fmt.Sprintf("%d days ago", int(d.Hours()/24))
-	}
+	return agoAt(t, time.Now())
 }
 
 func newImagesCmd(g *globalOptions) *cobra.Command {
@@ -126,6 +114,7 @@ func newInspectCmd(g *globalOptions) *cobra.Command {
 				RepoTags     []string                        `json:"RepoTags"`
 				Digest       string                          `json:"Digest"`
 				Created      *time.Time                      `json:"Created,omitempty"`
+				Author       string                          `json:"Author"`
 				Architecture string                          `json:"Architecture"`
 				Os           string                          `json:"Os"`
 				Size         int64                           `json:"Size"`
@@ -145,7 +134,7 @@ func newInspectCmd(g *globalOptions) *cobra.Command {
 					return err
 				}
 				it := inspected{ID: m.Config.Digest.String(), RepoTags: []string{}, Digest: desc.Digest.String(), Created: cfg.Created,
-					Architecture: cfg.Architecture, Os: cfg.OS, Config: cfg.Config, RootFS: cfg.RootFS, History: cfg.History, Manifest: m}
+					Author: cfg.Author, Architecture: cfg.Architecture, Os: cfg.OS, Config: cfg.Config, RootFS: cfg.RootFS, History: cfg.History, Manifest: m}
 				for _, l := range m.Layers {
 					it.Size += l.Size
 				}
