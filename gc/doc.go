@@ -24,15 +24,24 @@
 // Records form a tree through Step.Parent. A record is only valid on top
 // of its ancestors' layers, so a record never outlives its parent record:
 // removing one removes its descendants, and the least recently used order
-// puts descendants first. Only direct links are known: a record whose
-// parent key is a config-only step (ENV, LABEL, ...) after another record
-// cannot be tied to that record from what the record holds. The default
-// prune is safe regardless (an image holding a record's layer holds its
-// ancestors' layers too, so they are all in use); --keep-storage and
-// --filter until can leave such a record without the record before the
-// config step. NOTE: the solver should check, on a hit, that the record
-// was made on the same parent chain, which would make any removal order
-// safe.
+// puts descendants first.
+//
+// A record whose layers a listed image or a container (a root) holds is in
+// use: removing it frees nothing. The default prune keeps such records
+// (and their ancestors); --keep-storage never removes a record whose
+// removal frees nothing, and measures the cache as what records alone hold,
+// as BuildKit leaves shared records out of its total; only --all without
+// --keep-storage empties the cache of them too, as docker builder prune -a
+// does.
+//
+// Only direct links are known: a record whose parent key is a config-only
+// step (ENV, LABEL, ...) after another record cannot be tied to that
+// record from what the record holds. The default prune is safe regardless
+// (an image holding a record's layer holds its ancestors' layers too, so
+// they are all in use); --keep-storage and --filter until can leave such a
+// record without the record before the config step. NOTE: the solver
+// should check, on a hit, that the record was made on the same parent
+// chain, which would make any removal order safe.
 //
 // Prune holds the store's exclusive GC lock (cache.LockGC) for its whole
 // run, so it waits for running builds and a build never sees a half-done

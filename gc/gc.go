@@ -22,11 +22,13 @@ const TempAge = time.Hour
 
 // PruneOptions say which cache records Prune removes; see plan.choose.
 type PruneOptions struct {
-	// All removes every record, not only those no image uses.
+	// All removes every record, not only those no image or container
+	// uses; with KeepStorage, it only widens the candidates.
 	All bool
-	// KeepStorage, if > 0, removes least recently used records (any,
-	// used by an image or not) only until the cache's Total, as DiskUsage
-	// counts it, is at most this many bytes.
+	// KeepStorage, if > 0, removes least recently used records only until
+	// what records alone hold (Usage.Reclaimable) is at most this many
+	// bytes, and only records whose removal frees bytes: those whose
+	// layers an image, a container or another record keeps stay.
 	KeepStorage int64
 	// Until, if > 0, removes only records last used (they and their
 	// descendants) more than Until ago.
@@ -44,7 +46,10 @@ type PruneReport struct {
 	Blobs     int            // blob files deleted
 	Layers    int            // unpacked layer directories deleted
 	TempFiles int            // stale entries of tmp/ deleted
-	Reclaimed int64          // bytes freed: blob sizes plus disk usage of the rest
+	// Reclaimed is the bytes freed: blob sizes plus the disk usage of
+	// the rest, which is what DiskUsage's Reclaimable plus Unreferenced
+	// go down by.
+	Reclaimed int64
 }
 
 // Prune removes the cache records opt selects, then every blob no listed
@@ -132,14 +137,15 @@ func (s *state) plan() *plan {
 	nodes := make([]*node, 0, len(s.records))
 	for _, r := range s.records {
 		_, present := s.blobs[r.Layer.Digest]
+		items := s.items(r)
 		nodes = append(nodes, &node{
 			rec:   r,
-			used:  len(s.layerUsers[r.Layer.Digest]) > 0,
+			used:  len(s.layerUsers[r.Layer.Digest]) > 0 || slices.ContainsFunc(items, s.imageHolds),
 			dead:  !present,
-			items: s.items(r),
+			items: items,
 		})
 	}
-	return newPlan(nodes, s.size)
+	return newPlan(nodes, s.size, s.imageHolds)
 }
 
 // live returns the blobs and chains that listed images, the records left in

@@ -440,6 +440,68 @@ func TestPruneKeepStorage(t *testing.T) {
 	}
 }
 
+// TestPruneKeepStorageSparesUsed: records whose layers an image holds free
+// nothing, so a prune to a tiny size removes only the others, and what it
+// reports freed is what du stops counting.
+func TestPruneKeepStorageSparesUsed(t *testing.T) {
+	w := newWorld(t)
+	before, err := w.c.DiskUsage(w.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := w.c.Prune(w.ctx, PruneOptions{KeepStorage: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := w.keys(); !slices.Equal(got, []digest.Digest{w.r1.Key}) {
+		t.Errorf("records left %v, want r1 (app's) only", got)
+	}
+	if len(rep.Records) != 4 {
+		t.Errorf("removed %d records, want 4", len(rep.Records))
+	}
+	w.checkImagesIntact()
+	after, err := w.c.DiskUsage(w.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	freed := before.Reclaimable + before.Unreferenced - after.Reclaimable - after.Unreferenced
+	if rep.Reclaimed != freed || after.Shared != before.Shared || after.Reclaimable != 0 {
+		t.Errorf("reclaimed %d; du before %+v, after %+v", rep.Reclaimed, before, after)
+	}
+	// All that is left is app's: nothing more to free, nothing removed.
+	for _, all := range []bool{false, true} {
+		rep, err = w.c.Prune(w.ctx, PruneOptions{KeepStorage: 1, All: all})
+		if err != nil || len(rep.Records) != 0 || rep.Reclaimed != 0 {
+			t.Errorf("prune again (all %v): %d records, %d bytes, %v", all, len(rep.Records), rep.Reclaimed, err)
+		}
+	}
+	if got := w.keys(); !slices.Equal(got, []digest.Digest{w.r1.Key}) {
+		t.Errorf("records left %v", got)
+	}
+}
+
+// TestPruneSparesContainerLayers: a record whose layer only a container
+// (a root) holds is in use, as one an image holds.
+func TestPruneSparesContainerLayers(t *testing.T) {
+	w := newWorld(t)
+	chainR3 := identity.ChainID([]digest.Digest{w.base.diffID, w.l3.diffID})
+	w.c.Roots = func(context.Context) (Roots, error) {
+		return Roots{Blobs: []digest.Digest{w.l3.desc.Digest}, Chains: []digest.Digest{chainR3}}, nil
+	}
+	for _, opt := range []PruneOptions{{}, {KeepStorage: 1}} {
+		if _, err := w.c.Prune(w.ctx, opt); err != nil {
+			t.Fatal(err)
+		}
+		// r4 on top of r3 is in nothing and goes.
+		if got := w.keys(); !slices.Equal(got, sorted(w.r1.Key, w.r3.Key)) {
+			t.Errorf("%+v: records left %v, want r1 and r3", opt, got)
+		}
+	}
+	if !w.st.HasBlob(w.l3.desc.Digest) || !exists(w.dirR3) {
+		t.Error("the container's layer went")
+	}
+}
+
 func TestPruneWaitsForRunningBuild(t *testing.T) {
 	w := newWorld(t)
 	lock, err := cache.LockBuild(w.ctx, w.st.Root())

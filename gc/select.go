@@ -12,7 +12,7 @@ import (
 // node is one record in the tree that Step.Parent links make.
 type node struct {
 	rec      cache.Record
-	used     bool   // a listed image holds its layer
+	used     bool   // a listed image or a root holds its layer
 	dead     bool   // its layer blob is gone: it can never be a hit again
 	items    []item // what it holds on disk
 	children []*node
@@ -28,10 +28,13 @@ type plan struct {
 	nodes map[digest.Digest]*node
 	order []*node // by key, for determinism
 	size  func(item) int64
+	// pinned tells the items that stay whatever records go: those of
+	// listed images and roots. Removing a record frees none of them.
+	pinned func(item) bool
 }
 
-func newPlan(nodes []*node, size func(item) int64) *plan {
-	p := &plan{nodes: map[digest.Digest]*node{}, size: size}
+func newPlan(nodes []*node, size func(item) int64, pinned func(item) bool) *plan {
+	p := &plan{nodes: map[digest.Digest]*node{}, size: size, pinned: pinned}
 	for _, n := range nodes {
 		p.nodes[n.rec.Key] = n
 		p.order = append(p.order, n)
@@ -86,27 +89,41 @@ type policy struct {
 // order it picked them.
 //
 // Dead records always go. Candidates are, with all, every record, else
-// those whose subtree no image uses; with before, only those whose subtree
-// was last used before it. Both rules hold for a node's descendants when
-// they hold for the node, so removing a candidate's subtree removes only
-// candidates. Without keep every candidate goes; with keep, candidates go
-// least recently used first (a subtree's newest use counts, so children go
-// before their parents; ties go newest-created first) until the total size
-// of what the remaining records hold is at most keep.
+// those whose subtree no image or root uses; with before, only those whose
+// subtree was last used before it. Both rules hold for a node's
+// descendants when they hold for the node, so removing a candidate's
+// subtree removes only candidates.
+//
+// Without keep every candidate goes: --all empties the cache even of
+// records whose layers images keep, as docker builder prune -a does.
+//
+// With keep, the cache is measured as BuildKit does for --keep-storage:
+// only what records alone hold counts (Reclaimable in cache du), not the
+// layers images or roots keep anyway. While that is over keep, candidates
+// go least recently used first (a subtree's newest use counts, so children
+// go before their parents; ties go newest-created first), but only those
+// whose removal frees bytes now: a record whose layers an image, a root or
+// another kept record holds stays, since removing it would only lose
+// cache. NOTE: so two records holding only the same blob never go under
+// keep, though removing both would free it.
 func (p *plan) choose(pol policy) []*node {
 	var out []*node
 	removed := map[*node]bool{}
-	// Sizes are only needed against keep; they cost a walk of each
-	// unpacked layer.
-	counting := pol.keep > 0
 	refs := map[item]int{}
-	var total int64
 	for _, n := range p.order {
 		for _, it := range n.items {
-			if refs[it] == 0 && counting {
+			refs[it]++
+		}
+	}
+	// total is what the remaining records alone hold; it is only needed
+	// against keep, and sizes cost a walk of each unpacked layer.
+	counting := pol.keep > 0
+	var total int64
+	if counting {
+		for it := range refs {
+			if !p.pinned(it) {
 				total += p.size(it)
 			}
-			refs[it]++
 		}
 	}
 	var remove func(n *node)
@@ -120,7 +137,7 @@ func (p *plan) choose(pol policy) []*node {
 		}
 		out = append(out, n)
 		for _, it := range n.items {
-			if refs[it]--; refs[it] == 0 && counting {
+			if refs[it]--; refs[it] == 0 && counting && !p.pinned(it) {
 				total -= p.size(it)
 			}
 		}
@@ -132,11 +149,11 @@ func (p *plan) choose(pol policy) []*node {
 	}
 	var cands []*node
 	for _, n := range p.order {
-		if (pol.all || pol.keep > 0 || !n.anyUsed) && (pol.before.IsZero() || n.eff.Before(pol.before)) {
+		if (pol.all || !n.anyUsed) && (pol.before.IsZero() || n.eff.Before(pol.before)) {
 			cands = append(cands, n)
 		}
 	}
-	if pol.keep <= 0 {
+	if !counting {
 		for _, n := range cands {
 			remove(n)
 		}
@@ -148,11 +165,46 @@ func (p *plan) choose(pol policy) []*node {
 		}
 		return b.rec.Created.Compare(a.rec.Created)
 	})
-	for _, n := range cands {
-		if total <= pol.keep {
-			break
+	// A removal can make another record's shared layer its own alone, so
+	// go round again while something goes.
+	for progress := true; progress && total > pol.keep; {
+		progress = false
+		for _, n := range cands {
+			if total <= pol.keep {
+				break
+			}
+			if removed[n] || p.frees(n, refs, removed) == 0 {
+				continue
+			}
+			remove(n)
+			progress = true
 		}
-		remove(n)
 	}
 	return out
+}
+
+// frees is what removing n's subtree now would free: the unpinned items
+// that only records of the subtree still hold.
+func (p *plan) frees(n *node, refs map[item]int, removed map[*node]bool) int64 {
+	drop := map[item]int{}
+	var visit func(n *node)
+	visit = func(n *node) {
+		if removed[n] {
+			return
+		}
+		for _, c := range n.children {
+			visit(c)
+		}
+		for _, it := range n.items {
+			drop[it]++
+		}
+	}
+	visit(n)
+	var sum int64
+	for it, k := range drop {
+		if k == refs[it] && !p.pinned(it) {
+			sum += p.size(it)
+		}
+	}
+	return sum
 }

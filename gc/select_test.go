@@ -27,6 +27,7 @@ func key(s string) digest.Digest { return digest.FromString("key " + s) }
 
 func buildPlan(specs []spec) *plan {
 	sizes := map[item]int64{}
+	pinned := map[item]bool{} // an image holds the layers of used records
 	var nodes []*node
 	for _, s := range specs {
 		blob := s.blob
@@ -35,6 +36,9 @@ func buildPlan(specs []spec) *plan {
 		}
 		it := item{blob: digest.FromString("blob " + blob)}
 		sizes[it] = s.size
+		if s.used {
+			pinned[it] = true
+		}
 		parent := digest.FromString("not a record")
 		if s.parent != "" {
 			parent = key(s.parent)
@@ -48,7 +52,7 @@ func buildPlan(specs []spec) *plan {
 			used: s.used, dead: s.dead, items: []item{it},
 		})
 	}
-	return newPlan(nodes, func(it item) int64 { return sizes[it] })
+	return newPlan(nodes, func(it item) int64 { return sizes[it] }, func(it item) bool { return pinned[it] })
 }
 
 // names returns the keys chosen, as spec names, in order.
@@ -127,39 +131,69 @@ func checkChildrenFirst(t *testing.T, specs []spec, removed []string) {
 }
 
 func TestChooseKeepStorage(t *testing.T) {
-	// p made q in one build (q created later, used later); r was used in
-	// between; s shares r's blob; u is used by an image but the oldest.
+	// u is used by an image and the oldest; w was used next; p made q in
+	// one build (q created later, used later); r was used in between; s
+	// shares r's blob.
 	specs := []spec{
 		{key: "u", created: 0, lastUsed: 5, used: true, size: 1000},
+		{key: "w", created: 0, lastUsed: 15, size: 50},
 		{key: "p", created: 10, lastUsed: 10, size: 100},
 		{key: "q", parent: "p", created: 11, lastUsed: 30, size: 200},
 		{key: "r", created: 0, lastUsed: 20, size: 400},
 		{key: "s", created: 0, lastUsed: 25, blob: "r", size: 400},
 	}
-	// Total: 1000 + 100 + 200 + 400 (shared once) = 1700.
+	// What records alone hold: 50 + 100 + 200 + 400 (shared once) = 750;
+	// u's 1000 is the image's and never counts.
 	for _, tc := range []struct {
 		keep int64
+		all  bool
 		want []string
 	}{
-		{2000, nil},
-		{1700, nil},
-		{1699, []string{"u"}},          // the least recently used, image or not
-		{700, []string{"u"}},           // 700 left
-		{600, []string{"u", "r", "s"}}, // r alone frees nothing: s holds its blob
-		{300, []string{"u", "r", "s"}}, // 300 left
-		// p's subtree was last used at 30 (q), so q goes before p.
-		{299, []string{"u", "r", "s", "q"}},
-		{1, []string{"u", "r", "s", "q", "p"}},
+		{keep: 2000},
+		{keep: 750},
+		{keep: 749, want: []string{"w"}},
+		{keep: 700, want: []string{"w"}},
+		// r and s free nothing one at a time (each other's blob), u
+		// nothing at all (the image's): q goes although used later.
+		{keep: 699, want: []string{"w", "q"}},
+		{keep: 500, want: []string{"w", "q"}},
+		// p's subtree was last used at 30 (q), so q went before p.
+		{keep: 499, want: []string{"w", "q", "p"}},
+		{keep: 1, want: []string{"w", "q", "p"}},
+		// --all makes u a candidate, but removing it would free nothing.
+		{keep: 1, all: true, want: []string{"w", "q", "p"}},
 	} {
-		got := names(specs, buildPlan(specs).choose(policy{keep: tc.keep}))
+		got := names(specs, buildPlan(specs).choose(policy{keep: tc.keep, all: tc.all}))
 		if !slices.Equal(got, tc.want) {
-			t.Errorf("keep %d: removed %v, want %v", tc.keep, got, tc.want)
+			t.Errorf("keep %d all %v: removed %v, want %v", tc.keep, tc.all, got, tc.want)
 		}
 	}
 	// Until narrows the candidates; keep then still stops early.
 	got := names(specs, buildPlan(specs).choose(policy{keep: 1, before: t0.Add(22 * time.Minute)}))
-	if !slices.Equal(got, []string{"u", "r"}) {
+	if !slices.Equal(got, []string{"w"}) {
 		t.Errorf("keep with until: removed %v", got)
+	}
+	// Without keep, --all empties the cache, used records too, as docker
+	// builder prune -a does.
+	got = names(specs, buildPlan(specs).choose(policy{all: true}))
+	if !sameSet(got, []string{"u", "w", "p", "q", "r", "s"}) {
+		t.Errorf("all: removed %v", got)
+	}
+}
+
+// TestChooseKeepStorageAllUsed is the case of bug 8: every record's layer
+// is an image's, so a prune to any size frees nothing and must remove
+// nothing.
+func TestChooseKeepStorageAllUsed(t *testing.T) {
+	specs := []spec{
+		{key: "a", created: 0, lastUsed: 1, used: true, size: 3000},
+		{key: "b", parent: "a", created: 1, lastUsed: 1, used: true, size: 2000},
+		{key: "c", parent: "b", created: 2, lastUsed: 1, used: true, size: 1000},
+	}
+	for _, all := range []bool{false, true} {
+		if got := names(specs, buildPlan(specs).choose(policy{keep: 1, all: all})); len(got) != 0 {
+			t.Errorf("all %v: removed %v, want nothing", all, got)
+		}
 	}
 }
 

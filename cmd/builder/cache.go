@@ -195,28 +195,48 @@ temporary files); any prune frees it.`,
 	return cmd
 }
 
+// pruneReportJSON is `cache prune --format json`.
+type pruneReportJSON struct {
+	Records   []digest.Digest `json:"records"`   // keys removed
+	Reclaimed int64           `json:"reclaimed"` // bytes freed
+}
+
 func newCachePruneCmd(g *globalOptions) *cobra.Command {
 	var (
 		all         bool
 		keepStorage string
 		filters     []string
+		format      string
 	)
 	cmd := &cobra.Command{
 		Use:   "prune [--all] [--keep-storage SIZE] [--filter until=DURATION]",
 		Short: "Remove build cache records and the data nothing uses any more",
 		Long: `Remove build cache records, then every blob, unpacked layer and stale
-temporary file that no image and no remaining record uses. Images are
-never removed.
+temporary file that no image, container and remaining record uses.
+Images are never removed.
 
-By default only records whose layers no image uses go; --all removes
-every record. --keep-storage SIZE (1GB, 512MB, 100kB or bytes; k, m, g
-are powers of 1024, as docker) removes least recently used records until
-the cache (Total of 'cache du') is at most SIZE. --filter until=DURATION
-(24h, 90m) or until=TIMESTAMP keeps records used since then.
+By default only records whose layers no image or container uses go.
+--all removes every record, also those whose layers images keep (that
+frees nothing but the cache), as 'docker builder prune -a'.
+
+--keep-storage SIZE (1GB, 512MB, 100kB or bytes; k, m, g are powers of
+1024, as docker) removes least recently used records until what the
+cache alone holds (Reclaimable of 'cache du') is at most SIZE, and only
+records whose removal frees space: a record whose layers an image, a
+container or another record still holds stays, with --all too.
+
+--filter until=DURATION (24h, 90m) or until=TIMESTAMP keeps records used
+since then.
+
+The report lists the records removed and the space freed: what
+'cache du' Reclaimable plus Unreferenced went down by.
 
 A prune waits for running builds to finish, and builds wait for it.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
 			opt := gc.PruneOptions{All: all, Now: time.Now()}
 			if keepStorage != "" {
 				n, err := parseSize(keepStorage)
@@ -242,6 +262,15 @@ A prune waits for running builds to finish, and builds wait for it.`,
 			if err != nil {
 				return err
 			}
+			if format == "json" {
+				out := pruneReportJSON{Records: []digest.Digest{}, Reclaimed: rep.Reclaimed}
+				for _, r := range rep.Records {
+					out.Records = append(out.Records, r.Key)
+				}
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(out)
+			}
 			if len(rep.Records) > 0 {
 				fmt.Println("Deleted build cache objects:")
 				for _, r := range rep.Records {
@@ -249,14 +278,16 @@ A prune waits for running builds to finish, and builds wait for it.`,
 				}
 				fmt.Println()
 			}
+			fmt.Printf("Records removed: %d\n", len(rep.Records))
 			fmt.Printf("Total reclaimed space: %s\n", humanSize(rep.Reclaimed))
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVarP(&all, "all", "a", false, "remove every cache record, not only those no image uses")
-	f.StringVar(&keepStorage, "keep-storage", "", "remove least recently used records until the cache takes at most this much (e.g. 1GB)")
+	f.BoolVarP(&all, "all", "a", false, "remove every cache record, not only those no image or container uses")
+	f.StringVar(&keepStorage, "keep-storage", "", "remove least recently used records that free space until the cache alone holds at most this much (e.g. 1GB)")
 	f.StringArrayVar(&filters, "filter", nil, "only records last used before: until=DURATION or until=TIMESTAMP")
+	f.StringVar(&format, "format", "table", "output format: table or json")
 	// Accepted for docker compatibility: prune never asks.
 	f.BoolP("force", "f", false, "do not prompt (prune never does)")
 	return cmd

@@ -157,6 +157,108 @@ func TestCacheLsDuPrune(t *testing.T) {
 	}
 }
 
+// pruneJSON runs cache prune --format json with args.
+func (h *harness) pruneJSON(args ...string) pruneReportJSON {
+	h.t.Helper()
+	var out pruneReportJSON
+	if err := json.Unmarshal([]byte(h.mustRun(append([]string{"cache", "prune", "--format", "json"}, args...)...)), &out); err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+// freeable is what a prune can free as cache du counts it.
+func freeable(du map[string]int64) int64 { return du["reclaimable"] + du["unreferenced"] }
+
+// TestCachePruneKeepStorageFreesUnusedFirst is bug 8: a prune to a small
+// size removes the records no image uses, least recently used first, keeps
+// those whose layers the tagged image uses, and reports as freed exactly
+// what cache du stops counting.
+func TestCachePruneKeepStorageFreesUnusedFirst(t *testing.T) {
+	h := newHarness(t)
+	app := h.context("FROM base/busybox:1\nRUN head -c 100000 /dev/urandom > /a\nRUN head -c 100000 /dev/urandom > /b\nRUN echo c > /c\n", map[string]string{})
+	h.buildPlain(app, "app:1")
+	// An untagged build with layers of its own (400 kB of noise each,
+	// 800 kB with the unpacked copy), then its image removed: its
+	// records are in no image.
+	other := h.context("FROM base/busybox:1\nRUN head -c 400000 /dev/urandom > /u1\nRUN head -c 400000 /dev/urandom > /u2\n", map[string]string{})
+	id := strings.TrimSpace(h.mustRun("build", "-q", other))
+	h.mustRun("rmi", id)
+
+	byStep := map[string]cacheEntryJSON{}
+	for _, e := range h.cacheLs() {
+		byStep[e.Step] = e
+	}
+	u1, u2 := byStep["RUN head -c 400000 /dev/urandom > /u1"], byStep["RUN head -c 400000 /dev/urandom > /u2"]
+	if len(byStep) != 5 || len(u1.Images) != 0 || len(u2.Images) != 0 {
+		t.Fatalf("cache before prune: %+v", byStep)
+	}
+	before := h.cacheDu()
+	if freeable(before) < 1500000 {
+		t.Fatalf("cache du %v: less to free than the unused layers take", before)
+	}
+
+	// Over 1 MB: u2 (newer, on top of u1) goes, which leaves less than
+	// 1 MB; app's records would free nothing and stay.
+	rep := h.pruneJSON("--keep-storage", "1MB")
+	mid := h.cacheDu()
+	if !slices.Equal(rep.Records, []digest.Digest{u2.Key}) {
+		t.Errorf("prune --keep-storage 1MB removed %v, want u2 %s", rep.Records, u2.Key)
+	}
+	if rep.Reclaimed <= 0 || rep.Reclaimed != freeable(before)-freeable(mid) || mid["shared"] != before["shared"] {
+		t.Errorf("reclaimed %d; du before %v, after %v", rep.Reclaimed, before, mid)
+	}
+	if freeable(mid) > 1<<20 {
+		t.Errorf("du after prune --keep-storage 1MB: %v", mid)
+	}
+	// Smaller: u1 goes too, and only u1.
+	rep = h.pruneJSON("--keep-storage", "1kB")
+	after := h.cacheDu()
+	if !slices.Equal(rep.Records, []digest.Digest{u1.Key}) || rep.Reclaimed != freeable(mid)-freeable(after) || rep.Reclaimed <= 0 {
+		t.Errorf("prune --keep-storage 1kB: %+v; du before %v, after %v", rep, mid, after)
+	}
+	if after["records"] != 3 || after["shared"] != before["shared"] {
+		t.Errorf("du after: %v", after)
+	}
+	if h.hasBlob(u1.Layer) || h.hasBlob(u2.Layer) {
+		t.Error("a pruned record's layer blob is still there")
+	}
+	// What is left is app's: the table says nothing was removed or freed.
+	out := h.mustRun("cache", "prune", "--keep-storage", "1kB")
+	if !strings.Contains(out, "Records removed: 0\n") || !strings.Contains(out, "Total reclaimed space: 0B\n") {
+		t.Errorf("prune of app's records only:\n%s", out)
+	}
+	if progress := h.buildPlain(app, "app:1"); strings.Count(progress, "CACHED") != 3 {
+		t.Errorf("rebuild of app after prune:\n%s", progress)
+	}
+}
+
+// TestCachePruneKeepStorageAllUsed is the 0-freed case of bug 8: every
+// record's layer is the image's, so prune --keep-storage removes nothing,
+// says so, and the next build is fully cached.
+func TestCachePruneKeepStorageAllUsed(t *testing.T) {
+	h := newHarness(t)
+	dir := h.context("FROM base/busybox:1\nRUN echo a > /a\nRUN echo b > /b\nENV X=1\nRUN echo c > /c\n", map[string]string{})
+	h.buildPlain(dir, "app:1")
+	before := h.cacheLs()
+	du := h.cacheDu()
+	for _, args := range [][]string{{"--keep-storage", "1MB"}, {"--keep-storage", "1"}, {"--keep-storage", "1MB", "--all"}} {
+		out := h.mustRun(append([]string{"cache", "prune"}, args...)...)
+		if !strings.Contains(out, "Records removed: 0\n") || !strings.Contains(out, "Total reclaimed space: 0B\n") || strings.Contains(out, "Deleted") {
+			t.Errorf("cache prune %v:\n%s", args, out)
+		}
+	}
+	if got := h.cacheLs(); len(got) != len(before) || len(got) != 3 {
+		t.Errorf("records %v, want %v", steps(got), steps(before))
+	}
+	if got := h.cacheDu(); got["total"] != du["total"] || got["shared"] != du["shared"] {
+		t.Errorf("du after %v, before %v", got, du)
+	}
+	if progress := h.buildPlain(dir, "app:1"); strings.Count(progress, "CACHED") != 3 {
+		t.Errorf("rebuild after prune:\n%s", progress)
+	}
+}
+
 func TestCachePruneWaitsForBuild(t *testing.T) {
 	h := newHarness(t)
 	dir := h.context("FROM base/busybox:1\nRUN echo a > /a\n", map[string]string{})
