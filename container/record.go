@@ -169,8 +169,8 @@ func NewID() string {
 	return hex.EncodeToString(b)
 }
 
-// validName is Docker's rule for container names: [a-zA-Z0-9][a-zA-Z0-9_.-]+.
-func validName(n string) bool {
+// ValidName is Docker's rule for container names: [a-zA-Z0-9][a-zA-Z0-9_.-]+.
+func ValidName(n string) bool {
 	if len(n) < 2 {
 		return false
 	}
@@ -186,7 +186,7 @@ func validName(n string) bool {
 // insert adds c to the database; its name must be free. With an empty
 // name, a free generated one is given.
 func insert(ctx context.Context, db DB, c *Container) error {
-	if c.Name != "" && !validName(c.Name) {
+	if c.Name != "" && !ValidName(c.Name) {
 		return fmt.Errorf("invalid container name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", c.Name)
 	}
 	return db.Update(ctx, func(tx *bolt.Tx) error {

@@ -48,7 +48,7 @@ func TestRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if b.Name == "" || !validName(b.Name) {
+	if b.Name == "" || !ValidName(b.Name) {
 		t.Errorf("generated name %q", b.Name)
 	}
 	dup := newRecord(NewID(), "first", t0)
@@ -131,8 +131,8 @@ func TestValidName(t *testing.T) {
 		"ab": true, "a_b.c-d": true, "A1": true, "web-1": true,
 		"": false, "a": false, "_ab": false, "-ab": false, "a b": false, "a/b": false, "a:b": false,
 	} {
-		if validName(n) != want {
-			t.Errorf("validName(%q) = %v", n, !want)
+		if ValidName(n) != want {
+			t.Errorf("ValidName(%q) = %v", n, !want)
 		}
 	}
 }
@@ -141,7 +141,7 @@ func TestGenerateName(t *testing.T) {
 	taken := map[string]bool{}
 	for range 50 {
 		n := generateName(func(s string) bool { return taken[s] })
-		if taken[n] || !validName(n) {
+		if taken[n] || !ValidName(n) {
 			t.Fatalf("generateName gave %q", n)
 		}
 		taken[n] = true

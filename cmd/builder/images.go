@@ -200,6 +200,9 @@ func newTagCmd(g *globalOptions) *cobra.Command {
 		Short: "Give an image another name",
 		Args:  exactArgs(2),
 		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
+			if err := checkTagTarget(args[1]); err != nil {
+				return err
+			}
 			desc, err := e.store.Resolve(ctx, args[0])
 			if err != nil {
 				return fmt.Errorf("no such image: %s: %w", args[0], err)

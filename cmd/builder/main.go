@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -60,6 +61,20 @@ func newRootCmd() *cobra.Command {
 		Short:         "Build Dockerfiles into OCI images and run them, without a daemon",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Runnable with its own Args, so that an unknown command is a usage
+		// error (exit 2) like every other bad invocation, not cobra's plain
+		// error.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+			}
+			return usageError{errors.New(msg)}
+		},
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
 	cmd.PersistentFlags().StringVar(&g.root, "root", "", "store directory (default $BUILDER_ROOT, /var/lib/builder as root)")
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

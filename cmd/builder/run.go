@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
@@ -106,12 +107,26 @@ func (o *runOptions) createOptions() (container.CreateOptions, container.Overrid
 		}
 		ov.Env = append(ov.Env, env...)
 	}
+	for _, kv := range o.env {
+		// As docker's: a variable needs a name ("", "=x" are refused).
+		if k, _, _ := strings.Cut(kv, "="); k == "" {
+			return co, ov, usageError{fmt.Errorf("invalid environment variable: %q", kv)}
+		}
+	}
 	ov.Env = append(ov.Env, o.env...)
 	ov.Entrypoint, ov.WorkingDir, ov.User = o.entrypoint, o.workdir, o.user
+	if o.name != "" && !container.ValidName(o.name) {
+		return co, ov, usageError{fmt.Errorf("invalid container name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", o.name)}
+	}
 	for _, v := range o.volumes {
 		m, err := container.ParseVolume(v)
 		if err != nil {
 			return co, ov, usageError{err}
+		}
+		// Docker's -v would make a missing source; here it would only
+		// fail at start, after the container was made.
+		if _, err := os.Stat(m.Source); err != nil {
+			return co, ov, usageError{fmt.Errorf("invalid volume %q: bind source path: %w", v, err)}
 		}
 		co.Host.Mounts = append(co.Host.Mounts, m)
 	}
@@ -135,9 +150,12 @@ func (o *runOptions) createOptions() (container.CreateOptions, container.Overrid
 		}
 		res.Memory = n
 	}
-	if o.pidsLimit < 0 {
+	switch {
+	case o.pidsLimit == -1:
 		// Docker takes -1 for unlimited.
 		o.pidsLimit = 0
+	case o.pidsLimit < 0:
+		return co, ov, usageError{fmt.Errorf("invalid --pids-limit %d: want a positive number, or 0 or -1 for unlimited", o.pidsLimit)}
 	}
 	res.Pids = o.pidsLimit
 	if o.cpus < 0 || o.cpus > float64(runtime.NumCPU()) || o.cpus > 0 && o.cpus < 0.01 {
@@ -146,6 +164,11 @@ func (o *runOptions) createOptions() (container.CreateOptions, container.Overrid
 	res.CPUs = o.cpus
 	if res != (container.Resources{}) {
 		co.Host.Resources = &res
+	}
+	// The kernel's limit (HOST_NAME_MAX); sethostname would refuse it
+	// only once the container starts.
+	if len(o.hostname) > 64 {
+		return co, ov, usageError{fmt.Errorf("invalid --hostname %q: longer than 64 bytes", o.hostname)}
 	}
 	co.Name = o.name
 	co.Host.Hostname = o.hostname
@@ -183,13 +206,36 @@ func runContainer(ctx context.Context, g *globalOptions, o *runOptions, ref stri
 		return err
 	}
 	if o.detach {
-		if err := spawnMonitor(ctx, rt, c); err != nil {
-			return err
+		err = spawnMonitor(ctx, rt, c)
+		if err == nil {
+			fmt.Println(c.ID)
 		}
-		fmt.Println(c.ID)
-		return nil
+	} else {
+		err = attach(ctx, rt, c, o.interactive, sigs)
 	}
-	return attach(ctx, rt, c, o.interactive, sigs)
+	if err != nil {
+		discardUnstarted(ctx, rt, c.ID, err)
+	}
+	return err
+}
+
+// discardUnstarted removes the container run just made when it could not
+// start at all (a user its image lacks, a mount that fails): the bad
+// input leaves nothing behind. A command that could not be executed (126,
+// 127) is the container's own exit, as in Docker, and stays.
+func discardUnstarted(ctx context.Context, rt *container.Runtime, id string, runErr error) {
+	var ec exitCodeError
+	if errors.As(runErr, &ec) {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	c, err := rt.Get(ctx, id)
+	if err != nil || c.State.Status != container.Created || !c.State.StartedAt.IsZero() {
+		return // gone already (--rm), or it ran
+	}
+	if err := rt.Remove(ctx, c, false); err != nil {
+		fmt.Fprintf(os.Stderr, "remove container %s that did not start: %v\n", c.Name, err)
+	}
 }
 
 // createContainer resolves the image, unpacks it and makes the container.
@@ -201,6 +247,13 @@ func createContainer(ctx context.Context, e *env, rt *container.Runtime, ref str
 		return nil, err
 	}
 	defer lock.Release()
+	// Checked again when the record is written; asked first so that a
+	// taken name does not unpack the image for nothing.
+	if co.Name != "" {
+		if c, err := container.Get(ctx, e.store, co.Name); err == nil && c.Name == co.Name {
+			return nil, fmt.Errorf("%w: the container name %q is already in use by container %q", container.ErrNameInUse, "/"+co.Name, c.ID)
+		}
+	}
 	desc, m, cfg, err := e.imageConfig(ctx, ref)
 	if err != nil {
 		return nil, fmt.Errorf("unable to find image %q: %w", ref, err)
