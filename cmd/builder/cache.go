@@ -238,7 +238,7 @@ A prune waits for running builds to finish, and builds wait for it.`,
 				return err
 			}
 			opt := gc.PruneOptions{All: all, Now: time.Now()}
-			if keepStorage != "" {
+			if cmd.Flags().Changed("keep-storage") {
 				n, err := parseSize(keepStorage)
 				if err != nil {
 					return usageError{fmt.Errorf("invalid --keep-storage: %w", err)}

@@ -314,6 +314,11 @@ STOPSIGNAL) applied, and a history entry. Prints the new image's ID.`,
 		},
 		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			if len(args) == 2 {
+				// Before anything is written: a bad name must not leave
+				// an untagged image behind.
+				if err := checkTagTarget(args[1]); err != nil {
+					return err
+				}
 				opts.Ref = args[1]
 			}
 			// A prune waits: the new layer blob is not named until the

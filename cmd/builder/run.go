@@ -33,6 +33,7 @@ type runOptions struct {
 	tmpfs       []string
 	hostname    string
 	memory      string
+	memorySet   bool // --memory given, even as "" (which docker refuses)
 	pidsLimit   int64
 	cpus        float64
 	readOnly    bool
@@ -56,6 +57,7 @@ prints the container's ID and leaves it running.`,
 			if cmd.Flags().Changed("entrypoint") {
 				o.entrypoint = &entrypoint
 			}
+			o.memorySet = cmd.Flags().Changed("memory")
 			return runContainer(cmd.Context(), g, o, args[0], args[1:])
 		},
 	}
@@ -138,7 +140,7 @@ func (o *runOptions) createOptions() (container.CreateOptions, container.Overrid
 		co.Host.Mounts = append(co.Host.Mounts, m)
 	}
 	var res container.Resources
-	if o.memory != "" {
+	if o.memorySet || o.memory != "" {
 		n, err := units.RAMInBytes(o.memory)
 		if err != nil || n < 0 {
 			return co, ov, usageError{fmt.Errorf("invalid --memory %q", o.memory)}
