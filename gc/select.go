@@ -101,11 +101,12 @@ type policy struct {
 // only what records alone hold counts (Reclaimable in cache du), not the
 // layers images or roots keep anyway. While that is over keep, candidates
 // go least recently used first (a subtree's newest use counts, so children
-// go before their parents; ties go newest-created first), but only those
-// whose removal frees bytes now: a record whose layers an image, a root or
-// another kept record holds stays, since removing it would only lose
-// cache. NOTE: so two records holding only the same blob never go under
-// keep, though removing both would free it.
+// go before their parents; ties go newest-created first), one record at a
+// time and only those whose removal frees bytes then: a record whose
+// layers an image, a root or another kept record holds stays, since
+// removing it would only lose cache, and so do its ancestors. NOTE: so two
+// records holding only the same blob never go under keep, though removing
+// both would free it.
 func (p *plan) choose(pol policy) []*node {
 	var out []*node
 	removed := map[*node]bool{}
@@ -165,15 +166,18 @@ func (p *plan) choose(pol policy) []*node {
 		}
 		return b.rec.Created.Compare(a.rec.Created)
 	})
-	// A removal can make another record's shared layer its own alone, so
-	// go round again while something goes.
+	// Only leaves go (a record whose children are all gone), so that what
+	// a removal frees is the record's own: removing a subtree for what
+	// one of its records frees would lose the others for nothing. Children
+	// sort before their parents, and a removal can make another record's
+	// shared layer its own alone, so go round again while something goes.
 	for progress := true; progress && total > pol.keep; {
 		progress = false
 		for _, n := range cands {
 			if total <= pol.keep {
 				break
 			}
-			if removed[n] || p.frees(n, refs, removed) == 0 {
+			if removed[n] || slices.ContainsFunc(n.children, func(c *node) bool { return !removed[c] }) || p.frees(n, refs) == 0 {
 				continue
 			}
 			remove(n)
@@ -183,26 +187,12 @@ func (p *plan) choose(pol policy) []*node {
 	return out
 }
 
-// frees is what removing n's subtree now would free: the unpinned items
-// that only records of the subtree still hold.
-func (p *plan) frees(n *node, refs map[item]int, removed map[*node]bool) int64 {
-	drop := map[item]int{}
-	var visit func(n *node)
-	visit = func(n *node) {
-		if removed[n] {
-			return
-		}
-		for _, c := range n.children {
-			visit(c)
-		}
-		for _, it := range n.items {
-			drop[it]++
-		}
-	}
-	visit(n)
+// frees is what removing the record n alone frees now: its unpinned items
+// no other remaining record holds.
+func (p *plan) frees(n *node, refs map[item]int) int64 {
 	var sum int64
-	for it, k := range drop {
-		if k == refs[it] && !p.pinned(it) {
+	for _, it := range n.items {
+		if refs[it] == 1 && !p.pinned(it) {
 			sum += p.size(it)
 		}
 	}

@@ -195,6 +195,15 @@ func TestChooseKeepStorageAllUsed(t *testing.T) {
 			t.Errorf("all %v: removed %v, want nothing", all, got)
 		}
 	}
+	// With --all, a used record with a child no image uses is a
+	// candidate, but only the child frees anything: the used records
+	// stay.
+	specs = append(specs, spec{key: "d", parent: "a", created: 3, lastUsed: 0, size: 500})
+	for _, all := range []bool{false, true} {
+		if got := names(specs, buildPlan(specs).choose(policy{keep: 1, all: all})); !slices.Equal(got, []string{"d"}) {
+			t.Errorf("all %v: removed %v, want [d]", all, got)
+		}
+	}
 }
 
 func TestChooseTiesGoNewestFirst(t *testing.T) {
