@@ -232,6 +232,8 @@ func TestBadCLI(t *testing.T) {
 		// run: every bad flag fails before a container exists.
 		{args: []string{"run"}, usage: true},
 		{args: []string{"run", "--bogus", img}, usage: true},
+		// No -p: a container has the host's network or none, nothing to publish.
+		{args: []string{"run", "-p", "80:80", img, "true"}, usage: true},
 		{args: []string{"run", "-e", "", img, "true"}, usage: true, stderr: "invalid environment variable"},
 		{args: []string{"run", "-e", "=x", img, "true"}, usage: true, stderr: "invalid environment variable"},
 		{args: []string{"run", "--env-file", missing, img, "true"}, usage: true},
