@@ -67,12 +67,10 @@ type converter struct {
 	network  string
 	lex      *shell.Lex
 	escape   rune // the Dockerfile's escape token
-	// global holds the ARGs of global scope: the predefined platform
-	// args and the ARGs before the first FROM, with --build-arg applied.
+	// global holds the ARGs of global scope that have a value: the
+	// predefined platform args and the ARGs before the first FROM, with
+	// --build-arg applied. A stage that redeclares one gets its value.
 	global *envList
-	// globalVals holds the same ARGs for stages that redeclare them:
-	// nil for one declared without a value.
-	globalVals map[string]*string
 	// declared records every ARG name declared in global scope or in a
 	// converted stage, to warn about unused build args.
 	declared map[string]bool

@@ -25,5 +25,6 @@
 // Where the parser and lexer we import have grown past Docker 20.10's
 // BuildKit, whose results are the reference, this package restores the old
 // limits that decide whether a build succeeds: substitution forms,
-// HEALTHCHECK durations and retries, STOPSIGNAL names, global ARG scoping.
+// HEALTHCHECK durations and retries, STOPSIGNAL names, global ARG defaults
+// that fail to expand.
 package dockerfile
