@@ -38,8 +38,8 @@ type Options struct {
 	// in FROM. It is called only for the stages the target needs.
 	ResolveImage func(ctx context.Context, ref string) (dockerspec.DockerOCIImage, error)
 	// Warnings, when set, receives what BuildKit would warn about: parser
-	// and lint warnings, unused build args. Each is "file:line: text" or
-	// plain text.
+	// and lint warnings, unused build args, also when Convert fails. Each
+	// is "file:line: text" or plain text.
 	Warnings *[]string
 }
 
@@ -87,6 +87,13 @@ func convert(ctx context.Context, dt []byte, opts Options) (*result, error) {
 		declared: map[string]bool{},
 		byName:   map[string]int{},
 	}
+	// Warnings go out even when the conversion fails: with check=error=true
+	// they say what the failure is about.
+	defer func() {
+		if opts.Warnings != nil {
+			*opts.Warnings = append(*opts.Warnings, c.warnings...)
+		}
+	}()
 	if c.platform.OS == "" || c.platform.Architecture == "" {
 		c.platform = defaultPlatform()
 	}
@@ -104,23 +111,27 @@ func convert(ctx context.Context, dt []byte, opts Options) (*result, error) {
 	if len(dt) == 0 {
 		return nil, c.errAt(nil, errors.New("the Dockerfile cannot be empty"))
 	}
+	ck, err := c.newChecks(dt)
+	if err != nil {
+		return nil, err
+	}
 	ast, err := parser.Parse(bytes.NewReader(dt))
 	if err != nil {
 		return nil, c.errAt(nil, err)
 	}
 	for _, w := range ast.Warnings {
+		// The parser warns only about empty continuation lines, a lint
+		// rule that # check= may skip, as in BuildKit.
 		var rng []parser.Range
 		if w.Location != nil {
 			rng = []parser.Range{*w.Location}
 		}
-		c.warnAt(rng, w.Short)
+		ck.lint.Run(&linter.RuleNoEmptyContinuation, rng, linter.RuleNoEmptyContinuation.Format())
 	}
 	if err := c.checkHealthchecks(ast.AST); err != nil {
 		return nil, err
 	}
-	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, rng []parser.Range) {
-		c.warnAt(rng, rule+": "+msg)
-	}})
+	lint := ck.lint
 	stages, metaArgs, err := instructions.Parse(ast.AST, lint)
 	if err != nil {
 		return nil, c.errAt(nil, err)
@@ -159,8 +170,8 @@ func convert(ctx context.Context, dt []byte, opts Options) (*result, error) {
 		}
 	}
 	c.warnUnusedArgs()
-	if opts.Warnings != nil {
-		*opts.Warnings = append(*opts.Warnings, c.warnings...)
+	if err := c.checkErr(ck); err != nil {
+		return nil, err
 	}
 	return c.result(target), nil
 }

@@ -262,7 +262,7 @@ func TestWarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"Dockerfile:5: Empty continuation line found in: RUN echo   hi",
+		"Dockerfile:5: NoEmptyContinuation: Empty continuation line",
 		"one or more build args were not consumed: UNUSED",
 	}
 	if !reflect.DeepEqual(warnings, want) {
