@@ -9,14 +9,14 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/builder-dev/builder/frontend/dockerfile"
 	"github.com/builder-dev/builder/store"
 )
 
-// maxDockerfileSize bounds what build reads as a Dockerfile. Real
-// Dockerfiles are kilobytes; a few MiB leaves room for generated ones while
-// `-f /dev/zero` or a runaway generator is refused at once instead of
-// filling memory.
-const maxDockerfileSize = 4 << 20
+// maxDockerfileSize bounds what build reads as a Dockerfile: what the
+// frontend accepts, so that `-f /dev/zero` or a runaway generator is
+// refused at once instead of filling memory.
+const maxDockerfileSize = dockerfile.MaxSize
 
 // stdinName is how errors name a Dockerfile read from `-f -`.
 const stdinName = "<stdin>"

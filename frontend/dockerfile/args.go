@@ -1,6 +1,7 @@
 package dockerfile
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -68,9 +69,16 @@ func (c *converter) globalArgs(metaArgs []instructions.ArgCommand, stages []inst
 				continue
 			}
 			if a.Value != nil {
-				// Docker 20.10 drops the error and keeps "".
-				v, _ := c.processWord(*a.Value, c.global)
+				// Docker 20.10 drops the error and keeps ""; but not
+				// the error of a value grown past the limits.
+				v, err := c.processWord(*a.Value, c.global)
+				if errors.Is(err, errTooLarge) {
+					return c.errAt(cmd.Location(), err)
+				}
 				c.global.set(a.Key, v)
+				if err := checkEnvSize(c.global); err != nil {
+					return c.errAt(cmd.Location(), err)
+				}
 			}
 		}
 	}

@@ -77,6 +77,7 @@ type converter struct {
 	stages   []*stage
 	byName   map[string]int // stage name -> last stage with it
 	warnings []string
+	total    int // bytes derived from variables so far, see maxTotal
 }
 
 func convert(ctx context.Context, dt []byte, opts Options) (*result, error) {
@@ -110,6 +111,15 @@ func convert(ctx context.Context, dt []byte, opts Options) (*result, error) {
 
 	if len(dt) == 0 {
 		return nil, c.errAt(nil, errors.New("the Dockerfile cannot be empty"))
+	}
+	if len(dt) > MaxSize {
+		return nil, c.errAt(nil, fmt.Errorf("%w: the Dockerfile is %d bytes, more than %d", errTooLarge, len(dt), MaxSize))
+	}
+	if err := c.checkLines(dt); err != nil {
+		return nil, err
+	}
+	if err := c.checkDirectives(dt); err != nil {
+		return nil, err
 	}
 	ck, err := c.newChecks(dt)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 type envList struct {
 	keys []string
 	vals map[string]string
+	size int // bytes of keys and values, to bound it
 }
 
 func newEnvList() *envList { return &envList{vals: map[string]string{}} }
@@ -25,15 +26,17 @@ func (e *envList) Get(key string) (string, bool) {
 func (e *envList) Keys() []string { return e.keys }
 
 func (e *envList) set(key, value string) {
-	if _, ok := e.vals[key]; ok {
+	if old, ok := e.vals[key]; ok {
 		e.keys = slices.DeleteFunc(e.keys, func(k string) bool { return k == key })
+		e.size -= len(key) + len(old)
 	}
+	e.size += len(key) + len(value)
 	e.keys = append(e.keys, key)
 	e.vals[key] = value
 }
 
 func (e *envList) clone() *envList {
-	c := &envList{keys: slices.Clone(e.keys), vals: make(map[string]string, len(e.vals))}
+	c := &envList{keys: slices.Clone(e.keys), vals: make(map[string]string, len(e.vals)), size: e.size}
 	for k, v := range e.vals {
 		c.vals[k] = v
 	}
