@@ -329,33 +329,3 @@ func TestValidSignal(t *testing.T) {
 		}
 	}
 }
-
-// FuzzConvert checks that no input panics and that every failure is a
-// located *graph.Error.
-func FuzzConvert(f *testing.F) {
-	seeds, _ := filepath.Glob("testdata/*/Dockerfile")
-	for _, s := range seeds {
-		if dt, err := os.ReadFile(s); err == nil {
-			f.Add(dt)
-		}
-	}
-	f.Add([]byte("FROM busybox\nRUN <<EOF\necho hi\nEOF\n"))
-	f.Add([]byte("# escape=`\nFROM busybox\nRUN echo `\n hi\n"))
-	f.Add([]byte("ARG A=${B:-x}\nFROM ${A:+busybox}\nEXPOSE ${P:-80-81/udp}\n"))
-	f.Add([]byte("FROM onbuild/base\nFROM busybox AS helper\n"))
-	f.Fuzz(func(t *testing.T, dt []byte) {
-		opts := testOptions(&stubResolver{})
-		opts.BuildArgs = map[string]string{"A": "busybox"}
-		def, err := Convert(context.Background(), dt, opts)
-		if err != nil {
-			var ge *graph.Error
-			if !errors.As(err, &ge) {
-				t.Fatalf("error is %T, not *graph.Error: %v", err, err)
-			}
-			return
-		}
-		if def.Target < 0 || def.Target >= len(def.Stages) {
-			t.Fatalf("target %d of %d stages", def.Target, len(def.Stages))
-		}
-	})
-}

@@ -71,7 +71,7 @@ func (c *converter) addStep(s *stage, cmd *command, createdBy string, op graph.O
 	c.total += len(createdBy)
 	if ex, ok := op.(*graph.Exec); ok {
 		for _, kv := range ex.Env {
-			c.total += len(kv)
+			c.total += len(kv) + entryCost
 		}
 	}
 	s.img.History = append(s.img.History, h)

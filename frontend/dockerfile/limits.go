@@ -31,6 +31,12 @@ const (
 	// expanded words plus every RUN's environment and history, each of
 	// which copies the variables in effect.
 	maxTotal = 128 << 20
+	// entryCost is roughly what one environment entry copied into a RUN
+	// costs besides its bytes (its string header and allocation, its
+	// slot, the lookups and the history text that repeat it), so that
+	// many tiny variables copied into many RUNs count for their real
+	// memory and work too.
+	entryCost = 64
 )
 
 // errTooLarge marks the failures of the limits above.

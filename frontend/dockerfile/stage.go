@@ -30,6 +30,7 @@ type stage struct {
 	env       *envList                  // what RUN gets and words expand against
 	buildArgs []buildArg                // ARGs declared so far, for RUN's history
 	cmdSet    bool                      // CMD was set in this stage
+	envIndex  map[string]int            // img.Config.Env key -> index, built on first use
 	steps     []*graph.Step
 }
 
