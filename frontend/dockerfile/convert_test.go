@@ -195,6 +195,7 @@ func TestErrors(t *testing.T) {
 		{"escape directive", "# escape=xx\nFROM busybox\n", "", 1, "invalid escape token"},
 		{"escape directive after check", "# check=skip=all\n# escape=xx\nFROM busybox\n", "", 2, "invalid escape token"},
 		{"escape directive twice", "# escape=`\n#escape=\\\nFROM busybox\n", "", 2, "only one escape parser directive"},
+		{"escape indented", " \t\v# escape=xx\r\nFROM busybox\n", "", 1, "invalid escape token"},
 		{"escape after blank", "\n# escape=xx\nFROM busybox\nFOO\n", "", 4, "unknown instruction: FOO"},
 		{"long line", "FROM busybox\nRUN true\nRUN " + strings.Repeat("a", 65532) + "\n", "", 3, "more than the maximum of 65535"},
 		{"long line at the end", "FROM busybox\n\n" + strings.Repeat("#", 65536), "", 3, "more than the maximum of 65535"},

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"unicode"
 
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
@@ -69,7 +70,7 @@ func (c *converter) checkDirectives(dt []byte) error {
 	for line := 1; len(dt) > 0; line++ {
 		l, rest, _ := bytes.Cut(dt, []byte("\n"))
 		dt = rest
-		l = bytes.TrimLeft(bytes.TrimSuffix(l, []byte("\r")), " \t")
+		l = bytes.TrimLeftFunc(bytes.TrimSuffix(l, []byte("\r")), unicode.IsSpace)
 		d, err := p.ParseLine(l)
 		if err != nil {
 			return c.errAtLine(line, err)
