@@ -109,16 +109,7 @@ func convert(ctx context.Context, dt []byte, opts Options) (*result, error) {
 		return nil, errors.New("convert dockerfile: no ResolveImage function")
 	}
 
-	if len(dt) == 0 {
-		return nil, c.errAt(nil, errors.New("the Dockerfile cannot be empty"))
-	}
-	if len(dt) > MaxSize {
-		return nil, c.errAt(nil, fmt.Errorf("%w: the Dockerfile is %d bytes, more than %d", errTooLarge, len(dt), MaxSize))
-	}
-	if err := c.checkLines(dt); err != nil {
-		return nil, err
-	}
-	if err := c.checkDirectives(dt); err != nil {
+	if err := c.checkSource(dt); err != nil {
 		return nil, err
 	}
 	ck, err := c.newChecks(dt)
@@ -141,8 +132,7 @@ func convert(ctx context.Context, dt []byte, opts Options) (*result, error) {
 	if err := c.checkHealthchecks(ast.AST); err != nil {
 		return nil, err
 	}
-	lint := ck.lint
-	stages, metaArgs, err := instructions.Parse(ast.AST, lint)
+	stages, metaArgs, err := instructions.Parse(ast.AST, ck.lint)
 	if err != nil {
 		return nil, c.errAt(nil, err)
 	}

@@ -43,6 +43,21 @@ const (
 // errTooLarge marks the failures of the limits above.
 var errTooLarge = errors.New("over the size limit")
 
+// checkSource refuses, before parsing, what the parser would refuse
+// without naming a line, or would take too long over.
+func (c *converter) checkSource(dt []byte) error {
+	if len(dt) == 0 {
+		return c.errAt(nil, errors.New("the Dockerfile cannot be empty"))
+	}
+	if len(dt) > MaxSize {
+		return c.errAt(nil, fmt.Errorf("%w: the Dockerfile is %d bytes, more than %d", errTooLarge, len(dt), MaxSize))
+	}
+	if err := c.checkLines(dt); err != nil {
+		return err
+	}
+	return c.checkDirectives(dt)
+}
+
 // checkLines fails at the first line BuildKit's parser cannot read, naming
 // it; the parser itself reports no usable line.
 func (c *converter) checkLines(dt []byte) error {
