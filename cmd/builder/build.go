@@ -90,8 +90,13 @@ func parseBuildArgs(list []string) (map[string]string, error) {
 
 // readIgnore reads Dockerfile-specific ignore rules (<Dockerfile>.dockerignore)
 // first, then the context's .dockerignore, as BuildKit does.
+// A Dockerfile from stdin ("" here) has only the context's.
 func readIgnore(dockerfile, contextDir string) ([]string, error) {
-	for _, p := range []string{dockerfile + ".dockerignore", filepath.Join(contextDir, ".dockerignore")} {
+	paths := []string{filepath.Join(contextDir, ".dockerignore")}
+	if dockerfile != "" {
+		paths = append([]string{dockerfile + ".dockerignore"}, paths...)
+	}
+	for _, p := range paths {
 		f, err := os.Open(p)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -140,15 +145,14 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err != nil || !fi.IsDir() {
 		return usageError{fmt.Errorf("context %q is not a directory", contextDir)}
 	}
-	file := o.file
-	if file == "" {
-		file = filepath.Join(contextDir, "Dockerfile")
+	if err := validateTags(o.tags); err != nil {
+		return err
 	}
-	src, err := os.ReadFile(file)
+	df, err := readDockerfile(o.file, contextDir, os.Stdin)
 	if err != nil {
-		return fmt.Errorf("read Dockerfile: %w", err)
+		return err
 	}
-	ignore, err := readIgnore(file, contextDir)
+	ignore, err := readIgnore(df.path, contextDir)
 	if err != nil {
 		return err
 	}
@@ -162,8 +166,8 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	}
 	defer lock.Release()
 	var warnings []string
-	def, err := dockerfile.Convert(ctx, src, dockerfile.Options{
-		File:      file,
+	def, err := dockerfile.Convert(ctx, df.data, dockerfile.Options{
+		File:      df.name,
 		BuildArgs: buildArgs,
 		Target:    o.target,
 		Network:   o.network,
@@ -174,14 +178,15 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 			return cfg, err
 		},
 	})
-	if err != nil {
-		return err
-	}
+	// Warnings first: with # check=error=true they explain the error.
 	for _, w := range warnings {
 		pr.Warn(w)
 	}
+	if err != nil {
+		return err
+	}
 	start := time.Now()
-	absFile, err := filepath.Abs(file)
+	absFile, err := df.absPath(contextDir)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package dockerfile
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -24,11 +25,12 @@ var proxyArgs = []string{"HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "
 // (--build-arg may override them), then the ARGs before the first FROM,
 // whose defaults expand against what precedes them.
 //
-// As in Docker 20.10's BuildKit, a global ARG without a value (and without
-// a --build-arg) still counts: FROM lines see it as empty, and a stage that
-// redeclares it gets no value, even for a predefined platform arg. A
-// default that fails to expand becomes empty; only a FROM line using it
-// fails.
+// As in today's BuildKit, a global ARG without a value (and without a
+// --build-arg) declares the name without assigning it: a predefined
+// platform arg or an earlier global ARG keeps its value, and a stage that
+// redeclares the name gets that value. (Docker 20.10 blanked it.) A default
+// that fails to expand becomes empty, as in Docker 20.10; only a FROM line
+// using it fails.
 func (c *converter) globalArgs(metaArgs []instructions.ArgCommand, stages []instructions.Stage) error {
 	p := c.platform
 	target := c.opts.Target
@@ -52,36 +54,32 @@ func (c *converter) globalArgs(metaArgs []instructions.ArgCommand, stages []inst
 		{"TARGETSTAGE", target},
 	}
 	c.global = newEnvList()
-	c.globalVals = map[string]*string{}
-	set := func(key string, value *string) {
-		v := ""
-		if value != nil {
-			v = *value
-		}
-		c.global.set(key, v)
-		c.globalVals[key] = value
-	}
 	for _, kv := range predefined {
 		v := kv[1]
 		if ov, ok := c.opts.BuildArgs[kv[0]]; ok {
 			v = ov
 		}
-		set(kv[0], &v)
+		c.global.set(kv[0], v)
 	}
 	for _, cmd := range metaArgs {
 		for _, a := range cmd.Args {
 			c.declared[a.Key] = true
 			if v, ok := c.opts.BuildArgs[a.Key]; ok {
-				set(a.Key, &v)
+				c.global.set(a.Key, v)
 				continue
 			}
-			var value *string
 			if a.Value != nil {
-				// Docker 20.10 drops the error and keeps "".
-				v, _ := c.processWord(*a.Value, c.global)
-				value = &v
+				// Docker 20.10 drops the error and keeps ""; but not
+				// the error of a value grown past the limits.
+				v, err := c.processWord(*a.Value, c.global)
+				if errors.Is(err, errTooLarge) {
+					return c.errAt(cmd.Location(), err)
+				}
+				c.global.set(a.Key, v)
+				if err := checkEnvSize(c.global); err != nil {
+					return c.errAt(cmd.Location(), err)
+				}
 			}
-			set(a.Key, value)
 		}
 	}
 	return nil
@@ -116,8 +114,8 @@ func (c *converter) dispatchArg(s *stage, cmd *command, ic *instructions.ArgComm
 			// Docker 20.10's BuildKit writes the default in the history,
 			// even when a --build-arg overrides it.
 			text += "=" + *value
-		} else if gv, ok := c.globalVals[a.Key]; ok && !hasBuildArg {
-			value = gv
+		} else if gv, ok := c.global.Get(a.Key); ok && !hasBuildArg {
+			value = &gv
 		}
 		if hasBuildArg {
 			value = &bv

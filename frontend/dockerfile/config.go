@@ -22,7 +22,7 @@ func (c *converter) dispatchEnv(s *stage, cmd *command, ic *instructions.EnvComm
 	for _, kv := range ic.Env {
 		b.WriteString(" " + kv.String())
 		s.env.set(kv.Key, kv.Value)
-		s.img.Config.Env = addEnv(s.img.Config.Env, kv.Key, kv.Value)
+		s.setImageEnv(kv.Key, kv.Value)
 	}
 	return c.configStep(s, cmd, b.String())
 }

@@ -38,8 +38,8 @@ type Options struct {
 	// in FROM. It is called only for the stages the target needs.
 	ResolveImage func(ctx context.Context, ref string) (dockerspec.DockerOCIImage, error)
 	// Warnings, when set, receives what BuildKit would warn about: parser
-	// and lint warnings, unused build args. Each is "file:line: text" or
-	// plain text.
+	// and lint warnings, unused build args, also when Convert fails. Each
+	// is "file:line: text" or plain text.
 	Warnings *[]string
 }
 
@@ -67,18 +67,17 @@ type converter struct {
 	network  string
 	lex      *shell.Lex
 	escape   rune // the Dockerfile's escape token
-	// global holds the ARGs of global scope: the predefined platform
-	// args and the ARGs before the first FROM, with --build-arg applied.
+	// global holds the ARGs of global scope that have a value: the
+	// predefined platform args and the ARGs before the first FROM, with
+	// --build-arg applied. A stage that redeclares one gets its value.
 	global *envList
-	// globalVals holds the same ARGs for stages that redeclare them:
-	// nil for one declared without a value.
-	globalVals map[string]*string
 	// declared records every ARG name declared in global scope or in a
 	// converted stage, to warn about unused build args.
 	declared map[string]bool
 	stages   []*stage
 	byName   map[string]int // stage name -> last stage with it
 	warnings []string
+	total    int // bytes derived from variables so far, see maxTotal
 }
 
 func convert(ctx context.Context, dt []byte, opts Options) (*result, error) {
@@ -89,6 +88,13 @@ func convert(ctx context.Context, dt []byte, opts Options) (*result, error) {
 		declared: map[string]bool{},
 		byName:   map[string]int{},
 	}
+	// Warnings go out even when the conversion fails: with check=error=true
+	// they say what the failure is about.
+	defer func() {
+		if opts.Warnings != nil {
+			*opts.Warnings = append(*opts.Warnings, c.warnings...)
+		}
+	}()
 	if c.platform.OS == "" || c.platform.Architecture == "" {
 		c.platform = defaultPlatform()
 	}
@@ -103,27 +109,30 @@ func convert(ctx context.Context, dt []byte, opts Options) (*result, error) {
 		return nil, errors.New("convert dockerfile: no ResolveImage function")
 	}
 
-	if len(dt) == 0 {
-		return nil, c.errAt(nil, errors.New("the Dockerfile cannot be empty"))
+	if err := c.checkSource(dt); err != nil {
+		return nil, err
+	}
+	ck, err := c.newChecks(dt)
+	if err != nil {
+		return nil, err
 	}
 	ast, err := parser.Parse(bytes.NewReader(dt))
 	if err != nil {
 		return nil, c.errAt(nil, err)
 	}
 	for _, w := range ast.Warnings {
+		// The parser warns only about empty continuation lines, a lint
+		// rule that # check= may skip, as in BuildKit.
 		var rng []parser.Range
 		if w.Location != nil {
 			rng = []parser.Range{*w.Location}
 		}
-		c.warnAt(rng, w.Short)
+		ck.lint.Run(&linter.RuleNoEmptyContinuation, rng, linter.RuleNoEmptyContinuation.Format())
 	}
 	if err := c.checkHealthchecks(ast.AST); err != nil {
 		return nil, err
 	}
-	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, rng []parser.Range) {
-		c.warnAt(rng, rule+": "+msg)
-	}})
-	stages, metaArgs, err := instructions.Parse(ast.AST, lint)
+	stages, metaArgs, err := instructions.Parse(ast.AST, ck.lint)
 	if err != nil {
 		return nil, c.errAt(nil, err)
 	}
@@ -161,8 +170,8 @@ func convert(ctx context.Context, dt []byte, opts Options) (*result, error) {
 		}
 	}
 	c.warnUnusedArgs()
-	if opts.Warnings != nil {
-		*opts.Warnings = append(*opts.Warnings, c.warnings...)
+	if err := c.checkErr(ck); err != nil {
+		return nil, err
 	}
 	return c.result(target), nil
 }

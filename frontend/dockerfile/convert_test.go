@@ -152,8 +152,8 @@ func TestErrors(t *testing.T) {
 		{"stage index", "FROM busybox\nCOPY --from=3 /a /b\n", "", 2, "invalid stage index 3"},
 		{"from expansion", "FROM busybox\nARG S=x\nCOPY --from=$S /a /b\n", "", 3, "variable expansion is not supported for --from"},
 		{"copy from later stage", "FROM busybox AS a\nCOPY --from=b /x /y\nFROM busybox AS b\n", "a", 2, `cannot copy from stage "b"`},
-		{"copy from itself", "FROM busybox AS a\nRUN true\nCOPY --from=a /x /y\n", "", 1, "circular dependency detected on stage: a"},
-		{"cycle in unused stages", "FROM busybox AS a\nCOPY --from=b /x /y\nFROM busybox AS b\nCOPY --from=a /x /y\nFROM busybox\n", "", 1, "circular dependency"},
+		{"copy from itself", "FROM busybox AS a\nRUN true\nCOPY --from=a /x /y\n", "", 3, "circular dependency detected on stage: a: a -> a (Dockerfile:3)"},
+		{"cycle in unused stages", "FROM busybox AS a\nCOPY --from=b /x /y\nFROM busybox AS b\nCOPY --from=a /x /y\nFROM busybox\n", "", 4, "circular dependency detected on stage: a: a -> b (Dockerfile:2), b -> a (Dockerfile:4)"},
 		{"chmod", "FROM busybox\nCOPY --chmod=999 a b\n", "", 2, "invalid chmod parameter"},
 		{"chmod symbolic", "FROM busybox\nCOPY --chmod=u+x a b\n", "", 2, "invalid chmod parameter"},
 		{"link chown name", "FROM busybox\nCOPY --link --chown=app a b\n", "", 2, "can't be resolved when used with --link"},
@@ -192,7 +192,14 @@ func TestErrors(t *testing.T) {
 		{"subst in stage arg", "FROM busybox\nARG A=${B?x}\n", "", 2, "missing ':' in substitution"},
 		{"subst in expose", "FROM busybox\nEXPOSE ${P-80}\n", "", 2, "missing ':' in substitution"},
 		{"unterminated heredoc", "FROM busybox\nRUN <<EOF\necho\n", "", 2, "unterminated heredoc"},
-		{"escape directive", "# escape=xx\nFROM busybox\n", "", 0, "invalid escape token"},
+		{"escape directive", "# escape=xx\nFROM busybox\n", "", 1, "invalid escape token"},
+		{"escape directive after check", "# check=skip=all\n# escape=xx\nFROM busybox\n", "", 2, "invalid escape token"},
+		{"escape directive twice", "# escape=`\n#escape=\\\nFROM busybox\n", "", 2, "only one escape parser directive"},
+		{"escape indented", " \t\v# escape=xx\r\nFROM busybox\n", "", 1, "invalid escape token"},
+		{"escape after blank", "\n# escape=xx\nFROM busybox\nFOO\n", "", 4, "unknown instruction: FOO"},
+		{"long line", "FROM busybox\nRUN true\nRUN " + strings.Repeat("a", 65532) + "\n", "", 3, "more than the maximum of 65535"},
+		{"long line at the end", "FROM busybox\n\n" + strings.Repeat("#", 65536), "", 3, "more than the maximum of 65535"},
+		{"cycle through FROM", "FROM busybox AS a\nCOPY --from=c /x /y\nFROM a AS b\nFROM b AS c\n", "", 3, "circular dependency detected on stage: a: a -> c (Dockerfile:2), c -> b (Dockerfile:4), b -> a (Dockerfile:3)"},
 		{"continuation line", "FROM busybox\nRUN echo a \\\n  b\nNOPE x\n", "", 4, "unknown instruction: NOPE"},
 	}
 	for _, tc := range tests {
@@ -262,7 +269,7 @@ func TestWarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"Dockerfile:5: Empty continuation line found in: RUN echo   hi",
+		"Dockerfile:5: NoEmptyContinuation: Empty continuation line",
 		"one or more build args were not consumed: UNUSED",
 	}
 	if !reflect.DeepEqual(warnings, want) {
@@ -322,34 +329,4 @@ func TestValidSignal(t *testing.T) {
 			t.Errorf("validSignal(%q) = %v, want %v", s, got, want)
 		}
 	}
-}
-
-// FuzzConvert checks that no input panics and that every failure is a
-// located *graph.Error.
-func FuzzConvert(f *testing.F) {
-	seeds, _ := filepath.Glob("testdata/*/Dockerfile")
-	for _, s := range seeds {
-		if dt, err := os.ReadFile(s); err == nil {
-			f.Add(dt)
-		}
-	}
-	f.Add([]byte("FROM busybox\nRUN <<EOF\necho hi\nEOF\n"))
-	f.Add([]byte("# escape=`\nFROM busybox\nRUN echo `\n hi\n"))
-	f.Add([]byte("ARG A=${B:-x}\nFROM ${A:+busybox}\nEXPOSE ${P:-80-81/udp}\n"))
-	f.Add([]byte("FROM onbuild/base\nFROM busybox AS helper\n"))
-	f.Fuzz(func(t *testing.T, dt []byte) {
-		opts := testOptions(&stubResolver{})
-		opts.BuildArgs = map[string]string{"A": "busybox"}
-		def, err := Convert(context.Background(), dt, opts)
-		if err != nil {
-			var ge *graph.Error
-			if !errors.As(err, &ge) {
-				t.Fatalf("error is %T, not *graph.Error: %v", err, err)
-			}
-			return
-		}
-		if def.Target < 0 || def.Target >= len(def.Stages) {
-			t.Fatalf("target %d of %d stages", def.Target, len(def.Stages))
-		}
-	})
 }

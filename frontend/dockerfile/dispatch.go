@@ -68,6 +68,12 @@ func (c *converter) dispatch(s *stage, cmd *command) error {
 // layer.
 func (c *converter) addStep(s *stage, cmd *command, createdBy string, op graph.Op, layer bool) {
 	h := ocispec.History{CreatedBy: createdBy, Comment: historyComment, EmptyLayer: !layer}
+	c.total += len(createdBy)
+	if ex, ok := op.(*graph.Exec); ok {
+		for _, kv := range ex.Env {
+			c.total += len(kv) + entryCost
+		}
+	}
 	s.img.History = append(s.img.History, h)
 	s.steps = append(s.steps, &graph.Step{
 		Location: c.location(cmd.ic.Location()),

@@ -20,10 +20,15 @@
 // build args), config.go (ENV, LABEL, CMD, ENTRYPOINT, VOLUME, STOPSIGNAL,
 // HEALTHCHECK, MAINTAINER, ONBUILD), expose.go (EXPOSE), stage.go (FROM,
 // stage dependencies, ONBUILD triggers). subst.go rejects the variable
-// substitutions that Docker 20.10's older lexer did not know.
+// substitutions that Docker 20.10's older lexer did not know. check.go runs
+// BuildKit's lint rules as "# check=" (or the BUILDKIT_DOCKERFILE_CHECK
+// build arg) configures them. limits.go keeps a conversion bounded whatever
+// the Dockerfile holds (its size, its line length, what variables expand
+// to) and locates the errors the parser reports without a usable line.
 //
 // Where the parser and lexer we import have grown past Docker 20.10's
 // BuildKit, whose results are the reference, this package restores the old
 // limits that decide whether a build succeeds: substitution forms,
-// HEALTHCHECK durations and retries, STOPSIGNAL names, global ARG scoping.
+// HEALTHCHECK durations and retries, STOPSIGNAL names, global ARG defaults
+// that fail to expand.
 package dockerfile

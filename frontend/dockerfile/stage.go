@@ -30,6 +30,7 @@ type stage struct {
 	env       *envList                  // what RUN gets and words expand against
 	buildArgs []buildArg                // ARGs declared so far, for RUN's history
 	cmdSet    bool                      // CMD was set in this stage
+	envIndex  map[string]int            // img.Config.Env key -> index, built on first use
 	steps     []*graph.Step
 }
 
@@ -151,22 +152,29 @@ func (c *converter) newCommand(ic instructions.Command) (*command, error) {
 	return cmd, nil
 }
 
+// dep is a stage a stage depends on, and the instruction that says so.
+type dep struct {
+	stage int
+	loc   []parser.Range // the FROM or COPY --from line
+}
+
 // deps lists the stages s depends on.
-func (s *stage) deps() []int {
-	var d []int
+func (s *stage) deps() []dep {
+	var d []dep
 	if s.from.Stage >= 0 {
-		d = append(d, s.from.Stage)
+		d = append(d, dep{s.from.Stage, s.ist.Location})
 	}
 	for _, cmd := range s.commands {
 		if cmd.fromStage >= 0 {
-			d = append(d, cmd.fromStage)
+			d = append(d, dep{cmd.fromStage, cmd.ic.Location()})
 		}
 	}
 	return d
 }
 
 // checkCycles rejects stages that depend on each other, in every stage as
-// BuildKit does, needed or not.
+// BuildKit does, needed or not. The error is located at the instruction
+// that closes the loop and names every link of it with its line.
 func (c *converter) checkCycles() error {
 	const (
 		unseen = iota
@@ -174,20 +182,39 @@ func (c *converter) checkCycles() error {
 		done
 	)
 	state := make([]int, len(c.stages))
+	// path is the chain of dependencies being followed: path[k] is how
+	// the k-th stage on it depends on the next.
+	var path []struct {
+		from int
+		dep  dep
+	}
 	var visit func(i int) error
 	visit = func(i int) error {
 		switch state[i] {
 		case visiting:
-			s := c.stages[i]
-			return c.errAt(s.ist.Location, fmt.Errorf("circular dependency detected on stage: %s", s.label()))
+			k := 0
+			for path[k].from != i {
+				k++
+			}
+			var links []string
+			for _, p := range path[k:] {
+				links = append(links, fmt.Sprintf("%s -> %s (%s)", c.stages[p.from].label(), c.stages[p.dep.stage].label(), c.location(p.dep.loc)))
+			}
+			last := path[len(path)-1].dep.loc
+			return c.errAt(last, fmt.Errorf("circular dependency detected on stage: %s: %s", c.stages[i].label(), strings.Join(links, ", ")))
 		case done:
 			return nil
 		}
 		state[i] = visiting
 		for _, d := range c.stages[i].deps() {
-			if err := visit(d); err != nil {
+			path = append(path, struct {
+				from int
+				dep  dep
+			}{i, d})
+			if err := visit(d.stage); err != nil {
 				return err
 			}
+			path = path[:len(path)-1]
 		}
 		state[i] = done
 		return nil
@@ -316,6 +343,13 @@ func (c *converter) dispatchStage(s *stage) error {
 	}
 	for _, cmd := range s.commands {
 		if err := c.dispatch(s, cmd); err != nil {
+			return c.errAt(cmd.ic.Location(), err)
+		}
+		if err := checkEnvSize(s.env); err != nil {
+			return c.errAt(cmd.ic.Location(), err)
+		}
+		// Steps copy the environment (RUN) and their history text.
+		if err := c.expanded(0); err != nil {
 			return c.errAt(cmd.ic.Location(), err)
 		}
 	}

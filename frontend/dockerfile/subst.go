@@ -22,8 +22,15 @@ func (c *converter) processWord(word string, env shell.EnvGetter) (string, error
 	if err := checkSubstitutions(word, c.escape); err != nil {
 		return "", err
 	}
-	w, _, err := c.lex.ProcessWord(word, env)
-	return w, err
+	be := &budgetEnv{EnvGetter: env, left: maxExpansion}
+	w, _, err := c.lex.ProcessWord(word, be)
+	if be.over {
+		return "", overBudget(word)
+	}
+	if err != nil {
+		return "", err
+	}
+	return w, c.expanded(len(w))
 }
 
 // processWords is processWord for words that are split like a shell's
@@ -32,7 +39,19 @@ func (c *converter) processWords(word string, env shell.EnvGetter) ([]string, er
 	if err := checkSubstitutions(word, c.escape); err != nil {
 		return nil, err
 	}
-	return c.lex.ProcessWords(word, env)
+	be := &budgetEnv{EnvGetter: env, left: maxExpansion}
+	ws, err := c.lex.ProcessWords(word, be)
+	if be.over {
+		return nil, overBudget(word)
+	}
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, w := range ws {
+		n += len(w)
+	}
+	return ws, c.expanded(n)
 }
 
 // checkSubstitutions returns Docker 20.10's error for the first
