@@ -149,6 +149,9 @@ func (s *state) scanImages(ctx context.Context) error {
 	}
 	byManifest := map[digest.Digest]*image{}
 	for _, li := range list {
+		if li.Err != nil {
+			return fmt.Errorf("scan images: %w (see builder store verify)", li.Err)
+		}
 		im := byManifest[li.Manifest.Digest]
 		if im == nil {
 			m, cfg, err := s.c.Store.LoadImage(ctx, li.Manifest)

@@ -136,6 +136,12 @@ func (s *Snapshotter) Unpack(ctx context.Context, parent Committed, chainID dige
 	if _, err := archive.Apply(ctx, tmp, layer, archive.ApplyOptions{Overlay: true}); err != nil {
 		return Committed{}, fmt.Errorf("unpack %s: %w", chainID, err)
 	}
+	// The tar reader stops at the end-of-archive blocks; reading the rest
+	// lets a verifying reader (store.OpenLayer) check the whole blob before
+	// the layer is published.
+	if _, err := io.Copy(io.Discard, layer); err != nil {
+		return Committed{}, fmt.Errorf("unpack %s: %w", chainID, err)
+	}
 	if err := s.publish(tmp, dst); err != nil {
 		return Committed{}, fmt.Errorf("unpack %s: %w", chainID, err)
 	}

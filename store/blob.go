@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -107,6 +108,9 @@ func (s *Store) writeBytes(ctx context.Context, mediaType string, b []byte) (oci
 }
 
 // OpenBlob opens the blob d for reading; ErrNotFound if it is missing.
+// The content is checked against d as it is read: the read that reaches
+// the end fails with a DigestError (errors.Is ErrDigest) if the blob was
+// changed, so read it to io.EOF before trusting what it gave.
 func (s *Store) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -121,7 +125,7 @@ func (s *Store) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, e
 	if err != nil {
 		return nil, fmt.Errorf("open blob %s: %w", d, err)
 	}
-	return f, nil
+	return verifiedFile{newVerifier(f, d), f}, nil
 }
 
 // ReadJSON unmarshals the blob d into v.
@@ -136,7 +140,8 @@ func (s *Store) ReadJSON(ctx context.Context, d digest.Digest, v any) error {
 	return nil
 }
 
-// readBlob reads a small blob (a manifest or config) whole.
+// readBlob reads a small blob (a manifest or config) whole, checked against
+// its digest.
 func (s *Store) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
 	rc, err := s.OpenBlob(ctx, d)
 	if err != nil {
@@ -144,6 +149,9 @@ func (s *Store) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(rc)
+	if errors.Is(err, ErrDigest) {
+		return nil, err // names the blob already
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read blob %s: %w", d, err)
 	}

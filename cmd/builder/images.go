@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -84,11 +85,20 @@ func newImagesCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// A damaged image is left out of the list and reported: its
+			// config cannot be trusted for any column.
+			var damaged []error
+			imgs = slices.DeleteFunc(imgs, func(im store.Image) bool {
+				if im.Err != nil {
+					damaged = append(damaged, fmt.Errorf("%s: %w", orNone(im.Name), im.Err))
+				}
+				return im.Err != nil
+			})
 			if quiet {
 				for _, im := range imgs {
 					fmt.Println(shortID(im.Config.Digest.String()))
 				}
-				return nil
+				return errors.Join(damaged...)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
 			fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
@@ -96,11 +106,22 @@ func newImagesCmd(g *globalOptions) *cobra.Command {
 				repo, tag := splitName(im.Name)
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, shortID(im.Config.Digest.String()), ago(im.Created), humanSize(im.Size))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return errors.Join(damaged...)
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only image IDs")
 	return cmd
+}
+
+// orNone is an image's name, or <none> for an untagged one.
+func orNone(name string) string {
+	if name == "" {
+		return "<none>"
+	}
+	return name
 }
 
 // splitName splits "repo:tag" at the tag's colon (not a registry port's).
