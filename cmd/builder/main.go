@@ -85,6 +85,7 @@ func newRootCmd() *cobra.Command {
 		newCommitCmd(g),
 		newMonitorCmd(g),
 		newCacheCmd(g),
+		newStoreCmd(g),
 	)
 	return cmd
 }
