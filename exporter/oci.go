@@ -48,14 +48,14 @@ func SaveOCI(ctx context.Context, s *store.Store, refs []string, w io.Writer) er
 	for _, t := range targets {
 		var m ocispec.Manifest
 		if err := s.ReadJSON(ctx, t.manifest.Digest, &m); err != nil {
-			return fmt.Errorf("save oci archive: %w", err)
+			return fmt.Errorf("save oci archive: image %s: %w", t.shownAs(), err)
 		}
 		for _, d := range append([]ocispec.Descriptor{t.manifest, m.Config}, m.Layers...) {
 			if written[d.Digest] {
 				continue
 			}
 			if err := writeBlob(ctx, tw, s, d); err != nil {
-				return fmt.Errorf("save oci archive: %w", err)
+				return fmt.Errorf("save oci archive: image %s: %w", t.shownAs(), err)
 			}
 			written[d.Digest] = true
 		}

@@ -31,8 +31,11 @@ func (s *Store) Ingest(ctx context.Context, mediaType string, r io.Reader) (ocis
 // the next step does not wait for the disk.
 type StagedBlob struct {
 	Desc ocispec.Descriptor
-	s    *Store
-	tmp  *os.File
+	// Layer, for a layer blob, is its content's LayerInfo, which Commit
+	// remembers.
+	Layer *LayerInfo
+	s     *Store
+	tmp   *os.File
 }
 
 // Stage writes r to a temporary file of the store, hashing it, and
@@ -68,11 +71,14 @@ func (b *StagedBlob) Commit() error {
 	if err != nil {
 		return fmt.Errorf("ingest blob %s: %w", b.Desc.Digest, err)
 	}
-	if b.s.HasBlob(b.Desc.Digest) {
-		return nil
+	if !b.s.HasBlob(b.Desc.Digest) {
+		if err := os.Rename(tmp, b.s.BlobPath(b.Desc.Digest)); err != nil {
+			return fmt.Errorf("ingest blob %s: %w", b.Desc.Digest, err)
+		}
 	}
-	if err := os.Rename(tmp, b.s.BlobPath(b.Desc.Digest)); err != nil {
-		return fmt.Errorf("ingest blob %s: %w", b.Desc.Digest, err)
+	if b.Layer != nil {
+		// Only sizes: lost, they are counted again from the blob.
+		_ = b.s.SetLayerInfos(context.Background(), map[digest.Digest]LayerInfo{b.Desc.Digest: *b.Layer})
 	}
 	return nil
 }
@@ -140,8 +146,12 @@ func (s *Store) ReadJSON(ctx context.Context, d digest.Digest, v any) error {
 	return nil
 }
 
-// readBlob reads a small blob (a manifest or config) whole, checked against
+// ReadBlob reads a small blob (a manifest or config) whole, checked against
 // its digest.
+func (s *Store) ReadBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
+	return s.readBlob(ctx, d)
+}
+
 func (s *Store) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
 	rc, err := s.OpenBlob(ctx, d)
 	if err != nil {

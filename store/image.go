@@ -29,7 +29,7 @@ type Image struct {
 	Manifest ocispec.Descriptor
 	Config   ocispec.Descriptor // its digest is the image ID
 	Created  time.Time
-	Size     int64 // config plus compressed layers
+	Layers   []ocispec.Descriptor
 	Err      error // why the manifest or config could not be read, if so
 }
 
@@ -392,10 +392,7 @@ func (s *Store) readImage(ctx context.Context, img *Image) error {
 		return fmt.Errorf("image %s: %w", img.Manifest.Digest, err)
 	}
 	img.Config = plain(m.Config)
-	img.Size = m.Config.Size
-	for _, l := range m.Layers {
-		img.Size += l.Size
-	}
+	img.Layers = m.Layers
 	var cfg ocispec.Image
 	if err := s.ReadJSON(ctx, m.Config.Digest, &cfg); err != nil {
 		return fmt.Errorf("image %s: config: %w", img.Manifest.Digest, err)
@@ -404,6 +401,28 @@ func (s *Store) readImage(ctx context.Context, img *Image) error {
 		img.Created = *cfg.Created
 	}
 	return nil
+}
+
+// ContentSize is the size of an image's layers as Docker shows it (images,
+// inspect): the sum of their LayerInfo sizes.
+func (s *Store) ContentSize(ctx context.Context, layers []ocispec.Descriptor) (int64, error) {
+	infos, err := s.LayerInfos(ctx, layerDigests(layers))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, l := range layers {
+		n += infos[l.Digest].Size
+	}
+	return n, nil
+}
+
+func layerDigests(layers []ocispec.Descriptor) []digest.Digest {
+	out := make([]digest.Digest, len(layers))
+	for i, l := range layers {
+		out[i] = l.Digest
+	}
+	return out
 }
 
 // LoadImage reads the manifest and config of an image. Docker schema2

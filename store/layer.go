@@ -163,10 +163,13 @@ func (s *Store) IngestLayer(ctx context.Context, r io.Reader) (ocispec.Descripto
 }
 
 // StageLayer is IngestLayer up to a staged blob, which the caller commits
-// (or discards).
+// (or discards). The stream must be a tar (ErrInvalid otherwise); its
+// content size is counted on the way and remembered when the blob is
+// committed (see LayerInfos).
 func (s *Store) StageLayer(ctx context.Context, r io.Reader) (*StagedBlob, digest.Digest, error) {
 	pr, pw := io.Pipe()
 	diffID := digest.Canonical.Digester()
+	var layerInfo LayerInfo
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -175,7 +178,13 @@ func (s *Store) StageLayer(ctx context.Context, r io.Reader) (*StagedBlob, diges
 			pw.CloseWithError(err)
 			return
 		}
-		_, err = io.Copy(zw, io.TeeReader(ctxReader{ctx, r}, diffID.Hash()))
+		counter := newTarCounter()
+		_, err = io.Copy(zw, io.TeeReader(ctxReader{ctx, r}, io.MultiWriter(diffID.Hash(), counter)))
+		info, terr := counter.Close()
+		if err == nil {
+			err = terr
+			layerInfo = info
+		}
 		if cerr := zw.Close(); err == nil {
 			err = cerr
 			gzipWriters.Put(zw) // only a cleanly closed writer is reused
@@ -189,5 +198,6 @@ func (s *Store) StageLayer(ctx context.Context, r io.Reader) (*StagedBlob, diges
 	if err != nil {
 		return nil, "", fmt.Errorf("ingest layer: %w", err)
 	}
+	b.Layer = &layerInfo
 	return b, diffID.Digest(), nil
 }

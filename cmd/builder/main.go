@@ -108,3 +108,12 @@ func minArgs(n int) cobra.PositionalArgs {
 		return nil
 	}
 }
+
+func rangeArgs(lo, hi int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.RangeArgs(lo, hi)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
