@@ -102,9 +102,13 @@ func exportLocal(ctx context.Context, e *env, layers []ocispec.Descriptor, dir s
 			return err
 		}
 		_, err = archive.Apply(ctx, dir, rc, archive.ApplyOptions{})
-		if err == nil {
-			// Read past the tar's end so the blob's digest is checked.
-			_, err = io.Copy(io.Discard, rc)
+		// Read past the tar's end so the blob's digest is checked; after a
+		// broken tar, a changed blob is the likelier cause to report.
+		if _, derr := io.Copy(io.Discard, rc); derr != nil && ctx.Err() == nil {
+			if err != nil {
+				derr = fmt.Errorf("%w (%v)", derr, err)
+			}
+			err = derr
 		}
 		rc.Close()
 		if err != nil {
