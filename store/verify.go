@@ -22,7 +22,8 @@ type DigestError struct {
 var ErrDigest = errors.New("content does not match its digest")
 
 func (e *DigestError) Error() string {
-	return fmt.Sprintf("blob %s: %v: read %d bytes hashing to %s", e.Blob, ErrDigest, e.Size, e.Got)
+	return fmt.Sprintf("blob %s: %v: read %d bytes hashing to %s (the store is damaged: `builder store verify` lists the images using it)",
+		e.Blob, ErrDigest, e.Size, e.Got)
 }
 
 func (e *DigestError) Is(target error) bool { return target == ErrDigest }
