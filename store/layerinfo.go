@@ -70,7 +70,7 @@ func (c *tarCounter) Close() (LayerInfo, error) {
 		c.err = fmt.Errorf("empty stream")
 	}
 	if c.err != nil {
-		return c.info, fmt.Errorf("not a tar archive: %w: %v", ErrInvalid, c.err)
+		return c.info, fmt.Errorf("not a tar archive (%v): %w", c.err, ErrInvalid)
 	}
 	return c.info, nil
 }
@@ -196,10 +196,10 @@ func CountTar(r io.Reader) (LayerInfo, error) {
 	if err == nil {
 		_, err = io.Copy(io.Discard, cr)
 	} else if !errors.Is(err, ErrDigest) {
-		err = fmt.Errorf("not a tar archive: %w: %v", ErrInvalid, err)
+		err = fmt.Errorf("not a tar archive (%v): %w", err, ErrInvalid)
 	}
 	if err == nil && cr.n == 0 {
-		err = fmt.Errorf("not a tar archive: %w: empty stream", ErrInvalid)
+		err = fmt.Errorf("not a tar archive (empty): %w", ErrInvalid)
 	}
 	return LayerInfo{Size: size, TarSize: cr.n}, err
 }

@@ -367,7 +367,7 @@ func newLoadCmd(g *globalOptions) *cobra.Command {
 			defer lock.Release()
 			names, err := exporter.Load(ctx, e.store, r)
 			if err != nil {
-				return fmt.Errorf("load: %w", err)
+				return err
 			}
 			for _, n := range names {
 				fmt.Println("Loaded image:", n)
