@@ -13,6 +13,10 @@ func newStoreCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "store",
 		Short: "Check the store",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return usageError{fmt.Errorf("%s needs a command: verify", cmd.CommandPath())}
+		},
 	}
 	cmd.AddCommand(newStoreVerifyCmd(g))
 	return cmd
