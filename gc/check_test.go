@@ -77,4 +77,19 @@ func TestCheckRepairsCorruptLayer(t *testing.T) {
 	if dmg, err := f.c.Check(f.ctx, false); err != nil || !dmg.Clean() {
 		t.Errorf("Check after repair = %+v, %v", dmg, err)
 	}
+
+	// A record whose layer blob is missing is found and removed too.
+	if err := os.Remove(f.st.BlobPath(other.Layer.Digest)); err != nil {
+		t.Fatal(err)
+	}
+	dmg, err = f.c.Check(f.ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dmg.Records) != 1 || dmg.Records[0].Key != other.Key {
+		t.Errorf("Records = %+v, want the record whose blob is missing", dmg.Records)
+	}
+	if len(f.keys()) != 0 {
+		t.Errorf("records left: %v", f.keys())
+	}
 }
