@@ -88,6 +88,14 @@ func TestCorruptBlobDetected(t *testing.T) {
 			child := h.context("FROM app:1\nRUN cat /hello\n", map[string]string{})
 			h.mustFailNaming(blob, "build", "-t", "child:1", child)
 			h.mustFailNaming(blob, "run", "--rm", "app:1", "cat", "/hello")
+			// The layer being unpacked was thrown away, not published.
+			unpacked, _ := os.ReadDir(filepath.Join(h.root, "snapshots", "sha256"))
+			if len(unpacked) >= len(layers) {
+				t.Errorf("%d unpacked layers after failed unpacks of a %d-layer image: the corrupt one was kept", len(unpacked), len(layers))
+			}
+			if left, _ := os.ReadDir(filepath.Join(h.root, "snapshots", "tmp")); len(left) != 0 {
+				t.Errorf("unpacking left %v", left)
+			}
 			out := filepath.Join(t.TempDir(), "app.tar")
 			h.mustFailNaming(blob, "save", "-o", out, "app:1")
 			h.mustFailNaming(blob, "save", "--format", "oci", "-o", out, "app:1")
