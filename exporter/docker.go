@@ -30,7 +30,6 @@ func SaveDocker(ctx context.Context, s *store.Store, refs []string, w io.Writer)
 	if err != nil {
 		return fmt.Errorf("save docker archive: %w", err)
 	}
-	sizes := map[digest.Digest]int64{}
 	// One v1.Image per manifest: the tarball writer groups tags by image
 	// identity, and writes each layer once.
 	images := map[digest.Digest]v1.Image{}
@@ -40,9 +39,9 @@ func SaveDocker(ctx context.Context, s *store.Store, refs []string, w io.Writer)
 		img, ok := images[t.manifest.Digest]
 		var top string
 		if !ok {
-			img, top, err = dockerImage(ctx, s, t.manifest, sizes)
+			img, top, err = dockerImage(ctx, s, t.manifest, t.shownAs())
 			if err != nil {
-				return fmt.Errorf("save docker archive: %w", err)
+				return fmt.Errorf("save docker archive: image %s: %w", t.shownAs(), err)
 			}
 			images[t.manifest.Digest] = img
 		}
@@ -170,19 +169,14 @@ func topLayer(img v1.Image) string {
 // dockerImage presents the store's image as a docker schema2 image whose
 // layers are the uncompressed tars, named by diff ID. It also returns its
 // top layer's hex.
-func dockerImage(ctx context.Context, s *store.Store, manifest ocispec.Descriptor, sizes map[digest.Digest]int64) (v1.Image, string, error) {
+func dockerImage(ctx context.Context, s *store.Store, manifest ocispec.Descriptor, shownAs string) (v1.Image, string, error) {
 	m, _, err := s.LoadImage(ctx, manifest)
 	if err != nil {
 		return nil, "", err
 	}
-	rc, err := s.OpenBlob(ctx, m.Config.Digest)
+	rawConfig, err := s.ReadBlob(ctx, m.Config.Digest)
 	if err != nil {
 		return nil, "", err
-	}
-	rawConfig, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		return nil, "", fmt.Errorf("read config %s: %w", m.Config.Digest, err)
 	}
 	cfg, err := v1.ParseConfigFile(bytes.NewReader(rawConfig))
 	if err != nil {
@@ -201,17 +195,20 @@ func dockerImage(ctx context.Context, s *store.Store, manifest ocispec.Descripto
 			Digest:    v1.Hash{Algorithm: "sha256", Hex: digest.FromBytes(rawConfig).Encoded()},
 		},
 	}
+	blobs := make([]digest.Digest, len(m.Layers))
+	for i, l := range m.Layers {
+		blobs[i] = l.Digest
+	}
+	// The tar entries' sizes come first: remembered, not counted by
+	// reading each layer an extra time.
+	infos, err := s.LayerInfos(ctx, blobs)
+	if err != nil {
+		return nil, "", err
+	}
 	for i, l := range m.Layers {
 		diffID := cfg.RootFS.DiffIDs[i]
-		size, ok := sizes[l.Digest]
-		if !ok {
-			size, err = uncompressedSize(ctx, s, l)
-			if err != nil {
-				return nil, "", err
-			}
-			sizes[l.Digest] = size
-		}
-		img.layers[diffID] = &dockerLayer{ctx: ctx, s: s, blob: l.Digest, diffID: diffID, size: size}
+		size := infos[l.Digest].TarSize
+		img.layers[diffID] = &dockerLayer{ctx: ctx, s: s, blob: l.Digest, diffID: diffID, size: size, image: shownAs}
 		dm.Layers = append(dm.Layers, v1.Descriptor{MediaType: types.DockerUncompressedLayer, Size: size, Digest: diffID})
 	}
 	img.rawManifest, err = json.Marshal(dm)
@@ -227,25 +224,6 @@ func dockerImage(ctx context.Context, s *store.Store, manifest ocispec.Descripto
 		top = dm.Layers[n-1].Digest.Hex
 	}
 	return v1img, top, nil
-}
-
-// uncompressedSize is the length of layer l uncompressed: a tar entry's
-// size goes in its header, before the data, so it is counted by reading
-// the layer once.
-func uncompressedSize(ctx context.Context, s *store.Store, l ocispec.Descriptor) (int64, error) {
-	if l.MediaType == ocispec.MediaTypeImageLayer || l.MediaType == string(types.DockerUncompressedLayer) {
-		return l.Size, nil
-	}
-	rc, err := s.OpenLayer(ctx, l.Digest)
-	if err != nil {
-		return 0, err
-	}
-	defer rc.Close()
-	n, err := io.Copy(io.Discard, ctxReader{ctx, rc})
-	if err != nil {
-		return 0, fmt.Errorf("read layer %s: %w", l.Digest, err)
-	}
-	return n, nil
 }
 
 // dockerImg is the partial.CompressedImageCore of a saved image, whose
@@ -275,6 +253,7 @@ type dockerLayer struct {
 	blob   digest.Digest
 	diffID v1.Hash
 	size   int64
+	image  string // for errors
 }
 
 var _ partial.CompressedLayer = (*dockerLayer)(nil)
@@ -291,5 +270,20 @@ func (l *dockerLayer) Compressed() (io.ReadCloser, error) {
 	return struct {
 		io.Reader
 		io.Closer
-	}{ctxReader{l.ctx, rc}, rc}, nil
+	}{errReader{ctxReader{l.ctx, rc}, l}, rc}, nil
+}
+
+// errReader names the layer and its image in a read error: the tarball
+// writer passes it on bare.
+type errReader struct {
+	r io.Reader
+	l *dockerLayer
+}
+
+func (e errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("layer %s of image %s: %w", e.l.blob, e.l.image, err)
+	}
+	return n, err
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 
 	"github.com/klauspost/pgzip"
 	"github.com/opencontainers/go-digest"
@@ -33,6 +34,12 @@ const mediaTypeDockerManifestList = "application/vnd.docker.distribution.manifes
 // manifest that needs no change keeps its bytes and digest), tags the
 // images and returns the names loaded; an image without a name is
 // returned as its ID (the config digest).
+//
+// Nothing reaches the store before the whole archive has been read and
+// checked: the archive is unpacked into a temporary directory of the
+// store, its blobs are staged there, and only then are they committed,
+// the manifests listed and the tags set. An archive that fails any check
+// leaves the store as it was.
 func Load(ctx context.Context, s *store.Store, r io.Reader) ([]string, error) {
 	sp, err := newSpool(ctx, s, r)
 	if sp != nil {
@@ -42,29 +49,99 @@ func Load(ctx context.Context, s *store.Store, r io.Reader) ([]string, error) {
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	l := &loader{s: s, sp: sp, layers: map[digest.Digest]ocispec.Descriptor{}}
-	var names []string
+	defer l.discard()
 	switch {
 	case sp.has("manifest.json"):
 		// Docker 25+ archives hold an OCI layout too; manifest.json is
 		// preferred for its RepoTags.
-		names, err = l.loadDocker(ctx)
+		err = l.planDocker(ctx)
 	case sp.has(ocispec.ImageIndexFile):
-		names, err = l.loadOCI(ctx)
+		err = l.planOCI(ctx)
 	default:
 		err = fmt.Errorf("neither manifest.json nor index.json: not a docker or OCI archive: %w", store.ErrInvalid)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
+	names, err := l.commit(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
 	return names, nil
 }
 
-// loader is one Load: the spooled archive and the layers stored so far,
-// by diff ID.
+// loader is one Load: the spooled archive, the blobs staged so far, the
+// layers among them by diff ID, and the images to list once all is
+// staged.
 type loader struct {
 	s      *store.Store
 	sp     *spool
+	staged []*store.StagedBlob
 	layers map[digest.Digest]ocispec.Descriptor
+	images []plannedImage
+}
+
+// plannedImage is an image of the archive, checked and with its blobs
+// staged.
+type plannedImage struct {
+	config   ocispec.Descriptor
+	layers   []ocispec.Descriptor
+	manifest *ocispec.Descriptor // the archive's own manifest, kept as is
+	tags     []string            // normalized
+}
+
+// stage writes b into the store's temporary area until commit.
+func (l *loader) stage(ctx context.Context, mediaType string, r io.Reader) (*store.StagedBlob, error) {
+	b, err := l.s.Stage(ctx, mediaType, r)
+	if err != nil {
+		return nil, err
+	}
+	l.staged = append(l.staged, b)
+	return b, nil
+}
+
+// discard drops what commit did not take.
+func (l *loader) discard() {
+	for _, b := range l.staged {
+		b.Discard()
+	}
+	l.staged = nil
+}
+
+// commit puts the staged blobs into the store, then lists and tags the
+// planned images. A failure here (a full disk) can leave blobs no image
+// names, which garbage collection removes.
+func (l *loader) commit(ctx context.Context) ([]string, error) {
+	for _, b := range l.staged {
+		if err := b.Commit(); err != nil {
+			return nil, err
+		}
+	}
+	l.staged = nil
+	var names []string
+	for _, im := range l.images {
+		var m ocispec.Descriptor
+		var err error
+		if im.manifest != nil {
+			m = *im.manifest
+			err = l.s.AddManifest(ctx, m)
+		} else {
+			m, err = l.s.PutManifest(ctx, im.config, im.layers)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(im.tags) == 0 {
+			names = appendNew(names, im.config.Digest.String())
+		}
+		for _, n := range im.tags {
+			if err := l.s.Tag(ctx, n, m); err != nil {
+				return nil, err
+			}
+			names = appendNew(names, n)
+		}
+	}
+	return names, nil
 }
 
 // dockerManifest is one entry of a docker-archive's manifest.json.
@@ -74,84 +151,95 @@ type dockerManifest struct {
 	Layers   []string
 }
 
-func (l *loader) loadDocker(ctx context.Context) ([]string, error) {
+func (l *loader) planDocker(ctx context.Context) error {
 	var entries []dockerManifest
 	if err := l.readJSON("manifest.json", &entries); err != nil {
-		return nil, err
+		return err
 	}
 	if len(entries) == 0 {
-		return nil, fmt.Errorf("manifest.json lists no image: %w", store.ErrInvalid)
+		return fmt.Errorf("manifest.json lists no image: %w", store.ErrInvalid)
 	}
-	var names []string
 	for _, e := range entries {
+		tags, err := normalizeTags(e.RepoTags)
+		if err != nil {
+			return err
+		}
 		rawConfig, err := l.readFile(e.Config)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		diffIDs, err := diffIDsOf(rawConfig, len(e.Layers))
 		if err != nil {
-			return nil, fmt.Errorf("config %s: %w", e.Config, err)
+			return fmt.Errorf("config %s: %w", e.Config, err)
 		}
-		cdesc, err := l.s.Ingest(ctx, ocispec.MediaTypeImageConfig, bytes.NewReader(rawConfig))
+		cb, err := l.stage(ctx, ocispec.MediaTypeImageConfig, bytes.NewReader(rawConfig))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		var layers []ocispec.Descriptor
+		im := plannedImage{config: cb.Desc, tags: tags}
 		for i, lp := range e.Layers {
 			f, err := l.sp.lookup(lp)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			desc, _, err := l.storeLayer(ctx, f, diffIDs[i])
 			if err != nil {
-				return nil, fmt.Errorf("layer %s: %w", lp, err)
+				return fmt.Errorf("layer %s: %w", lp, err)
 			}
-			layers = append(layers, desc)
+			im.layers = append(im.layers, desc)
 		}
-		m, err := l.s.PutManifest(ctx, cdesc, layers)
-		if err != nil {
-			return nil, err
-		}
-		got, err := l.tag(ctx, m, cdesc.Digest, e.RepoTags)
-		if err != nil {
-			return nil, err
-		}
-		names = appendNew(names, got...)
+		l.images = append(l.images, im)
 	}
-	return names, nil
+	return nil
 }
 
-func (l *loader) loadOCI(ctx context.Context) ([]string, error) {
+// normalizeTags checks and normalizes an archive's names for its image.
+func normalizeTags(refs []string) ([]string, error) {
+	var out []string
+	for _, ref := range refs {
+		n, err := store.NormalizeName(ref)
+		if err != nil {
+			return nil, err
+		}
+		if strings.Contains(n, "@") {
+			return nil, fmt.Errorf("image name %q: a tag cannot hold a digest: %w", ref, store.ErrInvalid)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (l *loader) planOCI(ctx context.Context) error {
 	var idx ocispec.Index
 	if err := l.readJSON(ocispec.ImageIndexFile, &idx); err != nil {
-		return nil, err
+		return err
 	}
 	if len(idx.Manifests) == 0 {
-		return nil, fmt.Errorf("index.json lists no image: %w", store.ErrInvalid)
+		return fmt.Errorf("index.json lists no image: %w", store.ErrInvalid)
 	}
-	var names []string
 	for _, e := range idx.Manifests {
+		var refs []string
+		if n := e.Annotations[annotationImageName]; n != "" {
+			refs = append(refs, n)
+		} else if n := e.Annotations[ocispec.AnnotationRefName]; n != "" {
+			refs = append(refs, n)
+		}
+		tags, err := normalizeTags(refs)
+		if err != nil {
+			return err
+		}
 		md, err := l.platformManifest(e, 0)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		m, config, err := l.storeOCIImage(ctx, md)
+		im, err := l.planOCIImage(ctx, md)
 		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", md.Digest, err)
+			return fmt.Errorf("image %s: %w", md.Digest, err)
 		}
-		var tags []string
-		if n := e.Annotations[annotationImageName]; n != "" {
-			tags = append(tags, n)
-		} else if n := e.Annotations[ocispec.AnnotationRefName]; n != "" {
-			tags = append(tags, n)
-		}
-		got, err := l.tag(ctx, m, config, tags)
-		if err != nil {
-			return nil, err
-		}
-		names = appendNew(names, got...)
+		im.tags = tags
+		l.images = append(l.images, im)
 	}
-	return names, nil
+	return nil
 }
 
 // platformManifest follows image indexes down to the image manifest for
@@ -182,62 +270,64 @@ func (l *loader) platformManifest(d ocispec.Descriptor, depth int) (ocispec.Desc
 	return ocispec.Descriptor{}, fmt.Errorf("index %s: no image for linux/%s: %w", d.Digest, runtime.GOARCH, store.ErrNotFound)
 }
 
-// storeOCIImage stores the image of manifest md: as it is when it already
-// is what the store keeps (OCI media types, gzip layers), else converted to
-// an OCI manifest with gzip layers. It returns the stored manifest and the
-// config digest.
-func (l *loader) storeOCIImage(ctx context.Context, md ocispec.Descriptor) (ocispec.Descriptor, digest.Digest, error) {
+// planOCIImage stages the image of manifest md: as it is when it already
+// is what the store keeps (OCI media types, gzip layers), else to be
+// converted to an OCI manifest with gzip layers.
+func (l *loader) planOCIImage(ctx context.Context, md ocispec.Descriptor) (plannedImage, error) {
 	rawManifest, err := l.readBlob(md)
 	if err != nil {
-		return ocispec.Descriptor{}, "", err
+		return plannedImage{}, err
 	}
 	var m ocispec.Manifest
 	if err := json.Unmarshal(rawManifest, &m); err != nil {
-		return ocispec.Descriptor{}, "", fmt.Errorf("decode manifest: %w", err)
+		return plannedImage{}, fmt.Errorf("decode manifest: %w", err)
 	}
 	rawConfig, err := l.readBlob(m.Config)
 	if err != nil {
-		return ocispec.Descriptor{}, "", err
+		return plannedImage{}, err
 	}
 	diffIDs, err := diffIDsOf(rawConfig, len(m.Layers))
 	if err != nil {
-		return ocispec.Descriptor{}, "", fmt.Errorf("config %s: %w", m.Config.Digest, err)
+		return plannedImage{}, fmt.Errorf("config %s: %w", m.Config.Digest, err)
 	}
 	keep := (m.MediaType == ocispec.MediaTypeImageManifest || m.MediaType == "") &&
 		m.Config.MediaType == ocispec.MediaTypeImageConfig
-	var layers []ocispec.Descriptor
+	var im plannedImage
 	for i, ld := range m.Layers {
+		if err := ld.Digest.Validate(); err != nil {
+			return plannedImage{}, fmt.Errorf("layer digest %q: %w", ld.Digest, store.ErrInvalid)
+		}
 		f, err := l.sp.lookup(blobPath(ld.Digest))
 		if err != nil {
-			return ocispec.Descriptor{}, "", err
+			return plannedImage{}, err
 		}
 		if f.digest != ld.Digest || f.size != ld.Size {
-			return ocispec.Descriptor{}, "", fmt.Errorf("layer %s: blob does not match its descriptor: %w", ld.Digest, store.ErrInvalid)
+			return plannedImage{}, fmt.Errorf("layer %s: blob does not match its descriptor: %w", ld.Digest, store.ErrInvalid)
 		}
 		desc, same, err := l.storeLayer(ctx, f, diffIDs[i])
 		if err != nil {
-			return ocispec.Descriptor{}, "", fmt.Errorf("layer %s: %w", ld.Digest, err)
+			return plannedImage{}, fmt.Errorf("layer %s: %w", ld.Digest, err)
 		}
 		keep = keep && same && ld.MediaType == ocispec.MediaTypeImageLayerGzip
-		layers = append(layers, desc)
+		im.layers = append(im.layers, desc)
 	}
-	cdesc, err := l.s.Ingest(ctx, ocispec.MediaTypeImageConfig, bytes.NewReader(rawConfig))
+	cb, err := l.stage(ctx, ocispec.MediaTypeImageConfig, bytes.NewReader(rawConfig))
 	if err != nil {
-		return ocispec.Descriptor{}, "", err
+		return plannedImage{}, err
 	}
-	if !keep {
-		desc, err := l.s.PutManifest(ctx, cdesc, layers)
-		return desc, cdesc.Digest, err
+	im.config = cb.Desc
+	if keep {
+		mb, err := l.stage(ctx, ocispec.MediaTypeImageManifest, bytes.NewReader(rawManifest))
+		if err != nil {
+			return plannedImage{}, err
+		}
+		im.manifest = &mb.Desc
 	}
-	desc, err := l.s.Ingest(ctx, ocispec.MediaTypeImageManifest, bytes.NewReader(rawManifest))
-	if err != nil {
-		return ocispec.Descriptor{}, "", err
-	}
-	return desc, cdesc.Digest, l.s.AddManifest(ctx, desc)
+	return im, nil
 }
 
-// storeLayer stores the spooled layer f as a gzip layer and checks that its
-// uncompressed digest is diffID. A gzip layer is stored as it is (same
+// storeLayer stages the spooled layer f as a gzip layer and checks that
+// its uncompressed digest is diffID. A gzip layer is staged as it is (same
 // reports so); another is compressed.
 func (l *loader) storeLayer(ctx context.Context, f spooled, diffID digest.Digest) (desc ocispec.Descriptor, same bool, err error) {
 	if d, ok := l.layers[diffID]; ok {
@@ -252,22 +342,30 @@ func (l *loader) storeLayer(ctx context.Context, f spooled, diffID digest.Digest
 	if err != nil {
 		return ocispec.Descriptor{}, false, err
 	}
+	var b *store.StagedBlob
 	switch c {
 	case store.Uncompressed:
 		// The spool hashed the file: check before compressing.
 		if f.digest != diffID {
 			return ocispec.Descriptor{}, false, diffIDMismatch(f.digest, diffID)
 		}
-		desc, _, err = l.s.IngestLayer(ctx, br)
+		b, _, err = l.s.StageLayer(ctx, br)
+		if err == nil {
+			l.staged = append(l.staged, b)
+		}
 	case store.Gzip:
 		// Check the content first, then keep the blob as it came.
-		if err := checkDiffID(ctx, br, diffID); err != nil {
+		var info store.LayerInfo
+		if info, err = checkDiffID(ctx, br, diffID); err != nil {
 			return ocispec.Descriptor{}, false, err
 		}
 		if _, err := file.Seek(0, io.SeekStart); err != nil {
 			return ocispec.Descriptor{}, false, err
 		}
-		desc, err = l.s.Ingest(ctx, ocispec.MediaTypeImageLayerGzip, file)
+		b, err = l.stage(ctx, ocispec.MediaTypeImageLayerGzip, file)
+		if err == nil {
+			b.Layer = &info
+		}
 		same = true
 	default:
 		var got digest.Digest
@@ -275,35 +373,39 @@ func (l *loader) storeLayer(ctx context.Context, f spooled, diffID digest.Digest
 		if rc, err = store.Decompress(br); err != nil {
 			return ocispec.Descriptor{}, false, err
 		}
-		desc, got, err = l.s.IngestLayer(ctx, rc)
+		b, got, err = l.s.StageLayer(ctx, rc)
 		rc.Close()
-		if err == nil && got != diffID {
-			err = diffIDMismatch(got, diffID)
+		if err == nil {
+			l.staged = append(l.staged, b)
+			if got != diffID {
+				err = diffIDMismatch(got, diffID)
+			}
 		}
 	}
 	if err != nil {
 		return ocispec.Descriptor{}, false, err
 	}
-	l.layers[diffID] = desc
-	return desc, same, nil
+	l.layers[diffID] = b.Desc
+	return b.Desc, same, nil
 }
 
-// checkDiffID reads the gzip stream r through and checks its uncompressed
-// digest.
-func checkDiffID(ctx context.Context, r io.Reader, diffID digest.Digest) error {
+// checkDiffID reads the gzip stream r through, checks its uncompressed
+// digest and counts its LayerInfo.
+func checkDiffID(ctx context.Context, r io.Reader, diffID digest.Digest) (store.LayerInfo, error) {
 	zr, err := pgzip.NewReader(r)
 	if err != nil {
-		return fmt.Errorf("gunzip: %w", err)
+		return store.LayerInfo{}, fmt.Errorf("gunzip: %w", err)
 	}
 	defer zr.Close()
 	dg := digest.Canonical.Digester()
-	if _, err := io.Copy(dg.Hash(), ctxReader{ctx, zr}); err != nil {
-		return fmt.Errorf("gunzip: %w", err)
+	info, err := store.CountTar(io.TeeReader(ctxReader{ctx, zr}, dg.Hash()))
+	if err != nil {
+		return store.LayerInfo{}, fmt.Errorf("layer: %w", err)
 	}
 	if dg.Digest() != diffID {
-		return diffIDMismatch(dg.Digest(), diffID)
+		return store.LayerInfo{}, diffIDMismatch(dg.Digest(), diffID)
 	}
-	return nil
+	return info, nil
 }
 
 func diffIDMismatch(got, want digest.Digest) error {
@@ -325,25 +427,6 @@ func diffIDsOf(rawConfig []byte, n int) ([]digest.Digest, error) {
 		}
 	}
 	return cfg.RootFS.DiffIDs, nil
-}
-
-// tag tags m with each of refs, or, with none, returns the image ID.
-func (l *loader) tag(ctx context.Context, m ocispec.Descriptor, config digest.Digest, refs []string) ([]string, error) {
-	if len(refs) == 0 {
-		return []string{config.String()}, nil
-	}
-	var names []string
-	for _, ref := range refs {
-		n, err := store.NormalizeName(ref)
-		if err != nil {
-			return nil, err
-		}
-		if err := l.s.Tag(ctx, n, m); err != nil {
-			return nil, err
-		}
-		names = append(names, n)
-	}
-	return names, nil
 }
 
 func appendNew(list []string, items ...string) []string {

@@ -17,6 +17,14 @@ type target struct {
 	manifest ocispec.Descriptor
 }
 
+// shownAs names t in errors: its tag, or its manifest digest.
+func (t target) shownAs() string {
+	if t.name != "" {
+		return t.name
+	}
+	return t.manifest.Digest.String()
+}
+
 // resolveRefs resolves each ref in the store.
 func resolveRefs(ctx context.Context, s *store.Store, refs []string) ([]target, error) {
 	if len(refs) == 0 {

@@ -67,7 +67,7 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 	if now.IsZero() {
 		now = time.Now()
 	}
-	s, err := c.scan(ctx)
+	s, err := c.scan(ctx, false)
 	if err != nil {
 		return rep, fmt.Errorf("prune: %w", err)
 	}

@@ -82,8 +82,10 @@ type state struct {
 	parents   []digest.Digest // chains a record's layer may sit on, for matching
 }
 
-// scan reads the index, the cache records and what is on disk.
-func (c *Collector) scan(ctx context.Context) (*state, error) {
+// scan reads the index, the cache records and what is on disk. An image
+// that cannot be read stops it, unless skipDamaged (for Check, which
+// reports such images itself).
+func (c *Collector) scan(ctx context.Context, skipDamaged bool) (*state, error) {
 	s := &state{
 		c:           c,
 		records:     map[digest.Digest]cache.Record{},
@@ -96,7 +98,7 @@ func (c *Collector) scan(ctx context.Context) (*state, error) {
 		recChains:   map[digest.Digest][]digest.Digest{},
 		dirSizes:    map[digest.Digest]int64{},
 	}
-	if err := s.scanImages(ctx); err != nil {
+	if err := s.scanImages(ctx, skipDamaged); err != nil {
 		return nil, err
 	}
 	recs, err := cache.List(ctx, c.Store)
@@ -142,16 +144,25 @@ func keys[V any](m map[digest.Digest]V) map[digest.Digest]bool {
 
 // scanImages reads every listed image. An image that cannot be read stops
 // the scan: without knowing what it holds nothing can safely be removed.
-func (s *state) scanImages(ctx context.Context) error {
+func (s *state) scanImages(ctx context.Context, skipDamaged bool) error {
 	list, err := s.c.Store.Images(ctx)
 	if err != nil {
 		return fmt.Errorf("scan images: %w", err)
 	}
 	byManifest := map[digest.Digest]*image{}
 	for _, li := range list {
+		if li.Err != nil && skipDamaged {
+			continue
+		}
+		if li.Err != nil {
+			return fmt.Errorf("scan images: %w (see builder store verify)", li.Err)
+		}
 		im := byManifest[li.Manifest.Digest]
 		if im == nil {
 			m, cfg, err := s.c.Store.LoadImage(ctx, li.Manifest)
+			if err != nil && skipDamaged {
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("scan images: %w", err)
 			}

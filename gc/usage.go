@@ -26,7 +26,7 @@ type Entry struct {
 // List returns every cache record, most recently used first (records of
 // one build, used at the same time, in the order they were made).
 func (c *Collector) List(ctx context.Context) ([]Entry, error) {
-	s, err := c.scan(ctx)
+	s, err := c.scan(ctx, false)
 	if err != nil {
 		return nil, fmt.Errorf("list cache: %w", err)
 	}
@@ -74,7 +74,7 @@ type Usage struct {
 
 // DiskUsage measures the build cache.
 func (c *Collector) DiskUsage(ctx context.Context) (Usage, error) {
-	s, err := c.scan(ctx)
+	s, err := c.scan(ctx, false)
 	if err != nil {
 		return Usage{}, fmt.Errorf("cache disk usage: %w", err)
 	}

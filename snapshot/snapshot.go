@@ -133,7 +133,21 @@ func (s *Snapshotter) Unpack(ctx context.Context, parent Committed, chainID dige
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return Committed{}, fmt.Errorf("unpack %s: %w", chainID, err)
 	}
-	if _, err := archive.Apply(ctx, tmp, layer, archive.ApplyOptions{Overlay: true}); err != nil {
+	_, err = archive.Apply(ctx, tmp, layer, archive.ApplyOptions{Overlay: true})
+	if err != nil && ctx.Err() == nil {
+		// A corrupt blob often shows first as a broken tar: reading the
+		// rest lets a verifying reader (store.OpenLayer) name the cause.
+		if _, derr := io.Copy(io.Discard, layer); derr != nil {
+			err = fmt.Errorf("%w (%v)", derr, err)
+		}
+	}
+	if err != nil {
+		return Committed{}, fmt.Errorf("unpack %s: %w", chainID, err)
+	}
+	// The tar reader stops at the end-of-archive blocks; reading the rest
+	// lets a verifying reader check the whole blob before the layer is
+	// published.
+	if _, err := io.Copy(io.Discard, layer); err != nil {
 		return Committed{}, fmt.Errorf("unpack %s: %w", chainID, err)
 	}
 	if err := s.publish(tmp, dst); err != nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -30,8 +31,11 @@ func (s *Store) Ingest(ctx context.Context, mediaType string, r io.Reader) (ocis
 // the next step does not wait for the disk.
 type StagedBlob struct {
 	Desc ocispec.Descriptor
-	s    *Store
-	tmp  *os.File
+	// Layer, for a layer blob, is its content's LayerInfo, which Commit
+	// remembers.
+	Layer *LayerInfo
+	s     *Store
+	tmp   *os.File
 }
 
 // Stage writes r to a temporary file of the store, hashing it, and
@@ -67,11 +71,14 @@ func (b *StagedBlob) Commit() error {
 	if err != nil {
 		return fmt.Errorf("ingest blob %s: %w", b.Desc.Digest, err)
 	}
-	if b.s.HasBlob(b.Desc.Digest) {
-		return nil
+	if !b.s.HasBlob(b.Desc.Digest) {
+		if err := os.Rename(tmp, b.s.BlobPath(b.Desc.Digest)); err != nil {
+			return fmt.Errorf("ingest blob %s: %w", b.Desc.Digest, err)
+		}
 	}
-	if err := os.Rename(tmp, b.s.BlobPath(b.Desc.Digest)); err != nil {
-		return fmt.Errorf("ingest blob %s: %w", b.Desc.Digest, err)
+	if b.Layer != nil {
+		// Only sizes: lost, they are counted again from the blob.
+		_ = b.s.SetLayerInfos(context.Background(), map[digest.Digest]LayerInfo{b.Desc.Digest: *b.Layer})
 	}
 	return nil
 }
@@ -107,6 +114,9 @@ func (s *Store) writeBytes(ctx context.Context, mediaType string, b []byte) (oci
 }
 
 // OpenBlob opens the blob d for reading; ErrNotFound if it is missing.
+// The content is checked against d as it is read: the read that reaches
+// the end fails with a DigestError (errors.Is ErrDigest) if the blob was
+// changed, so read it to io.EOF before trusting what it gave.
 func (s *Store) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -121,7 +131,7 @@ func (s *Store) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, e
 	if err != nil {
 		return nil, fmt.Errorf("open blob %s: %w", d, err)
 	}
-	return f, nil
+	return verifiedFile{newVerifier(f, d), f}, nil
 }
 
 // ReadJSON unmarshals the blob d into v.
@@ -136,7 +146,12 @@ func (s *Store) ReadJSON(ctx context.Context, d digest.Digest, v any) error {
 	return nil
 }
 
-// readBlob reads a small blob (a manifest or config) whole.
+// ReadBlob reads a small blob (a manifest or config) whole, checked against
+// its digest.
+func (s *Store) ReadBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
+	return s.readBlob(ctx, d)
+}
+
 func (s *Store) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
 	rc, err := s.OpenBlob(ctx, d)
 	if err != nil {
@@ -144,6 +159,9 @@ func (s *Store) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(rc)
+	if errors.Is(err, ErrDigest) {
+		return nil, err // names the blob already
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read blob %s: %w", d, err)
 	}

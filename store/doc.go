@@ -16,6 +16,19 @@
 // store (pgzip, reproducibly) and OpenLayer reads any layer blob back
 // uncompressed, whether gzip, zstd or plain.
 //
+// Blobs are checked against their digests whenever they are read, not
+// only when written: OpenBlob, ReadJSON and OpenLayer hash what they give
+// and fail the read that reaches the end with a DigestError (errors.Is
+// ErrDigest) if the file changed, so a flipped byte on disk is never taken
+// for content. Readers that stop early (a tar reader stops at its
+// end-of-archive blocks) read the rest before trusting what they unpacked.
+// Verify rehashes every blob.
+//
+// A layer's content size (LayerInfo: regular files' bytes and symlink
+// targets, as Docker counts image sizes) is counted while the layer is
+// written and kept in meta.db, keyed by blob digest; a layer stored
+// without it is counted once from its blob, then remembered.
+//
 // Writes go to a temporary file and are renamed into place, so a kill at
 // any moment leaves the old or the new state. Several builder processes may
 // share a root: index.json is read-modified-written under an flock on

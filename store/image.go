@@ -29,7 +29,8 @@ type Image struct {
 	Manifest ocispec.Descriptor
 	Config   ocispec.Descriptor // its digest is the image ID
 	Created  time.Time
-	Size     int64 // config plus compressed layers
+	Layers   []ocispec.Descriptor
+	Err      error // why the manifest or config could not be read, if so
 }
 
 // PutImage writes config, an image configuration (OCI's ocispec.Image or
@@ -358,7 +359,9 @@ func (s *Store) readManifest(ctx context.Context, d digest.Digest) (ocispec.Mani
 }
 
 // Images lists the index: one Image per tag, plus one per untagged image,
-// newest first, then by name.
+// newest first, then by name. An image whose manifest or config cannot be
+// read (missing, or changed since it was written) is listed with Err set,
+// so that one damaged image hides neither the others nor itself.
 func (s *Store) Images(ctx context.Context) ([]Image, error) {
 	idx, err := s.readIndex()
 	if err != nil {
@@ -369,21 +372,8 @@ func (s *Store) Images(ctx context.Context) ([]Image, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		m, err := s.readManifest(ctx, e.Digest)
-		if err != nil {
-			return nil, fmt.Errorf("list images: %w", err)
-		}
-		img := Image{Name: refName(e), Manifest: plain(e), Config: plain(m.Config), Size: m.Config.Size}
-		for _, l := range m.Layers {
-			img.Size += l.Size
-		}
-		var cfg ocispec.Image
-		if err := s.ReadJSON(ctx, m.Config.Digest, &cfg); err != nil {
-			return nil, fmt.Errorf("list images: %w", err)
-		}
-		if cfg.Created != nil {
-			img.Created = *cfg.Created
-		}
+		img := Image{Name: refName(e), Manifest: plain(e)}
+		img.Err = s.readImage(ctx, &img)
 		out = append(out, img)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -393,6 +383,46 @@ func (s *Store) Images(ctx context.Context) ([]Image, error) {
 		return out[i].Name < out[j].Name
 	})
 	return out, nil
+}
+
+// readImage fills img's config, creation time and size from its manifest.
+func (s *Store) readImage(ctx context.Context, img *Image) error {
+	m, err := s.readManifest(ctx, img.Manifest.Digest)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", img.Manifest.Digest, err)
+	}
+	img.Config = plain(m.Config)
+	img.Layers = m.Layers
+	var cfg ocispec.Image
+	if err := s.ReadJSON(ctx, m.Config.Digest, &cfg); err != nil {
+		return fmt.Errorf("image %s: config: %w", img.Manifest.Digest, err)
+	}
+	if cfg.Created != nil {
+		img.Created = *cfg.Created
+	}
+	return nil
+}
+
+// ContentSize is the size of an image's layers as Docker shows it (images,
+// inspect): the sum of their LayerInfo sizes.
+func (s *Store) ContentSize(ctx context.Context, layers []ocispec.Descriptor) (int64, error) {
+	infos, err := s.LayerInfos(ctx, layerDigests(layers))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, l := range layers {
+		n += infos[l.Digest].Size
+	}
+	return n, nil
+}
+
+func layerDigests(layers []ocispec.Descriptor) []digest.Digest {
+	out := make([]digest.Digest, len(layers))
+	for i, l := range layers {
+		out[i] = l.Digest
+	}
+	return out
 }
 
 // LoadImage reads the manifest and config of an image. Docker schema2

@@ -72,7 +72,12 @@ func Decompress(r io.Reader) (io.ReadCloser, error) {
 }
 
 // OpenLayer opens the layer blob d uncompressed, whether it is stored as a
-// gzip, zstd or plain tar.
+// gzip, zstd or plain tar. The blob is checked against d on the way: the
+// read that reaches the end of the uncompressed stream fails with a
+// DigestError if the blob was changed, as does any read that fails because
+// of the change (a corrupt gzip stream reports the digest, not gzip's
+// complaint). A tar reader stops before that end: read the rest (io.Copy
+// to io.Discard) before trusting what was unpacked.
 func (s *Store) OpenLayer(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
 	f, err := s.OpenBlob(ctx, d)
 	if err != nil {
@@ -83,21 +88,41 @@ func (s *Store) OpenLayer(ctx context.Context, d digest.Digest) (io.ReadCloser, 
 		f.Close()
 		return nil, fmt.Errorf("open layer %s: %w", d, err)
 	}
-	return readCloser{rc, func() error {
-		err := rc.Close()
-		if cerr := f.Close(); err == nil {
-			err = cerr
+	return &layerReader{rc: rc, blob: f}, nil
+}
+
+// layerReader is a layer blob's uncompressed stream whose end (or failure)
+// is only reported once the blob under it was read whole and verified.
+type layerReader struct {
+	rc   io.ReadCloser // the decompressor
+	blob io.ReadCloser // the verified blob file
+	err  error
+}
+
+func (l *layerReader) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.rc.Read(p)
+	if err != nil {
+		// The decompressor may stop before the blob's end (gzip's
+		// trailer, or trailing bytes): read the rest so the digest is
+		// checked, and let a digest error win over a decompression one.
+		if derr := drain(l.blob); derr != nil {
+			err = derr
 		}
-		return err
-	}}, nil
+		l.err = err
+	}
+	return n, err
 }
 
-type readCloser struct {
-	io.Reader
-	close func() error
+func (l *layerReader) Close() error {
+	err := l.rc.Close()
+	if cerr := l.blob.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
-
-func (r readCloser) Close() error { return r.close() }
 
 // gzipWriters keeps pgzip writers between layers: a new one allocates its
 // block buffers, which costs more than compressing a small RUN's layer.
@@ -138,10 +163,13 @@ func (s *Store) IngestLayer(ctx context.Context, r io.Reader) (ocispec.Descripto
 }
 
 // StageLayer is IngestLayer up to a staged blob, which the caller commits
-// (or discards).
+// (or discards). The stream must be a tar (ErrInvalid otherwise); its
+// content size is counted on the way and remembered when the blob is
+// committed (see LayerInfos).
 func (s *Store) StageLayer(ctx context.Context, r io.Reader) (*StagedBlob, digest.Digest, error) {
 	pr, pw := io.Pipe()
 	diffID := digest.Canonical.Digester()
+	var layerInfo LayerInfo
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -150,7 +178,13 @@ func (s *Store) StageLayer(ctx context.Context, r io.Reader) (*StagedBlob, diges
 			pw.CloseWithError(err)
 			return
 		}
-		_, err = io.Copy(zw, io.TeeReader(ctxReader{ctx, r}, diffID.Hash()))
+		counter := newTarCounter()
+		_, err = io.Copy(zw, io.TeeReader(ctxReader{ctx, r}, io.MultiWriter(diffID.Hash(), counter)))
+		info, terr := counter.Close()
+		if err == nil {
+			err = terr
+			layerInfo = info
+		}
 		if cerr := zw.Close(); err == nil {
 			err = cerr
 			gzipWriters.Put(zw) // only a cleanly closed writer is reused
@@ -164,5 +198,6 @@ func (s *Store) StageLayer(ctx context.Context, r io.Reader) (*StagedBlob, diges
 	if err != nil {
 		return nil, "", fmt.Errorf("ingest layer: %w", err)
 	}
+	b.Layer = &layerInfo
 	return b, diffID.Digest(), nil
 }

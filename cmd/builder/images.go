@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -72,23 +73,51 @@ func newImagesCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// A damaged image is left out of the list and reported: its
+			// config cannot be trusted for any column.
+			var damaged []error
+			sizes := make([]int64, 0, len(imgs))
+			imgs = slices.DeleteFunc(imgs, func(im store.Image) bool {
+				if im.Err == nil && !quiet {
+					n, err := e.store.ContentSize(cmd.Context(), im.Layers)
+					im.Err = err
+					if err == nil {
+						sizes = append(sizes, n)
+					}
+				}
+				if im.Err != nil {
+					damaged = append(damaged, fmt.Errorf("%s: %w", orNone(im.Name), im.Err))
+				}
+				return im.Err != nil
+			})
 			if quiet {
 				for _, im := range imgs {
 					fmt.Println(shortID(im.Config.Digest.String()))
 				}
-				return nil
+				return errors.Join(damaged...)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
 			fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
-			for _, im := range imgs {
+			for i, im := range imgs {
 				repo, tag := splitName(im.Name)
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, shortID(im.Config.Digest.String()), ago(im.Created), humanSize(im.Size))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, shortID(im.Config.Digest.String()), ago(im.Created), humanSize(sizes[i]))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return errors.Join(damaged...)
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only image IDs")
 	return cmd
+}
+
+// orNone is an image's name, or <none> for an untagged one.
+func orNone(name string) string {
+	if name == "" {
+		return "<none>"
+	}
+	return name
 }
 
 // splitName splits "repo:tag" at the tag's colon (not a registry port's).
@@ -135,8 +164,8 @@ func newInspectCmd(g *globalOptions) *cobra.Command {
 				}
 				it := inspected{ID: m.Config.Digest.String(), RepoTags: []string{}, Digest: desc.Digest.String(), Created: cfg.Created,
 					Author: cfg.Author, Architecture: cfg.Architecture, Os: cfg.OS, Config: cfg.Config, RootFS: cfg.RootFS, History: cfg.History, Manifest: m}
-				for _, l := range m.Layers {
-					it.Size += l.Size
+				if it.Size, err = e.store.ContentSize(ctx, m.Layers); err != nil {
+					return fmt.Errorf("image %s: %w", ref, err)
 				}
 				for _, im := range imgs {
 					if im.Manifest.Digest == desc.Digest {
@@ -167,6 +196,14 @@ func newHistoryCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			digests := make([]digest.Digest, len(m.Layers))
+			for i, l := range m.Layers {
+				digests[i] = l.Digest
+			}
+			sizes, err := e.store.LayerInfos(ctx, digests)
+			if err != nil {
+				return fmt.Errorf("image %s: %w", args[0], err)
+			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
 			fmt.Fprintln(tw, "CREATED\tCREATED BY\tSIZE\tCOMMENT")
 			layer := len(m.Layers) - 1
@@ -174,7 +211,7 @@ func newHistoryCmd(g *globalOptions) *cobra.Command {
 				h := cfg.History[i]
 				size := "0B"
 				if !h.EmptyLayer && layer >= 0 {
-					size = humanSize(m.Layers[layer].Size)
+					size = humanSize(sizes[m.Layers[layer].Digest].Size)
 					layer--
 				}
 				by := h.CreatedBy
@@ -322,7 +359,7 @@ func newLoadCmd(g *globalOptions) *cobra.Command {
 			defer lock.Release()
 			names, err := exporter.Load(ctx, e.store, r)
 			if err != nil {
-				return fmt.Errorf("load: %w", err)
+				return err
 			}
 			for _, n := range names {
 				fmt.Println("Loaded image:", n)
@@ -368,9 +405,12 @@ func newSaveCmd(g *globalOptions) *cobra.Command {
 func newImportCmd(g *globalOptions) *cobra.Command {
 	var changes []string
 	cmd := &cobra.Command{
-		Use:   "import FILE|DIR REF",
-		Short: "Make a one-layer image from a root file system tar or directory",
-		Args:  exactArgs(2),
+		Use:   "import FILE|DIR|- [REF]",
+		Short: "Make a one-layer image from a root file system tar (- for stdin) or directory",
+		Long: `Make a one-layer image from a root file system: a tar file (plain, gzip or
+zstd), - to read that tar from stdin, or a directory. REF, if given, tags
+the image. Prints the image ID, as images shows it in full.`,
+		Args: rangeArgs(1, 2),
 		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			cfg := ocispec.ImageConfig{Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}
 			for _, c := range changes {
@@ -395,11 +435,26 @@ func newImportCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			defer lock.Release()
-			desc, err := exporter.Import(ctx, e.store, args[0], args[1], cfg)
-			if err != nil {
-				return fmt.Errorf("import %s: %w", args[0], err)
+			name := ""
+			if len(args) == 2 {
+				name = args[1]
 			}
-			fmt.Println(desc.Digest)
+			var desc ocispec.Descriptor
+			if args[0] == "-" {
+				desc, err = exporter.ImportReader(ctx, e.store, os.Stdin, "-", name, cfg)
+			} else {
+				desc, err = exporter.Import(ctx, e.store, args[0], name, cfg)
+			}
+			if err != nil {
+				return err
+			}
+			// The image ID, as docker import prints it: what images and
+			// inspect show, not the manifest digest.
+			id, err := imageID(ctx, e, desc)
+			if err != nil {
+				return err
+			}
+			fmt.Println(id)
 			return nil
 		}),
 	}

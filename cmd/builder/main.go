@@ -100,6 +100,7 @@ func newRootCmd() *cobra.Command {
 		newCommitCmd(g),
 		newMonitorCmd(g),
 		newCacheCmd(g),
+		newStoreCmd(g),
 	)
 	return cmd
 }
@@ -117,6 +118,15 @@ func exactArgs(n int) cobra.PositionalArgs {
 func minArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := cobra.MinimumNArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+func rangeArgs(lo, hi int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.RangeArgs(lo, hi)(cmd, args); err != nil {
 			return usageError{err}
 		}
 		return nil

@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -98,6 +102,14 @@ func exportLocal(ctx context.Context, e *env, layers []ocispec.Descriptor, dir s
 			return err
 		}
 		_, err = archive.Apply(ctx, dir, rc, archive.ApplyOptions{})
+		// Read past the tar's end so the blob's digest is checked; after a
+		// broken tar, a changed blob is the likelier cause to report.
+		if _, derr := io.Copy(io.Discard, rc); derr != nil && ctx.Err() == nil {
+			if err != nil {
+				derr = fmt.Errorf("%w (%v)", derr, err)
+			}
+			err = derr
+		}
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("export layer %s: %w", l.Digest, err)
@@ -107,12 +119,13 @@ func exportLocal(ctx context.Context, e *env, layers []ocispec.Descriptor, dir s
 }
 
 // writeDest writes an archive to a file atomically (temp + rename), or to
-// stdout for "-".
+// stdout for "-". A failed write (a corrupt blob found at the end of a
+// layer) removes the temporary file and leaves dest as it was.
 func writeDest(dest string, write func(io.Writer) error) error {
 	if dest == "-" {
 		return write(os.Stdout)
 	}
-	f, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".tmp-")
+	f, err := createTemp(dest)
 	if err != nil {
 		return err
 	}
@@ -125,4 +138,18 @@ func writeDest(dest string, write func(io.Writer) error) error {
 		return err
 	}
 	return os.Rename(f.Name(), dest)
+}
+
+// createTemp creates a new file next to dest for writeDest, with mode 0666
+// less the umask as docker's archives get (os.CreateTemp makes 0600).
+func createTemp(dest string) (*os.File, error) {
+	dir, base := filepath.Dir(dest), filepath.Base(dest)
+	for {
+		name := filepath.Join(dir, "."+base+".tmp-"+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, err
+	}
 }

@@ -1,0 +1,138 @@
+package gc
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/builder-dev/builder/solver/cache"
+	"github.com/builder-dev/builder/store"
+)
+
+// Damage is what Check found wrong in a store: blobs that are corrupt or
+// missing, and what depends on them.
+type Damage struct {
+	Blobs []store.BadBlob
+	// Records are the cache records whose layer blob is bad, and their
+	// descendants (a record is only valid on top of its parent's layer).
+	Records []cache.Record
+	// Chains are the unpacked layers made from a bad layer blob, or
+	// sitting on one, or of a bad record.
+	Chains []digest.Digest
+	// Images are the manifests of the listed images that refer to a bad
+	// blob.
+	Images []digest.Digest
+}
+
+// Clean reports whether nothing was found.
+func (d Damage) Clean() bool {
+	return len(d.Blobs) == 0 && len(d.Records) == 0 && len(d.Chains) == 0 && len(d.Images) == 0
+}
+
+// Check verifies every blob of the store (store.Verify) and finds what
+// depends on the bad ones. With repair, it then removes, in this order so
+// that a kill part way leaves nothing pointing at what is gone: the bad
+// records, the images referring to a bad blob (their tags and untagged
+// entries), the unpacked layers of bad blobs, and the corrupt blob files.
+// It holds the store's GC lock throughout, as Prune does.
+func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
+	var dmg Damage
+	lock, err := cache.LockGC(ctx, c.Store.Root(), nil)
+	if err != nil {
+		return dmg, fmt.Errorf("check: %w", err)
+	}
+	defer lock.Release()
+	dmg.Blobs, err = c.Store.Verify(ctx)
+	if err != nil {
+		return dmg, fmt.Errorf("check: %w", err)
+	}
+	s, err := c.scan(ctx, true)
+	if err != nil {
+		return dmg, fmt.Errorf("check: %w", err)
+	}
+	badBlob := map[digest.Digest]bool{}
+	for _, b := range dmg.Blobs {
+		badBlob[b.Digest] = true
+		for _, m := range b.Manifests {
+			if !slices.Contains(dmg.Images, m) {
+				dmg.Images = append(dmg.Images, m)
+			}
+		}
+	}
+	slices.Sort(dmg.Images)
+
+	// Records on a bad (or missing) layer blob, then their descendants.
+	gone := map[digest.Digest]bool{}
+	for k, r := range s.records {
+		if _, present := s.blobs[r.Layer.Digest]; badBlob[r.Layer.Digest] || (r.Layer.Digest != "" && !present) {
+			gone[k] = true
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for k, r := range s.records {
+			if !gone[k] && gone[r.Step.Parent] {
+				gone[k] = true
+				changed = true
+			}
+		}
+	}
+	chains := map[digest.Digest]bool{}
+	for _, k := range sortedKeys(gone) {
+		dmg.Records = append(dmg.Records, s.records[k])
+		for _, ch := range s.chains(k) {
+			chains[ch] = true
+		}
+	}
+	// An image's unpacked layers from its first bad layer up.
+	for _, im := range s.images {
+		if len(im.chains) != len(im.layers) {
+			continue
+		}
+		for i, l := range im.layers {
+			if badBlob[l.Digest] {
+				for _, ch := range im.chains[i:] {
+					chains[ch] = true
+				}
+				break
+			}
+		}
+	}
+	for _, ch := range sortedKeys(chains) {
+		if _, ok := s.dirs[ch]; ok {
+			dmg.Chains = append(dmg.Chains, ch)
+		}
+	}
+	if !repair || dmg.Clean() {
+		return dmg, nil
+	}
+
+	keys := make([]digest.Digest, 0, len(dmg.Records))
+	for _, r := range dmg.Records {
+		keys = append(keys, r.Key)
+	}
+	if err := cache.Delete(ctx, c.Store, keys); err != nil {
+		return dmg, fmt.Errorf("repair: delete cache records: %w", err)
+	}
+	for _, m := range dmg.Images {
+		if err := c.Store.Remove(ctx, m); err != nil {
+			return dmg, fmt.Errorf("repair: %w", err)
+		}
+	}
+	for _, ch := range dmg.Chains {
+		if err := c.Snap.Remove(ctx, ch); err != nil {
+			return dmg, fmt.Errorf("repair: %w", err)
+		}
+	}
+	for _, b := range dmg.Blobs {
+		if b.Missing {
+			continue
+		}
+		if err := c.Store.RemoveBlob(ctx, b.Digest); err != nil {
+			return dmg, fmt.Errorf("repair: %w", err)
+		}
+	}
+	return dmg, nil
+}

@@ -1,0 +1,165 @@
+package store
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// flip changes one byte of the blob d in the middle.
+func flip(t *testing.T, s *Store, d digest.Digest) {
+	t.Helper()
+	b, err := os.ReadFile(s.BlobPath(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x20
+	if err := os.WriteFile(s.BlobPath(d), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every way of reading a blob finds a changed byte: a small blob read
+// whole, a layer read to its end, a layer read only up to its tar's end
+// and then drained, and a truncated or grown blob.
+func TestReadsVerifyDigest(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, s *Store, d digest.Digest)
+	}{
+		{"flipped byte", flip},
+		{"truncated", func(t *testing.T, s *Store, d digest.Digest) {
+			fi, _ := os.Stat(s.BlobPath(d))
+			os.Truncate(s.BlobPath(d), fi.Size()-1)
+		}},
+		{"grown", func(t *testing.T, s *Store, d digest.Digest) {
+			f, _ := os.OpenFile(s.BlobPath(d), os.O_APPEND|os.O_WRONLY, 0)
+			f.Write([]byte{0})
+			f.Close()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openStore(t)
+			cfg, err := s.WriteJSON(ctx, ocispec.MediaTypeImageConfig, map[string]string{"a": strings.Repeat("b", 100)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			layer, _, err := s.IngestLayer(ctx, bytes.NewReader(tarOf(t, "f", strings.Repeat("x", 10000))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.change(t, s, cfg.Digest)
+			tc.change(t, s, layer.Digest)
+
+			var v map[string]string
+			if err := s.ReadJSON(ctx, cfg.Digest, &v); !errors.Is(err, ErrDigest) || !strings.Contains(err.Error(), cfg.Digest.String()) {
+				t.Errorf("ReadJSON of a changed config: %v", err)
+			}
+			rc, err := s.OpenLayer(ctx, layer.Digest)
+			if err == nil {
+				_, err = io.ReadAll(rc)
+				rc.Close()
+			}
+			if !errors.Is(err, ErrDigest) || !strings.Contains(err.Error(), layer.Digest.String()) {
+				t.Errorf("reading a changed layer to its end: %v", err)
+			}
+			// As an unpacker does: the tar, then the rest.
+			rc, err = s.OpenLayer(ctx, layer.Digest)
+			if err == nil {
+				tr := tar.NewReader(rc)
+				for err == nil {
+					_, err = tr.Next()
+				}
+				// After the tar's end, or a tar broken by the change.
+				if _, derr := io.Copy(io.Discard, rc); derr != nil {
+					err = derr
+				}
+				rc.Close()
+			}
+			if !errors.Is(err, ErrDigest) {
+				t.Errorf("unpacking a changed layer: %v", err)
+			}
+			bad, err := s.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bad) != 2 {
+				t.Errorf("Verify = %+v, want both blobs", bad)
+			}
+		})
+	}
+}
+
+// Sizes are counted while a layer is written and remembered; a layer
+// stored without them (before sizes were kept) is counted once from its
+// blob, then remembered.
+func TestLayerInfos(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "d/", Mode: 0o755})
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "d/f", Mode: 0o644, Size: 1000})
+	tw.Write(make([]byte, 1000))
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeLink, Name: "d/hard", Linkname: "d/f"})
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "d/sym", Linkname: "f"})
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeChar, Name: "d/.wh.gone"})
+	tw.Close()
+	layer := buf.Bytes()
+	want := LayerInfo{Size: 1000 + int64(len("f")), TarSize: int64(len(layer))}
+
+	written, _, err := s.IngestLayer(ctx, bytes.NewReader(layer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stored as it came, as a store from before sizes were kept has it.
+	old, err := s.Ingest(ctx, ocispec.MediaTypeImageLayerGzip, bytes.NewReader(gz(t, append(layer, 0))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.LayerInfos(ctx, []digest.Digest{written.Digest, old.Digest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[written.Digest] != want {
+		t.Errorf("written layer: %+v, want %+v", got[written.Digest], want)
+	}
+	wantOld := want
+	wantOld.TarSize++
+	if got[old.Digest] != wantOld {
+		t.Errorf("old layer: %+v, want %+v", got[old.Digest], wantOld)
+	}
+	// Remembered: the blobs are not read again.
+	os.Remove(s.BlobPath(written.Digest))
+	os.Remove(s.BlobPath(old.Digest))
+	again, err := s.LayerInfos(ctx, []digest.Digest{written.Digest, old.Digest})
+	if err != nil || again[written.Digest] != want || again[old.Digest] != wantOld {
+		t.Errorf("second LayerInfos = %+v, %v", again, err)
+	}
+}
+
+// A stream that is not a tar is not a layer.
+func TestStageLayerRefusesNonTar(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	for _, in := range []string{"", "not a tar archive at all\n", strings.Repeat("x", 2000)} {
+		if b, _, err := s.StageLayer(ctx, strings.NewReader(in)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("StageLayer(%.10q) = %v, want ErrInvalid", in, err)
+			if b != nil {
+				b.Discard()
+			}
+		}
+	}
+	if entries, _ := os.ReadDir(s.TmpDir()); len(entries) != 0 {
+		t.Errorf("tmp/ left: %v", entries)
+	}
+}
