@@ -83,13 +83,21 @@ func SaveDocker(ctx context.Context, s *store.Store, refs []string, w io.Writer)
 func writeDockerArchive(ctx context.Context, refToImage map[name.Reference]v1.Image, repos map[string]map[string]string, w io.Writer) error {
 	pr, pw := io.Pipe()
 	done := make(chan struct{})
+	var werr error
 	go func() {
 		defer close(done)
-		pw.CloseWithError(tarball.MultiRefWrite(refToImage, pw))
+		werr = tarball.MultiRefWrite(refToImage, pw)
+		pw.CloseWithError(werr)
 	}()
 	err := rewriteDockerArchive(ctx, tar.NewReader(pr), repos, w)
 	pr.CloseWithError(io.ErrClosedPipe) // stops the writer on our error
 	<-done
+	if err == nil {
+		// The tarball writer closes its archive (end blocks and all) even
+		// when a layer fails on its last read, where the digest is checked:
+		// a complete-looking stream does not mean it wrote everything.
+		err = werr
+	}
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}

@@ -223,7 +223,6 @@ func TestBadCLI(t *testing.T) {
 		{args: []string{"save", "-o", filepath.Join(missing, "x.tar"), "app:1"}},
 		{args: []string{"save", "-o", spaced, "app:1"}},
 		{args: []string{"import"}, usage: true},
-		{args: []string{"import", spaced}, usage: true},
 		{args: []string{"import", spaced, "x:1", "extra"}, usage: true},
 		{args: []string{"import", "--change", "RUN true", spaced, "x:1"}, usage: true},
 		{args: []string{"import", missing, "x:1"}},
