@@ -29,6 +29,15 @@
 // makes it and writes the limits before the init does anything, the init
 // joins it before its setup, and Wait removes it, noting OOM kills first.
 //
+// Devices: the container opens no device but the host's null, zero, full,
+// random, urandom and tty nodes bound into its /dev (and its own ptys).
+// The root and every other mount the image or the command can write
+// (/dev itself, /dev/shm, tmpfs and bind mounts, with all mounts below a
+// bind) are nodev, so a node a layer carries or a RUN makes with mknod
+// does not open (nodev.go). This needs no device cgroup, so it is the same
+// on cgroup v1 and v2, and undoing it takes a remount, which needs
+// CAP_SYS_ADMIN.
+//
 // Mount points the init has to create in the image (an /etc/resolv.conf a
 // busybox image lacks, say) are reported to Run, which removes them from the
 // overlay upper dir afterwards (stubs.go), with the directories only their

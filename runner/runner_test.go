@@ -386,6 +386,9 @@ func TestMountTable(t *testing.T) {
 	allowed := map[string]bool{"/": true, "/proc": true, "/dev": true, "/sys": true,
 		"/dev/pts": true, "/dev/shm": true, "/dev/mqueue": true,
 		"/etc/resolv.conf": true, "/etc/hosts": true, "/etc/hostname": true}
+	for _, d := range devices {
+		allowed["/dev/"+d] = true
+	}
 	for _, p := range append(maskedPaths, readonlyPaths...) {
 		allowed[p] = true
 	}
