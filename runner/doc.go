@@ -38,6 +38,14 @@
 // on cgroup v1 and v2, and undoing it takes a remount, which needs
 // CAP_SYS_ADMIN.
 //
+// Seccomp: every command runs under the seccomp program of Spec.Seccomp,
+// Docker's default profile as package runner/seccomp compiles it (in the
+// builder, once per process: the init only installs it). Without
+// no_new_privs (off by default, as in Docker and BuildKit) installing a
+// filter takes CAP_SYS_ADMIN, so the init installs it before it drops its
+// capabilities, as runc does; with Spec.NoNewPrivileges, right before
+// execve. Either way /proc/self/status shows "Seccomp: 2" and one filter.
+//
 // Mount points the init has to create in the image (an /etc/resolv.conf a
 // busybox image lacks, say) are reported to Run, which removes them from the
 // overlay upper dir afterwards (stubs.go), with the directories only their

@@ -169,6 +169,15 @@ func containerInit(st *statusWriter) error {
 			return err
 		}
 	}
+	// Without no_new_privs, installing a filter takes CAP_SYS_ADMIN, which
+	// switchUser drops: install it before, as runc does. The rest of the
+	// setup then runs under it, which Docker's profile allows (setuid,
+	// capset, prctl, stat, execve).
+	if !spec.NoNewPrivileges {
+		if err := installSeccomp(cfg.Seccomp); err != nil {
+			return err
+		}
+	}
 	if err := switchUser(u.UID, u.GID, u.Groups, capsFor(u.UID)); err != nil {
 		return err
 	}
@@ -184,6 +193,15 @@ func containerInit(st *statusWriter) error {
 	}
 	for _, w := range cfg.AtExec {
 		if err := w.write(); err != nil {
+			return err
+		}
+	}
+	if spec.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("set no_new_privs: %w", err)
+		}
+		// As late as possible: the filter need not allow the setup.
+		if err := installSeccomp(cfg.Seccomp); err != nil {
 			return err
 		}
 	}

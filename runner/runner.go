@@ -73,6 +73,18 @@ type Spec struct {
 	// a container that outlives its runner (a killed monitor) gives one of
 	// its own, which the next run of it replaces.
 	RunDir string
+	// Seccomp is the seccomp program the command runs under:
+	// seccomp.Default's (package runner/seccomp) for Docker's default
+	// profile, compiled by the caller once per process. It is required: no
+	// container runs without one. (It is compiled outside the runner so
+	// that the init, which links this package, stays small and quick to
+	// start.)
+	Seccomp []unix.SockFilter `json:"-"`
+	// NoNewPrivileges sets the command's no_new_privs bit (`docker run
+	// --security-opt no-new-privileges`): setuid binaries and file
+	// capabilities no longer raise its privileges. Off by default, as in
+	// Docker and BuildKit.
+	NoNewPrivileges bool
 	// CgroupName names the container's cgroup (a single path element, e.g.
 	// the container's id), made as builder/<name> in each hierarchy a
 	// limit needs. "" is a random name. Used only with Resources.
@@ -137,6 +149,10 @@ type initConfig struct {
 	Dir string
 	// AtExec are cgroup limits the init sets just before execve.
 	AtExec []atExecWrite `json:",omitempty"`
+	// Seccomp is the seccomp program the init installs (struct
+	// sock_filter entries, in host byte order): compiled once by the
+	// builder, so that the init stays small and each start cheap.
+	Seccomp []byte
 }
 
 // status is one message from the init. Stubs come one by one as they are
@@ -221,6 +237,7 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 		return nil, err
 	}
 	p := &Process{ctx: ctx, spec: spec, dir: dir}
+	filter := encodeFilter(spec.Seccomp)
 	if spec.Resources.limited() {
 		name := spec.CgroupName
 		if name == "" {
@@ -236,7 +253,7 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 		if ip := pool.take(spec.Network); ip != nil {
 			ip.stdout.set(stdio.Stdout)
 			ip.stderr.set(stdio.Stderr)
-			if ip.sendSpec(initConfig{Spec: spec, Dir: dir}) == nil && ip.specRead() {
+			if ip.sendSpec(initConfig{Spec: spec, Dir: dir, Seccomp: filter}) == nil && ip.specRead() {
 				p.init = ip
 			} else {
 				// The spare died before its container came (killed, out
@@ -294,7 +311,7 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 			}
 		}
 		// An error means the init died early; its status or exit says why.
-		_ = p.init.sendSpec(initConfig{Spec: spec, Dir: dir, AtExec: atExec})
+		_ = p.init.sendSpec(initConfig{Spec: spec, Dir: dir, AtExec: atExec, Seccomp: filter})
 	}
 	// Killed with ctx, whenever that ends before the init does.
 	go func() {

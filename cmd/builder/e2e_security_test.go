@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,5 +64,32 @@ func TestSecurityDevicesDenied(t *testing.T) {
 	h.build(dir, "devices:ok")
 	if out := h.runImage("devices:1", "sh", "-c", "head -c 2 /dev/zero | wc -c; head -c 2 /dev/random | wc -c"); out != "2\n2\n" {
 		t.Errorf("run: /dev/zero, /dev/random: %q", out)
+	}
+}
+
+// TestSecuritySeccomp: every RUN and every `run` container is under
+// Docker's default seccomp profile: /proc/self/status shows one filter,
+// calls the profile blocks fail with EPERM, allowed ones work.
+func TestSecuritySeccomp(t *testing.T) {
+	h := newHarness(t)
+	ctxDir := h.context("FROM base/busybox:1\nCOPY sysprobe /sysprobe\nARG PROBE\nRUN sh -c \"$PROBE\" > /run.out\n", map[string]string{})
+	build := exec.Command("go", "build", "-o", filepath.Join(ctxDir, "sysprobe"), "../../runner/testdata/sysprobe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build sysprobe: %v\n%s", err, out)
+	}
+	probe := "grep -E '^(Seccomp|Seccomp_filters):' /proc/self/status; /sysprobe keyctl add_key unshare-user mount kexec_load bpf perf_event_open clone3 getpid socket-inet"
+	want := "Seccomp:\t2\nSeccomp_filters:\t1\nkeyctl EPERM\nadd_key EPERM\nunshare-user EPERM\nmount EPERM\nkexec_load EPERM\nbpf EPERM\nperf_event_open EPERM\nclone3 ENOSYS\ngetpid ok\nsocket-inet ok\n"
+	h.mustRun("build", "-t", "seccomp:1", "--build-arg", "PROBE="+probe, ctxDir)
+	if got := h.runImage("seccomp:1", "cat", "/run.out"); got != want {
+		t.Errorf("RUN: got\n%s\nwant\n%s", got, want)
+	}
+	if got := h.runImage("seccomp:1", "sh", "-c", probe); got != want {
+		t.Errorf("run: got\n%s\nwant\n%s", got, want)
+	}
+	// busybox's unshare: a user namespace is refused in a RUN.
+	dir := h.context("FROM base/busybox:1\nRUN unshare -U true\n", map[string]string{})
+	if _, errOut, code := h.run("build", dir); code == 0 || !strings.Contains(errOut, "Operation not permitted") {
+		t.Errorf("RUN unshare -U: exit %d\n%s", code, errOut)
 	}
 }
