@@ -27,6 +27,21 @@ var abis = map[specs.Arch]abi{
 	specs.ArchARM:     {info: arch.ARM, bit32: true},
 }
 
+// numbers maps the ABI's system call names to their numbers (with the
+// ABI's mask). Where a table lists a name twice (x32: the 64-bit number,
+// which x32 does not serve, and its own from 512 on) the higher number is
+// the ABI's own, the one libseccomp resolves the name to.
+func (ab abi) numbers() map[string]uint32 {
+	out := make(map[string]uint32, len(ab.info.SyscallNumbers))
+	for nr, name := range ab.info.SyscallNumbers {
+		n := uint32(nr) | uint32(ab.info.SeccompMask)
+		if cur, ok := out[name]; !ok || n > cur {
+			out[name] = n
+		}
+	}
+	return out
+}
+
 // x32Bit marks an x32 system call number; x32 shares x86_64's audit arch.
 const x32Bit = 0x40000000
 
@@ -100,70 +115,163 @@ func Compile(p *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 }
 
 // section checks the system call number in A against p's rules for one
-// ABI and returns; it ends with p's default action.
+// ABI and returns the action.
+//
+// The number is looked up by binary search over ranges of numbers that
+// share an outcome (about ten comparisons, where a chain of comparisons
+// takes hundreds): the kernel runs the filter on every system call that
+// its per-number cache of constant answers does not cover, and when it
+// installs the filter it runs it once for every number to fill that cache,
+// which a chain makes cost milliseconds per container. A number some rule
+// puts argument conditions on goes to a block of its own that tries its
+// rules in the profile's order.
 func (a *asm) section(p *specs.LinuxSeccomp, ab abi, defAct uint32) error {
 	mask := uint32(ab.info.SeccompMask)
 	highest := 0
 	for nr := range ab.info.SyscallNumbers {
 		highest = max(highest, nr)
 	}
-	// Newer than the table: the profile cannot have meant it, and ENOSYS
-	// lets a libc fall back to an older call where EPERM would fail it.
-	a.jump(bpf.JumpGreaterThan, uint32(highest)|mask, 0, 1)
-	a.ret(uint32(unix.SECCOMP_RET_ERRNO) | uint32(unix.ENOSYS))
-
-	var run []uint32 // unconditional numbers waiting for runAct
-	var runAct uint32
-	flush := func() {
-		// A chain of comparisons to one return; chunks keep every jump
-		// short (a conditional jump skips at most 255 instructions).
-		for len(run) > 0 {
-			n := min(len(run), 200)
-			for i, nr := range run[:n] {
-				if i < n-1 {
-					a.jump(bpf.JumpEqual, nr, uint8(n-1-i), 0)
-				} else {
-					a.jump(bpf.JumpEqual, nr, 0, 1)
-				}
-			}
-			a.ret(runAct)
-			run = run[n:]
-		}
+	// The rules for each number, in the profile's order, up to and
+	// including the first unconditional one (which always matches).
+	type rule struct {
+		conds []specs.LinuxSeccompArg
+		act   uint32
 	}
+	rules := map[uint32][]rule{}
+	numbers := ab.numbers()
 	for _, sc := range p.Syscalls {
 		act, err := action(sc.Action, sc.ErrnoRet)
 		if err != nil {
 			return err
 		}
-		var nrs []uint32
 		for _, name := range sc.Names {
 			// A name this table lacks is not on this arch (or newer than
-			// the table, then ENOSYS above); libseccomp skips it too.
-			if nr, ok := ab.info.SyscallNames[name]; ok && !slices.Contains(nrs, uint32(nr)|mask) {
-				nrs = append(nrs, uint32(nr)|mask)
+			// the table, then ENOSYS below); libseccomp skips it too.
+			nr, ok := numbers[name]
+			if !ok {
+				continue
 			}
-		}
-		if len(nrs) == 0 {
-			continue
-		}
-		if len(sc.Args) == 0 {
-			if len(run) > 0 && runAct != act {
-				flush()
+			rs := rules[nr]
+			if len(rs) > 0 && rs[len(rs)-1].conds == nil {
+				continue // an earlier rule always matches
 			}
-			run, runAct = append(run, nrs...), act
-			continue
-		}
-		flush()
-		for _, nr := range nrs {
+			if len(sc.Args) == 0 {
+				rules[nr] = append(rs, rule{act: act})
+				continue
+			}
 			for _, conds := range ruleSets(sc.Args) {
-				if err := a.conditional(nr, conds, act, ab.bit32); err != nil {
+				for _, c := range conds {
+					if c.Index > 5 {
+						return fmt.Errorf("seccomp: %s: argument index %d out of range", name, c.Index)
+					}
+				}
+				rs = append(rs, rule{conds: conds, act: act})
+			}
+			rules[nr] = rs
+		}
+	}
+
+	// Ranges [from, next range's from) with one outcome each: a constant
+	// action, or a block (label) for a number with conditions.
+	type outcome struct {
+		act   uint32
+		block label // -1 for a constant
+	}
+	type span struct {
+		from uint32
+		out  outcome
+	}
+	nrs := make([]uint32, 0, len(rules))
+	for nr := range rules {
+		nrs = append(nrs, nr)
+	}
+	slices.Sort(nrs)
+	blocks := map[label]uint32{}
+	spans := []span{{from: mask, out: outcome{act: defAct, block: -1}}}
+	// put starts a range at from (replacing one that started there),
+	// unless it has the outcome of the range before it.
+	put := func(from uint32, o outcome) {
+		if spans[len(spans)-1].from == from {
+			spans = spans[:len(spans)-1]
+		}
+		if len(spans) == 0 || spans[len(spans)-1].out != o {
+			spans = append(spans, span{from: from, out: o})
+		}
+	}
+	for _, nr := range nrs {
+		o := outcome{block: -1}
+		if rs := rules[nr]; len(rs) == 1 && rs[0].conds == nil {
+			o.act = rs[0].act
+		} else {
+			o.block = a.label()
+			blocks[o.block] = nr
+		}
+		put(nr, o)
+		put(nr+1, outcome{act: defAct, block: -1})
+	}
+	// Newer than the table: the profile cannot have meant it, and ENOSYS
+	// lets a libc fall back to an older call where EPERM would fail it.
+	put(uint32(highest)+1|mask, outcome{act: uint32(unix.SECCOMP_RET_ERRNO) | uint32(unix.ENOSYS), block: -1})
+
+	// The search tree: each node tests "A >= the right half's first
+	// number". A left half too big for a conditional jump over it goes
+	// through an unconditional one.
+	var tree func(sp []span)
+	tree = func(sp []span) {
+		if len(sp) == 1 {
+			if sp[0].out.block >= 0 {
+				a.ja(sp[0].out.block)
+			} else {
+				a.ret(sp[0].out.act)
+			}
+			return
+		}
+		mid := len(sp) / 2
+		right := a.label()
+		if mid <= 60 { // at most 3 instructions a span: within 255
+			a.jumpL(bpf.JumpGreaterOrEqual, sp[mid].from, right, none)
+		} else {
+			a.jump(bpf.JumpGreaterOrEqual, sp[mid].from, 0, 1)
+			a.ja(right)
+		}
+		tree(sp[:mid])
+		a.set(right)
+		tree(sp[mid:])
+	}
+	tree(spans)
+
+	// The blocks, in number order: each rule's conditions, then its
+	// action; the default when none matches.
+	for _, nr := range nrs {
+		rs := rules[nr]
+		if len(rs) == 1 && rs[0].conds == nil {
+			continue
+		}
+		for l, n := range blocks {
+			if n == nr {
+				a.set(l)
+			}
+		}
+		matched := false
+		for _, r := range rs {
+			if r.conds == nil {
+				a.ret(r.act)
+				matched = true
+				break
+			}
+			next := a.label()
+			for _, c := range r.conds {
+				if err := a.condition(c, next, ab.bit32); err != nil {
 					return fmt.Errorf("seccomp: %s: %w", ab.info.Name, err)
 				}
 			}
+			a.ret(r.act)
+			a.set(next)
+		}
+		if !matched {
+			a.ret(defAct)
 		}
 	}
-	flush()
-	a.ret(defAct)
 	return nil
 }
 
@@ -184,27 +292,6 @@ func ruleSets(args []specs.LinuxSeccompArg) [][]specs.LinuxSeccompArg {
 		seen[c.Index] = true
 	}
 	return [][]specs.LinuxSeccompArg{args}
-}
-
-// conditional emits: if nr matches and every condition holds, return act;
-// otherwise continue with the number back in A.
-func (a *asm) conditional(nr uint32, conds []specs.LinuxSeccompArg, act uint32, bit32 bool) error {
-	skip := a.label() // past the rule, A still the number
-	fail := a.label() // a condition failed: reload the number
-	a.jumpL(bpf.JumpEqual, nr, none, skip)
-	for _, c := range conds {
-		if c.Index > 5 {
-			return fmt.Errorf("argument index %d out of range", c.Index)
-		}
-		if err := a.condition(c, fail, bit32); err != nil {
-			return err
-		}
-	}
-	a.ret(act)
-	a.set(fail)
-	a.ld(offNr)
-	a.set(skip)
-	return nil
 }
 
 // condition emits the test of one argument: on to the next instruction

@@ -3,9 +3,11 @@ package seccomp
 import (
 	"encoding/binary"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/elastic/go-seccomp-bpf/arch"
+	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -29,12 +31,12 @@ type call struct {
 // the kernel would give it.
 func decide(t *testing.T, prog []unix.SockFilter, c call) uint32 {
 	t.Helper()
-	nr, ok := c.arch.SyscallNames[c.name]
+	nr, ok := abi{info: c.arch}.numbers()[c.name]
 	if !ok {
 		t.Fatalf("%s has no %s", c.arch.Name, c.name)
 	}
 	var data [64]byte
-	binary.BigEndian.PutUint32(data[offNr:], uint32(nr|c.arch.SeccompMask))
+	binary.BigEndian.PutUint32(data[offNr:], nr)
 	binary.BigEndian.PutUint32(data[offArch:], uint32(c.arch.ID))
 	for i, v := range c.args {
 		binary.BigEndian.PutUint32(data[offArgs+8*i:], uint32(v))
@@ -44,6 +46,15 @@ func decide(t *testing.T, prog []unix.SockFilter, c call) uint32 {
 }
 
 func run(t *testing.T, prog []unix.SockFilter, data []byte) uint32 {
+	t.Helper()
+	v, err := newVM(t, prog).Run(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint32(v)
+}
+
+func newVM(t *testing.T, prog []unix.SockFilter) *bpf.VM {
 	t.Helper()
 	raw := make([]bpf.RawInstruction, len(prog))
 	for i, f := range prog {
@@ -57,11 +68,7 @@ func run(t *testing.T, prog []unix.SockFilter, data []byte) uint32 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := vm.Run(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return uint32(v)
+	return vm
 }
 
 const (
@@ -309,3 +316,104 @@ func TestCompileRejects(t *testing.T) {
 }
 
 func hostIs(goarch string) bool { return runtime.GOARCH == goarch }
+
+// TestEveryNumber: for every system call number of each ABI (and a few
+// past the table), with argument values the profile's conditions test,
+// the compiled program gives what reading the profile rule by rule gives.
+func TestEveryNumber(t *testing.T) {
+	if !hostIs("amd64") {
+		t.Skip("amd64 tables")
+	}
+	for _, caps := range [][]string{dockerCaps, append(dockerCaps[:len(dockerCaps):len(dockerCaps)], "CAP_SYS_ADMIN")} {
+		rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: caps}}}
+		p, err := seccomp.GetDefaultProfile(rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prog, err := Compile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm := newVM(t, prog)
+		argValues := []uint64{0, 1, 2, 8, 16, 40, 0xffffffff, 0x1_0000_0000, uint64(unix.CLONE_NEWUSER | unix.SIGCHLD), 0x7E020000}
+		for _, ab := range []abi{abis[specs.ArchX86_64], abis[specs.ArchX86], abis[specs.ArchX32]} {
+			highest := 0
+			for nr := range ab.info.SyscallNumbers {
+				highest = max(highest, nr)
+			}
+			numbers := ab.numbers()
+			for nr := 0; nr <= highest+3; nr++ {
+				for _, v := range argValues {
+					args := [6]uint64{v, v}
+					var data [64]byte
+					binary.BigEndian.PutUint32(data[offNr:], uint32(nr|ab.info.SeccompMask))
+					binary.BigEndian.PutUint32(data[offArch:], uint32(ab.info.ID))
+					for i, a := range args {
+						binary.BigEndian.PutUint32(data[offArgs+8*i:], uint32(a))
+						binary.BigEndian.PutUint32(data[offArgs+8*i+4:], uint32(a>>32))
+					}
+					v, err := vm.Run(data[:])
+					if err != nil {
+						t.Fatal(err)
+					}
+					got := uint32(v)
+					want := reference(t, p, ab, numbers, nr, highest, args)
+					if got != want {
+						t.Fatalf("%s nr %d (%s) args %#x: got %#x, want %#x", ab.info.Name, nr, ab.info.SyscallNumbers[nr], v, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// reference decides a call by reading the profile: the first rule naming
+// the call whose conditions hold.
+func reference(t *testing.T, p *specs.LinuxSeccomp, ab abi, numbers map[string]uint32, nr, highest int, args [6]uint64) uint32 {
+	if nr > highest {
+		return enosys
+	}
+	for _, sc := range p.Syscalls {
+		if !slices.ContainsFunc(sc.Names, func(name string) bool {
+			n, ok := numbers[name]
+			return ok && n == uint32(nr|ab.info.SeccompMask)
+		}) {
+			continue
+		}
+		act, err := action(sc.Action, sc.ErrnoRet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, set := range ruleSets(sc.Args) {
+			ok := true
+			for _, c := range set {
+				a := args[c.Index]
+				v, v2 := c.Value, c.ValueTwo
+				if ab.bit32 {
+					a, v, v2 = a&0xffffffff, v&0xffffffff, v2&0xffffffff
+				}
+				switch c.Op {
+				case specs.OpEqualTo:
+					ok = ok && a == v
+				case specs.OpNotEqual:
+					ok = ok && a != v
+				case specs.OpGreaterThan:
+					ok = ok && a > v
+				case specs.OpGreaterEqual:
+					ok = ok && a >= v
+				case specs.OpLessThan:
+					ok = ok && a < v
+				case specs.OpLessEqual:
+					ok = ok && a <= v
+				case specs.OpMaskedEqual:
+					ok = ok && a&v == v2
+				}
+			}
+			if ok {
+				return act
+			}
+		}
+	}
+	def, _ := action(p.DefaultAction, p.DefaultErrnoRet)
+	return def
+}

@@ -7,7 +7,8 @@
 // kernel, and compiled once per process. Compile translates any resolved
 // profile (an OCI runtime-spec LinuxSeccomp) the way runc and libseccomp
 // do: one section per architecture the profile lists (x86_64 with its x86
-// and x32 ABIs, aarch64 with arm), rules tried in the profile's order,
+// and x32 ABIs, aarch64 with arm), the system call number found by binary
+// search (see section), a number's rules tried in the profile's order,
 // argument conditions on the full 64-bit value (the low 32 bits on 32-bit
 // ABIs), the profile's default action for the rest, ENOSYS for a system
 // call newer than the architecture's table (as runc answers, so that libc
