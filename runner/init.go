@@ -74,6 +74,18 @@ func containerInit(st *statusWriter) error {
 	f.Close()
 	st.send(status{SpecRead: true})
 	spec := cfg.Spec
+	// A spare from a Pool got no descriptors for its cgroup files: it
+	// opens them now, while it still sees the host's mounts.
+	for i, w := range cfg.AtExec {
+		if w.Fd >= 0 {
+			continue
+		}
+		fd, err := unix.Open(w.Path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("%s: open %s: %w", w.Limit, w.Path, err)
+		}
+		cfg.AtExec[i].Fd = fd
+	}
 
 	// The container's mount namespace, a copy of the host's as it is now
 	// (an init started ahead by a Pool waited in the host's). This thread,

@@ -253,8 +253,24 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 		if ip := pool.take(spec.Network); ip != nil {
 			ip.stdout.set(stdio.Stdout)
 			ip.stderr.set(stdio.Stderr)
-			if ip.sendSpec(initConfig{Spec: spec, Dir: dir, Seccomp: filter}) == nil && ip.specRead() {
+			// The spare waits for its spec: joining the cgroup now is
+			// before any of the container's setup. Its descriptors were
+			// fixed when it started, so it opens the files it writes at
+			// exec itself (by path, still in the host's mount namespace).
+			var atExec []atExecWrite
+			joined := true
+			if p.cg != nil {
+				for _, w := range p.cg.writes {
+					w.Fd = -1
+					atExec = append(atExec, w)
+				}
+				joined = p.cg.add(ip.cmd.Process.Pid) == nil
+			}
+			if joined && ip.sendSpec(initConfig{Spec: spec, Dir: dir, AtExec: atExec, Seccomp: filter}) == nil && ip.specRead() {
 				p.init = ip
+				if p.cg != nil {
+					p.cg.closeAtExec()
+				}
 			} else {
 				// The spare died before its container came (killed, out
 				// of memory): this one gets an init of its own.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/builder-dev/builder/internal/testutil"
+	"github.com/builder-dev/builder/runner"
 )
 
 // TestSecurityDevicesDenied: device nodes do not open in a RUN or a `run`
@@ -92,4 +95,86 @@ func TestSecuritySeccomp(t *testing.T) {
 	if _, errOut, code := h.run("build", dir); code == 0 || !strings.Contains(errOut, "Operation not permitted") {
 		t.Errorf("RUN unshare -U: exit %d\n%s", code, errOut)
 	}
+}
+
+// TestSecurityBuildPidsLimit: each RUN gets a pids limit, the default one
+// unless --pids-limit says otherwise; a fork loop over it fails the build
+// cleanly (no process, no cgroup left). The RUN asks the test, over HTTP,
+// to read its pids.max from the host's side while it runs.
+func TestSecurityBuildPidsLimit(t *testing.T) {
+	h := newHarness(t)
+	pidsRoot := pidsHierarchy(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The path is the RUN's cgroup, as its /proc/self/cgroup says.
+		data, err := os.ReadFile(filepath.Join(pidsRoot, filepath.Clean(r.URL.Path), "pids.max"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.Write(data)
+	}))
+	defer srv.Close()
+	run := fmt.Sprintf("RUN wget -q -O /pids.max %s$(grep -E ':pids:|^0::' /proc/self/cgroup | head -1 | cut -d: -f3)\n", srv.URL)
+	dir := h.context("FROM base/busybox:1\n"+run, map[string]string{})
+	h.build(dir, "pids:default")
+	if got := h.runImage("pids:default", "cat", "/pids.max"); got != fmt.Sprintf("%d\n", runner.DefaultBuildPidsLimit) {
+		t.Errorf("default pids.max of a RUN: %q", got)
+	}
+	h.build(dir, "pids:set", "--no-cache", "--pids-limit", "123")
+	if got := h.runImage("pids:set", "cat", "/pids.max"); got != "123\n" {
+		t.Errorf("pids.max with --pids-limit 123: %q", got)
+	}
+
+	bomb := h.context("FROM base/busybox:1\nRUN for i in $(seq 100); do sleep 1000 & done; echo all\"\"started\n", map[string]string{})
+	out, errOut, code := h.run("build", "--pids-limit", "20", bomb)
+	if code != 1 || strings.Contains(out+errOut, "allstarted") || !strings.Contains(errOut, "can't fork") {
+		t.Fatalf("fork loop under --pids-limit 20: exit %d\n%s%s", code, out, errOut)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(pidsRoot, "builder")); len(ents) != 0 {
+		var names []string
+		for _, e := range ents {
+			if e.IsDir() {
+				names = append(names, e.Name())
+			}
+		}
+		if len(names) != 0 {
+			t.Errorf("cgroups left: %v", names)
+		}
+	}
+	if data, err := exec.Command("pgrep", "-f", "sleep 1000").Output(); err == nil {
+		t.Errorf("processes of the failed RUN left: %s", data)
+	}
+	for _, bad := range [][]string{{"--memory", "1k"}, {"--memory", "lots"}} {
+		if _, errOut, code := h.run(append([]string{"build"}, append(bad, dir)...)...); code != 2 {
+			t.Errorf("build %v: exit %d, want 2\n%s", bad, code, errOut)
+		}
+	}
+}
+
+// pidsHierarchy is where this host's pids controller is mounted: its v1
+// hierarchy, else the unified one.
+func pidsHierarchy(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 3 {
+			continue
+		}
+		switch {
+		case g[0] == "cgroup" && strings.Contains(","+g[2]+",", ",pids,"):
+			return f[4]
+		case g[0] == "cgroup2" && v2 == "":
+			v2 = f[4]
+		}
+	}
+	if v2 == "" {
+		t.Skip("no pids controller")
+	}
+	return v2
 }
