@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"sync"
@@ -85,6 +86,22 @@ func prestartable(spec Spec, stdio Stdio) bool {
 	return !isFile(stdio.Stdout) && !isFile(stdio.Stderr)
 }
 
+// joinNewCgroup makes a cgroup with r's limits and moves the init into
+// it. The files the init writes at exec are closed here: it opens them
+// itself once it has its container.
+func (ip *initProc) joinNewCgroup(r Resources) error {
+	cg, err := newCgroup(newCgroupName(), r)
+	if err != nil {
+		return err
+	}
+	cg.closeAtExec()
+	if err := cg.add(ip.cmd.Process.Pid); err != nil {
+		return errors.Join(err, cg.remove())
+	}
+	ip.cg, ip.res = cg, r
+	return nil
+}
+
 func isFile(w io.Writer) bool {
 	_, ok := w.(*os.File)
 	return ok
@@ -122,6 +139,12 @@ func (p *Pool) take(network string) *initProc {
 func (p *Pool) fill(flavour string) {
 	defer p.fills.Done()
 	ip, err := spawn(spawnOptions{network: flavour, late: true})
+	if err == nil && p.Resources.limited() {
+		// Into its container's cgroup now, while it waits (see start).
+		if err = ip.joinNewCgroup(*p.Resources); err != nil {
+			ip.discard()
+		}
+	}
 	p.mu.Lock()
 	p.filling = false
 	keep := err == nil && !p.closed && p.spare == nil

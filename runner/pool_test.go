@@ -259,6 +259,37 @@ func TestPoolLimits(t *testing.T) {
 	if !strings.HasPrefix(rest, "1\n") {
 		t.Errorf("not in a builder pids cgroup: %q", rest)
 	}
+	// Limits of its own: the spare's cgroup does not fit, the container
+	// gets an init (and a cgroup) of its own, and its limit holds.
+	time.Sleep(300 * time.Millisecond)
+	asked = uptimeTicks(t)
+	out.Reset()
+	errb.Reset()
+	own := c.spec
+	own.Resources = &Resources{Pids: 4}
+	own.Args = sh("cat /proc/1/stat; sleep 1000 & sleep 1000 & sleep 1000 & sleep 1000 & echo all started")
+	err = pool.Run(context.Background(), own, Stdio{Stdout: &out, Stderr: &errb})
+	if exitCodeOf(t, err) == 0 || strings.Contains(out.String(), "all started") || !strings.Contains(errb.String(), "can't fork") {
+		t.Fatalf("own limits: %v, stdout %q, stderr %q", err, out.String(), errb.String())
+	}
+	if third := startTicks(t, out.String()); third < asked-1 {
+		t.Errorf("third init started at tick %d, before it was asked for at %d: it took the spare of other limits", third, asked)
+	}
+	// The next spare waits in a cgroup of its own, which Close removes.
+	pool.fills.Wait()
+	pool.mu.Lock()
+	var spareCgroup string
+	if pool.spare != nil && pool.spare.cg != nil {
+		spareCgroup = pool.spare.cg.dirs[0].path
+	}
+	pool.mu.Unlock()
+	if spareCgroup == "" {
+		t.Fatal("the spare has no cgroup")
+	}
+	pool.Close()
+	if _, err := os.Stat(spareCgroup); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the spare's cgroup %s is left (%v)", spareCgroup, err)
+	}
 	checkNoHostMounts(t, c.upper, c.lower)
 }
 

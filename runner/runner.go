@@ -238,44 +238,65 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 	}
 	p := &Process{ctx: ctx, spec: spec, dir: dir}
 	filter := encodeFilter(spec.Seccomp)
-	if spec.Resources.limited() {
+	var spare *initProc
+	if pool != nil && prestartable(spec, stdio) {
+		spare = pool.take(spec.Network)
+	}
+	// A spare that a Pool with limits started is in a cgroup with them
+	// already: moving a process into a cgroup waits for an RCU grace
+	// period (milliseconds), which the pool paid ahead, while the previous
+	// container ran. A container with other limits gets an init of its
+	// own.
+	if spare != nil && spare.cg != nil {
+		if spec.CgroupName == "" && spec.Resources.limited() && *spec.Resources == spare.res {
+			p.cg, spare.cg = spare.cg, nil
+		} else {
+			spare.discard()
+			spare = nil
+		}
+	}
+	if p.cg == nil && spec.Resources.limited() {
 		name := spec.CgroupName
 		if name == "" {
 			name = newCgroupName()
 		}
 		if p.cg, err = newCgroup(name, *spec.Resources); err != nil {
+			if spare != nil {
+				spare.discard()
+			}
 			return nil, errors.Join(err, p.release())
 		}
 	}
 
 	var console *os.File // our end of the socket the init sends the pty master on
-	if pool != nil && prestartable(spec, stdio) {
-		if ip := pool.take(spec.Network); ip != nil {
-			ip.stdout.set(stdio.Stdout)
-			ip.stderr.set(stdio.Stderr)
-			// The spare waits for its spec: joining the cgroup now is
-			// before any of the container's setup. Its descriptors were
-			// fixed when it started, so it opens the files it writes at
-			// exec itself (by path, still in the host's mount namespace).
-			var atExec []atExecWrite
-			joined := true
-			if p.cg != nil {
-				for _, w := range p.cg.writes {
-					w.Fd = -1
-					atExec = append(atExec, w)
-				}
+	if ip := spare; ip != nil {
+		ip.stdout.set(stdio.Stdout)
+		ip.stderr.set(stdio.Stderr)
+		// The spare waits for its spec: joining the cgroup now (if it is
+		// not in it) is before any of the container's setup. Its
+		// descriptors were fixed when it started, so it opens the files it
+		// writes at exec itself (by path, still in the host's mount
+		// namespace).
+		var atExec []atExecWrite
+		joined := true
+		if p.cg != nil {
+			for _, w := range p.cg.writes {
+				w.Fd = -1
+				atExec = append(atExec, w)
+			}
+			if len(p.cg.atExec) > 0 { // made here, not the spare's
 				joined = p.cg.add(ip.cmd.Process.Pid) == nil
 			}
-			if joined && ip.sendSpec(initConfig{Spec: spec, Dir: dir, AtExec: atExec, Seccomp: filter}) == nil && ip.specRead() {
-				p.init = ip
-				if p.cg != nil {
-					p.cg.closeAtExec()
-				}
-			} else {
-				// The spare died before its container came (killed, out
-				// of memory): this one gets an init of its own.
-				ip.discard()
+		}
+		if joined && ip.sendSpec(initConfig{Spec: spec, Dir: dir, AtExec: atExec, Seccomp: filter}) == nil && ip.specRead() {
+			p.init = ip
+			if p.cg != nil {
+				p.cg.closeAtExec()
 			}
+		} else {
+			// The spare died before its container came (killed, out
+			// of memory): this one gets an init of its own.
+			ip.discard()
 		}
 	}
 	if p.init == nil {
@@ -299,9 +320,15 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 		var atExec []atExecWrite
 		if p.cg != nil {
 			for _, w := range p.cg.writes {
-				f := p.cg.atExec[w.Fd]
-				w.Fd = firstExtraFd + len(o.extra)
-				o.extra = append(o.extra, f)
+				if len(p.cg.atExec) == 0 {
+					// A spare's cgroup, its files closed: the init
+					// opens them.
+					w.Fd = -1
+				} else {
+					f := p.cg.atExec[w.Fd]
+					w.Fd = firstExtraFd + len(o.extra)
+					o.extra = append(o.extra, f)
+				}
 				atExec = append(atExec, w)
 			}
 		}

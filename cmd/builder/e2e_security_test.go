@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -125,23 +127,19 @@ func TestSecurityBuildPidsLimit(t *testing.T) {
 		t.Errorf("pids.max with --pids-limit 123: %q", got)
 	}
 
-	bomb := h.context("FROM base/busybox:1\nRUN for i in $(seq 100); do sleep 1000 & done; echo all\"\"started\n", map[string]string{})
-	out, errOut, code := h.run("build", "--pids-limit", "20", bomb)
+	bomb := h.context("FROM base/busybox:1\nRUN grep -E ':pids:|^0::' /proc/self/cgroup; for i in $(seq 100); do sleep 4321 & done; echo all\"\"started\n", map[string]string{})
+	out, errOut, code := h.run("build", "--progress", "plain", "--pids-limit", "20", bomb)
 	if code != 1 || strings.Contains(out+errOut, "allstarted") || !strings.Contains(errOut, "can't fork") {
 		t.Fatalf("fork loop under --pids-limit 20: exit %d\n%s%s", code, out, errOut)
 	}
-	if ents, _ := os.ReadDir(filepath.Join(pidsRoot, "builder")); len(ents) != 0 {
-		var names []string
-		for _, e := range ents {
-			if e.IsDir() {
-				names = append(names, e.Name())
-			}
-		}
-		if len(names) != 0 {
-			t.Errorf("cgroups left: %v", names)
-		}
+	cg := regexp.MustCompile(`/builder/run-[0-9a-f]+`).FindString(errOut)
+	if cg == "" {
+		t.Fatalf("the RUN did not show its cgroup:\n%s", errOut)
 	}
-	if data, err := exec.Command("pgrep", "-f", "sleep 1000").Output(); err == nil {
+	if _, err := os.Stat(filepath.Join(pidsRoot, cg)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the failed RUN's cgroup %s is left (%v)", cg, err)
+	}
+	if data, err := exec.Command("pgrep", "-f", "sleep 4321").Output(); err == nil {
 		t.Errorf("processes of the failed RUN left: %s", data)
 	}
 	for _, bad := range [][]string{{"--memory", "1k"}, {"--memory", "lots"}} {
