@@ -469,6 +469,7 @@ func (r *Runtime) spec(c *Container, a *snapshot.Active) runner.Spec {
 		Tty:                  c.Host.Tty,
 		PrimaryGroupInGroups: true,
 		IPv6Hosts:            true,
+		NoNewPrivileges:      c.Host.NoNewPrivileges,
 		RunDir:               filepath.Join(r.Dir(c.ID), "run"),
 		CgroupName:           c.ID,
 	}

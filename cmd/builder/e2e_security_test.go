@@ -92,6 +92,16 @@ func TestSecuritySeccomp(t *testing.T) {
 	if got := h.runImage("seccomp:1", "sh", "-c", probe); got != want {
 		t.Errorf("run: got\n%s\nwant\n%s", got, want)
 	}
+	// --security-opt no-new-privileges: the bit, and the same filter.
+	if got := h.mustRun("run", "--rm", "--security-opt", "no-new-privileges", "seccomp:1", "grep", "-E", "^(NoNewPrivs|Seccomp):", "/proc/self/status"); got != "NoNewPrivs:\t1\nSeccomp:\t2\n" {
+		t.Errorf("run --security-opt no-new-privileges: %q", got)
+	}
+	if got := h.runImage("seccomp:1", "grep", "NoNewPrivs:", "/proc/self/status"); got != "NoNewPrivs:\t0\n" {
+		t.Errorf("run: %q (Docker leaves no_new_privs off)", got)
+	}
+	if _, errOut, code := h.run("run", "--rm", "--security-opt", "seccomp=unconfined", "seccomp:1", "true"); code != 2 {
+		t.Errorf("run --security-opt seccomp=unconfined: exit %d, want 2\n%s", code, errOut)
+	}
 	// busybox's unshare: a user namespace is refused in a RUN.
 	dir := h.context("FROM base/busybox:1\nRUN unshare -U true\n", map[string]string{})
 	if _, errOut, code := h.run("build", dir); code == 0 || !strings.Contains(errOut, "Operation not permitted") {
