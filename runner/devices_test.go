@@ -130,7 +130,7 @@ mknod /z c 1 5 && mknod /dev/z c 1 5 && head -c 1 /z >/dev/null 2>&1 || head -c 
 func TestAllowedDevicesOpen(t *testing.T) {
 	script := `echo x > /dev/null && head -c 2 /dev/zero | wc -c && head -c 2 /dev/urandom | wc -c &&
 head -c 2 /dev/random | wc -c && (echo x > /dev/full) 2>&1 | grep -c 'No space' &&
-echo tty > /dev/tty && test -c /dev/console && echo ok`
+echo tty > /dev/tty && test -c /dev/console && (exec 3<>/dev/ptmx) && echo ok`
 	c := newContainer(t, "", sh(script)...)
 	c.spec.Tty = true
 	var out strings.Builder
@@ -139,5 +139,31 @@ echo tty > /dev/tty && test -c /dev/console && echo ok`
 	}
 	if got, want := out.String(), "2\r\n2\r\n2\r\n1\r\ntty\r\nok\r\n"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// TestDeviceNodesStayTheHosts: the allowed nodes are the host's, bound
+// in read-only: root in the container (CAP_FOWNER, CAP_CHOWN) cannot
+// change the host's /dev/null.
+func TestDeviceNodesStayTheHosts(t *testing.T) {
+	var before unix.Stat_t
+	if err := unix.Stat("/dev/null", &before); err != nil {
+		t.Fatal(err)
+	}
+	c := newContainer(t, "", sh("chmod 600 /dev/null 2>&1; chown 65534 /dev/null 2>&1; touch -d 2001-01-01 /dev/null 2>&1; echo x > /dev/null && echo written")...)
+	out := c.mustRun(t)
+	var after unix.Stat_t
+	if err := unix.Stat("/dev/null", &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Mode != before.Mode || after.Uid != before.Uid || after.Mtim != before.Mtim {
+		// Put it back before failing: the host needs it.
+		_ = unix.Chmod("/dev/null", before.Mode&0o7777)
+		_ = unix.Chown("/dev/null", int(before.Uid), int(before.Gid))
+		_ = unix.UtimesNano("/dev/null", []unix.Timespec{before.Atim, before.Mtim})
+		t.Fatalf("the container changed the host's /dev/null (mode %o -> %o, uid %d -> %d):\n%s", before.Mode, after.Mode, before.Uid, after.Uid, out)
+	}
+	if strings.Count(out, "Read-only file system") != 3 || !strings.HasSuffix(out, "written\n") {
+		t.Fatalf("got:\n%s", out)
 	}
 }

@@ -493,14 +493,20 @@ func closeExtraFDs() error {
 	return nil
 }
 
-// bindDevice bind-mounts the device node src over a new empty file at p.
+// bindDevice bind-mounts the device node src over a new empty file at p,
+// read-only: the node is the host's (or the container's own pty), and the
+// command, root with CAP_FOWNER, could otherwise chmod or chown it. Reading
+// and writing the device itself do not need a writable mount.
 func bindDevice(src, p string) error {
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|unix.O_CLOEXEC, 0o666)
 	if err != nil {
 		return err
 	}
 	f.Close()
-	return unix.Mount(src, p, "", unix.MS_BIND, "")
+	if err := unix.Mount(src, p, "", unix.MS_BIND, ""); err != nil {
+		return err
+	}
+	return remountKeeping(p, unix.MS_RDONLY)
 }
 
 func (r *rootfs) mountSys() error {

@@ -152,6 +152,12 @@ func TestSecurityBuildPidsLimit(t *testing.T) {
 	if data, err := exec.Command("pgrep", "-f", "sleep 4321").Output(); err == nil {
 		t.Errorf("processes of the failed RUN left: %s", data)
 	}
+	// --memory: a RUN that needs more is killed, and the build fails.
+	hog := h.context("FROM base/busybox:1\nRUN dd if=/dev/zero of=/dev/null bs=256M count=1\n", map[string]string{})
+	if _, errOut, code := h.run("build", "--memory", "64m", hog); code != 1 || !strings.Contains(errOut, "137") {
+		t.Errorf("RUN over --memory 64m: exit %d\n%s", code, errOut)
+	}
+	h.mustRun("build", "--memory", "512m", hog)
 	for _, bad := range [][]string{{"--memory", "1k"}, {"--memory", "lots"}} {
 		if _, errOut, code := h.run(append([]string{"build"}, append(bad, dir)...)...); code != 2 {
 			t.Errorf("build %v: exit %d, want 2\n%s", bad, code, errOut)
