@@ -6,25 +6,45 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/elastic/go-seccomp-bpf/arch"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
+// syscall is one entry of a system call table (ztables.go).
+type syscall struct {
+	nr   uint32
+	name string
+}
+
 // abi is one system call table a filter section checks.
 type abi struct {
-	info  *arch.Info
+	name  string
+	id    uint32 // the audit arch, as seccomp_data.arch holds it
+	mask  uint32 // set in every number of this ABI (x32)
+	table []syscall
 	bit32 bool // arguments are 32-bit: only their low half is compared
 }
 
+// Audit arch values (linux/audit.h): EM_* | __AUDIT_ARCH_64BIT (0x80000000)
+// | __AUDIT_ARCH_LE (0x40000000).
+const (
+	auditArchX86_64  = 0xc000003e
+	auditArchI386    = 0x40000003
+	auditArchAARCH64 = 0xc00000b7
+	auditArchARM     = 0x40000028
+)
+
+// x32Bit marks an x32 system call number; x32 shares x86_64's audit arch.
+const x32Bit = 0x40000000
+
 // abis are the architectures Compile knows, by the profile's names.
 var abis = map[specs.Arch]abi{
-	specs.ArchX86_64:  {info: arch.X86_64},
-	specs.ArchX32:     {info: arch.X32},
-	specs.ArchX86:     {info: arch.I386, bit32: true},
-	specs.ArchAARCH64: {info: arch.AARCH64},
-	specs.ArchARM:     {info: arch.ARM, bit32: true},
+	specs.ArchX86_64:  {name: "x86_64", id: auditArchX86_64, table: tableX86_64},
+	specs.ArchX32:     {name: "x32", id: auditArchX86_64, mask: x32Bit, table: tableX32},
+	specs.ArchX86:     {name: "i386", id: auditArchI386, table: tableI386, bit32: true},
+	specs.ArchAARCH64: {name: "aarch64", id: auditArchAARCH64, table: tableAARCH64},
+	specs.ArchARM:     {name: "arm", id: auditArchARM, table: tableARM, bit32: true},
 }
 
 // numbers maps the ABI's system call names to their numbers (with the
@@ -32,18 +52,24 @@ var abis = map[specs.Arch]abi{
 // which x32 does not serve, and its own from 512 on) the higher number is
 // the ABI's own, the one libseccomp resolves the name to.
 func (ab abi) numbers() map[string]uint32 {
-	out := make(map[string]uint32, len(ab.info.SyscallNumbers))
-	for nr, name := range ab.info.SyscallNumbers {
-		n := uint32(nr) | uint32(ab.info.SeccompMask)
-		if cur, ok := out[name]; !ok || n > cur {
-			out[name] = n
+	out := make(map[string]uint32, len(ab.table))
+	for _, sc := range ab.table {
+		n := sc.nr | ab.mask
+		if cur, ok := out[sc.name]; !ok || n > cur {
+			out[sc.name] = n
 		}
 	}
 	return out
 }
 
-// x32Bit marks an x32 system call number; x32 shares x86_64's audit arch.
-const x32Bit = 0x40000000
+// highest is the ABI's highest system call number, without the mask.
+func (ab abi) highest() uint32 {
+	var h uint32
+	for _, sc := range ab.table {
+		h = max(h, sc.nr)
+	}
+	return h
+}
 
 // seccomp_data offsets: nr, arch, instruction pointer, then six u64 args.
 const (
@@ -82,7 +108,7 @@ func Compile(p *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 		}
 		done[ar] = true
 		next := a.label()
-		a.jump(bpf.JumpEqual, uint32(ab.info.ID), 1, 0)
+		a.jump(bpf.JumpEqual, ab.id, 1, 0)
 		a.ja(next)
 		a.ld(offNr)
 		if ar == specs.ArchX86_64 {
@@ -126,11 +152,7 @@ func Compile(p *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 // puts argument conditions on goes to a block of its own that tries its
 // rules in the profile's order.
 func (a *asm) section(p *specs.LinuxSeccomp, ab abi, defAct uint32) error {
-	mask := uint32(ab.info.SeccompMask)
-	highest := 0
-	for nr := range ab.info.SyscallNumbers {
-		highest = max(highest, nr)
-	}
+	mask := ab.mask
 	// The rules for each number, in the profile's order, up to and
 	// including the first unconditional one (which always matches).
 	type rule struct {
@@ -211,7 +233,7 @@ func (a *asm) section(p *specs.LinuxSeccomp, ab abi, defAct uint32) error {
 	}
 	// Newer than the table: the profile cannot have meant it, and ENOSYS
 	// lets a libc fall back to an older call where EPERM would fail it.
-	put(uint32(highest)+1|mask, outcome{act: uint32(unix.SECCOMP_RET_ERRNO) | uint32(unix.ENOSYS), block: -1})
+	put(ab.highest()+1|mask, outcome{act: uint32(unix.SECCOMP_RET_ERRNO) | uint32(unix.ENOSYS), block: -1})
 
 	// The search tree: each node tests "A >= the right half's first
 	// number". A left half too big for a conditional jump over it goes
@@ -262,7 +284,7 @@ func (a *asm) section(p *specs.LinuxSeccomp, ab abi, defAct uint32) error {
 			next := a.label()
 			for _, c := range r.conds {
 				if err := a.condition(c, next, ab.bit32); err != nil {
-					return fmt.Errorf("seccomp: %s: %w", ab.info.Name, err)
+					return fmt.Errorf("seccomp: %s: %w", ab.name, err)
 				}
 			}
 			a.ret(r.act)

@@ -20,7 +20,7 @@ var dockerCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FO
 
 // call is one system call as the filter sees it (struct seccomp_data).
 type call struct {
-	arch *arch.Info
+	arch abi
 	name string
 	args [6]uint64
 }
@@ -31,13 +31,13 @@ type call struct {
 // the kernel would give it.
 func decide(t *testing.T, prog []unix.SockFilter, c call) uint32 {
 	t.Helper()
-	nr, ok := abi{info: c.arch}.numbers()[c.name]
+	nr, ok := c.arch.numbers()[c.name]
 	if !ok {
-		t.Fatalf("%s has no %s", c.arch.Name, c.name)
+		t.Fatalf("%s has no %s", c.arch.name, c.name)
 	}
 	var data [64]byte
 	binary.BigEndian.PutUint32(data[offNr:], nr)
-	binary.BigEndian.PutUint32(data[offArch:], uint32(c.arch.ID))
+	binary.BigEndian.PutUint32(data[offArch:], c.arch.id)
 	for i, v := range c.args {
 		binary.BigEndian.PutUint32(data[offArgs+8*i:], uint32(v))
 		binary.BigEndian.PutUint32(data[offArgs+8*i+4:], uint32(v>>32))
@@ -86,7 +86,7 @@ func TestDefaultProfileDecisions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x64, x86, x32 := arch.X86_64, arch.I386, arch.X32
+	x64, x86, x32 := abis[specs.ArchX86_64], abis[specs.ArchX86], abis[specs.ArchX32]
 	tests := []struct {
 		c    call
 		want uint32
@@ -133,7 +133,7 @@ func TestDefaultProfileDecisions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		if got := decide(t, prog, tt.c); got != tt.want {
-			t.Errorf("%s %s(%#x): got %#x, want %#x", tt.c.arch.Name, tt.c.name, tt.c.args[0], got, tt.want)
+			t.Errorf("%s %s(%#x): got %#x, want %#x", tt.c.arch.name, tt.c.name, tt.c.args[0], got, tt.want)
 		}
 	}
 
@@ -141,12 +141,12 @@ func TestDefaultProfileDecisions(t *testing.T) {
 	// architecture: killed.
 	var data [64]byte
 	binary.BigEndian.PutUint32(data[offNr:], 1000)
-	binary.BigEndian.PutUint32(data[offArch:], uint32(x64.ID))
+	binary.BigEndian.PutUint32(data[offArch:], x64.id)
 	if got := run(t, prog, data[:]); got != enosys {
 		t.Errorf("nr 1000: got %#x, want ENOSYS", got)
 	}
 	binary.BigEndian.PutUint32(data[offNr:], 0)
-	binary.BigEndian.PutUint32(data[offArch:], uint32(arch.AARCH64.ID))
+	binary.BigEndian.PutUint32(data[offArch:], abis[specs.ArchAARCH64].id)
 	if got := run(t, prog, data[:]); got != kill {
 		t.Errorf("foreign arch: got %#x, want kill", got)
 	}
@@ -163,16 +163,16 @@ func TestDefaultProfileFollowsCaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []call{
-		{arch: arch.X86_64, name: "mount"},
-		{arch: arch.X86_64, name: "unshare", args: [6]uint64{unix.CLONE_NEWUSER}},
-		{arch: arch.X86_64, name: "clone", args: [6]uint64{unix.CLONE_NEWNS}},
-		{arch: arch.X86_64, name: "clone3"},
+		{arch: abis[specs.ArchX86_64], name: "mount"},
+		{arch: abis[specs.ArchX86_64], name: "unshare", args: [6]uint64{unix.CLONE_NEWUSER}},
+		{arch: abis[specs.ArchX86_64], name: "clone", args: [6]uint64{unix.CLONE_NEWNS}},
+		{arch: abis[specs.ArchX86_64], name: "clone3"},
 	} {
 		if got := decide(t, prog, c); got != allow {
 			t.Errorf("%s: got %#x, want allow", c.name, got)
 		}
 	}
-	if got := decide(t, prog, call{arch: arch.X86_64, name: "keyctl"}); got != eperm {
+	if got := decide(t, prog, call{arch: abis[specs.ArchX86_64], name: "keyctl"}); got != eperm {
 		t.Errorf("keyctl: got %#x, want EPERM", got)
 	}
 }
@@ -181,7 +181,7 @@ func TestDefaultProfileFollowsCaps(t *testing.T) {
 // next rules compare the system call number again, not the argument the
 // failed test loaded.
 func TestConditionReloadsNumber(t *testing.T) {
-	x64 := arch.X86_64
+	x64 := abis[specs.ArchX86_64]
 	p := &specs.LinuxSeccomp{
 		DefaultAction: specs.ActErrno,
 		Architectures: []specs.Arch{specs.ArchX86_64},
@@ -204,7 +204,7 @@ func TestConditionReloadsNumber(t *testing.T) {
 }
 
 func TestOperators(t *testing.T) {
-	x64, x86 := arch.X86_64, arch.I386
+	x64, x86 := abis[specs.ArchX86_64], abis[specs.ArchX86]
 	const v = 0x1_0000_0010
 	for _, tt := range []struct {
 		op   specs.LinuxSeccompOperator
@@ -295,7 +295,7 @@ func TestRepeatedIndexIsOr(t *testing.T) {
 		t.Fatal(err)
 	}
 	for arg, want := range map[uint64]uint32{0: allow, 8: allow, 4: eperm} {
-		if got := decide(t, prog, call{arch: arch.X86_64, name: "personality", args: [6]uint64{arg}}); got != want {
+		if got := decide(t, prog, call{arch: abis[specs.ArchX86_64], name: "personality", args: [6]uint64{arg}}); got != want {
 			t.Errorf("personality(%d): got %#x, want %#x", arg, got, want)
 		}
 	}
@@ -337,17 +337,14 @@ func TestEveryNumber(t *testing.T) {
 		vm := newVM(t, prog)
 		argValues := []uint64{0, 1, 2, 8, 16, 40, 0xffffffff, 0x1_0000_0000, uint64(unix.CLONE_NEWUSER | unix.SIGCHLD), 0x7E020000}
 		for _, ab := range []abi{abis[specs.ArchX86_64], abis[specs.ArchX86], abis[specs.ArchX32]} {
-			highest := 0
-			for nr := range ab.info.SyscallNumbers {
-				highest = max(highest, nr)
-			}
+			highest := int(ab.highest())
 			numbers := ab.numbers()
 			for nr := 0; nr <= highest+3; nr++ {
 				for _, v := range argValues {
 					args := [6]uint64{v, v}
 					var data [64]byte
-					binary.BigEndian.PutUint32(data[offNr:], uint32(nr|ab.info.SeccompMask))
-					binary.BigEndian.PutUint32(data[offArch:], uint32(ab.info.ID))
+					binary.BigEndian.PutUint32(data[offNr:], uint32(nr)|ab.mask)
+					binary.BigEndian.PutUint32(data[offArch:], ab.id)
 					for i, a := range args {
 						binary.BigEndian.PutUint32(data[offArgs+8*i:], uint32(a))
 						binary.BigEndian.PutUint32(data[offArgs+8*i+4:], uint32(a>>32))
@@ -359,7 +356,7 @@ func TestEveryNumber(t *testing.T) {
 					got := uint32(v)
 					want := reference(t, p, ab, numbers, nr, highest, args)
 					if got != want {
-						t.Fatalf("%s nr %d (%s) args %#x: got %#x, want %#x", ab.info.Name, nr, ab.info.SyscallNumbers[nr], v, got, want)
+						t.Fatalf("%s nr %d args %#x: got %#x, want %#x", ab.name, nr, v, got, want)
 					}
 				}
 			}
@@ -376,7 +373,7 @@ func reference(t *testing.T, p *specs.LinuxSeccomp, ab abi, numbers map[string]u
 	for _, sc := range p.Syscalls {
 		if !slices.ContainsFunc(sc.Names, func(name string) bool {
 			n, ok := numbers[name]
-			return ok && n == uint32(nr|ab.info.SeccompMask)
+			return ok && n == uint32(nr)|ab.mask
 		}) {
 			continue
 		}
@@ -416,4 +413,31 @@ func reference(t *testing.T, p *specs.LinuxSeccomp, ab abi, numbers map[string]u
 	}
 	def, _ := action(p.DefaultAction, p.DefaultErrnoRet)
 	return def
+}
+
+// TestTablesAreTheLibrarys: ztables.go is gen_tables.go's output for the
+// go-seccomp-bpf version in go.mod (run `go generate` after an update).
+func TestTablesAreTheLibrarys(t *testing.T) {
+	for _, tt := range []struct {
+		ours  abi
+		their *arch.Info
+	}{
+		{abis[specs.ArchX86_64], arch.X86_64},
+		{abis[specs.ArchX32], arch.X32},
+		{abis[specs.ArchX86], arch.I386},
+		{abis[specs.ArchAARCH64], arch.AARCH64},
+		{abis[specs.ArchARM], arch.ARM},
+	} {
+		if tt.ours.id != uint32(tt.their.ID) || tt.ours.mask != uint32(tt.their.SeccompMask) {
+			t.Errorf("%s: arch %#x mask %#x, the library's %#x %#x", tt.ours.name, tt.ours.id, tt.ours.mask, uint32(tt.their.ID), tt.their.SeccompMask)
+		}
+		if len(tt.ours.table) != len(tt.their.SyscallNumbers) {
+			t.Errorf("%s: %d entries, the library's %d", tt.ours.name, len(tt.ours.table), len(tt.their.SyscallNumbers))
+		}
+		for _, sc := range tt.ours.table {
+			if tt.their.SyscallNumbers[int(sc.nr)] != sc.name {
+				t.Errorf("%s: %d is %q, the library's %q", tt.ours.name, sc.nr, sc.name, tt.their.SyscallNumbers[int(sc.nr)])
+			}
+		}
+	}
 }

@@ -15,8 +15,9 @@
 // falls back to an older call) and a kill for an architecture the profile
 // does not list.
 //
-// The system call numbers come from github.com/elastic/go-seccomp-bpf's
-// tables. Its own assembler is not used: it compares later system call
+// The system call numbers are github.com/elastic/go-seccomp-bpf's tables,
+// turned into static data by gen_tables.go (ztables.go; see there why).
+// Its assembler is not used: it compares later system call
 // numbers against an argument it loaded for an earlier condition, and has
 // no per-rule errno (Docker answers clone3 with ENOSYS) nor a second ABI.
 //
