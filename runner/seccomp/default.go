@@ -4,6 +4,7 @@ package seccomp
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -20,6 +21,10 @@ import (
 // millisecond); callers must not change the program it returns.
 func Default(caps []string) ([]unix.SockFilter, error) {
 	key := strings.Join(caps, ",")
+	if v, ok := compiled.Load(key); ok {
+		return v.(func() ([]unix.SockFilter, error))()
+	}
+	caps = slices.Clone(caps)
 	v, _ := compiled.LoadOrStore(key, sync.OnceValues(func() ([]unix.SockFilter, error) {
 		rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: caps}}}
 		p, err := seccomp.GetDefaultProfile(rs)
