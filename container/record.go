@@ -115,6 +115,8 @@ type HostConfig struct {
 	OpenStdin  bool       `json:"openStdin,omitempty"`
 	AutoRemove bool       `json:"autoRemove,omitempty"`
 	Resources  *Resources `json:"resources,omitempty"`
+	// NoNewPrivileges is --security-opt no-new-privileges.
+	NoNewPrivileges bool `json:"noNewPrivileges,omitempty"`
 }
 
 // Mount is a -v bind mount (Source is a host path) or a --tmpfs.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/builder-dev/builder/internal/mount"
 	"github.com/builder-dev/builder/runner"
+	"github.com/builder-dev/builder/runner/seccomp"
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/store"
 )
@@ -406,6 +407,9 @@ func (r *Runtime) start(ctx context.Context, c *Container, stdio runner.Stdio, s
 		return nil, err
 	}
 	spec := r.spec(c, a)
+	if spec.Seccomp, err = seccomp.Default(runner.DefaultCapabilities()); err != nil {
+		return nil, err
+	}
 	if c.Host.Tty {
 		spec.ConsoleSize = size
 	}
@@ -465,6 +469,7 @@ func (r *Runtime) spec(c *Container, a *snapshot.Active) runner.Spec {
 		Tty:                  c.Host.Tty,
 		PrimaryGroupInGroups: true,
 		IPv6Hosts:            true,
+		NoNewPrivileges:      c.Host.NoNewPrivileges,
 		RunDir:               filepath.Join(r.Dir(c.ID), "run"),
 		CgroupName:           c.ID,
 	}

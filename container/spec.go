@@ -184,6 +184,30 @@ func ParseTmpfs(spec string) (Mount, error) {
 	return m, nil
 }
 
+// ParseSecurityOpts reads --security-opt values as Docker spells them:
+// "no-new-privileges" (also with ":true", "=true", ":false", "=false") is
+// the one supported; any other option (seccomp=, apparmor=, label=) is an
+// error, rather than a setting silently not applied.
+func ParseSecurityOpts(opts []string) (noNewPrivileges bool, err error) {
+	for _, o := range opts {
+		k, v, hasValue := strings.Cut(o, "=")
+		if !hasValue {
+			k, v, hasValue = strings.Cut(o, ":")
+		}
+		if k != "no-new-privileges" {
+			return false, fmt.Errorf("invalid --security-opt %q: only no-new-privileges is supported", o)
+		}
+		b := true
+		if hasValue {
+			if b, err = strconv.ParseBool(v); err != nil {
+				return false, fmt.Errorf("invalid --security-opt %q: want no-new-privileges[=true|false]", o)
+			}
+		}
+		noNewPrivileges = b
+	}
+	return noNewPrivileges, nil
+}
+
 // ParseSignal reads a STOPSIGNAL: a number, or a name with or without SIG
 // in any case; "" is SIGTERM.
 func ParseSignal(s string) (unix.Signal, error) {

@@ -155,3 +155,27 @@ func TestStubPaths(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSecurityOpts(t *testing.T) {
+	for _, tt := range []struct {
+		opts    []string
+		want    bool
+		wantErr bool
+	}{
+		{nil, false, false},
+		{[]string{"no-new-privileges"}, true, false},
+		{[]string{"no-new-privileges:true"}, true, false},
+		{[]string{"no-new-privileges=true"}, true, false},
+		{[]string{"no-new-privileges=false"}, false, false},
+		{[]string{"no-new-privileges", "no-new-privileges:false"}, false, false},
+		{[]string{"no-new-privileges=maybe"}, false, true},
+		{[]string{"seccomp=unconfined"}, false, true},
+		{[]string{"apparmor=unconfined"}, false, true},
+		{[]string{""}, false, true},
+	} {
+		got, err := ParseSecurityOpts(tt.opts)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ParseSecurityOpts(%q) = %v, %v", tt.opts, got, err)
+		}
+	}
+}

@@ -39,6 +39,16 @@ func (r *Resources) limited() bool {
 	return r != nil && (r.Memory != 0 || r.Pids != 0 || r.CPUs != 0)
 }
 
+// DefaultBuildPidsLimit is the pids limit of each RUN step of a build
+// unless `build --pids-limit` says otherwise (Docker and BuildKit set
+// none; Podman's containers get 2048). A fork bomb in a Dockerfile then
+// stops at 4096 tasks instead of filling the host's pid space (32768 on
+// many hosts) and taking every other process's fork with it, while the
+// heaviest honest steps stay well under it: pids count threads, and a
+// parallel make, a JVM or a Go or Rust toolchain running one worker per
+// core uses tens to a few hundred.
+const DefaultBuildPidsLimit = 4096
+
 // Minimums as Docker enforces them: below 6 MB the container's own setup
 // may not fit, and the kernel refuses a CFS quota under 1ms (0.01 of the
 // period).

@@ -29,6 +29,23 @@
 // makes it and writes the limits before the init does anything, the init
 // joins it before its setup, and Wait removes it, noting OOM kills first.
 //
+// Devices: the container opens no device but the host's null, zero, full,
+// random, urandom and tty nodes bound into its /dev (and its own ptys).
+// The root and every other mount the image or the command can write
+// (/dev itself, /dev/shm, tmpfs and bind mounts, with all mounts below a
+// bind) are nodev, so a node a layer carries or a RUN makes with mknod
+// does not open (nodev.go). This needs no device cgroup, so it is the same
+// on cgroup v1 and v2, and undoing it takes a remount, which needs
+// CAP_SYS_ADMIN.
+//
+// Seccomp: every command runs under the seccomp program of Spec.Seccomp,
+// Docker's default profile as package runner/seccomp compiles it (in the
+// builder, once per process: the init only installs it). Without
+// no_new_privs (off by default, as in Docker and BuildKit) installing a
+// filter takes CAP_SYS_ADMIN, so the init installs it before it drops its
+// capabilities, as runc does; with Spec.NoNewPrivileges, right before
+// execve. Either way /proc/self/status shows "Seccomp: 2" and one filter.
+//
 // Mount points the init has to create in the image (an /etc/resolv.conf a
 // busybox image lacks, say) are reported to Run, which removes them from the
 // overlay upper dir afterwards (stubs.go), with the directories only their

@@ -74,6 +74,18 @@ func containerInit(st *statusWriter) error {
 	f.Close()
 	st.send(status{SpecRead: true})
 	spec := cfg.Spec
+	// A spare from a Pool got no descriptors for its cgroup files: it
+	// opens them now, while it still sees the host's mounts.
+	for i, w := range cfg.AtExec {
+		if w.Fd >= 0 {
+			continue
+		}
+		fd, err := unix.Open(w.Path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("%s: open %s: %w", w.Limit, w.Path, err)
+		}
+		cfg.AtExec[i].Fd = fd
+	}
 
 	// The container's mount namespace, a copy of the host's as it is now
 	// (an init started ahead by a Pool waited in the host's). This thread,
@@ -99,8 +111,16 @@ func containerInit(st *statusWriter) error {
 	}
 	var err error
 	r := &rootfs{dir: filepath.Join(cfg.Dir, "root"), st: st}
-	if err := mount.All(spec.Root, r.dir); err != nil {
+	if err := mount.All(nodevMounts(spec.Root), r.dir); err != nil {
 		return fmt.Errorf("mount root: %w", err)
+	}
+	// The image's device nodes (a layer may carry any; a RUN may mknod
+	// one, CAP_MKNOD being a default capability) must never open: the
+	// root and every other path the image or the command can write are
+	// nodev. Only the nodes bound from the host into /dev open. Undoing it
+	// takes a remount, which needs CAP_SYS_ADMIN.
+	if err := ensureNodev(r.dir, false); err != nil {
+		return fmt.Errorf("mount root nodev: %w", err)
 	}
 	if err := r.mountSystem(spec); err != nil {
 		return err
@@ -116,7 +136,7 @@ func containerInit(st *statusWriter) error {
 		if overridden(spec.Mounts, dest) {
 			continue
 		}
-		if err := r.bind(filepath.Join(cfg.Dir, name), dest, false); err != nil {
+		if err := r.bind(filepath.Join(cfg.Dir, name), dest, false, false); err != nil {
 			return err
 		}
 	}
@@ -161,6 +181,15 @@ func containerInit(st *statusWriter) error {
 			return err
 		}
 	}
+	// Without no_new_privs, installing a filter takes CAP_SYS_ADMIN, which
+	// switchUser drops: install it before, as runc does. The rest of the
+	// setup then runs under it, which Docker's profile allows (setuid,
+	// capset, prctl, stat, execve).
+	if !spec.NoNewPrivileges {
+		if err := installSeccomp(cfg.Seccomp); err != nil {
+			return err
+		}
+	}
 	if err := switchUser(u.UID, u.GID, u.Groups, capsFor(u.UID)); err != nil {
 		return err
 	}
@@ -176,6 +205,15 @@ func containerInit(st *statusWriter) error {
 	}
 	for _, w := range cfg.AtExec {
 		if err := w.write(); err != nil {
+			return err
+		}
+	}
+	if spec.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("set no_new_privs: %w", err)
+		}
+		// As late as possible: the filter need not allow the setup.
+		if err := installSeccomp(cfg.Seccomp); err != nil {
 			return err
 		}
 	}
@@ -265,8 +303,10 @@ func (r *rootfs) mountAt(what, dest, fstype string, flags uintptr, data string) 
 	return nil
 }
 
-// bind bind-mounts the host path src at dest inside the root.
-func (r *rootfs) bind(src, dest string, readOnly bool) error {
+// bind bind-mounts the host path src at dest inside the root; with nodev,
+// no device node under it opens, in it or in any mount it holds (a host
+// directory may hold a devtmpfs: a bound / does).
+func (r *rootfs) bind(src, dest string, readOnly, nodev bool) error {
 	fi, err := os.Stat(src)
 	if err != nil {
 		return fmt.Errorf("bind mount source: %w", err)
@@ -283,6 +323,11 @@ func (r *rootfs) bind(src, dest string, readOnly bool) error {
 			return fmt.Errorf("make %s read-only: %w", dest, err)
 		}
 	}
+	if nodev {
+		if err := ensureNodev(p, true); err != nil {
+			return fmt.Errorf("make %s nodev: %w", dest, err)
+		}
+	}
 	return nil
 }
 
@@ -290,7 +335,7 @@ func (r *rootfs) bind(src, dest string, readOnly bool) error {
 func (r *rootfs) mountUser(m Mount) error {
 	switch m.Type {
 	case "bind":
-		return r.bind(m.Source, m.Dest, m.ReadOnly)
+		return r.bind(m.Source, m.Dest, m.ReadOnly, true)
 	case "tmpfs":
 		flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
 		if m.ReadOnly {
@@ -313,39 +358,24 @@ func (r *rootfs) mountSystem(spec Spec) error {
 	return r.mountSys()
 }
 
-// devices are the nodes of the container's /dev (major, minor as on every
-// Linux host).
-var devices = []struct {
-	name         string
-	major, minor uint32
-}{
-	{"null", 1, 3},
-	{"zero", 1, 5},
-	{"full", 1, 7},
-	{"random", 1, 8},
-	{"urandom", 1, 9},
-	{"tty", 5, 0},
-}
+// devices are the nodes of the container's /dev: Docker's default set
+// (with ptmx, pts and console made below). They are the only devices a
+// container can open.
+var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
 func (r *rootfs) mountDev() error {
 	// /dev is a tmpfs of the container's own: the host's device nodes are
-	// never visible, only the few below.
-	if err := r.mountAt("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+	// never visible, only the few below. It is nodev, so a node the
+	// command makes there does not open; the allowed ones are the host's
+	// nodes bound in, and a bind mount keeps the flags of the mount it
+	// comes from (the host's /dev), so they do.
+	if err := r.mountAt("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return err
 	}
 	dev := filepath.Join(r.dir, "dev") // a fresh tmpfs: no symlinks to fear
-	for _, d := range devices {
-		p := filepath.Join(dev, d.name)
-		err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor)))
-		if err == nil {
-			err = unix.Chmod(p, 0o666) // mknod honours the umask
-		} else {
-			// Where mknod is refused (a device cgroup, a user namespace),
-			// the host's node bound over an empty file serves as well.
-			err = bindDevice("/dev/"+d.name, p)
-		}
-		if err != nil {
-			return fmt.Errorf("create /dev/%s: %w", d.name, err)
+	for _, name := range devices {
+		if err := bindDevice("/dev/"+name, filepath.Join(dev, name)); err != nil {
+			return fmt.Errorf("create /dev/%s: %w", name, err)
 		}
 	}
 	for _, sub := range []struct {
@@ -463,14 +493,20 @@ func closeExtraFDs() error {
 	return nil
 }
 
-// bindDevice bind-mounts the device node src over a new empty file at p.
+// bindDevice bind-mounts the device node src over a new empty file at p,
+// read-only: the node is the host's (or the container's own pty), and the
+// command, root with CAP_FOWNER, could otherwise chmod or chown it. Reading
+// and writing the device itself do not need a writable mount.
 func bindDevice(src, p string) error {
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|unix.O_CLOEXEC, 0o666)
 	if err != nil {
 		return err
 	}
 	f.Close()
-	return unix.Mount(src, p, "", unix.MS_BIND, "")
+	if err := unix.Mount(src, p, "", unix.MS_BIND, ""); err != nil {
+		return err
+	}
+	return remountKeeping(p, unix.MS_RDONLY)
 }
 
 func (r *rootfs) mountSys() error {
@@ -495,26 +531,9 @@ func (r *rootfs) mountSys() error {
 }
 
 // remountReadOnly makes the mount at p read-only, keeping its other
-// per-mount flags (a bind remount replaces them all).
+// per-mount flags.
 func remountReadOnly(p string) error {
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(p, &sfs); err != nil {
-		return err
-	}
-	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
-	for _, f := range []struct{ st, ms uintptr }{
-		{unix.ST_NOSUID, unix.MS_NOSUID},
-		{unix.ST_NODEV, unix.MS_NODEV},
-		{unix.ST_NOEXEC, unix.MS_NOEXEC},
-		{unix.ST_NOATIME, unix.MS_NOATIME},
-		{unix.ST_NODIRATIME, unix.MS_NODIRATIME},
-		{unix.ST_RELATIME, unix.MS_RELATIME},
-	} {
-		if uintptr(sfs.Flags)&f.st != 0 {
-			flags |= f.ms
-		}
-	}
-	return unix.Mount("", p, "", flags, "")
+	return remountKeeping(p, unix.MS_RDONLY)
 }
 
 // pivotRoot makes dir the root of this mount namespace and drops the old

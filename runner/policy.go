@@ -44,6 +44,17 @@ var defaultCapabilities = []struct {
 	{"CAP_AUDIT_WRITE", unix.CAP_AUDIT_WRITE},
 }
 
+// DefaultCapabilities names the capabilities of Docker's default set, the
+// bounding set of every container: what a seccomp profile's capability
+// conditions are resolved against (see runner/seccomp).
+func DefaultCapabilities() []string {
+	names := make([]string, len(defaultCapabilities))
+	for i, c := range defaultCapabilities {
+		names[i] = c.name
+	}
+	return names
+}
+
 // defaultCapMask is defaultCapabilities as a bit mask, the form
 // /proc/PID/status shows (CapBnd: 00000000a80425fb).
 func defaultCapMask() uint64 {
@@ -253,6 +264,9 @@ func overridden(mounts []Mount, dest string) bool {
 func validate(spec Spec) error {
 	if len(spec.Args) == 0 {
 		return errors.New("runner: no command")
+	}
+	if len(spec.Seccomp) == 0 {
+		return errors.New("runner: no seccomp program")
 	}
 	if len(spec.Root) == 0 {
 		return errors.New("runner: no root file system mounts")

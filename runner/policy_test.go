@@ -257,7 +257,7 @@ func TestOverridden(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	root := []mount.Mount{{Type: "bind", Source: "/r", Options: []string{"rbind"}}}
-	ok := Spec{Root: root, Args: []string{"true"}}
+	ok := Spec{Root: root, Args: []string{"true"}, Seccomp: []unix.SockFilter{{Code: 6}}}
 	tests := []struct {
 		name   string
 		modify func(*Spec)
@@ -267,6 +267,7 @@ func TestValidate(t *testing.T) {
 		{"all networks", func(s *Spec) { s.Network = "none" }, ""},
 		{"no args", func(s *Spec) { s.Args = nil }, "no command"},
 		{"no root", func(s *Spec) { s.Root = nil }, "no root"},
+		{"no seccomp", func(s *Spec) { s.Seccomp = nil }, "no seccomp"},
 		{"relative cwd", func(s *Spec) { s.Cwd = "work" }, "not absolute"},
 		{"bad network", func(s *Spec) { s.Network = "bridge" }, "unknown network"},
 		{"bad mount type", func(s *Spec) { s.Mounts = []Mount{{Type: "nfs", Dest: "/x"}} }, "unsupported mount type"},

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"sync"
@@ -13,12 +14,18 @@ import (
 // a trivial RUN step's cost). The spare starts when one is taken, while
 // the container that took it sets up and runs, and waits, doing nothing,
 // for its spec. Only containers whose init needs nothing fixed at start can
-// take it: no terminal, no resource limits, no stdin, and output streams
-// that are two writers other than files (see prestartable). Close kills
+// take it: no terminal, no stdin, and output streams that are two writers
+// other than files (see prestartable). Resource limits do not disqualify
+// it: the spare joins the container's cgroup when it gets its spec, before
+// it does anything, and opens the files it writes at exec itself. Close kills
 // the spare. A spare waits in the builder's mount namespace: it makes its
 // own only when its container comes, so it holds no copy of what the
 // builder mounts and unmounts meanwhile.
 type Pool struct {
+	// Resources are the limits of every container the pool runs whose
+	// Spec has none: a build's limits for each of its RUN steps.
+	Resources *Resources
+
 	mu      sync.Mutex
 	spare   *initProc
 	spareNS string // the network flavour the spare was started with
@@ -38,6 +45,9 @@ func (p *Pool) Run(ctx context.Context, spec Spec, stdio Stdio) error {
 
 // Start is Start with the pool's spare init.
 func (p *Pool) Start(ctx context.Context, spec Spec, stdio Stdio) (*Process, error) {
+	if spec.Resources == nil {
+		spec.Resources = p.Resources
+	}
 	return start(ctx, spec, stdio, p)
 }
 
@@ -67,13 +77,29 @@ func netFlavour(network string) string {
 // which the command gets itself; not nil, which is /dev/null; not one
 // writer for both, which os/exec would serialize on one pipe).
 func prestartable(spec Spec, stdio Stdio) bool {
-	if spec.Tty || spec.Resources.limited() || stdio.Stdin != nil {
+	if spec.Tty || stdio.Stdin != nil {
 		return false
 	}
 	if stdio.Stdout == nil || stdio.Stderr == nil || stdio.Stdout == stdio.Stderr {
 		return false
 	}
 	return !isFile(stdio.Stdout) && !isFile(stdio.Stderr)
+}
+
+// joinNewCgroup makes a cgroup with r's limits and moves the init into
+// it. The files the init writes at exec are closed here: it opens them
+// itself once it has its container.
+func (ip *initProc) joinNewCgroup(r Resources) error {
+	cg, err := newCgroup(newCgroupName(), r)
+	if err != nil {
+		return err
+	}
+	cg.closeAtExec()
+	if err := cg.add(ip.cmd.Process.Pid); err != nil {
+		return errors.Join(err, cg.remove())
+	}
+	ip.cg, ip.res = cg, r
+	return nil
 }
 
 func isFile(w io.Writer) bool {
@@ -113,6 +139,12 @@ func (p *Pool) take(network string) *initProc {
 func (p *Pool) fill(flavour string) {
 	defer p.fills.Done()
 	ip, err := spawn(spawnOptions{network: flavour, late: true})
+	if err == nil && p.Resources.limited() {
+		// Into its container's cgroup now, while it waits (see start).
+		if err = ip.joinNewCgroup(*p.Resources); err != nil {
+			ip.discard()
+		}
+	}
 	p.mu.Lock()
 	p.filling = false
 	keep := err == nil && !p.closed && p.spare == nil

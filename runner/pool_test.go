@@ -231,6 +231,68 @@ func TestPoolSpareDied(t *testing.T) {
 	}
 }
 
+// TestPoolLimits: a container with resource limits still takes the spare
+// (started before it was asked for); the spare joins its cgroup and the
+// limit holds: a fork loop fails under a pids limit, as a pool's default
+// limits apply to a spec without any.
+func TestPoolLimits(t *testing.T) {
+	requiresCgroups(t, Resources{Pids: 8})
+	c := newContainer(t, "", "sh", "-c", "cat /proc/1/stat; grep -c ':pids:/builder/' /proc/self/cgroup; for i in $(seq 20); do sleep 1000 & done; echo all started")
+	pool := &Pool{Resources: &Resources{Pids: 8}}
+	defer pool.Close()
+	var out, errb bytes.Buffer
+	if err := pool.Run(context.Background(), c.spec, Stdio{Stdout: &out, Stderr: &errb}); exitCodeOf(t, err) == 0 {
+		t.Fatalf("first run: fork loop succeeded: %q", out.String())
+	}
+	time.Sleep(300 * time.Millisecond)
+	asked := uptimeTicks(t)
+	out.Reset()
+	errb.Reset()
+	err := pool.Run(context.Background(), c.spec, Stdio{Stdout: &out, Stderr: &errb})
+	if exitCodeOf(t, err) == 0 || strings.Contains(out.String(), "all started") || !strings.Contains(errb.String(), "can't fork") {
+		t.Fatalf("second run: %v, stdout %q, stderr %q", err, out.String(), errb.String())
+	}
+	stat, rest, _ := strings.Cut(out.String(), "\n")
+	if second := startTicks(t, stat); second > asked-10 {
+		t.Errorf("second init started at tick %d, the run was asked for at %d: not started ahead", second, asked)
+	}
+	if !strings.HasPrefix(rest, "1\n") {
+		t.Errorf("not in a builder pids cgroup: %q", rest)
+	}
+	// Limits of its own: the spare's cgroup does not fit, the container
+	// gets an init (and a cgroup) of its own, and its limit holds.
+	time.Sleep(300 * time.Millisecond)
+	asked = uptimeTicks(t)
+	out.Reset()
+	errb.Reset()
+	own := c.spec
+	own.Resources = &Resources{Pids: 4}
+	own.Args = sh("cat /proc/1/stat; sleep 1000 & sleep 1000 & sleep 1000 & sleep 1000 & echo all started")
+	err = pool.Run(context.Background(), own, Stdio{Stdout: &out, Stderr: &errb})
+	if exitCodeOf(t, err) == 0 || strings.Contains(out.String(), "all started") || !strings.Contains(errb.String(), "can't fork") {
+		t.Fatalf("own limits: %v, stdout %q, stderr %q", err, out.String(), errb.String())
+	}
+	if third := startTicks(t, out.String()); third < asked-1 {
+		t.Errorf("third init started at tick %d, before it was asked for at %d: it took the spare of other limits", third, asked)
+	}
+	// The next spare waits in a cgroup of its own, which Close removes.
+	pool.fills.Wait()
+	pool.mu.Lock()
+	var spareCgroup string
+	if pool.spare != nil && pool.spare.cg != nil {
+		spareCgroup = pool.spare.cg.dirs[0].path
+	}
+	pool.mu.Unlock()
+	if spareCgroup == "" {
+		t.Fatal("the spare has no cgroup")
+	}
+	pool.Close()
+	if _, err := os.Stat(spareCgroup); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the spare's cgroup %s is left (%v)", spareCgroup, err)
+	}
+	checkNoHostMounts(t, c.upper, c.lower)
+}
+
 // One writer for both streams (os/exec serializes them on one pipe), or a
 // nil one (/dev/null), keeps a container from taking a spare.
 func TestPoolPrestartable(t *testing.T) {

@@ -73,6 +73,18 @@ type Spec struct {
 	// a container that outlives its runner (a killed monitor) gives one of
 	// its own, which the next run of it replaces.
 	RunDir string
+	// Seccomp is the seccomp program the command runs under:
+	// seccomp.Default's (package runner/seccomp) for Docker's default
+	// profile, compiled by the caller once per process. It is required: no
+	// container runs without one. (It is compiled outside the runner so
+	// that the init, which links this package, stays small and quick to
+	// start.)
+	Seccomp []unix.SockFilter `json:"-"`
+	// NoNewPrivileges sets the command's no_new_privs bit (`docker run
+	// --security-opt no-new-privileges`): setuid binaries and file
+	// capabilities no longer raise its privileges. Off by default, as in
+	// Docker and BuildKit.
+	NoNewPrivileges bool
 	// CgroupName names the container's cgroup (a single path element, e.g.
 	// the container's id), made as builder/<name> in each hierarchy a
 	// limit needs. "" is a random name. Used only with Resources.
@@ -137,6 +149,10 @@ type initConfig struct {
 	Dir string
 	// AtExec are cgroup limits the init sets just before execve.
 	AtExec []atExecWrite `json:",omitempty"`
+	// Seccomp is the seccomp program the init installs (struct
+	// sock_filter entries, in host byte order): compiled once by the
+	// builder, so that the init stays small and each start cheap.
+	Seccomp []byte
 }
 
 // status is one message from the init. Stubs come one by one as they are
@@ -221,28 +237,66 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 		return nil, err
 	}
 	p := &Process{ctx: ctx, spec: spec, dir: dir}
-	if spec.Resources.limited() {
+	filter := encodeFilter(spec.Seccomp)
+	var spare *initProc
+	if pool != nil && prestartable(spec, stdio) {
+		spare = pool.take(spec.Network)
+	}
+	// A spare that a Pool with limits started is in a cgroup with them
+	// already: moving a process into a cgroup waits for an RCU grace
+	// period (milliseconds), which the pool paid ahead, while the previous
+	// container ran. A container with other limits gets an init of its
+	// own.
+	if spare != nil && spare.cg != nil {
+		if spec.CgroupName == "" && spec.Resources.limited() && *spec.Resources == spare.res {
+			p.cg, spare.cg = spare.cg, nil
+		} else {
+			spare.discard()
+			spare = nil
+		}
+	}
+	if p.cg == nil && spec.Resources.limited() {
 		name := spec.CgroupName
 		if name == "" {
 			name = newCgroupName()
 		}
 		if p.cg, err = newCgroup(name, *spec.Resources); err != nil {
+			if spare != nil {
+				spare.discard()
+			}
 			return nil, errors.Join(err, p.release())
 		}
 	}
 
 	var console *os.File // our end of the socket the init sends the pty master on
-	if pool != nil && prestartable(spec, stdio) {
-		if ip := pool.take(spec.Network); ip != nil {
-			ip.stdout.set(stdio.Stdout)
-			ip.stderr.set(stdio.Stderr)
-			if ip.sendSpec(initConfig{Spec: spec, Dir: dir}) == nil && ip.specRead() {
-				p.init = ip
-			} else {
-				// The spare died before its container came (killed, out
-				// of memory): this one gets an init of its own.
-				ip.discard()
+	if ip := spare; ip != nil {
+		ip.stdout.set(stdio.Stdout)
+		ip.stderr.set(stdio.Stderr)
+		// The spare waits for its spec: joining the cgroup now (if it is
+		// not in it) is before any of the container's setup. Its
+		// descriptors were fixed when it started, so it opens the files it
+		// writes at exec itself (by path, still in the host's mount
+		// namespace).
+		var atExec []atExecWrite
+		joined := true
+		if p.cg != nil {
+			for _, w := range p.cg.writes {
+				w.Fd = -1
+				atExec = append(atExec, w)
 			}
+			if len(p.cg.atExec) > 0 { // made here, not the spare's
+				joined = p.cg.add(ip.cmd.Process.Pid) == nil
+			}
+		}
+		if joined && ip.sendSpec(initConfig{Spec: spec, Dir: dir, AtExec: atExec, Seccomp: filter}) == nil && ip.specRead() {
+			p.init = ip
+			if p.cg != nil {
+				p.cg.closeAtExec()
+			}
+		} else {
+			// The spare died before its container came (killed, out
+			// of memory): this one gets an init of its own.
+			ip.discard()
 		}
 	}
 	if p.init == nil {
@@ -266,9 +320,15 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 		var atExec []atExecWrite
 		if p.cg != nil {
 			for _, w := range p.cg.writes {
-				f := p.cg.atExec[w.Fd]
-				w.Fd = firstExtraFd + len(o.extra)
-				o.extra = append(o.extra, f)
+				if len(p.cg.atExec) == 0 {
+					// A spare's cgroup, its files closed: the init
+					// opens them.
+					w.Fd = -1
+				} else {
+					f := p.cg.atExec[w.Fd]
+					w.Fd = firstExtraFd + len(o.extra)
+					o.extra = append(o.extra, f)
+				}
 				atExec = append(atExec, w)
 			}
 		}
@@ -294,7 +354,7 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 			}
 		}
 		// An error means the init died early; its status or exit says why.
-		_ = p.init.sendSpec(initConfig{Spec: spec, Dir: dir, AtExec: atExec})
+		_ = p.init.sendSpec(initConfig{Spec: spec, Dir: dir, AtExec: atExec, Seccomp: filter})
 	}
 	// Killed with ctx, whenever that ends before the init does.
 	go func() {

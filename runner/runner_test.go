@@ -17,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/builder-dev/builder/internal/mount"
 	"github.com/builder-dev/builder/internal/testutil"
+	"github.com/builder-dev/builder/runner/seccomp"
 )
 
 func TestMain(m *testing.M) {
@@ -61,7 +64,18 @@ func newContainer(t *testing.T, lower string, args ...string) *container {
 		}},
 		UpperDir: upper,
 		Args:     args,
+		Seccomp:  defaultSeccomp(t),
 	}}
+}
+
+// defaultSeccomp is the program every container of the builder gets.
+func defaultSeccomp(t *testing.T) []unix.SockFilter {
+	t.Helper()
+	prog, err := seccomp.Default(DefaultCapabilities())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prog
 }
 
 var (
@@ -386,6 +400,9 @@ func TestMountTable(t *testing.T) {
 	allowed := map[string]bool{"/": true, "/proc": true, "/dev": true, "/sys": true,
 		"/dev/pts": true, "/dev/shm": true, "/dev/mqueue": true,
 		"/etc/resolv.conf": true, "/etc/hosts": true, "/etc/hostname": true}
+	for _, d := range devices {
+		allowed["/dev/"+d] = true
+	}
 	for _, p := range append(maskedPaths, readonlyPaths...) {
 		allowed[p] = true
 	}
@@ -535,6 +552,7 @@ func TestBindRoot(t *testing.T) {
 		Root:     []mount.Mount{{Type: "bind", Source: root, Options: []string{"rbind"}}},
 		UpperDir: root, // stubs land in the root itself here
 		Args:     sh("echo ok > /tmp/out; cat /etc/hostname"),
+		Seccomp:  defaultSeccomp(t),
 	}}
 	if got := c.mustRun(t); got != DefaultHostname+"\n" {
 		t.Fatalf("got %q", got)

@@ -28,6 +28,10 @@ type initProc struct {
 	// known (late: a Pool starts the init before); nil when the init got
 	// the streams themselves.
 	stdout, stderr *lateWriter
+	// cg is the cgroup a Pool's spare waits in, made with res; Start
+	// takes it over for a container with the same limits.
+	cg  *cgroup
+	res Resources
 }
 
 // spawnOptions are what must be fixed when the init process starts.
@@ -145,6 +149,7 @@ func (p *initProc) discard() {
 		p.stderr.set(nil)
 	}
 	_ = p.wait()
+	_ = p.cg.remove()
 }
 
 // lateWriter is an output stream whose destination is set after the

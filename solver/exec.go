@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/builder-dev/builder/runner"
+	"github.com/builder-dev/builder/runner/seccomp"
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/solver/graph"
 )
@@ -15,6 +16,10 @@ import (
 const sandboxHostname = "buildkitsandbox"
 
 func (b *build) exec(ctx context.Context, op *graph.Exec, active *snapshot.Active, v int, name string) error {
+	filter, err := seccomp.Default(runner.DefaultCapabilities())
+	if err != nil {
+		return err
+	}
 	spec := runner.Spec{
 		Root:     active.Mounts(),
 		UpperDir: active.UpperDir(),
@@ -24,12 +29,13 @@ func (b *build) exec(ctx context.Context, op *graph.Exec, active *snapshot.Activ
 		User:     op.User,
 		Hostname: sandboxHostname,
 		Network:  op.Network,
+		Seccomp:  filter,
 	}
 	stdio := runner.Stdio{
 		Stdout: &logWriter{p: b.prog, vertex: v, name: name, stream: 1},
 		Stderr: &logWriter{p: b.prog, vertex: v, name: name, stream: 2},
 	}
-	err := b.s.Runner.Run(ctx, spec, stdio)
+	err = b.s.Runner.Run(ctx, spec, stdio)
 	var exit *runner.ExitError
 	if errors.As(err, &exit) {
 		return fmt.Errorf("process %q did not complete successfully: exit code: %d", strings.Join(op.Args, " "), exit.Code)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	units "github.com/docker/go-units"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
@@ -36,6 +37,8 @@ type buildOptions struct {
 	iidfile   string
 	explain   bool
 	quiet     bool
+	pidsLimit int64
+	memory    string
 }
 
 func newBuildCmd(g *globalOptions) *cobra.Command {
@@ -66,6 +69,8 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.iidfile, "iidfile", "", "write the image ID to this file")
 	f.BoolVar(&o.explain, "explain", false, "say why steps missed the cache")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print only the image ID (--progress quiet)")
+	f.Int64Var(&o.pidsLimit, "pids-limit", runner.DefaultBuildPidsLimit, "limit the processes of each RUN step (0 or -1: unlimited)")
+	f.StringVarP(&o.memory, "memory", "m", "", "memory limit of each RUN step (e.g. 512m, 2g)")
 	return cmd
 }
 
@@ -86,6 +91,29 @@ func parseBuildArgs(list []string) (map[string]string, error) {
 		args[k] = v
 	}
 	return args, nil
+}
+
+// parseBuildLimits reads --memory and --pids-limit into the limits of
+// each RUN step; nil when there are none.
+func parseBuildLimits(memory string, pids int64) (*runner.Resources, error) {
+	var r runner.Resources
+	if memory != "" {
+		n, err := units.RAMInBytes(memory)
+		if err != nil || n < 0 {
+			return nil, usageError{fmt.Errorf("invalid --memory %q", memory)}
+		}
+		if n > 0 && n < 6<<20 {
+			return nil, usageError{fmt.Errorf("invalid --memory %q: the minimum memory limit allowed is 6MB", memory)}
+		}
+		r.Memory = n
+	}
+	if pids > 0 { // 0 and -1 (Docker's word) are unlimited
+		r.Pids = pids
+	}
+	if r == (runner.Resources{}) {
+		return nil, nil
+	}
+	return &r, nil
 }
 
 // readIgnore reads Dockerfile-specific ignore rules (<Dockerfile>.dockerignore)
@@ -125,6 +153,10 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	case "default", "none", "host":
 	default:
 		return usageError{fmt.Errorf("invalid --network %q: want default, none or host", o.network)}
+	}
+	limits, err := parseBuildLimits(o.memory, o.pidsLimit)
+	if err != nil {
+		return err
 	}
 	pr, err := progress.New(os.Stderr, os.Stdout, o.progress)
 	if err != nil {
@@ -191,7 +223,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 		return err
 	}
 	// RUN steps start their containers' inits one ahead.
-	pool := &runner.Pool{}
+	pool := &runner.Pool{Resources: limits}
 	defer pool.Close()
 	res, err := e.solver(pool, pr.Event).Solve(ctx, def, solver.Options{ContextDir: contextDir, Dockerfile: absFile, Ignore: ignore, NoCache: o.noCache, Explain: o.explain})
 	if err != nil {

@@ -37,6 +37,7 @@ type runOptions struct {
 	pidsLimit   int64
 	cpus        float64
 	readOnly    bool
+	securityOpt []string
 }
 
 func newRunCmd(g *globalOptions) *cobra.Command {
@@ -79,6 +80,7 @@ prints the container's ID and leaves it running.`,
 	f.StringVar(&o.hostname, "hostname", "", "container hostname (default: the short container ID)")
 	f.StringVarP(&o.memory, "memory", "m", "", "memory limit (e.g. 64m, 1g)")
 	f.Int64Var(&o.pidsLimit, "pids-limit", 0, "limit the number of processes (0: unlimited)")
+	f.StringArrayVar(&o.securityOpt, "security-opt", nil, "security option: no-new-privileges")
 	f.Float64Var(&o.cpus, "cpus", 0, "limit CPU time, in CPUs (e.g. 0.5)")
 	f.BoolVar(&o.readOnly, "read-only", false, "mount the container's root file system read-only")
 	return cmd
@@ -139,6 +141,11 @@ func (o *runOptions) createOptions() (container.CreateOptions, container.Overrid
 		}
 		co.Host.Mounts = append(co.Host.Mounts, m)
 	}
+	nnp, err := container.ParseSecurityOpts(o.securityOpt)
+	if err != nil {
+		return co, ov, usageError{err}
+	}
+	co.Host.NoNewPrivileges = nnp
 	var res container.Resources
 	if o.memorySet || o.memory != "" {
 		n, err := units.RAMInBytes(o.memory)

@@ -1,0 +1,133 @@
+package runner
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/builder-dev/builder/internal/mount"
+)
+
+// nodevMounts returns root with "nodev" added to every mount's options, so
+// the root file system is mounted nodev in the first place (a bind ignores
+// it; ensureNodev catches that).
+func nodevMounts(root []mount.Mount) []mount.Mount {
+	out := make([]mount.Mount, len(root))
+	for i, m := range root {
+		m.Options = append(slices.Clip(m.Options), "nodev")
+		out[i] = m
+	}
+	return out
+}
+
+// ensureNodev makes the mount at p nodev, and with recursive every mount
+// below it too, keeping their other flags. A mount that is nodev already
+// costs one statfs.
+func ensureNodev(p string, recursive bool) error {
+	if !recursive {
+		var st unix.Statfs_t
+		if err := unix.Statfs(p, &st); err != nil {
+			return err
+		}
+		if st.Flags&unix.ST_NODEV != 0 {
+			return nil
+		}
+	}
+	flags := 0
+	if recursive {
+		flags = unix.AT_RECURSIVE
+	}
+	// mount_setattr (Linux 5.12) sets the one attribute on the whole tree
+	// in one call and leaves every other flag alone.
+	err := unix.MountSetattr(unix.AT_FDCWD, p, uint(flags), &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV})
+	if !errors.Is(err, unix.ENOSYS) {
+		return err
+	}
+	targets := []string{p}
+	if recursive {
+		if targets, err = mountsUnder(p); err != nil {
+			return err
+		}
+	}
+	for _, t := range targets {
+		if err := remountKeeping(t, unix.MS_NODEV); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mountsUnder lists the mount points at and below p, from mountinfo,
+// parents first.
+func mountsUnder(p string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeOctal(fields[4])
+		if mp == p || strings.HasPrefix(mp, strings.TrimSuffix(p, "/")+"/") {
+			out = append(out, mp)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read mountinfo: %w", err)
+	}
+	return out, nil
+}
+
+// unescapeOctal undoes mountinfo's octal escapes (\040 for a space, ...).
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// remountKeeping remounts the mount at p with add on top of the per-mount
+// flags it has (a bind remount replaces them all).
+func remountKeeping(p string, add uintptr) error {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(p, &sfs); err != nil {
+		return err
+	}
+	flags := unix.MS_BIND | unix.MS_REMOUNT | add
+	for _, f := range []struct{ st, ms uintptr }{
+		{unix.ST_RDONLY, unix.MS_RDONLY},
+		{unix.ST_NOSUID, unix.MS_NOSUID},
+		{unix.ST_NODEV, unix.MS_NODEV},
+		{unix.ST_NOEXEC, unix.MS_NOEXEC},
+		{unix.ST_NOATIME, unix.MS_NOATIME},
+		{unix.ST_NODIRATIME, unix.MS_NODIRATIME},
+		{unix.ST_RELATIME, unix.MS_RELATIME},
+	} {
+		if uintptr(sfs.Flags)&f.st != 0 {
+			flags |= f.ms
+		}
+	}
+	return unix.Mount("", p, "", flags, "")
+}

@@ -1,0 +1,61 @@
+// Command sysprobe makes the system calls named by its arguments, with
+// harmless arguments, and prints one line per call: the name and "ok" or
+// the errno's name. The seccomp tests run it inside containers.
+package main
+
+import (
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+var calls = map[string]func() (uintptr, uintptr, unix.Errno){
+	"keyctl": func() (uintptr, uintptr, unix.Errno) {
+		return unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_GET_KEYRING_ID, ^uintptr(2), 0) // KEY_SPEC_SESSION_KEYRING
+	},
+	"add_key": func() (uintptr, uintptr, unix.Errno) {
+		typ, desc := []byte("user\x00"), []byte("probe\x00")
+		return unix.Syscall6(unix.SYS_ADD_KEY, uintptr(unsafe.Pointer(&typ[0])), uintptr(unsafe.Pointer(&desc[0])), uintptr(unsafe.Pointer(&typ[0])), 1, ^uintptr(1), 0) // KEY_SPEC_PROCESS_KEYRING
+	},
+	"unshare-user": func() (uintptr, uintptr, unix.Errno) {
+		return unix.RawSyscall(unix.SYS_UNSHARE, unix.CLONE_NEWUSER, 0, 0)
+	},
+	"mount": func() (uintptr, uintptr, unix.Errno) {
+		src, dst, fs := []byte("none\x00"), []byte("/tmp\x00"), []byte("tmpfs\x00")
+		return unix.Syscall6(unix.SYS_MOUNT, uintptr(unsafe.Pointer(&src[0])), uintptr(unsafe.Pointer(&dst[0])), uintptr(unsafe.Pointer(&fs[0])), 0, 0, 0)
+	},
+	"kexec_load": func() (uintptr, uintptr, unix.Errno) { return unix.Syscall6(unix.SYS_KEXEC_LOAD, 0, 0, 0, 0, 0, 0) },
+	"bpf":        func() (uintptr, uintptr, unix.Errno) { return unix.Syscall(unix.SYS_BPF, 0, 0, 0) },
+	"perf_event_open": func() (uintptr, uintptr, unix.Errno) {
+		return unix.Syscall6(unix.SYS_PERF_EVENT_OPEN, 0, 0, ^uintptr(0), ^uintptr(0), 0, 0)
+	},
+	"socket-vsock": func() (uintptr, uintptr, unix.Errno) {
+		return unix.Syscall(unix.SYS_SOCKET, unix.AF_VSOCK, unix.SOCK_STREAM, 0)
+	},
+	"socket-inet": func() (uintptr, uintptr, unix.Errno) {
+		return unix.Syscall(unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_DGRAM, 0)
+	},
+	"clone3":      func() (uintptr, uintptr, unix.Errno) { return unix.RawSyscall(unix.SYS_CLONE3, 0, 0, 0) },
+	"getpid":      func() (uintptr, uintptr, unix.Errno) { return unix.RawSyscall(unix.SYS_GETPID, 0, 0, 0) },
+	"personality": func() (uintptr, uintptr, unix.Errno) { return unix.RawSyscall(unix.SYS_PERSONALITY, 0xffffffff, 0, 0) },
+	"personality-noaslr": func() (uintptr, uintptr, unix.Errno) {
+		return unix.RawSyscall(unix.SYS_PERSONALITY, 0x0040000, 0, 0) // ADDR_NO_RANDOMIZE
+	},
+}
+
+func main() {
+	for _, name := range os.Args[1:] {
+		f, ok := calls[name]
+		if !ok {
+			fmt.Fprintf(os.Stderr, "sysprobe: unknown call %q\n", name)
+			os.Exit(2)
+		}
+		if _, _, errno := f(); errno != 0 {
+			fmt.Printf("%s %s\n", name, unix.ErrnoName(errno))
+		} else {
+			fmt.Printf("%s ok\n", name)
+		}
+	}
+}
