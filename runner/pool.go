@@ -14,17 +14,17 @@ import (
 // the container that took it sets up and runs, and waits, doing nothing,
 // for its spec. Only containers whose init needs nothing fixed at start can
 // take it: no terminal, no resource limits, no stdin, and output streams
-// that are two writers other than files (see prestartable). Close kills
+// that are writers other than files (see prestartable). Close kills
 // the spare. A spare waits in the builder's mount namespace: it makes its
 // own only when its container comes, so it holds no copy of what the
 // builder mounts and unmounts meanwhile.
 type Pool struct {
-	mu      sync.Mutex
-	spare   *initProc
-	spareNS string // the network flavour the spare was started with
-	filling bool
-	closed  bool
-	fills   sync.WaitGroup
+	mu          sync.Mutex
+	spare       *initProc
+	spareFlavor flavor // what the spare was started with
+	filling     bool
+	closed      bool
+	fills       sync.WaitGroup
 }
 
 // Run is Run with the pool's spare init.
@@ -54,23 +54,42 @@ func (p *Pool) Close() {
 	}
 }
 
-// netFlavour is what of Spec.Network the init's namespaces depend on.
-func netFlavour(network string) string {
-	if network == "none" {
-		return "none"
+// flavor is what of a container its init fixes when it starts: its network
+// namespace, and whether its output is one pipe for both streams.
+type flavor struct {
+	network string // "none" or "host"
+	// merged: stdout and stderr are one writer, which os/exec gives one
+	// pipe, so that what the command writes to both stays in its order.
+	merged bool
+}
+
+func flavorOf(spec Spec, stdio Stdio) flavor {
+	f := flavor{network: "host", merged: sameWriter(stdio.Stdout, stdio.Stderr)}
+	if spec.Network == "none" {
+		f.network = "none"
 	}
-	return "host"
+	return f
+}
+
+// sameWriter reports whether a and b are one writer, as os/exec decides it
+// (a type that cannot be compared is never the same).
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
 }
 
 // prestartable reports whether a container can take an init started before
-// it was known: its output goes to two writers of the caller (not files,
-// which the command gets itself; not nil, which is /dev/null; not one
-// writer for both, which os/exec would serialize on one pipe).
+// it was known: its output goes to writers of the caller (not files, which
+// the command gets itself; not nil, which is /dev/null).
 func prestartable(spec Spec, stdio Stdio) bool {
 	if spec.Tty || spec.Resources.limited() || stdio.Stdin != nil {
 		return false
 	}
-	if stdio.Stdout == nil || stdio.Stderr == nil || stdio.Stdout == stdio.Stderr {
+	if stdio.Stdout == nil || stdio.Stderr == nil {
 		return false
 	}
 	return !isFile(stdio.Stdout) && !isFile(stdio.Stderr)
@@ -81,10 +100,9 @@ func isFile(w io.Writer) bool {
 	return ok
 }
 
-// take returns the spare when it suits network (nil otherwise) and starts
+// take returns the spare when it is of flavor f (nil otherwise) and starts
 // the next one.
-func (p *Pool) take(network string) *initProc {
-	flavour := netFlavour(network)
+func (p *Pool) take(f flavor) *initProc {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -92,7 +110,7 @@ func (p *Pool) take(network string) *initProc {
 	}
 	got := p.spare
 	p.spare = nil
-	if got != nil && p.spareNS != flavour {
+	if got != nil && p.spareFlavor != f {
 		p.fills.Add(1)
 		go func(ip *initProc) {
 			defer p.fills.Done()
@@ -103,21 +121,21 @@ func (p *Pool) take(network string) *initProc {
 	if !p.filling {
 		p.filling = true
 		p.fills.Add(1)
-		go p.fill(flavour)
+		go p.fill(f)
 	}
 	return got
 }
 
 // fill starts a spare init. A failure is left for the next Start, which
 // then starts its own init and reports it.
-func (p *Pool) fill(flavour string) {
+func (p *Pool) fill(f flavor) {
 	defer p.fills.Done()
-	ip, err := spawn(spawnOptions{network: flavour, late: true})
+	ip, err := spawn(spawnOptions{network: f.network, late: true, merged: f.merged})
 	p.mu.Lock()
 	p.filling = false
 	keep := err == nil && !p.closed && p.spare == nil
 	if keep {
-		p.spare, p.spareNS = ip, flavour
+		p.spare, p.spareFlavor = ip, f
 	}
 	p.mu.Unlock()
 	if err == nil && !keep {

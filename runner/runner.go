@@ -89,7 +89,10 @@ type Mount struct {
 }
 
 // Stdio are the command's standard streams; nil ones are /dev/null. Output
-// is written as the command produces it, not when it ends. Pass an *os.File
+// is written as the command produces it, not when it ends. One writer as
+// both Stdout and Stderr gets them through one pipe, in the order the
+// command wrote them (two pipes are read apart, so their order between
+// them is lost). Pass an *os.File
 // as Stdin when reading it may block forever (a terminal): any other Reader
 // is copied by a goroutine that Run waits for (as os/exec does).
 type Stdio struct {
@@ -233,7 +236,7 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 
 	var console *os.File // our end of the socket the init sends the pty master on
 	if pool != nil && prestartable(spec, stdio) {
-		if ip := pool.take(spec.Network); ip != nil {
+		if ip := pool.take(flavorOf(spec, stdio)); ip != nil {
 			ip.stdout.set(stdio.Stdout)
 			ip.stderr.set(stdio.Stderr)
 			if ip.sendSpec(initConfig{Spec: spec, Dir: dir}) == nil && ip.specRead() {

@@ -24,9 +24,11 @@ type Event struct {
 	Status   Status        `json:"status"`
 	Time     time.Time     `json:"time"`
 	Duration time.Duration `json:"duration,omitempty"`
-	Stream   int           `json:"stream,omitempty"` // 1 stdout, 2 stderr for logs
-	Data     []byte        `json:"data,omitempty"`
-	Error    string        `json:"error,omitempty"`
+	// Data is a piece of a step's output. A RUN's stdout and stderr are
+	// one stream, in the order the command wrote them (as a terminal
+	// shows them), so there is no telling them apart.
+	Data  []byte `json:"data,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // Reporter receives events; it is called from several goroutines, one at a
@@ -50,15 +52,35 @@ func (p *progress) send(e Event) {
 	p.report(e)
 }
 
-// logWriter turns a RUN's output into log events of its vertex.
+// maxStepLog is how much of a step's output is shown and kept, BuildKit's
+// default: a step that prints gigabytes must neither flood the terminal
+// nor fill the memory of whatever keeps its log.
+const maxStepLog = 2 << 20
+
+// clippedNote ends a step's log that reached maxStepLog, in BuildKit's words.
+const clippedNote = "\n[output clipped, log limit 2MiB reached]\n"
+
+// logWriter turns a RUN's output into log events of its vertex, up to
+// maxStepLog bytes; the rest is read and dropped, so the command runs on.
+// The runner calls Write from one goroutine at a time.
 type logWriter struct {
-	p      *progress
-	vertex int
-	name   string
-	stream int
+	p       *progress
+	vertex  int
+	name    string
+	written int
+	clipped bool
 }
 
 func (w *logWriter) Write(b []byte) (int, error) {
-	w.p.send(Event{Vertex: w.vertex, Name: w.name, Status: StatusLog, Stream: w.stream, Data: append([]byte(nil), b...)})
+	if w.clipped {
+		return len(b), nil
+	}
+	data := append([]byte(nil), b[:min(len(b), maxStepLog-w.written)]...)
+	w.written += len(data)
+	if len(data) < len(b) {
+		data = append(data, clippedNote...)
+		w.clipped = true
+	}
+	w.p.send(Event{Vertex: w.vertex, Name: w.name, Status: StatusLog, Data: data})
 	return len(b), nil
 }

@@ -36,6 +36,8 @@ type buildOptions struct {
 	iidfile   string
 	explain   bool
 	quiet     bool
+	// maxParallelism bounds the steps that run at once; 0: no bound.
+	maxParallelism int
 }
 
 func newBuildCmd(g *globalOptions) *cobra.Command {
@@ -66,6 +68,7 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.iidfile, "iidfile", "", "write the image ID to this file")
 	f.BoolVar(&o.explain, "explain", false, "say why steps missed the cache")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print only the image ID (--progress quiet)")
+	f.IntVar(&o.maxParallelism, "max-parallelism", 0, "run at most N steps at once (0: no limit)")
 	return cmd
 }
 
@@ -109,6 +112,24 @@ func readIgnore(dockerfile, contextDir string) ([]string, error) {
 	return nil, nil
 }
 
+// resolveContext returns the real directory the context path the user typed
+// names: absolute, clean, with symlinks resolved as docker build does. Done
+// once here, so that ".", "./", an absolute path and a symlink to the
+// directory are one context to everything below (one stat-cache).
+func resolveContext(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err == nil {
+		abs, err = filepath.EvalSymlinks(abs)
+	}
+	if err != nil {
+		return "", usageError{fmt.Errorf("context %q is not a directory: %w", p, err)}
+	}
+	if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+		return "", usageError{fmt.Errorf("context %q is not a directory", p)}
+	}
+	return abs, nil
+}
+
 func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir string) error {
 	// A build's heap is mostly short-lived walk and copy buffers over a
 	// small live set: collecting at 5x rather than 2x the live heap saves
@@ -136,9 +157,12 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err != nil {
 		return err
 	}
-	fi, err := os.Stat(contextDir)
-	if err != nil || !fi.IsDir() {
-		return usageError{fmt.Errorf("context %q is not a directory", contextDir)}
+	if o.maxParallelism < 0 {
+		return usageError{fmt.Errorf("invalid --max-parallelism %d: want 0 (no limit) or more", o.maxParallelism)}
+	}
+	contextDir, err = resolveContext(contextDir)
+	if err != nil {
+		return err
 	}
 	file := o.file
 	if file == "" {
@@ -188,7 +212,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	// RUN steps start their containers' inits one ahead.
 	pool := &runner.Pool{}
 	defer pool.Close()
-	res, err := e.solver(pool, pr.Event).Solve(ctx, def, solver.Options{ContextDir: contextDir, Dockerfile: absFile, Ignore: ignore, NoCache: o.noCache, Explain: o.explain})
+	res, err := e.solver(pool, pr.Event).Solve(ctx, def, solver.Options{ContextDir: contextDir, Dockerfile: absFile, Ignore: ignore, NoCache: o.noCache, Explain: o.explain, MaxParallelism: o.maxParallelism})
 	if err != nil {
 		return err
 	}
