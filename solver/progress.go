@@ -1,6 +1,7 @@
 package solver
 
 import (
+	"bytes"
 	"sync"
 	"time"
 )
@@ -54,20 +55,25 @@ func (p *progress) send(e Event) {
 
 // maxStepLog is how much of a step's output is shown and kept, BuildKit's
 // default: a step that prints gigabytes must neither flood the terminal
-// nor fill the memory of whatever keeps its log.
-const maxStepLog = 2 << 20
+// nor fill the memory of whatever keeps its log. It counts the log as
+// shown: each line also costs lineCost, the prefix a display puts before
+// it ("#12 34.567 "), so that a flood of short lines is bounded too.
+const (
+	maxStepLog = 2 << 20
+	lineCost   = 12
+)
 
 // clippedNote ends a step's log that reached maxStepLog, in BuildKit's words.
 const clippedNote = "\n[output clipped, log limit 2MiB reached]\n"
 
 // logWriter turns a RUN's output into log events of its vertex, up to
-// maxStepLog bytes; the rest is read and dropped, so the command runs on.
-// The runner calls Write from one goroutine at a time.
+// maxStepLog; the rest is read and dropped, so the command runs on. The
+// runner calls Write from one goroutine at a time.
 type logWriter struct {
 	p       *progress
 	vertex  int
 	name    string
-	written int
+	used    int // of maxStepLog
 	clipped bool
 }
 
@@ -75,12 +81,39 @@ func (w *logWriter) Write(b []byte) (int, error) {
 	if w.clipped {
 		return len(b), nil
 	}
-	data := append([]byte(nil), b[:min(len(b), maxStepLog-w.written)]...)
-	w.written += len(data)
-	if len(data) < len(b) {
+	keep := w.fit(b)
+	data := append([]byte(nil), b[:keep]...)
+	if keep < len(b) {
 		data = append(data, clippedNote...)
 		w.clipped = true
 	}
 	w.p.send(Event{Vertex: w.vertex, Name: w.name, Status: StatusLog, Data: data})
 	return len(b), nil
+}
+
+// fit returns how much of b fits in what is left of maxStepLog, and
+// counts it as used.
+func (w *logWriter) fit(b []byte) int {
+	if cost := len(b) + lineCost*bytes.Count(b, []byte{'\n'}); w.used+cost <= maxStepLog {
+		w.used += cost
+		return len(b)
+	}
+	n := 0
+	for n < len(b) {
+		text, cost, nl := len(b)-n, len(b)-n, false // the rest, unterminated
+		if i := bytes.IndexByte(b[n:], '\n'); i >= 0 {
+			text, cost, nl = i, i+1+lineCost, true
+		}
+		if left := maxStepLog - w.used; cost > left {
+			// As much of the line as fits, without its newline.
+			w.used = maxStepLog
+			return n + min(text, left)
+		}
+		w.used += cost
+		n += text
+		if nl {
+			n++
+		}
+	}
+	return n
 }

@@ -6,64 +6,52 @@ import (
 	"testing"
 )
 
-// A step's log stops at maxStepLog with one note saying so, however the
-// output is cut into writes, while every write is taken whole (the command
-// must not block or fail for printing).
+// A step's log stops at maxStepLog (each line also costing lineCost) with
+// one note saying so, however the output is cut into writes, while every
+// write is taken whole: the command must not block or fail for printing.
 func TestLogWriterClips(t *testing.T) {
+	x := func(n int) string { return strings.Repeat("x", n) }
 	for _, tc := range []struct {
 		name   string
-		chunks []int
-		clip   bool
+		writes []string
+		// kept is what the log shows before the note ("" note: none).
+		kept string
+		note bool
 	}{
-		{name: "under", chunks: []int{1000, maxStepLog - 1000}},
-		{name: "exactly then more", chunks: []int{maxStepLog, 1, 5000}, clip: true},
-		{name: "one huge write", chunks: []int{3 * maxStepLog}, clip: true},
-		{name: "many small", chunks: repeat(32<<10, 100), clip: true},
+		{name: "under", writes: []string{x(1000), "a\nb\n", x(5000)}, kept: x(1000) + "a\nb\n" + x(5000)},
+		{name: "exactly then more", writes: []string{x(maxStepLog), "y"}, kept: x(maxStepLog), note: true},
+		{name: "one huge write", writes: []string{x(3 * maxStepLog)}, kept: x(maxStepLog), note: true},
+		{name: "a line across the limit", writes: []string{x(maxStepLog-20) + "\n", x(100) + "\n"}, kept: x(maxStepLog-20) + "\n" + x(20-1-lineCost), note: true},
+		{
+			name:   "short lines",
+			writes: strings.SplitAfter(strings.Repeat("y\n", maxStepLog), "\n"),
+			// Whole lines, then the "y" of the one that no longer fit
+			// whole (2 MiB is no multiple of a line's cost).
+			kept: strings.Repeat("y\n", maxStepLog/(2+lineCost)) + "y",
+			note: true,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got bytes.Buffer
-			events := 0
 			w := &logWriter{p: &progress{report: func(e Event) {
 				if e.Status != StatusLog || e.Vertex != 7 {
 					t.Errorf("event %+v", e)
 				}
-				events++
 				got.Write(e.Data)
 			}}, vertex: 7}
-			for _, n := range tc.chunks {
-				if k, err := w.Write(bytes.Repeat([]byte("y\n"), n/2+1)[:n]); k != n || err != nil {
-					t.Fatalf("Write of %d: %d, %v", n, k, err)
+			for _, s := range tc.writes {
+				if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
+					t.Fatalf("Write of %d bytes: %d, %v", len(s), n, err)
 				}
 			}
-			out := got.String()
-			if !tc.clip {
-				if strings.Contains(out, "clipped") || got.Len() != sum(tc.chunks) {
-					t.Errorf("kept %d bytes of %d", got.Len(), sum(tc.chunks))
-				}
-				return
+			want := tc.kept
+			if tc.note {
+				want += "\n[output clipped, log limit 2MiB reached]\n"
 			}
-			if got.Len() != maxStepLog+len(clippedNote) || !strings.HasSuffix(out, "\n[output clipped, log limit 2MiB reached]\n") {
-				t.Errorf("kept %d bytes, ending %q", got.Len(), out[max(len(out)-60, 0):])
-			}
-			if strings.Count(out, "clipped") != 1 {
-				t.Errorf("%d notes", strings.Count(out, "clipped"))
+			if got.String() != want {
+				g := got.String()
+				t.Errorf("kept %d bytes ending %q, want %d ending %q", len(g), g[max(len(g)-60, 0):], len(want), want[max(len(want)-60, 0):])
 			}
 		})
 	}
-}
-
-func repeat(n, times int) []int {
-	s := make([]int, times)
-	for i := range s {
-		s[i] = n
-	}
-	return s
-}
-
-func sum(s []int) int {
-	n := 0
-	for _, v := range s {
-		n += v
-	}
-	return n
 }
