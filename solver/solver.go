@@ -278,7 +278,6 @@ func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, dockers
 	rd := &reader{store: b.s.Store}
 	defer rd.close()
 	for i, step := range st.Steps {
-		name := fmt.Sprintf("[%s %d/%d] %s", b.stageLabel(st), i+1, len(st.Steps), step.Text)
 		h := step.History
 		if step.Op == nil {
 			cur.key = cacheKey(cur.key, "config", step.History.CreatedBy, "")
@@ -286,28 +285,10 @@ func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, dockers
 			history = append(history, h)
 			continue
 		}
-		// A step's time is its work, not the wait for the stages it
-		// reads: it starts once they are done.
-		if err := b.awaitInputs(ctx, rd, step.Op); err != nil {
+		next, created, err := b.doStep(ctx, rd, cur, st, i)
+		if err != nil {
 			return state{}, dockerspec.DockerOCIImage{}, err
 		}
-		v := b.nextVertex()
-		start := time.Now()
-		b.prog.send(Event{Vertex: v, Name: name, Status: StatusStart, Time: start})
-		next, created, cached, err := b.runStep(ctx, rd, cur, st, i, v, name)
-		if err != nil {
-			b.prog.send(Event{Vertex: v, Name: name, Status: StatusError, Error: err.Error(), Duration: time.Since(start)})
-			var ge *graph.Error
-			if errors.As(err, &ge) || errors.Is(err, context.Canceled) {
-				return state{}, dockerspec.DockerOCIImage{}, err
-			}
-			return state{}, dockerspec.DockerOCIImage{}, &graph.Error{Location: step.Location, Err: fmt.Errorf("%s: %w", step.Text, err)}
-		}
-		status := StatusDone
-		if cached {
-			status = StatusCached
-		}
-		b.prog.send(Event{Vertex: v, Name: name, Status: status, Duration: time.Since(start)})
 		cur = next
 		last = &created
 		h.Created, h.EmptyLayer = last, false
@@ -317,6 +298,41 @@ func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, dockers
 	cfg.History = history
 	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: append([]digest.Digest{}, cur.diffIDs...)}
 	return cur, cfg, nil
+}
+
+// doStep runs step i of st with its progress events. Its time is its
+// work, not the wait for the stages it reads or for a free slot: it starts
+// once it has both. The slot is kept until the step's last event, so that
+// with one slot no two steps overlap, in the progress either.
+func (b *build) doStep(ctx context.Context, rd *reader, cur state, st *graph.Stage, i int) (state, time.Time, error) {
+	step := st.Steps[i]
+	name := fmt.Sprintf("[%s %d/%d] %s", b.stageLabel(st), i+1, len(st.Steps), step.Text)
+	if err := b.awaitInputs(ctx, rd, step.Op); err != nil {
+		return state{}, time.Time{}, err
+	}
+	release, err := b.slot(ctx, rd)
+	if err != nil {
+		return state{}, time.Time{}, err
+	}
+	defer release()
+	v := b.nextVertex()
+	start := time.Now()
+	b.prog.send(Event{Vertex: v, Name: name, Status: StatusStart, Time: start})
+	next, created, cached, err := b.runStep(ctx, rd, cur, st, i, v, name)
+	if err != nil {
+		b.prog.send(Event{Vertex: v, Name: name, Status: StatusError, Error: err.Error(), Duration: time.Since(start)})
+		var ge *graph.Error
+		if errors.As(err, &ge) || errors.Is(err, context.Canceled) {
+			return state{}, time.Time{}, err
+		}
+		return state{}, time.Time{}, &graph.Error{Location: step.Location, Err: fmt.Errorf("%s: %w", step.Text, err)}
+	}
+	status := StatusDone
+	if cached {
+		status = StatusCached
+	}
+	b.prog.send(Event{Vertex: v, Name: name, Status: status, Duration: time.Since(start)})
+	return next, created, nil
 }
 
 // lastCreated is the newest creation time among history entries.
@@ -361,6 +377,26 @@ func (b *build) awaitInputs(ctx context.Context, rd *reader, op graph.Op) error 
 	rd.close()
 	_, err := b.await(ctx, c.From.Stage)
 	return err
+}
+
+// slot waits for one of the MaxParallelism slots, giving the stage's read
+// session up first if it must wait; release frees the slot.
+func (b *build) slot(ctx context.Context, rd *reader) (release func(), err error) {
+	if b.sem == nil {
+		return func() {}, nil
+	}
+	select {
+	case b.sem <- struct{}{}:
+		return func() { <-b.sem }, nil
+	default:
+	}
+	rd.close()
+	select {
+	case b.sem <- struct{}{}:
+		return func() { <-b.sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // runStep executes one layer-making step, or reuses its recorded layer.
@@ -445,14 +481,6 @@ func (b *build) runStep(ctx context.Context, rd *reader, cur state, st *graph.St
 
 // execute runs exec over a fresh snapshot of cur and records the layer.
 func (b *build) execute(ctx context.Context, cur state, key digest.Digest, info cache.Step, exec func(context.Context, *snapshot.Active) error) (state, time.Time, error) {
-	if b.sem != nil {
-		select {
-		case b.sem <- struct{}{}:
-			defer func() { <-b.sem }()
-		case <-ctx.Done():
-			return state{}, time.Time{}, ctx.Err()
-		}
-	}
 	parent, err := b.s.materialize(ctx, cur)
 	if err != nil {
 		return state{}, time.Time{}, err
