@@ -19,12 +19,12 @@ import (
 // own only when its container comes, so it holds no copy of what the
 // builder mounts and unmounts meanwhile.
 type Pool struct {
-	mu          sync.Mutex
-	spare       *initProc
-	spareFlavor flavor // what the spare was started with
-	filling     bool
-	closed      bool
-	fills       sync.WaitGroup
+	mu           sync.Mutex
+	spare        *initProc
+	spareFlavour flavour // what the spare was started with
+	filling      bool
+	closed       bool
+	fills        sync.WaitGroup
 }
 
 // Run is Run with the pool's spare init.
@@ -54,17 +54,17 @@ func (p *Pool) Close() {
 	}
 }
 
-// flavor is what of a container its init fixes when it starts: its network
+// flavour is what of a container its init fixes when it starts: its network
 // namespace, and whether its output is one pipe for both streams.
-type flavor struct {
+type flavour struct {
 	network string // "none" or "host"
 	// merged: stdout and stderr are one writer, which os/exec gives one
 	// pipe, so that what the command writes to both stays in its order.
 	merged bool
 }
 
-func flavorOf(spec Spec, stdio Stdio) flavor {
-	f := flavor{network: "host", merged: sameWriter(stdio.Stdout, stdio.Stderr)}
+func flavourOf(spec Spec, stdio Stdio) flavour {
+	f := flavour{network: "host", merged: sameWriter(stdio.Stdout, stdio.Stderr)}
 	if spec.Network == "none" {
 		f.network = "none"
 	}
@@ -100,9 +100,9 @@ func isFile(w io.Writer) bool {
 	return ok
 }
 
-// take returns the spare when it is of flavor f (nil otherwise) and starts
+// take returns the spare when it is of flavour f (nil otherwise) and starts
 // the next one.
-func (p *Pool) take(f flavor) *initProc {
+func (p *Pool) take(f flavour) *initProc {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -110,7 +110,7 @@ func (p *Pool) take(f flavor) *initProc {
 	}
 	got := p.spare
 	p.spare = nil
-	if got != nil && p.spareFlavor != f {
+	if got != nil && p.spareFlavour != f {
 		p.fills.Add(1)
 		go func(ip *initProc) {
 			defer p.fills.Done()
@@ -128,14 +128,14 @@ func (p *Pool) take(f flavor) *initProc {
 
 // fill starts a spare init. A failure is left for the next Start, which
 // then starts its own init and reports it.
-func (p *Pool) fill(f flavor) {
+func (p *Pool) fill(f flavour) {
 	defer p.fills.Done()
 	ip, err := spawn(spawnOptions{network: f.network, late: true, merged: f.merged})
 	p.mu.Lock()
 	p.filling = false
 	keep := err == nil && !p.closed && p.spare == nil
 	if keep {
-		p.spare, p.spareFlavor = ip, f
+		p.spare, p.spareFlavour = ip, f
 	}
 	p.mu.Unlock()
 	if err == nil && !keep {

@@ -236,7 +236,7 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 
 	var console *os.File // our end of the socket the init sends the pty master on
 	if pool != nil && prestartable(spec, stdio) {
-		if ip := pool.take(flavorOf(spec, stdio)); ip != nil {
+		if ip := pool.take(flavourOf(spec, stdio)); ip != nil {
 			ip.stdout.set(stdio.Stdout)
 			ip.stderr.set(stdio.Stderr)
 			if ip.sendSpec(initConfig{Spec: spec, Dir: dir}) == nil && ip.specRead() {

@@ -37,7 +37,7 @@ type spawnOptions struct {
 	// writes into pipes whose reader is chosen when the container is.
 	stdio Stdio
 	late  bool
-	// merged gives the late streams one pipe (see flavor).
+	// merged gives the late streams one pipe (see flavour).
 	merged bool
 	// extra become the init's fds from firstExtraFd on (the console
 	// socket, the cgroup files it writes at exec); setsid gives it its
