@@ -270,7 +270,8 @@ func TestParallelStagesUnboundedByCPUs(t *testing.T) {
 			t.Errorf("with --max-parallelism 1, %s [%.2f, %.2f] overlaps %s [%.2f, %.2f]", got[i].name, got[i].start, got[i].end, got[i-1].name, got[i-1].start, got[i-1].end)
 		}
 	}
-	if _, errOut, code := h.run("build", "--max-parallelism", "-1", "."); code != 2 || !strings.Contains(errOut, "--max-parallelism") {
+	dir := h.context("FROM base/busybox:1\n", map[string]string{})
+	if _, errOut, code := h.run("build", "--max-parallelism", "-1", dir); code != 2 || !strings.Contains(errOut, "--max-parallelism") {
 		t.Errorf("--max-parallelism -1: exit %d, %s", code, errOut)
 	}
 }
