@@ -24,7 +24,6 @@ type jsonEvent struct {
 	// line gives the step's whole interval.
 	Started  time.Time     `json:"started,omitzero"`
 	Duration time.Duration `json:"duration,omitempty"`
-	Stream   int           `json:"stream,omitempty"`
 	Data     string        `json:"data,omitempty"`
 	Error    string        `json:"error,omitempty"`
 	Message  string        `json:"message,omitempty"`
@@ -58,7 +57,6 @@ func (d *jsonDisplay) event(e solver.Event) {
 		Status:   string(e.Status),
 		Time:     at,
 		Duration: e.Duration,
-		Stream:   e.Stream,
 		Data:     string(e.Data),
 		Error:    e.Error,
 	}

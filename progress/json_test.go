@@ -22,7 +22,7 @@ func TestJSON(t *testing.T) {
 	// Two stages run side by side: a starts, b starts, a ends, b ends.
 	p.Event(solver.Event{Vertex: 1, Name: "[a 1/1] RUN x", Status: solver.StatusStart, Time: ns(0, 17)})
 	p.Event(solver.Event{Vertex: 2, Name: "[b 1/1] RUN y", Status: solver.StatusStart, Time: ns(10, 3)})
-	p.Event(solver.Event{Vertex: 1, Name: "[a 1/1] RUN x", Status: solver.StatusLog, Stream: 2, Data: []byte("<warn> & \"q\"\npart"), Time: ns(20, 0)})
+	p.Event(solver.Event{Vertex: 1, Name: "[a 1/1] RUN x", Status: solver.StatusLog, Data: []byte("<warn> & \"q\"\npart"), Time: ns(20, 0)})
 	p.Event(solver.Event{Vertex: 1, Name: "[a 1/1] RUN x", Status: solver.StatusDone, Duration: ms(30), Time: ns(30, 17)})
 	p.Event(solver.Event{Vertex: 2, Name: "[b 1/1] RUN y", Status: solver.StatusError, Duration: ms(40), Time: ns(50, 3), Error: "exit 1"})
 	p.Done("sha256:abc", []string{"app"}, ms(55))
@@ -41,7 +41,6 @@ func TestJSON(t *testing.T) {
 		Time     time.Time `json:"time"`
 		Started  time.Time `json:"started"`
 		Duration int64     `json:"duration"`
-		Stream   int       `json:"stream"`
 		Data     string    `json:"data"`
 		Error    string    `json:"error"`
 		Message  string    `json:"message"`
@@ -66,7 +65,7 @@ func TestJSON(t *testing.T) {
 	if got[0].Status != "warning" || got[0].Message != "unused build arg FOO" {
 		t.Errorf("warning line: %+v", got[0])
 	}
-	if g := got[3]; g.Status != "log" || g.Data != "<warn> & \"q\"\npart" || g.Stream != 2 || g.Vertex != 1 {
+	if g := got[3]; g.Status != "log" || g.Data != "<warn> & \"q\"\npart" || g.Vertex != 1 {
 		t.Errorf("log line: %+v", g)
 	}
 	if g := got[6]; g.Status != "image" || g.ID != "sha256:abc" || len(g.Tags) != 1 || g.Duration != int64(ms(55)) {

@@ -23,7 +23,7 @@ func start(v int, name string, t int) solver.Event {
 }
 
 func logEv(v int, data string, t int) solver.Event {
-	return solver.Event{Vertex: v, Status: solver.StatusLog, Stream: 1, Data: []byte(data), Time: at(t)}
+	return solver.Event{Vertex: v, Status: solver.StatusLog, Data: []byte(data), Time: at(t)}
 }
 
 func end(v int, status solver.Status, t, took int) solver.Event {

@@ -14,8 +14,8 @@ import (
 // a trivial RUN step's cost). The spare starts when one is taken, while
 // the container that took it sets up and runs, and waits, doing nothing,
 // for its spec. Only containers whose init needs nothing fixed at start can
-// take it: no terminal, no stdin, and output streams that are two writers
-// other than files (see prestartable). Resource limits do not disqualify
+// take it: no terminal, no stdin, and output streams that are writers other
+// than files (see prestartable). Resource limits do not disqualify
 // it: the spare joins the container's cgroup when it gets its spec, before
 // it does anything, and opens the files it writes at exec itself. Close kills
 // the spare. A spare waits in the builder's mount namespace: it makes its
@@ -26,12 +26,12 @@ type Pool struct {
 	// Spec has none: a build's limits for each of its RUN steps.
 	Resources *Resources
 
-	mu      sync.Mutex
-	spare   *initProc
-	spareNS string // the network flavour the spare was started with
-	filling bool
-	closed  bool
-	fills   sync.WaitGroup
+	mu           sync.Mutex
+	spare        *initProc
+	spareFlavour flavour // what the spare was started with
+	filling      bool
+	closed       bool
+	fills        sync.WaitGroup
 }
 
 // Run is Run with the pool's spare init.
@@ -64,23 +64,42 @@ func (p *Pool) Close() {
 	}
 }
 
-// netFlavour is what of Spec.Network the init's namespaces depend on.
-func netFlavour(network string) string {
-	if network == "none" {
-		return "none"
+// flavour is what of a container its init fixes when it starts: its network
+// namespace, and whether its output is one pipe for both streams.
+type flavour struct {
+	network string // "none" or "host"
+	// merged: stdout and stderr are one writer, which os/exec gives one
+	// pipe, so that what the command writes to both stays in its order.
+	merged bool
+}
+
+func flavourOf(spec Spec, stdio Stdio) flavour {
+	f := flavour{network: "host", merged: sameWriter(stdio.Stdout, stdio.Stderr)}
+	if spec.Network == "none" {
+		f.network = "none"
 	}
-	return "host"
+	return f
+}
+
+// sameWriter reports whether a and b are one writer, as os/exec decides it
+// (a type that cannot be compared is never the same).
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
 }
 
 // prestartable reports whether a container can take an init started before
-// it was known: its output goes to two writers of the caller (not files,
-// which the command gets itself; not nil, which is /dev/null; not one
-// writer for both, which os/exec would serialize on one pipe).
+// it was known: its output goes to writers of the caller (not files, which
+// the command gets itself; not nil, which is /dev/null).
 func prestartable(spec Spec, stdio Stdio) bool {
 	if spec.Tty || stdio.Stdin != nil {
 		return false
 	}
-	if stdio.Stdout == nil || stdio.Stderr == nil || stdio.Stdout == stdio.Stderr {
+	if stdio.Stdout == nil || stdio.Stderr == nil {
 		return false
 	}
 	return !isFile(stdio.Stdout) && !isFile(stdio.Stderr)
@@ -107,10 +126,9 @@ func isFile(w io.Writer) bool {
 	return ok
 }
 
-// take returns the spare when it suits network (nil otherwise) and starts
+// take returns the spare when it is of flavour f (nil otherwise) and starts
 // the next one.
-func (p *Pool) take(network string) *initProc {
-	flavour := netFlavour(network)
+func (p *Pool) take(f flavour) *initProc {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -118,7 +136,7 @@ func (p *Pool) take(network string) *initProc {
 	}
 	got := p.spare
 	p.spare = nil
-	if got != nil && p.spareNS != flavour {
+	if got != nil && p.spareFlavour != f {
 		p.fills.Add(1)
 		go func(ip *initProc) {
 			defer p.fills.Done()
@@ -129,16 +147,16 @@ func (p *Pool) take(network string) *initProc {
 	if !p.filling {
 		p.filling = true
 		p.fills.Add(1)
-		go p.fill(flavour)
+		go p.fill(f)
 	}
 	return got
 }
 
 // fill starts a spare init. A failure is left for the next Start, which
 // then starts its own init and reports it.
-func (p *Pool) fill(flavour string) {
+func (p *Pool) fill(f flavour) {
 	defer p.fills.Done()
-	ip, err := spawn(spawnOptions{network: flavour, late: true})
+	ip, err := spawn(spawnOptions{network: f.network, late: true, merged: f.merged})
 	if err == nil && p.Resources.limited() {
 		// Into its container's cgroup now, while it waits (see start).
 		if err = ip.joinNewCgroup(*p.Resources); err != nil {
@@ -149,7 +167,7 @@ func (p *Pool) fill(flavour string) {
 	p.filling = false
 	keep := err == nil && !p.closed && p.spare == nil
 	if keep {
-		p.spare, p.spareNS = ip, flavour
+		p.spare, p.spareFlavour = ip, f
 	}
 	p.mu.Unlock()
 	if err == nil && !keep {

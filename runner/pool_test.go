@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -293,8 +294,9 @@ func TestPoolLimits(t *testing.T) {
 	checkNoHostMounts(t, c.upper, c.lower)
 }
 
-// One writer for both streams (os/exec serializes them on one pipe), or a
-// nil one (/dev/null), keeps a container from taking a spare.
+// A nil writer (/dev/null), a file, stdin or a terminal keep a container
+// from taking a spare; one writer for both streams does not (see
+// TestPoolMergedStreamsKeepOrder).
 func TestPoolPrestartable(t *testing.T) {
 	var b bytes.Buffer
 	for _, tc := range []struct {
@@ -302,7 +304,7 @@ func TestPoolPrestartable(t *testing.T) {
 		want  bool
 	}{
 		{Stdio{Stdout: &b, Stderr: io.Discard}, true},
-		{Stdio{Stdout: &b, Stderr: &b}, false},
+		{Stdio{Stdout: &b, Stderr: &b}, true},
 		{Stdio{Stdout: &b}, false},
 		{Stdio{Stdout: os.Stdout, Stderr: &b}, false},
 		{Stdio{Stdout: &b, Stderr: io.Discard, Stdin: &b}, false},
@@ -314,4 +316,35 @@ func TestPoolPrestartable(t *testing.T) {
 	if prestartable(Spec{Tty: true}, Stdio{Stdout: &b, Stderr: io.Discard}) {
 		t.Error("a tty container took a spare")
 	}
+}
+
+// One writer for both streams gets the output in the order the command
+// wrote it, also from a spare init (the second and third runs), and a
+// spare started for one pipe is not given to a container that wants two.
+func TestPoolMergedStreamsKeepOrder(t *testing.T) {
+	script := "for i in 1 2 3 4 5 6 7 8; do echo out$i; echo err$i >&2; done"
+	c := newContainer(t, "", "sh", "-c", script)
+	var want strings.Builder
+	for i := 1; i <= 8; i++ {
+		fmt.Fprintf(&want, "out%d\nerr%d\n", i, i)
+	}
+	pool := &Pool{}
+	defer pool.Close()
+	for i := range 3 {
+		var b bytes.Buffer
+		if err := pool.Run(context.Background(), c.spec, Stdio{Stdout: &b, Stderr: &b}); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		if b.String() != want.String() {
+			t.Errorf("run %d: output %q, want %q", i, b.String(), want.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if err := pool.Run(context.Background(), c.spec, Stdio{Stdout: &out, Stderr: &errb}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "err") || strings.Contains(errb.String(), "out") {
+		t.Errorf("two writers got stdout %q, stderr %q", out.String(), errb.String())
+	}
+	assertNoStubs(t, c.upper)
 }

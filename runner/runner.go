@@ -101,7 +101,10 @@ type Mount struct {
 }
 
 // Stdio are the command's standard streams; nil ones are /dev/null. Output
-// is written as the command produces it, not when it ends. Pass an *os.File
+// is written as the command produces it, not when it ends. One writer as
+// both Stdout and Stderr gets them through one pipe, in the order the
+// command wrote them (two pipes are read apart, so their order between
+// them is lost). Pass an *os.File
 // as Stdin when reading it may block forever (a terminal): any other Reader
 // is copied by a goroutine that Run waits for (as os/exec does).
 type Stdio struct {
@@ -240,7 +243,7 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 	filter := encodeFilter(spec.Seccomp)
 	var spare *initProc
 	if pool != nil && prestartable(spec, stdio) {
-		spare = pool.take(spec.Network)
+		spare = pool.take(flavourOf(spec, stdio))
 	}
 	// A spare that a Pool with limits started is in a cgroup with them
 	// already: moving a process into a cgroup waits for an RCU grace

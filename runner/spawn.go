@@ -41,6 +41,8 @@ type spawnOptions struct {
 	// writes into pipes whose reader is chosen when the container is.
 	stdio Stdio
 	late  bool
+	// merged gives the late streams one pipe (see flavour).
+	merged bool
 	// extra become the init's fds from firstExtraFd on (the console
 	// socket, the cgroup files it writes at exec); setsid gives it its
 	// own session.
@@ -87,6 +89,9 @@ func spawn(o spawnOptions) (*initProc, error) {
 	}
 	if o.late {
 		p.stdout, p.stderr = newLateWriter(), newLateWriter()
+		if o.merged {
+			p.stderr = p.stdout // one writer: os/exec makes one pipe
+		}
 		cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	} else {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = o.stdio.Stdin, o.stdio.Stdout, o.stdio.Stderr

@@ -19,7 +19,6 @@ import (
 	"github.com/builder-dev/builder/solver/cache"
 	"github.com/builder-dev/builder/solver/graph"
 	"github.com/builder-dev/builder/solver/ops/fileop"
-	"github.com/builder-dev/builder/solver/statcache"
 )
 
 // copySource is where a COPY reads from: the context directory, or the
@@ -48,18 +47,6 @@ func (b *build) contextRequest(op *graph.Copy) (fileop.CopyRequest, error) {
 	return req, nil
 }
 
-// statCache opens the context's stat-cache once per build (nil when it
-// cannot be read: hashing then just reads every file).
-func (b *build) statCache(ctx context.Context) *statcache.Cache {
-	b.statOnce.Do(func() {
-		sc, err := statcache.Open(ctx, b.s.Store, b.opt.ContextDir)
-		if err == nil {
-			b.stat = sc
-		}
-	})
-	return b.stat
-}
-
 // copyInput finds a copy's source and the digest of what it reads, without
 // touching any snapshot: the context's selected files are hashed, a stage is
 // named by its cache key, an image by its manifest digest.
@@ -73,8 +60,8 @@ func (b *build) copyInput(ctx context.Context, op *graph.Copy) (copySource, dige
 		if err != nil {
 			return copySource{}, "", nil, err
 		}
-		if sc := b.statCache(ctx); sc != nil {
-			req.ReadSums = sc.ReadSums
+		if b.stat != nil {
+			req.ReadSums = b.stat.ReadSums
 		}
 		d, entries, err := fileop.DigestEntries(ctx, req)
 		if err != nil {

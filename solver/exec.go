@@ -31,10 +31,10 @@ func (b *build) exec(ctx context.Context, op *graph.Exec, active *snapshot.Activ
 		Network:  op.Network,
 		Seccomp:  filter,
 	}
-	stdio := runner.Stdio{
-		Stdout: &logWriter{p: b.prog, vertex: v, name: name, stream: 1},
-		Stderr: &logWriter{p: b.prog, vertex: v, name: name, stream: 2},
-	}
+	// One writer for both streams: the runner then gives the command one
+	// pipe for both, and the log keeps the order they were written in.
+	log := &logWriter{p: b.prog, vertex: v, name: name}
+	stdio := runner.Stdio{Stdout: log, Stderr: log}
 	err = b.s.Runner.Run(ctx, spec, stdio)
 	var exit *runner.ExitError
 	if errors.As(err, &exit) {

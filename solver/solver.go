@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -52,6 +52,9 @@ type Solver struct {
 
 // Options are the per-build inputs that are not in the definition.
 type Options struct {
+	// ContextDir is the build context's directory: an absolute, clean
+	// path. The caller resolves what the user typed once, so that every
+	// spelling of one directory names the same stat-cache.
 	ContextDir string
 	// Dockerfile is the Dockerfile's absolute path: with the stage and step
 	// position it names a step across builds, for explaining misses.
@@ -62,6 +65,10 @@ type Options struct {
 	// Explain makes the solver say, for the first missed step of each
 	// stage, what changed against the closest earlier record of it.
 	Explain bool
+	// MaxParallelism bounds how many steps run at once; 0 is no bound, as
+	// in BuildKit. Not the number of CPUs: a RUN that waits (a download, a
+	// sleep) holds none, and a cap by cores would only queue the waits.
+	MaxParallelism int
 }
 
 // Result is a solved stage: its layers and final image configuration.
@@ -104,14 +111,13 @@ type build struct {
 	filterOnce sync.Once
 	ignore     *fileop.IgnoreMatcher
 	ignoreErr  error
-	statOnce   sync.Once
-	stat       *statcache.Cache
+	stat       *statcache.Cache // nil when no step reads the context
 
 	mu       sync.Mutex
 	hits     []digest.Digest // keys to mark used when the build ends
 	inflight map[digest.Digest]*call
 	explain  []Explanation
-	sem      chan struct{} // bounds concurrently running steps
+	sem      chan struct{} // bounds concurrently running steps; nil: no bound
 	records  *recorder
 }
 
@@ -128,19 +134,35 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 	if def.Target < 0 || def.Target >= len(def.Stages) {
 		return nil, fmt.Errorf("solve: target stage %d out of range", def.Target)
 	}
+	if opt.ContextDir != "" && (!filepath.IsAbs(opt.ContextDir) || filepath.Clean(opt.ContextDir) != opt.ContextDir) {
+		return nil, fmt.Errorf("solve: context directory %q is not an absolute, clean path", opt.ContextDir)
+	}
+	if opt.MaxParallelism < 0 {
+		return nil, fmt.Errorf("solve: max parallelism %d is negative", opt.MaxParallelism)
+	}
 	lock, err := cache.LockBuild(ctx, s.Store.Root())
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Release()
 	b := &build{s: s, def: def, opt: opt, prog: &progress{report: s.Reporter},
-		inflight: map[digest.Digest]*call{}, sem: make(chan struct{}, runtime.NumCPU()),
-		records: newRecorder(s.Store)}
+		inflight: map[digest.Digest]*call{}, records: newRecorder(s.Store)}
+	if opt.MaxParallelism > 0 {
+		b.sem = make(chan struct{}, opt.MaxParallelism)
+	}
 	b.stages = make([]*stageFuture, len(def.Stages))
 	for i := range b.stages {
 		b.stages[i] = &stageFuture{done: make(chan struct{})}
 	}
 	needed := neededStages(def)
+	if opt.ContextDir != "" && readsContext(def, needed) {
+		// Opened under the build's ctx, not a stage's: its records load in
+		// the background while the stages start, and the load must last
+		// until Flush below, after every stage has ended (and the stages'
+		// ctx with them). A cache that cannot be opened only costs reading
+		// every file.
+		b.stat, _ = statcache.Open(ctx, s.Store, opt.ContextDir)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for i := range def.Stages {
 		if !needed[i] {
@@ -199,6 +221,21 @@ func neededStages(def *graph.Definition) []bool {
 	return needed
 }
 
+// readsContext reports whether a needed stage copies from the context.
+func readsContext(def *graph.Definition, needed []bool) bool {
+	for i, st := range def.Stages {
+		if !needed[i] {
+			continue
+		}
+		for _, step := range st.Steps {
+			if c, ok := step.Op.(*graph.Copy); ok && c.From.Context {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // await returns the result of stage i once it is solved.
 func (b *build) await(ctx context.Context, i int) (stageFuture, error) {
 	f := b.stages[i]
@@ -241,7 +278,6 @@ func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, dockers
 	rd := &reader{store: b.s.Store}
 	defer rd.close()
 	for i, step := range st.Steps {
-		name := fmt.Sprintf("[%s %d/%d] %s", b.stageLabel(st), i+1, len(st.Steps), step.Text)
 		h := step.History
 		if step.Op == nil {
 			cur.key = cacheKey(cur.key, "config", step.History.CreatedBy, "")
@@ -249,23 +285,10 @@ func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, dockers
 			history = append(history, h)
 			continue
 		}
-		v := b.nextVertex()
-		start := time.Now()
-		b.prog.send(Event{Vertex: v, Name: name, Status: StatusStart, Time: start})
-		next, created, cached, err := b.runStep(ctx, rd, cur, st, i, v, name)
+		next, created, err := b.doStep(ctx, rd, cur, st, i)
 		if err != nil {
-			b.prog.send(Event{Vertex: v, Name: name, Status: StatusError, Error: err.Error(), Duration: time.Since(start)})
-			var ge *graph.Error
-			if errors.As(err, &ge) || errors.Is(err, context.Canceled) {
-				return state{}, dockerspec.DockerOCIImage{}, err
-			}
-			return state{}, dockerspec.DockerOCIImage{}, &graph.Error{Location: step.Location, Err: fmt.Errorf("%s: %w", step.Text, err)}
+			return state{}, dockerspec.DockerOCIImage{}, err
 		}
-		status := StatusDone
-		if cached {
-			status = StatusCached
-		}
-		b.prog.send(Event{Vertex: v, Name: name, Status: status, Duration: time.Since(start)})
 		cur = next
 		last = &created
 		h.Created, h.EmptyLayer = last, false
@@ -275,6 +298,41 @@ func (b *build) solveStage(ctx context.Context, st *graph.Stage) (state, dockers
 	cfg.History = history
 	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: append([]digest.Digest{}, cur.diffIDs...)}
 	return cur, cfg, nil
+}
+
+// doStep runs step i of st with its progress events. Its time is its
+// work, not the wait for the stages it reads or for a free slot: it starts
+// once it has both. The slot is kept until the step's last event, so that
+// with one slot no two steps overlap, in the progress either.
+func (b *build) doStep(ctx context.Context, rd *reader, cur state, st *graph.Stage, i int) (state, time.Time, error) {
+	step := st.Steps[i]
+	name := fmt.Sprintf("[%s %d/%d] %s", b.stageLabel(st), i+1, len(st.Steps), step.Text)
+	if err := b.awaitInputs(ctx, rd, step.Op); err != nil {
+		return state{}, time.Time{}, err
+	}
+	release, err := b.slot(ctx, rd)
+	if err != nil {
+		return state{}, time.Time{}, err
+	}
+	defer release()
+	v := b.nextVertex()
+	start := time.Now()
+	b.prog.send(Event{Vertex: v, Name: name, Status: StatusStart, Time: start})
+	next, created, cached, err := b.runStep(ctx, rd, cur, st, i, v, name)
+	if err != nil {
+		b.prog.send(Event{Vertex: v, Name: name, Status: StatusError, Error: err.Error(), Duration: time.Since(start)})
+		var ge *graph.Error
+		if errors.As(err, &ge) || errors.Is(err, context.Canceled) {
+			return state{}, time.Time{}, err
+		}
+		return state{}, time.Time{}, &graph.Error{Location: step.Location, Err: fmt.Errorf("%s: %w", step.Text, err)}
+	}
+	status := StatusDone
+	if cached {
+		status = StatusCached
+	}
+	b.prog.send(Event{Vertex: v, Name: name, Status: status, Duration: time.Since(start)})
+	return next, created, nil
 }
 
 // lastCreated is the newest creation time among history entries.
@@ -308,6 +366,39 @@ func (b *build) base(ctx context.Context, st *graph.Stage) (state, error) {
 	}
 }
 
+// awaitInputs waits for the stages op copies from. The stage's read
+// session is given up first: it is never held while waiting for another
+// stage (see reader).
+func (b *build) awaitInputs(ctx context.Context, rd *reader, op graph.Op) error {
+	c, ok := op.(*graph.Copy)
+	if !ok || c.From.Context || c.From.Image != "" {
+		return nil
+	}
+	rd.close()
+	_, err := b.await(ctx, c.From.Stage)
+	return err
+}
+
+// slot waits for one of the MaxParallelism slots, giving the stage's read
+// session up first if it must wait; release frees the slot.
+func (b *build) slot(ctx context.Context, rd *reader) (release func(), err error) {
+	if b.sem == nil {
+		return func() {}, nil
+	}
+	select {
+	case b.sem <- struct{}{}:
+		return func() { <-b.sem }, nil
+	default:
+	}
+	rd.close()
+	select {
+	case b.sem <- struct{}{}:
+		return func() { <-b.sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // runStep executes one layer-making step, or reuses its recorded layer.
 func (b *build) runStep(ctx context.Context, rd *reader, cur state, st *graph.Stage, index int, v int, name string) (state, time.Time, bool, error) {
 	step := st.Steps[index]
@@ -326,9 +417,6 @@ func (b *build) runStep(ctx context.Context, rd *reader, cur state, st *graph.St
 	case *graph.Copy:
 		var src copySource
 		info.Kind = "copy"
-		if !op.From.Context && op.From.Image == "" {
-			rd.close() // never hold the read lock while waiting for another stage
-		}
 		src, info.Input, entries, err = b.copyInput(ctx, op)
 		if err != nil {
 			return state{}, time.Time{}, false, err
@@ -393,12 +481,6 @@ func (b *build) runStep(ctx context.Context, rd *reader, cur state, st *graph.St
 
 // execute runs exec over a fresh snapshot of cur and records the layer.
 func (b *build) execute(ctx context.Context, cur state, key digest.Digest, info cache.Step, exec func(context.Context, *snapshot.Active) error) (state, time.Time, error) {
-	select {
-	case b.sem <- struct{}{}:
-		defer func() { <-b.sem }()
-	case <-ctx.Done():
-		return state{}, time.Time{}, ctx.Err()
-	}
 	parent, err := b.s.materialize(ctx, cur)
 	if err != nil {
 		return state{}, time.Time{}, err

@@ -36,7 +36,11 @@ type env struct {
 	runs   atomic.Int32
 	mu     sync.Mutex
 	events []solver.Event
+	// ran is when each container ran, by its command line.
+	ran map[string]span
 }
+
+type span struct{ from, to time.Time }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
@@ -55,11 +59,16 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: st}
+	e := &env{t: t, store: st, ran: map[string]span{}}
 	e.solver = &solver.Solver{Store: st, Snap: sn,
 		Runner: solver.RunnerFunc(func(ctx context.Context, spec runner.Spec, stdio runner.Stdio) error {
 			e.runs.Add(1)
-			return runner.Run(ctx, spec, stdio)
+			from := time.Now()
+			err := runner.Run(ctx, spec, stdio)
+			e.mu.Lock()
+			e.ran[strings.Join(spec.Args, " ")] = span{from, time.Now()}
+			e.mu.Unlock()
+			return err
 		}),
 		Reporter: func(ev solver.Event) {
 			e.mu.Lock()
@@ -71,9 +80,10 @@ func newEnv(t *testing.T) *env {
 }
 
 type buildOpts struct {
-	args    map[string]string
-	target  string
-	explain bool
+	args        map[string]string
+	target      string
+	explain     bool
+	maxParallel int
 }
 
 // build converts and solves the Dockerfile in dir and returns the result and
@@ -107,7 +117,7 @@ func (e *env) build(dir string, o buildOpts) (*solver.Result, int) {
 	e.mu.Lock()
 	e.events = nil
 	e.mu.Unlock()
-	res, err := e.solver.Solve(ctx, def, solver.Options{ContextDir: dir, Dockerfile: filepath.Join(dir, "Dockerfile"), Explain: o.explain})
+	res, err := e.solver.Solve(ctx, def, solver.Options{ContextDir: dir, Dockerfile: filepath.Join(dir, "Dockerfile"), Explain: o.explain, MaxParallelism: o.maxParallel})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -228,42 +238,40 @@ RUN echo "$V" > /v
 func TestParallelStagesOverlap(t *testing.T) {
 	e := newEnv(t)
 	dir := t.TempDir()
+	// Three stages, more than this machine's CPUs and than most CI
+	// runners': steps are not throttled by cores.
 	writeFiles(t, dir, map[string]string{"Dockerfile": `FROM base/busybox:1 AS a
 RUN sleep 1 && echo a > /a
 FROM base/busybox:1 AS b
 RUN sleep 1 && echo b > /b
+FROM base/busybox:1 AS c
+RUN sleep 1 && echo c > /c
 FROM base/busybox:1 AS unrelated
 RUN exit 9
 FROM base/busybox:1
 COPY --from=a /a /a
 COPY --from=b /b /b
+COPY --from=c /c /c
 `})
 	e.build(dir, buildOpts{})
-	starts := map[string]time.Time{}
-	ends := map[string]time.Time{}
 	e.mu.Lock()
-	for _, ev := range e.events {
-		if !strings.Contains(ev.Name, "RUN sleep") {
-			continue
-		}
-		switch ev.Status {
-		case solver.StatusStart:
-			starts[ev.Name] = ev.Time
-		case solver.StatusDone:
-			ends[ev.Name] = ev.Time
+	defer e.mu.Unlock()
+	sleeps := map[string]span{}
+	for cmd, s := range e.ran {
+		if strings.Contains(cmd, "sleep") {
+			sleeps[cmd] = s
 		}
 	}
-	e.mu.Unlock()
-	if len(starts) != 2 || len(ends) != 2 {
-		t.Fatalf("events: starts %v ends %v", starts, ends)
+	if len(sleeps) != 3 {
+		t.Fatalf("ran %v", e.ran)
 	}
-	// Overlap: each started before the other ended.
-	var names []string
-	for n := range starts {
-		names = append(names, n)
-	}
-	if !starts[names[0]].Before(ends[names[1]]) || !starts[names[1]].Before(ends[names[0]]) {
-		t.Errorf("stages did not overlap: %v %v", starts, ends)
+	// Overlap: each container started before every other one ended.
+	for a, sa := range sleeps {
+		for b, sb := range sleeps {
+			if a != b && !sa.from.Before(sb.to) {
+				t.Errorf("%q started after %q ended: %v", a, b, sleeps)
+			}
+		}
 	}
 }
 
@@ -281,5 +289,73 @@ RUN cmp /a /b
 `})
 	if _, runs := e.build(dir, buildOpts{}); runs != 2 { // the shared RUN once, then cmp
 		t.Errorf("ran %d containers, want 2 (shared step once, then cmp)", runs)
+	}
+}
+
+// A step starts when its inputs are ready: the COPY --from a slow stage
+// reports its start after that stage's RUN is done, so its time is the
+// copy's alone (the order of events, not a duration, shows it).
+func TestStepStartsAfterItsInputs(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": `FROM base/busybox:1 AS slow
+RUN sleep 1 && echo x > /x
+FROM base/busybox:1
+COPY --from=slow /x /x
+`})
+	e.build(dir, buildOpts{})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	runDone, copyStart := -1, -1
+	for i, ev := range e.events {
+		switch {
+		case strings.Contains(ev.Name, "RUN sleep") && ev.Status == solver.StatusDone:
+			runDone = i
+		case strings.Contains(ev.Name, "COPY --from=slow") && ev.Status == solver.StatusStart:
+			copyStart = i
+		}
+	}
+	if runDone < 0 || copyStart < runDone {
+		t.Errorf("the COPY started (event %d) before the stage it copies from was done (event %d)", copyStart, runDone)
+	}
+}
+
+// With one slot, no two steps overlap, containers or progress: each step
+// starts after the one before it is reported done, so that no step's time
+// includes its wait for the slot.
+func TestMaxParallelismOne(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": `FROM base/busybox:1 AS a
+RUN sleep 0.3 && echo a > /a
+FROM base/busybox:1 AS b
+RUN sleep 0.3 && echo b > /b
+FROM base/busybox:1
+COPY --from=a /a /a
+COPY --from=b /b /b
+`})
+	e.build(dir, buildOpts{maxParallel: 1})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	running := 0
+	for _, ev := range e.events {
+		switch ev.Status {
+		case solver.StatusStart:
+			if running++; running > 1 {
+				t.Errorf("%s started while another step ran", ev.Name)
+			}
+		case solver.StatusDone, solver.StatusCached, solver.StatusError:
+			running--
+		}
+	}
+	if len(e.ran) != 2 {
+		t.Fatalf("ran %v", e.ran)
+	}
+	var spans []span
+	for _, s := range e.ran {
+		spans = append(spans, s)
+	}
+	if spans[0].from.Before(spans[1].to) && spans[1].from.Before(spans[0].to) {
+		t.Errorf("the containers overlapped: %v", spans)
 	}
 }

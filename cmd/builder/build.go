@@ -39,6 +39,8 @@ type buildOptions struct {
 	quiet     bool
 	pidsLimit int64
 	memory    string
+	// maxParallelism bounds the steps that run at once; 0: no bound.
+	maxParallelism int
 }
 
 func newBuildCmd(g *globalOptions) *cobra.Command {
@@ -71,6 +73,7 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print only the image ID (--progress quiet)")
 	f.Int64Var(&o.pidsLimit, "pids-limit", runner.DefaultBuildPidsLimit, "limit the processes of each RUN step (0 or -1: unlimited)")
 	f.StringVarP(&o.memory, "memory", "m", "", "memory limit of each RUN step (e.g. 512m, 2g)")
+	f.IntVar(&o.maxParallelism, "max-parallelism", 0, "run at most N steps at once (0: no limit)")
 	return cmd
 }
 
@@ -142,6 +145,24 @@ func readIgnore(dockerfile, contextDir string) ([]string, error) {
 	return nil, nil
 }
 
+// resolveContext returns the real directory the context path the user typed
+// names: absolute, clean, with symlinks resolved as docker build does. Done
+// once here, so that ".", "./", an absolute path and a symlink to the
+// directory are one context to everything below (one stat-cache).
+func resolveContext(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err == nil {
+		abs, err = filepath.EvalSymlinks(abs)
+	}
+	if err != nil {
+		return "", usageError{fmt.Errorf("context %q is not a directory: %w", p, err)}
+	}
+	if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+		return "", usageError{fmt.Errorf("context %q is not a directory", p)}
+	}
+	return abs, nil
+}
+
 func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir string) error {
 	// A build's heap is mostly short-lived walk and copy buffers over a
 	// small live set: collecting at 5x rather than 2x the live heap saves
@@ -173,9 +194,12 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err != nil {
 		return err
 	}
-	fi, err := os.Stat(contextDir)
-	if err != nil || !fi.IsDir() {
-		return usageError{fmt.Errorf("context %q is not a directory", contextDir)}
+	if o.maxParallelism < 0 {
+		return usageError{fmt.Errorf("invalid --max-parallelism %d: want 0 (no limit) or more", o.maxParallelism)}
+	}
+	contextDir, err = resolveContext(contextDir)
+	if err != nil {
+		return err
 	}
 	if err := validateTags(o.tags); err != nil {
 		return err
@@ -225,7 +249,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	// RUN steps start their containers' inits one ahead.
 	pool := &runner.Pool{Resources: limits}
 	defer pool.Close()
-	res, err := e.solver(pool, pr.Event).Solve(ctx, def, solver.Options{ContextDir: contextDir, Dockerfile: absFile, Ignore: ignore, NoCache: o.noCache, Explain: o.explain})
+	res, err := e.solver(pool, pr.Event).Solve(ctx, def, solver.Options{ContextDir: contextDir, Dockerfile: absFile, Ignore: ignore, NoCache: o.noCache, Explain: o.explain, MaxParallelism: o.maxParallelism})
 	if err != nil {
 		return err
 	}

@@ -49,9 +49,9 @@ const racyWindow = 2 * time.Second
 // concurrent use.
 type Cache struct {
 	db     DB
-	dir    string // the directory as given (cleaned): host paths start with it
+	dir    string // the directory: host paths start with it
 	prefix string // dir with a trailing separator
-	key    []byte // the bucket of the directory: its absolute path
+	key    []byte // the bucket of the directory: its path
 
 	// loaded is the bucket as Open read it, never written afterwards, so
 	// lookups take no lock. seen marks the records asked for this
@@ -87,19 +87,20 @@ type call struct {
 	err  error
 }
 
-// Open returns the stat cache of the context directory dir, whose records
-// it reads from db in the background: a build opens it first thing and
-// walks the context while the records load. Errors loading them come back
-// from the first ReadSums or Flush that needs them.
+// Open returns the stat cache of the context directory dir, an absolute,
+// clean path (the host paths ReadSums is given must start with it). It
+// reads the records from db in the background: a build opens it first
+// thing and walks the context while the records load. ctx bounds that
+// load, so it must last until Flush, which needs it; errors loading come
+// back from the first ReadSums or Flush that needs the records.
 func Open(ctx context.Context, db DB, dir string) (*Cache, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, fmt.Errorf("open stat cache of %s: %w", dir, err)
+	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
+		return nil, fmt.Errorf("open stat cache of %s: not an absolute, clean path", dir)
 	}
 	c := &Cache{
 		db:         db,
-		dir:        filepath.Clean(dir),
-		key:        []byte(abs),
+		dir:        dir,
+		key:        []byte(dir),
 		fresh:      map[string][]byte{},
 		dirty:      map[string]bool{},
 		inflight:   map[string]*call{},

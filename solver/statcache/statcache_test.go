@@ -701,3 +701,18 @@ func TestBigBuffer(t *testing.T) {
 		b = append(b, make([]byte, n)...) // no reallocation, no overrun
 	}
 }
+
+// The directory is the key of its records and the prefix of the paths
+// looked up: a relative or unclean one ("." gave "./", which no walked path
+// starts with) would never hit, so it is refused.
+func TestOpenWantsAbsoluteCleanPath(t *testing.T) {
+	db := newDB(t)
+	dir := t.TempDir()
+	for _, bad := range []string{".", "./", "..", "sub/", "sub", dir + "/", dir + "/.", dir + "/../" + filepath.Base(dir)} {
+		if _, err := Open(context.Background(), db, bad); err == nil || !strings.Contains(err.Error(), "not an absolute, clean path") {
+			t.Errorf("Open(%q): %v", bad, err)
+		}
+	}
+	c := open(t, db, dir)
+	flush(t, c)
+}
