@@ -11,6 +11,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/internal/mount"
 	"github.com/builder-dev/builder/solver/cache"
 )
@@ -82,6 +83,7 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 	if err := cache.Delete(ctx, c.Store, goneKeys); err != nil {
 		return rep, fmt.Errorf("prune: delete cache records: %w", err)
 	}
+	crashpoint.Hit("gc.records.deleted")
 	for _, k := range goneKeys {
 		delete(s.records, k)
 	}
@@ -100,6 +102,7 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 		if err == nil {
 			rep.Blobs++
 			rep.Reclaimed += s.blobs[d]
+			crashpoint.Hit("gc.blob.removed")
 		}
 	}
 	for _, ch := range sortedKeys(s.dirs) {
@@ -115,6 +118,7 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 		}
 		rep.Layers++
 		rep.Reclaimed += size
+		crashpoint.Hit("gc.layer.removed")
 	}
 	for _, dir := range []string{c.Store.TmpDir(), s.snapTmpDir()} {
 		n, size, err := sweepTemp(dir, now.Add(-TempAge))

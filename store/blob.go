@@ -10,6 +10,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builder-dev/builder/internal/crashpoint"
 )
 
 // Ingest streams r into the store as a blob of mediaType: to a temporary
@@ -70,9 +72,11 @@ func (b *StagedBlob) Commit() error {
 	if b.s.HasBlob(b.Desc.Digest) {
 		return nil
 	}
+	crashpoint.Hit("store.blob.staged")
 	if err := os.Rename(tmp, b.s.BlobPath(b.Desc.Digest)); err != nil {
 		return fmt.Errorf("ingest blob %s: %w", b.Desc.Digest, err)
 	}
+	crashpoint.Hit("store.blob.committed")
 	return nil
 }
 

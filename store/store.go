@@ -10,6 +10,8 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.etcd.io/bbolt"
+
+	"github.com/builder-dev/builder/internal/crashpoint"
 )
 
 // Sentinel errors, checked with errors.Is.
@@ -140,6 +142,11 @@ func (s *Store) writeFileAtomic(path string, b []byte) error {
 	}
 	if err := f.Close(); err != nil {
 		return err
+	}
+	if path == s.indexPath() {
+		crashpoint.Hit("store.index.staged")
+	} else {
+		crashpoint.Hit("store.blob.staged")
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return err
