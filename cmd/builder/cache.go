@@ -35,7 +35,21 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 }
 
 func (e *env) collector() *gc.Collector {
-	return &gc.Collector{Store: e.store, Snap: e.snap, Roots: e.containerRoots}
+	return &gc.Collector{Store: e.store, Snap: e.snap, Roots: e.containerRoots, Containers: e.containerSnapshots}
+}
+
+// containerSnapshots are the writable layers containers own; any other is
+// a killed build's.
+func (e *env) containerSnapshots(ctx context.Context) ([]string, error) {
+	list, err := container.List(ctx, e.store)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(list))
+	for _, c := range list {
+		ids = append(ids, c.SnapshotID)
+	}
+	return ids, nil
 }
 
 // containerRoots keeps the images of containers: their writable layers sit
@@ -158,7 +172,7 @@ Total is what the cache records hold: their layer blobs (by size) and
 their unpacked layers (by disk blocks, like du), each counted once however
 many records hold it. Shared is the part of it images also use; no prune
 frees it. Reclaimable (Total - Shared) is what 'cache prune --all' frees.
-Unreferenced is what nothing holds (stray blobs and unpacked layers, stale
+Unreferenced is what nothing holds (stray blobs and unpacked layers,
 temporary files); any prune frees it.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -204,9 +218,9 @@ func newCachePruneCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "prune [--all] [--keep-storage SIZE] [--filter until=DURATION]",
 		Short: "Remove build cache records and the data nothing uses any more",
-		Long: `Remove build cache records, then every blob, unpacked layer and stale
-temporary file that no image and no remaining record uses. Images are
-never removed.
+		Long: `Remove build cache records, then every blob and unpacked layer that no
+image and no remaining record uses, and what killed builds left
+(temporary files, writable layers). Images are never removed.
 
 By default only records whose layers no image uses go; --all removes
 every record. --keep-storage SIZE (1GB, 512MB, 100kB or bytes; k, m, g
