@@ -1,0 +1,351 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/builder-dev/builder/internal/crashpoint"
+)
+
+// crashAt runs the builder with the crash point armed and requires that it
+// died there, killed by SIGKILL: a point never reached would test nothing.
+func (h *harness) crashAt(point string, args ...string) {
+	h.t.Helper()
+	cmd := exec.Command(builderBin, append([]string{"--root", h.root}, args...)...)
+	cmd.Env = append(os.Environ(), crashpoint.EnvVar+"="+point)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	// A process the killed builder left holding our pipe would make Wait
+	// hang; leftover processes are checked for separately.
+	cmd.WaitDelay = 10 * time.Second
+	err := cmd.Run()
+	if !killedBySIGKILL(err) {
+		h.t.Fatalf("builder %s with %s=%s: want it killed at the point, got %v\n%s",
+			strings.Join(args, " "), crashpoint.EnvVar, point, err, out.String())
+	}
+}
+
+func killedBySIGKILL(err error) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
+// crashDockerfile has a COPY and a RUN layer and a config step; tag makes
+// every case's steps its own, so no case hits another's cache.
+func crashDockerfile(tag string) string {
+	return "FROM base/busybox:1\nCOPY f /f\nRUN echo " + tag + " > /r && cat /f >> /r\nENV CASE=" + tag + "\n"
+}
+
+// checkCrashImage runs the image built from crashDockerfile(tag).
+func (h *harness) checkCrashImage(ref, tag string) {
+	h.t.Helper()
+	if got, want := h.runImage(ref, "cat", "/r"), tag+"\n"+tag+"-file\n"; got != want {
+		h.t.Errorf("image %s: /r is %q, want %q", ref, got, want)
+	}
+}
+
+// Kill -9 the builder at each named point of a build's write path, then
+// build again on the same root: the store is consistent after the kill and
+// after the rebuild, and the rebuilt image is right.
+func TestCrashDuringBuild(t *testing.T) {
+	h := newHarness(t)
+	for _, point := range []string{
+		"store.blob.staged",      // a layer blob written and synced, not renamed
+		"store.blob.committed",   // a layer blob in the store, no record yet
+		"solver.blobs.committed", // a batch's blobs in the store, no records yet
+		"solver.records.written", // records written, no image yet
+		"store.index.staged",     // config and manifest written, index.json not yet
+		"store.index.staged@2",   // listed untagged, the tag not yet written
+		"store.blob.committed@2", // the second layer of the build
+	} {
+		t.Run(point, func(t *testing.T) {
+			h := &harness{t: t, root: h.root}
+			tag := "c" + strconv.Itoa(len(point)) + strings.NewReplacer(".", "", "@", "").Replace(point)
+			dir := h.context(crashDockerfile(tag), map[string]string{"f": tag + "-file\n"})
+			h.crashAt(point, "build", "-t", tag+":1", dir)
+			checkStoreAfterCrash(t, h.root)
+			h.build(dir, tag+":1")
+			h.checkCrashImage(tag+":1", tag)
+			checkStoreConsistent(t, h.root)
+		})
+	}
+}
+
+// Kill -9 the builder while a RUN's container runs: the container dies
+// with it (nothing of it runs on, nothing stays mounted), and a rebuild
+// works.
+func TestCrashDuringRun(t *testing.T) {
+	h := newHarness(t)
+	dir := h.context("FROM base/busybox:1\nARG WAIT=0\nRUN echo run > /r && sleep $WAIT\n", map[string]string{})
+	cmd := exec.Command(builderBin, "--root", h.root, "build", "-t", "run:1", "--build-arg", "WAIT=600", dir)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The RUN is running once a descendant of the builder runs sleep.
+	var procs []int
+	var sleeper int
+	for deadline := time.Now().Add(60 * time.Second); sleeper == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the RUN never started:\n%s", out.String())
+		}
+		procs = descendants(cmd.Process.Pid)
+		for _, p := range procs {
+			if comm(p) == "sleep" {
+				sleeper = p
+			}
+		}
+	}
+	runDir := runDirOf(sleeper)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); !killedBySIGKILL(err) {
+		t.Fatalf("builder: %v\n%s", err, out.String())
+	}
+	// The container's processes die with the builder (the parent-death
+	// signal of its init); killing is not instant, so wait for it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var alive []string
+		for _, p := range procs {
+			if c := comm(p); c != "" {
+				alive = append(alive, fmt.Sprintf("%d (%s)", p, c))
+			}
+		}
+		if len(alive) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed build's processes live on: %s", strings.Join(alive, ", "))
+		}
+	}
+	if runDir != "" {
+		if _, err := os.Stat(runDir); err == nil {
+			t.Errorf("the killed RUN's run dir %s is left behind", runDir)
+		}
+	}
+	checkStoreAfterCrash(t, h.root)
+	h.build(dir, "run:1")
+	if got := h.runImage("run:1", "cat", "/r"); got != "run\n" {
+		t.Errorf("/r: %q", got)
+	}
+	checkStoreConsistent(t, h.root)
+}
+
+// descendants lists the processes below pid, at this moment.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pp := ppid(p); pp > 0 {
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		for _, c := range children[p] {
+			out = append(out, c)
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
+}
+
+// ppid reads the parent of p from /proc/p/stat, 0 if p is gone.
+func ppid(p int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+	if err != nil {
+		return 0
+	}
+	// The command name is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
+
+// comm is p's command name, "" once p is gone (a zombie counts as gone:
+// it runs nothing and holds nothing).
+func comm(p int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open || len(s) < end+3 || s[end+2] == 'Z' || s[end+2] == 'X' {
+		return ""
+	}
+	return s[open+1 : end]
+}
+
+// runDirOf finds the host run dir of the container process p from the
+// source of its /etc/hosts bind mount, "" if it cannot be told.
+func runDirOf(p int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", p))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[4] != "/etc/hosts" {
+			continue
+		}
+		// f[3] is the bind's source within its file system; find that
+		// file system's mount point here.
+		src := unescapeOctal(f[3])
+		for _, m := range mountPoints() {
+			cand := filepath.Join(m, src)
+			if _, err := os.Stat(filepath.Join(filepath.Dir(cand), "hostname")); err == nil && filepath.Base(cand) == "hosts" {
+				return filepath.Dir(cand)
+			}
+		}
+	}
+	return ""
+}
+
+// Kill -9 at random moments of a multi-step build, a few times in a row
+// on one root; then the build completes and the image is right.
+func TestCrashAtRandomTimes(t *testing.T) {
+	h := newHarness(t)
+	df := "FROM base/busybox:1\nCOPY a /a\nRUN cat /a > /r1\nCOPY b /b\nRUN cat /r1 /b > /r2 && echo three > /r3\nCOPY --from=base/busybox:1 /bin/busybox /bb\nRUN cat /r2 /r3 > /r\n"
+	dir := h.context(df, map[string]string{"a": "a\n", "b": "b\n"})
+	// The kills fall within one whole build's time from an empty cache.
+	start := time.Now()
+	h.build(dir, "rnd:1")
+	whole := time.Since(start)
+	reset := func() {
+		h.mustRun("rmi", "rnd:1")
+		h.mustRun("cache", "prune", "--all")
+	}
+	reset()
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 8))
+	for i := range 4 {
+		cmd := exec.Command(builderBin, "--root", h.root, "build", "-t", "rnd:1", dir)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.WaitDelay = 10 * time.Second
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		delay := time.Duration(rnd.Int64N(int64(whole)))
+		time.Sleep(delay)
+		cmd.Process.Signal(syscall.SIGKILL)
+		err := cmd.Wait()
+		t.Logf("kill %d after %v of %v: %v", i, delay, whole, err)
+		checkStoreAfterCrash(t, h.root)
+		if err == nil {
+			reset() // done before the kill: start over from an empty cache
+		}
+	}
+	h.build(dir, "rnd:1")
+	if got := h.runImage("rnd:1", "cat", "/r"); got != "a\nb\nthree\n" {
+		t.Errorf("/r: %q", got)
+	}
+	checkStoreConsistent(t, h.root)
+}
+
+// Kill -9 `load` while it copies an archive's blobs and before it tags;
+// then the same load works and the image runs.
+func TestCrashDuringLoad(t *testing.T) {
+	h := newHarness(t)
+	dir := h.context(crashDockerfile("ld"), map[string]string{"f": "ld-file\n"})
+	h.build(dir, "ld:1")
+	archive := filepath.Join(t.TempDir(), "ld.tar")
+	h.mustRun("save", "-o", archive, "ld:1")
+	for _, point := range []string{
+		"store.blob.staged",      // the config staged
+		"store.blob.committed@2", // config and first layer in, the second not
+		"store.blob.staged@3",    // the second layer staged
+		"store.index.staged",     // all blobs in, not listed
+		"store.index.staged@2",   // listed untagged, not tagged
+	} {
+		t.Run(point, func(t *testing.T) {
+			h := &harness{t: t, root: h.root}
+			// Nothing of the image may be in the store, so that load
+			// writes every blob but the base's.
+			h.mustRun("rmi", "ld:1")
+			h.mustRun("cache", "prune", "--all")
+			h.crashAt(point, "load", "-i", archive)
+			checkStoreAfterCrash(t, h.root)
+			h.mustRun("load", "-i", archive)
+			h.checkCrashImage("ld:1", "ld")
+			checkStoreConsistent(t, h.root)
+		})
+	}
+}
+
+// Kill -9 `cache prune` after it deleted the records and in the middle of
+// deleting blobs and layers, and `rmi` between untagging and deleting:
+// the store stays consistent, the next prune finishes the job, and builds
+// work.
+func TestCrashDuringPruneAndRmi(t *testing.T) {
+	h := newHarness(t)
+	for _, point := range []string{
+		"gc.records.deleted",
+		"gc.blob.removed@2",
+		"gc.layer.removed",
+	} {
+		t.Run(point, func(t *testing.T) {
+			h := &harness{t: t, root: h.root}
+			tag := "p" + strconv.Itoa(len(point))
+			dir := h.context(crashDockerfile(tag), map[string]string{"f": tag + "-file\n"})
+			h.build(dir, tag+":1")
+			h.mustRun("rmi", tag+":1")
+			// A kept image keeps its blobs through any prune.
+			h.build(h.context(crashDockerfile("keep"), map[string]string{"f": "keep-file\n"}), "keep:1")
+			h.crashAt(point, "cache", "prune", "--all")
+			checkStoreAfterCrash(t, h.root)
+			h.mustRun("cache", "prune", "--all")
+			checkStoreConsistent(t, h.root)
+			h.checkCrashImage("keep:1", "keep")
+			h.build(dir, tag+":1")
+			h.checkCrashImage(tag+":1", tag)
+			checkStoreConsistent(t, h.root)
+		})
+	}
+	t.Run("rmi.untagged", func(t *testing.T) {
+		h := &harness{t: t, root: h.root}
+		dir := h.context(crashDockerfile("rmi"), map[string]string{"f": "rmi-file\n"})
+		// By ID, forced: both names go, then the image.
+		id := strings.TrimSpace(h.build(dir, "rmi:1", "-t", "rmi:2", "-q"))
+		h.crashAt("rmi.untagged", "rmi", "-f", id)
+		checkStoreAfterCrash(t, h.root)
+		h.mustRun("rmi", "-f", id)
+		h.mustRun("cache", "prune", "--all")
+		checkStoreConsistent(t, h.root)
+		h.build(dir, "rmi:1")
+		h.checkCrashImage("rmi:1", "rmi")
+		checkStoreConsistent(t, h.root)
+	})
+}
