@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/builder-dev/builder/internal/crashpoint"
+	"github.com/builder-dev/builder/internal/mount"
 )
 
 // crashAt runs the builder with the crash point armed and requires that it
@@ -28,6 +29,9 @@ func (h *harness) crashAt(point string, args ...string) {
 	// A process the killed builder left holding our pipe would make Wait
 	// hang; leftover processes are checked for separately.
 	cmd.WaitDelay = 10 * time.Second
+	// What the killed process left mounted must not outlive the test,
+	// whatever happens to the next command.
+	h.t.Cleanup(func() { _ = mount.UnmountUnder(h.root) })
 	err := cmd.Run()
 	if !killedBySIGKILL(err) {
 		h.t.Fatalf("builder %s with %s=%s: want it killed at the point, got %v\n%s",
@@ -44,10 +48,12 @@ func killedBySIGKILL(err error) bool {
 	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }
 
-// crashDockerfile has a COPY and a RUN layer and a config step; tag makes
-// every case's steps its own, so no case hits another's cache.
+// crashDockerfile has a COPY, a COPY --from an image (mounted on the
+// host meanwhile) and a RUN layer and a config step; tag makes every
+// case's steps its own, so no case hits another's cache.
 func crashDockerfile(tag string) string {
-	return "FROM base/busybox:1\nCOPY f /f\nRUN echo " + tag + " > /r && cat /f >> /r\nENV CASE=" + tag + "\n"
+	return "FROM base/busybox:1\nCOPY f /f\nRUN echo " + tag + " > /r && cat /f >> /r\n" +
+		"COPY --from=base/busybox:1 /bin/busybox /bb\nENV CASE=" + tag + "\n"
 }
 
 // checkCrashImage runs the image built from crashDockerfile(tag).
@@ -71,6 +77,8 @@ func TestCrashDuringBuild(t *testing.T) {
 		"store.index.staged",     // config and manifest written, index.json not yet
 		"store.index.staged@2",   // listed untagged, the tag not yet written
 		"store.blob.committed@2", // the second layer of the build
+		"solver.layer.staged",    // a RUN's layer staged, its snapshot not committed
+		"solver.copy.mounted",    // an image mounted on the host for COPY --from
 	} {
 		t.Run(point, func(t *testing.T) {
 			h := &harness{t: t, root: h.root}
