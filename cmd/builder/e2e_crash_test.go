@@ -29,6 +29,8 @@ func (h *harness) crashAt(point string, args ...string) {
 	// A process the killed builder left holding our pipe would make Wait
 	// hang; leftover processes are checked for separately.
 	cmd.WaitDelay = 10 * time.Second
+	// A process group of its own, to find what it started after its death.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// What the killed process left mounted must not outlive the test,
 	// whatever happens to the next command.
 	h.t.Cleanup(func() { _ = mount.UnmountUnder(h.root) })
@@ -37,6 +39,48 @@ func (h *harness) crashAt(point string, args ...string) {
 		h.t.Fatalf("builder %s with %s=%s: want it killed at the point, got %v\n%s",
 			strings.Join(args, " "), crashpoint.EnvVar, point, err, out.String())
 	}
+	checkNoProcessLeft(h.t, cmd.Process.Pid)
+}
+
+// checkNoProcessLeft fails t if a process of the group pgid (the killed
+// builder's: its container inits and their commands) outlives it. They
+// are killed by their parent-death signal, which takes a moment, so it
+// waits for them a while.
+func checkNoProcessLeft(t *testing.T, pgid int) {
+	t.Helper()
+	var left []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		left = left[:0]
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			p, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			if st := procStat(p); len(st) >= 3 && st[2] == strconv.Itoa(pgid) && st[0] != "Z" && st[0] != "X" {
+				left = append(left, fmt.Sprintf("%d (%s)", p, comm(p)))
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+	}
+	t.Errorf("the killed builder's processes live on: %s", strings.Join(left, ", "))
+}
+
+// procStat is the fields of /proc/p/stat after the command name: state,
+// ppid, pgrp, ...; nil once p is gone.
+func procStat(p int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+	if err != nil {
+		return nil
+	}
+	// The command name is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
 }
 
 func killedBySIGKILL(err error) bool {
@@ -183,22 +227,13 @@ func descendants(pid int) []int {
 	return out
 }
 
-// ppid reads the parent of p from /proc/p/stat, 0 if p is gone.
+// ppid reads the parent of p, 0 if p is gone.
 func ppid(p int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-	if err != nil {
+	st := procStat(p)
+	if len(st) < 2 {
 		return 0
 	}
-	// The command name is in parentheses and may hold spaces.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[1])
+	n, _ := strconv.Atoi(st[1])
 	return n
 }
 
@@ -263,6 +298,7 @@ func TestCrashAtRandomTimes(t *testing.T) {
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		cmd.WaitDelay = 10 * time.Second
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -271,6 +307,7 @@ func TestCrashAtRandomTimes(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		err := cmd.Wait()
 		t.Logf("kill %d after %v of %v: %v", i, delay, whole, err)
+		checkNoProcessLeft(t, cmd.Process.Pid)
 		checkStoreAfterCrash(t, h.root)
 		if err == nil {
 			reset() // done before the kill: start over from an empty cache
