@@ -292,6 +292,7 @@ func TestCrashAtRandomTimes(t *testing.T) {
 		h.mustRun("cache", "prune", "--all")
 	}
 	reset()
+	t.Cleanup(func() { _ = mount.UnmountUnder(h.root) })
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 8))
 	for i := range 4 {
 		cmd := exec.Command(builderBin, "--root", h.root, "build", "-t", "rnd:1", dir)
