@@ -95,7 +95,10 @@ func (s *Store) SnapshotsDir() string { return filepath.Join(s.root, "snapshots"
 // on the store's filesystem.
 func (s *Store) TmpDir() string { return filepath.Join(s.root, "tmp") }
 
-func (s *Store) indexPath() string  { return filepath.Join(s.ContentDir(), "index.json") }
+// indexFile is index.json's path in the content directory.
+const indexFile = ocispec.ImageIndexFile
+
+func (s *Store) indexPath() string  { return filepath.Join(s.ContentDir(), indexFile) }
 func (s *Store) lockPath() string   { return filepath.Join(s.root, "index.lock") }
 func (s *Store) metaPath() string   { return filepath.Join(s.root, "meta.db") }
 func (s *Store) layoutPath() string { return filepath.Join(s.ContentDir(), ocispec.ImageLayoutFile) }
@@ -147,7 +150,7 @@ func (s *Store) writeNewFile(path string, b []byte) error {
 // temporary file can have a fixed name: one that a killed writer left is
 // simply replaced by the next writer.
 func (s *Store) replaceFile(path string, b []byte) error {
-	tmp := filepath.Join(s.TmpDir(), filepath.Base(path)+".new")
+	tmp := filepath.Join(s.TmpDir(), filepath.Base(path)+replaceSuffix)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
@@ -165,6 +168,17 @@ func (s *Store) replaceFile(path string, b []byte) error {
 		return err
 	}
 	return syncDir(filepath.Dir(path))
+}
+
+// replaceSuffix names replaceFile's temporary files.
+const replaceSuffix = ".new"
+
+// LockFreeTemp reports whether name, an entry of TmpDir, is a temporary
+// file written without the build lock (index.json's, under the index
+// lock), which a sweep under the GC lock must leave alone. Every other
+// entry of TmpDir belongs to a process holding the build lock.
+func LockFreeTemp(name string) bool {
+	return name == filepath.Base(indexFile)+replaceSuffix
 }
 
 // writeSynced writes b to f, mode 0644 whatever the umask, and syncs it.
