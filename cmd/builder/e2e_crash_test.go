@@ -167,6 +167,7 @@ func TestCrashDuringRun(t *testing.T) {
 		}
 	}
 	runDir := runDirOf(sleeper)
+	t.Logf("the RUN's run dir: %s", runDir)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -189,10 +190,10 @@ func TestCrashDuringRun(t *testing.T) {
 			t.Fatalf("the killed build's processes live on: %s", strings.Join(alive, ", "))
 		}
 	}
-	if runDir != "" {
-		if _, err := os.Stat(runDir); err == nil {
-			t.Errorf("the killed RUN's run dir %s is left behind", runDir)
-		}
+	if runDir == "" {
+		t.Error("cannot tell the RUN's run dir from its /etc/hosts mount")
+	} else if _, err := os.Stat(runDir); err == nil {
+		t.Errorf("the killed RUN's run dir %s is left behind", runDir)
 	}
 	checkStoreAfterCrash(t, h.root)
 	h.build(dir, "run:1")
@@ -253,7 +254,8 @@ func comm(p int) string {
 }
 
 // runDirOf finds the host run dir of the container process p from the
-// source of its /etc/hosts bind mount, "" if it cannot be told.
+// source of its /etc/hosts bind mount (the run dir may be removed already,
+// so it is found by device, not by path), "" if it cannot be told.
 func runDirOf(p int) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", p))
 	if err != nil {
@@ -264,13 +266,17 @@ func runDirOf(p int) string {
 		if len(f) < 5 || f[4] != "/etc/hosts" {
 			continue
 		}
-		// f[3] is the bind's source within its file system; find that
-		// file system's mount point here.
-		src := unescapeOctal(f[3])
-		for _, m := range mountPoints() {
-			cand := filepath.Join(m, src)
-			if _, err := os.Stat(filepath.Join(filepath.Dir(cand), "hostname")); err == nil && filepath.Base(cand) == "hosts" {
-				return filepath.Dir(cand)
+		// f[2] is the file system's device, f[3] the file's path in it
+		// ("//deleted" appended once it is unlinked).
+		src := strings.TrimSuffix(unescapeOctal(f[3]), "//deleted")
+		host, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			return ""
+		}
+		for _, hl := range strings.Split(string(host), "\n") {
+			h := strings.Fields(hl)
+			if len(h) >= 5 && h[2] == f[2] && h[3] == "/" {
+				return filepath.Join(unescapeOctal(h[4]), filepath.Dir(src))
 			}
 		}
 	}
