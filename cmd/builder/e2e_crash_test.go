@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -168,6 +169,8 @@ func TestCrashDuringRun(t *testing.T) {
 	}
 	runDir := runDirOf(sleeper)
 	t.Logf("the RUN's run dir: %s", runDir)
+	cgroups := ownCgroups(sleeper)
+	t.Logf("the RUN's cgroups: %v", cgroups)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +204,60 @@ func TestCrashDuringRun(t *testing.T) {
 		t.Errorf("/r: %q", got)
 	}
 	checkStoreConsistent(t, h.root)
+	// The killed RUN's cgroups (if it had its own) are gone once the
+	// next build ran.
+	for _, d := range cgroups {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("the killed RUN's cgroup %s is left behind", d)
+		}
+	}
+}
+
+// ownCgroups lists the host directories of the cgroups process p is in
+// that this test process is not in: those made for its container.
+func ownCgroups(p int) []string {
+	mine := map[string]string{} // controllers -> path
+	b, _ := os.ReadFile("/proc/self/cgroup")
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 {
+			mine[f[1]] = f[2]
+		}
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", p))
+	if err != nil {
+		return nil
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(l, ":", 3)
+		if len(f) != 3 || mine[f[1]] == f[2] {
+			continue
+		}
+		// The hierarchy's mount: cgroup2 for "0::", else the cgroup
+		// mount whose options name the controllers.
+		for _, ml := range strings.Split(string(mounts), "\n") {
+			pre, post, ok := strings.Cut(ml, " - ")
+			mf, pf := strings.Fields(pre), strings.Fields(post)
+			if !ok || len(mf) < 5 || len(pf) < 3 {
+				continue
+			}
+			match := f[1] == "" && pf[0] == "cgroup2"
+			if f[1] != "" && pf[0] == "cgroup" {
+				match = true
+				for _, c := range strings.Split(f[1], ",") {
+					if !slices.Contains(strings.Split(pf[2], ","), c) {
+						match = false
+					}
+				}
+			}
+			if match {
+				out = append(out, filepath.Join(unescapeOctal(mf[4]), f[2]))
+				break
+			}
+		}
+	}
+	return out
 }
 
 // descendants lists the processes below pid, at this moment.
