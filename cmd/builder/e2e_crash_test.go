@@ -101,6 +101,9 @@ func crashDockerfile(tag string) string {
 		"COPY --from=base/busybox:1 /bin/busybox /bb\nENV CASE=" + tag + "\n"
 }
 
+// crashTag is a repository name for the case of a crash point.
+func crashTag(point string) string { return strings.ReplaceAll(point, "@", "-") }
+
 // checkCrashImage runs the image built from crashDockerfile(tag).
 func (h *harness) checkCrashImage(ref, tag string) {
 	h.t.Helper()
@@ -115,7 +118,7 @@ func (h *harness) checkCrashImage(ref, tag string) {
 func TestCrashDuringBuild(t *testing.T) {
 	h := newHarness(t)
 	for _, point := range []string{
-		"store.blob.staged",      // a layer blob written and synced, not renamed
+		"store.blob.staged",      // a layer blob written and synced, not named yet
 		"store.blob.committed",   // a layer blob in the store, no record yet
 		"solver.blobs.committed", // a batch's blobs in the store, no records yet
 		"solver.records.written", // records written, no image yet
@@ -127,7 +130,7 @@ func TestCrashDuringBuild(t *testing.T) {
 	} {
 		t.Run(point, func(t *testing.T) {
 			h := &harness{t: t, root: h.root}
-			tag := "c" + strconv.Itoa(len(point)) + strings.NewReplacer(".", "", "@", "").Replace(point)
+			tag := crashTag(point)
 			dir := h.context(crashDockerfile(tag), map[string]string{"f": tag + "-file\n"})
 			h.crashAt(point, "build", "-t", tag+":1", dir)
 			checkStoreAfterCrash(t, h.root)
@@ -427,7 +430,7 @@ func TestCrashDuringPruneAndRmi(t *testing.T) {
 	} {
 		t.Run(point, func(t *testing.T) {
 			h := &harness{t: t, root: h.root}
-			tag := "p" + strconv.Itoa(len(point))
+			tag := crashTag(point)
 			dir := h.context(crashDockerfile(tag), map[string]string{"f": tag + "-file\n"})
 			h.build(dir, tag+":1")
 			h.mustRun("rmi", tag+":1")
