@@ -38,7 +38,9 @@ type PruneReport struct {
 	Layers    int            // unpacked layer directories deleted
 	TempFiles int            // entries of tmp/ deleted
 	Actives   int            // writable snapshots of killed builds deleted
-	Reclaimed int64          // bytes freed: blob sizes plus disk usage of the rest
+	// ContainerDirs are directories of killed container creations deleted.
+	ContainerDirs int
+	Reclaimed     int64 // bytes freed: blob sizes plus disk usage of the rest
 }
 
 // Prune removes the cache records opt selects, then every blob no listed
@@ -115,7 +117,7 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 	}
 	// Holding the GC lock, nothing under tmp/ is in use.
 	sw, err := c.Sweep(ctx)
-	rep.TempFiles, rep.Actives = sw.TempFiles, sw.Actives
+	rep.TempFiles, rep.Actives, rep.ContainerDirs = sw.TempFiles, sw.Actives, sw.ContainerDirs
 	rep.Reclaimed += sw.Reclaimed
 	if err != nil {
 		return rep, fmt.Errorf("prune: %w", err)

@@ -25,11 +25,14 @@ type Collector struct {
 	// to images and records: for example the blobs and chains of stopped
 	// containers' images, whose writable layers sit on those chains.
 	Roots func(ctx context.Context) (Roots, error)
-	// Containers, if set, lists the IDs of the writable snapshots that
-	// containers own. Then Sweep (and so Prune) removes every other
-	// writable snapshot, which a killed build left; without it, they are
-	// never touched.
-	Containers func(ctx context.Context) ([]string, error)
+	// Containers, if set, lists what containers own. Then Sweep (and so
+	// Prune) removes every other writable snapshot and every other
+	// directory of ContainersDir, which a killed build or container
+	// creation left; without it, they are never touched.
+	Containers func(ctx context.Context) (Owned, error)
+	// ContainersDir is where containers have their directories, named by
+	// their IDs; "" for none.
+	ContainersDir string
 }
 
 // Roots are blobs and unpacked layers (by chain ID) that are live without

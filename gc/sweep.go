@@ -16,15 +16,24 @@ import (
 
 // SweepReport says what Sweep removed.
 type SweepReport struct {
-	TempFiles int   // entries of tmp/ (the store's and the snapshotter's)
-	Actives   int   // writable snapshots no container owns
-	Reclaimed int64 // their disk usage
+	TempFiles     int   // entries of tmp/ (the store's and the snapshotter's)
+	Actives       int   // writable snapshots no container owns
+	ContainerDirs int   // directories of ContainersDir no container owns
+	Reclaimed     int64 // their disk usage
+}
+
+// Owned is what containers hold apart from images and the cache.
+type Owned struct {
+	Snapshots []string // their writable snapshots' IDs
+	IDs       []string // their IDs, which name their directories
 }
 
 // Sweep removes what killed processes left: every entry of the store's
 // and the snapshotter's tmp/ (unmounting what is mounted there first),
-// and, when c.Containers is set, every writable snapshot no container
-// owns, which can only be a killed build's.
+// and, when c.Containers is set, every writable snapshot and every
+// directory of c.ContainersDir that no container owns, which can only be
+// a killed build's or container creation's (a container's removal drops
+// its record last).
 //
 // The caller must hold the GC lock exclusively (cache.LockGC or
 // cache.TryLockGC): every process that writes there (build, load, import,
@@ -54,17 +63,28 @@ func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 	if c.Containers == nil {
 		return rep, nil
 	}
+	// Writable snapshots and container directories: the containers' list
+	// is read only if there is anything to judge.
 	activeDir := c.snapDir("active")
-	entries, err := readDirNames(activeDir)
-	if err != nil || len(entries) == 0 {
-		return rep, err
+	actives, err := readDirNames(activeDir)
+	if err != nil {
+		return rep, fmt.Errorf("sweep: %w", err)
+	}
+	var dirs []string
+	if c.ContainersDir != "" {
+		if dirs, err = readDirNames(c.ContainersDir); err != nil {
+			return rep, fmt.Errorf("sweep: %w", err)
+		}
+	}
+	if len(actives) == 0 && len(dirs) == 0 {
+		return rep, nil
 	}
 	owned, err := c.Containers(ctx)
 	if err != nil {
-		return rep, fmt.Errorf("sweep: list containers' snapshots: %w", err)
+		return rep, fmt.Errorf("sweep: list containers: %w", err)
 	}
-	for _, name := range entries {
-		if slices.Contains(owned, name) {
+	for _, name := range actives {
+		if slices.Contains(owned.Snapshots, name) {
 			continue
 		}
 		n, err := removeLitter(ctx, filepath.Join(activeDir, name))
@@ -72,6 +92,17 @@ func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 			return rep, fmt.Errorf("sweep: %w", err)
 		}
 		rep.Actives++
+		rep.Reclaimed += n
+	}
+	for _, name := range dirs {
+		if slices.Contains(owned.IDs, name) {
+			continue
+		}
+		n, err := removeLitter(ctx, filepath.Join(c.ContainersDir, name))
+		if err != nil {
+			return rep, fmt.Errorf("sweep: %w", err)
+		}
+		rep.ContainerDirs++
 		rep.Reclaimed += n
 	}
 	return rep, nil

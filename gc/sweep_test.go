@@ -46,13 +46,23 @@ func TestSweep(t *testing.T) {
 		t.Error("a writable snapshot went without a list of containers' ones")
 	}
 
-	f.c.Containers = func(context.Context) ([]string, error) { return []string{owned.ID()}, nil }
+	// With them, a writable snapshot or container directory no container
+	// owns goes.
+	f.c.ContainersDir = filepath.Join(f.st.Root(), "containers")
+	ownedDir := f.temp(filepath.Join(f.c.ContainersDir, "c1"), "log", 0)
+	orphanDir := f.temp(filepath.Join(f.c.ContainersDir, "c2"), "log", 0)
+	f.c.Containers = func(context.Context) (Owned, error) {
+		return Owned{Snapshots: []string{owned.ID()}, IDs: []string{"c1"}}, nil
+	}
 	rep, err = f.c.Sweep(f.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Actives != 1 || exists(filepath.Dir(orphan.UpperDir())) || !exists(owned.UpperDir()) {
 		t.Errorf("sweep: %+v; orphan %v, owned %v", rep, exists(orphan.UpperDir()), exists(owned.UpperDir()))
+	}
+	if rep.ContainerDirs != 1 || exists(filepath.Dir(orphanDir)) || !exists(ownedDir) {
+		t.Errorf("sweep: %+v; orphan dir %v, owned dir %v", rep, exists(orphanDir), exists(ownedDir))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -35,21 +36,24 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 }
 
 func (e *env) collector() *gc.Collector {
-	return &gc.Collector{Store: e.store, Snap: e.snap, Roots: e.containerRoots, Containers: e.containerSnapshots}
+	return &gc.Collector{Store: e.store, Snap: e.snap, Roots: e.containerRoots,
+		// The parent of any container's directory.
+		Containers: e.containersOwn, ContainersDir: filepath.Dir(e.runtime().Dir("id"))}
 }
 
-// containerSnapshots are the writable layers containers own; any other is
-// a killed build's.
-func (e *env) containerSnapshots(ctx context.Context) ([]string, error) {
+// containersOwn are the writable layers and directories containers own;
+// any other is a killed build's or container creation's.
+func (e *env) containersOwn(ctx context.Context) (gc.Owned, error) {
 	list, err := container.List(ctx, e.store)
 	if err != nil {
-		return nil, err
+		return gc.Owned{}, err
 	}
-	ids := make([]string, 0, len(list))
+	var o gc.Owned
 	for _, c := range list {
-		ids = append(ids, c.SnapshotID)
+		o.Snapshots = append(o.Snapshots, c.SnapshotID)
+		o.IDs = append(o.IDs, c.ID)
 	}
-	return ids, nil
+	return o, nil
 }
 
 // containerRoots keeps the images of containers: their writable layers sit
