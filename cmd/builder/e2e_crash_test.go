@@ -461,3 +461,17 @@ func TestCrashDuringPruneAndRmi(t *testing.T) {
 		checkStoreConsistent(t, h.root)
 	})
 }
+
+// Kill -9 `run` while it creates a container (its writable layer and its
+// directory, with a volume filled from the image, made; its record not
+// yet): the next command removes what it left, and runs work.
+func TestCrashDuringContainerCreate(t *testing.T) {
+	h := newHarness(t)
+	h.build(h.context("FROM base/busybox:1\nRUN mkdir /data && echo vol > /data/v\nVOLUME /data\n", map[string]string{}), "vol:1")
+	h.crashAt("container.prepared", "run", "--rm", "vol:1", "true")
+	checkStoreAfterCrash(t, h.root)
+	if got := h.runImage("vol:1", "cat", "/data/v"); got != "vol\n" {
+		t.Errorf("/data/v: %q", got)
+	}
+	checkStoreConsistent(t, h.root)
+}

@@ -291,12 +291,13 @@ func unescapeOctal(s string) string {
 }
 
 // checkLitter: no temporary file of the store, no layer being unpacked or
-// removed, and no writable snapshot without a container. Run it when no
-// builder process works on root. The tests make no containers but `run
-// --rm` ones, so every writable snapshot left is litter.
+// removed, and no writable snapshot or directory of a container. Run it
+// when no builder process works on root. The tests make no containers but
+// `run --rm` ones, so every writable snapshot or container directory left
+// is litter.
 func checkLitter(root string) []string {
 	var out []string
-	for _, dir := range []string{"tmp", "snapshots/tmp", "snapshots/active"} {
+	for _, dir := range []string{"tmp", "snapshots/tmp", "snapshots/active", "containers"} {
 		entries, err := os.ReadDir(filepath.Join(root, dir))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			out = append(out, err.Error())
