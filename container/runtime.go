@@ -14,6 +14,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/internal/mount"
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/runner/seccomp"
@@ -101,6 +102,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Container, er
 	if err := r.makeVolumes(ctx, c, parent); err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
+	crashpoint.Hit("container.prepared")
 	if err := insert(ctx, r.Store, c); err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}

@@ -47,6 +47,10 @@
 // run, so it waits for running builds and a build never sees a half-done
 // collection. List and DiskUsage only read.
 //
-// Snapshots under snapshots/active (writable layers of containers) are
-// never touched.
+// Snapshots under snapshots/active and directories under containers/ that
+// containers own are never touched; any other is a killed build's or
+// container creation's, and Sweep removes it with the rest of what killed
+// processes leave (temporary files and directories, mounts under tmp/). Sweep needs the GC lock held exclusively; prune
+// runs it, and so does any command that writes to the store when it finds
+// no other holding the lock.
 package gc

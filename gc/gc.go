@@ -5,20 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/builder-dev/builder/internal/mount"
+	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/solver/cache"
 )
-
-// TempAge is how old an entry of tmp/ (the store's or the snapshotter's)
-// must be for Prune to take it for litter of a killed process rather than
-// the work of a running one.
-const TempAge = time.Hour
 
 // PruneOptions say which cache records Prune removes; see plan.choose.
 type PruneOptions struct {
@@ -33,8 +27,7 @@ type PruneOptions struct {
 	// Until, if > 0, removes only records last used (they and their
 	// descendants) more than Until ago.
 	Until time.Duration
-	// Now is the time Until counts back from and temp files are aged
-	// against; zero means time.Now().
+	// Now is the time Until counts back from; zero means time.Now().
 	Now time.Time
 	// Waiting is called once if Prune has to wait for running builds.
 	Waiting func()
@@ -45,7 +38,10 @@ type PruneReport struct {
 	Records   []cache.Record // removed, descendants before their parents
 	Blobs     int            // blob files deleted
 	Layers    int            // unpacked layer directories deleted
-	TempFiles int            // stale entries of tmp/ deleted
+	TempFiles int            // entries of tmp/ deleted
+	Actives   int            // writable snapshots of killed builds deleted
+	// ContainerDirs are directories of killed container creations deleted.
+	ContainerDirs int
 	// Reclaimed is the bytes freed: blob sizes plus the disk usage of
 	// the rest, which is what DiskUsage's Reclaimable plus Unreferenced
 	// go down by.
@@ -54,7 +50,7 @@ type PruneReport struct {
 
 // Prune removes the cache records opt selects, then every blob no listed
 // image, kept record or root holds, every unpacked layer none of them
-// needs, and temporary files older than TempAge. It waits for running
+// needs, and what killed processes left (see Sweep). It waits for running
 // builds first and keeps them out until it is done.
 func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, error) {
 	var rep PruneReport
@@ -87,6 +83,7 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 	if err := cache.Delete(ctx, c.Store, goneKeys); err != nil {
 		return rep, fmt.Errorf("prune: delete cache records: %w", err)
 	}
+	crashpoint.Hit("gc.records.deleted")
 	for _, k := range goneKeys {
 		delete(s.records, k)
 	}
@@ -105,6 +102,7 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 		if err == nil {
 			rep.Blobs++
 			rep.Reclaimed += s.blobs[d]
+			crashpoint.Hit("gc.blob.removed")
 		}
 	}
 	for _, ch := range sortedKeys(s.dirs) {
@@ -120,14 +118,14 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 		}
 		rep.Layers++
 		rep.Reclaimed += size
+		crashpoint.Hit("gc.layer.removed")
 	}
-	for _, dir := range []string{c.Store.TmpDir(), s.snapTmpDir()} {
-		n, size, err := sweepTemp(dir, now.Add(-TempAge))
-		rep.TempFiles += n
-		rep.Reclaimed += size
-		if err != nil {
-			return rep, fmt.Errorf("prune: %w", err)
-		}
+	// Holding the GC lock, nothing under tmp/ is in use.
+	sw, err := c.Sweep(ctx)
+	rep.TempFiles, rep.Actives, rep.ContainerDirs = sw.TempFiles, sw.Actives, sw.ContainerDirs
+	rep.Reclaimed += sw.Reclaimed
+	if err != nil {
+		return rep, fmt.Errorf("prune: %w", err)
 	}
 	return rep, nil
 }
@@ -181,48 +179,4 @@ func sortedKeys[V any](m map[digest.Digest]V) []digest.Digest {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// staleTemp lists the entries of dir last modified before cutoff.
-func staleTemp(dir string, cutoff time.Time) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", dir, err)
-	}
-	var out []string
-	for _, e := range entries {
-		fi, err := e.Info()
-		if err != nil || !fi.ModTime().Before(cutoff) {
-			continue
-		}
-		out = append(out, filepath.Join(dir, e.Name()))
-	}
-	return out, nil
-}
-
-// sweepTemp removes the entries of dir last modified before cutoff.
-func sweepTemp(dir string, cutoff time.Time) (int, int64, error) {
-	paths, err := staleTemp(dir, cutoff)
-	if err != nil {
-		return 0, 0, err
-	}
-	var n int
-	var size int64
-	for _, p := range paths {
-		// A build or container creation that was killed can have left a
-		// mount here: RemoveAll must not walk into it.
-		if err := mount.UnmountUnder(p); err != nil {
-			return n, size, fmt.Errorf("remove %s: %w", p, err)
-		}
-		sz := diskUsage(p)
-		if err := os.RemoveAll(p); err != nil {
-			return n, size, fmt.Errorf("remove %s: %w", p, err)
-		}
-		n++
-		size += sz
-	}
-	return n, size, nil
 }

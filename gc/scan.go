@@ -25,6 +25,14 @@ type Collector struct {
 	// to images and records: for example the blobs and chains of stopped
 	// containers' images, whose writable layers sit on those chains.
 	Roots func(ctx context.Context) (Roots, error)
+	// Containers, if set, lists what containers own. Then Sweep (and so
+	// Prune) removes every other writable snapshot and every other
+	// directory of ContainersDir, which a killed build or container
+	// creation left; without it, they are never touched.
+	Containers func(ctx context.Context) (Owned, error)
+	// ContainersDir is where containers have their directories, named by
+	// their IDs; "" for none.
+	ContainersDir string
 }
 
 // Roots are blobs and unpacked layers (by chain ID) that are live without
@@ -217,9 +225,7 @@ func (s *state) layersDir() string {
 }
 
 // snapTmpDir is the snapshotter's tmp/, next to sha256/.
-func (s *state) snapTmpDir() string {
-	return filepath.Join(filepath.Dir(s.layersDir()), "tmp")
-}
+func (s *state) snapTmpDir() string { return s.c.snapDir("tmp") }
 
 func (s *state) scanBlobs() error {
 	entries, err := os.ReadDir(s.blobsDir())

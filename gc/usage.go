@@ -3,10 +3,11 @@ package gc
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
-	"time"
 
 	"github.com/builder-dev/builder/solver/cache"
+	"github.com/builder-dev/builder/store"
 )
 
 // Entry is one cache record with what it holds.
@@ -67,8 +68,9 @@ type Usage struct {
 	// Unreferenced.
 	Reclaimable int64
 	// Unreferenced is what nothing holds: blobs and unpacked layers of
-	// neither an image nor a record, and temporary files older than
-	// TempAge. Any prune frees it.
+	// neither an image nor a record, and temporary files (those of a
+	// build running meanwhile too: a prune waits for it, and it removes
+	// them). Any prune frees it.
 	Unreferenced int64
 }
 
@@ -106,12 +108,14 @@ func (c *Collector) DiskUsage(ctx context.Context) (Usage, error) {
 		}
 	}
 	for _, dir := range []string{c.Store.TmpDir(), s.snapTmpDir()} {
-		paths, err := staleTemp(dir, time.Now().Add(-TempAge))
+		names, err := readDirNames(dir)
 		if err != nil {
 			return u, fmt.Errorf("cache disk usage: %w", err)
 		}
-		for _, p := range paths {
-			u.Unreferenced += diskUsage(p)
+		for _, name := range names {
+			if dir != c.Store.TmpDir() || !store.LockFreeTemp(name) {
+				u.Unreferenced += diskUsage(filepath.Join(dir, name))
+			}
 		}
 	}
 	return u, nil

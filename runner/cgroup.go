@@ -247,10 +247,15 @@ type cgroup struct {
 	writes []atExecWrite // Fd is an index into atExec until Start sets it
 }
 
-// newCgroupName is a default name for a container's cgroup.
+// newCgroupName is a default name for a container's cgroup:
+// "run-OWNER-RANDOM", OWNER saying which process made it (see
+// sweepCgroups).
 func newCgroupName() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b) // never fails on Linux
+	if o := cgroupOwner(); o != "" {
+		return "run-" + o + "-" + hex.EncodeToString(b)
+	}
 	return "run-" + hex.EncodeToString(b)
 }
 
@@ -266,6 +271,7 @@ func newCgroup(name string, r Resources) (_ *cgroup, err error) {
 		return nil, fmt.Errorf("runner: find cgroups: %w", err)
 	}
 	mounts := parseCgroupMounts(mi)
+	sweepCgroups(mounts)
 	var v2Available map[string]bool
 	if mounts.v2 != "" {
 		// Not there (and not an error) when the unified hierarchy has no

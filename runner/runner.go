@@ -202,7 +202,7 @@ type Process struct {
 	ctx  context.Context
 	spec Spec
 	init *initProc
-	dir  string  // the run dir (prepareRunDir)
+	dir  string  // the run dir (prepareRunDir); "" once removed
 	cg   *cgroup // nil without resource limits
 
 	stubs    []stub
@@ -416,6 +416,17 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 		// The init has exited or is about to: Wait has its answer.
 		return nil, p.Wait()
 	}
+	if spec.RunDir == "" {
+		// The command runs: its root is pivoted and its files bound, so
+		// the container needs the run dir no more (the binds keep the
+		// files). Removed now rather than at Wait, a builder killed while
+		// the command runs leaves none behind in /dev/shm.
+		if err := removeRunDir(p.dir); err != nil {
+			_ = p.Signal(unix.SIGKILL)
+			return nil, errors.Join(err, p.Wait())
+		}
+		p.dir = ""
+	}
 	return p, nil
 }
 
@@ -495,8 +506,10 @@ func (p *Process) release() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := removeRunDir(p.dir); err != nil {
-		errs = append(errs, err)
+	if p.dir != "" {
+		if err := removeRunDir(p.dir); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

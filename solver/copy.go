@@ -12,6 +12,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/internal/mount"
 	"github.com/builder-dev/builder/internal/user"
 	"github.com/builder-dev/builder/snapshot"
@@ -108,6 +109,7 @@ func (s *Solver) mountTemp(ms []mount.Mount) (string, func(), error) {
 		os.Remove(dir)
 		return "", nil, err
 	}
+	crashpoint.Hit("solver.copy.mounted")
 	return dir, func() {
 		_ = mount.Unmount(dir)
 		_ = os.Remove(dir)

@@ -10,6 +10,7 @@ import (
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/snapshot/archive"
 	"github.com/builder-dev/builder/store"
@@ -109,6 +110,7 @@ func (s *Solver) commit(ctx context.Context, parent snapshot.Committed, active *
 		_ = active.Remove(context.WithoutCancel(ctx))
 		return nil, "", fmt.Errorf("write layer: %w", err)
 	}
+	crashpoint.Hit("solver.layer.staged")
 	chainID := diffID
 	if len(parent.Chain) > 0 {
 		chainID = identity.ChainID([]digest.Digest{parent.Top(), diffID})

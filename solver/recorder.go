@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/solver/cache"
 	"github.com/builder-dev/builder/store"
 )
@@ -78,6 +79,7 @@ func (r *recorder) write(ctx context.Context, batch []recorded) error {
 		}()
 	}
 	wg.Wait()
+	crashpoint.Hit("solver.blobs.committed")
 	var first error
 	recs := make([]cache.Record, 0, len(batch))
 	for i, b := range batch {
@@ -93,6 +95,7 @@ func (r *recorder) write(ctx context.Context, batch []recorded) error {
 		if err := cache.Put(ctx, r.db, recs...); err != nil && first == nil {
 			first = err
 		}
+		crashpoint.Hit("solver.records.written")
 	}
 	return first
 }

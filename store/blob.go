@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,9 +9,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/builder-dev/builder/internal/crashpoint"
 )
 
 // Ingest streams r into the store as a blob of mediaType: to a temporary
@@ -36,45 +42,46 @@ type StagedBlob struct {
 	Layer *LayerInfo
 	s     *Store
 	tmp   *os.File
+	// named is set for a temporary file with a name in tmp/ (where the
+	// file system has no O_TMPFILE); see createTemp.
+	named bool
 }
 
 // Stage writes r to a temporary file of the store, hashing it, and
 // returns it staged; see StagedBlob.
 func (s *Store) Stage(ctx context.Context, mediaType string, r io.Reader) (*StagedBlob, error) {
-	f, err := os.CreateTemp(s.TmpDir(), "ingest-*")
+	f, named, err := s.createTemp("ingest-*")
 	if err != nil {
 		return nil, fmt.Errorf("ingest blob: %w", err)
 	}
+	b := &StagedBlob{s: s, tmp: f, named: named}
 	dg := digest.Canonical.Digester()
 	n, err := io.Copy(io.MultiWriter(f, dg.Hash()), ctxReader{ctx, r})
 	if err == nil {
 		err = f.Chmod(0o644)
 	}
 	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		b.Discard()
 		return nil, fmt.Errorf("ingest blob: %w", err)
 	}
-	return &StagedBlob{Desc: ocispec.Descriptor{MediaType: mediaType, Digest: dg.Digest(), Size: n}, s: s, tmp: f}, nil
+	b.Desc = ocispec.Descriptor{MediaType: mediaType, Digest: dg.Digest(), Size: n}
+	return b, nil
 }
 
-// Commit syncs the blob and renames it into the store. Synced before the
-// rename: a blob under its digest's name must never be a half-written
-// file after a crash.
+// Commit syncs the blob and names it in the store. Synced before it is
+// named: a blob under its digest's name must never be a half-written file
+// after a crash.
 func (b *StagedBlob) Commit() error {
-	tmp := b.tmp.Name()
-	defer os.Remove(tmp) // no-op once renamed
-	err := b.tmp.Sync()
-	if cerr := b.tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	defer b.Discard() // no-op once named
+	if err := b.tmp.Sync(); err != nil {
 		return fmt.Errorf("ingest blob %s: %w", b.Desc.Digest, err)
 	}
 	if !b.s.HasBlob(b.Desc.Digest) {
-		if err := os.Rename(tmp, b.s.BlobPath(b.Desc.Digest)); err != nil {
+		crashpoint.Hit("store.blob.staged")
+		if err := b.s.linkTemp(b.tmp, b.named, b.s.BlobPath(b.Desc.Digest)); err != nil {
 			return fmt.Errorf("ingest blob %s: %w", b.Desc.Digest, err)
 		}
+		crashpoint.Hit("store.blob.committed")
 	}
 	if b.Layer != nil {
 		// Only sizes: lost, they are counted again from the blob.
@@ -86,8 +93,57 @@ func (b *StagedBlob) Commit() error {
 // Discard drops a staged blob.
 func (b *StagedBlob) Discard() {
 	b.tmp.Close()
-	os.Remove(b.tmp.Name())
+	if b.named {
+		os.Remove(b.tmp.Name())
+	}
 }
+
+// createTemp makes the file a blob is written to before it has its name:
+// an unnamed file (O_TMPFILE) in tmp/, which the kernel frees if the
+// process dies before linkTemp names it, so that a killed write leaves
+// no half-written file behind. Where the file system or /proc lacks what
+// that needs, it is a file named after pattern, which a prune removes.
+func (s *Store) createTemp(pattern string) (f *os.File, named bool, err error) {
+	if procFdUsable() {
+		fd, err := unix.Open(s.TmpDir(), unix.O_RDWR|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			return os.NewFile(uintptr(fd), filepath.Join(s.TmpDir(), "(unnamed)")), false, nil
+		}
+		// EOPNOTSUPP: no O_TMPFILE on this file system; EISDIR: a
+		// kernel older than 3.11, which does not know the flag.
+		if err != unix.EOPNOTSUPP && err != unix.EISDIR {
+			return nil, false, fmt.Errorf("create temporary file in %s: %w", s.TmpDir(), err)
+		}
+	}
+	f, err = os.CreateTemp(s.TmpDir(), pattern)
+	return f, true, err
+}
+
+// linkTemp gives the temporary file f (see createTemp) the name path,
+// which must not exist or already hold the same content (a blob is named
+// by its digest, so another process that stored it first stored the same
+// bytes).
+func (s *Store) linkTemp(f *os.File, named bool, path string) error {
+	if named {
+		return os.Rename(f.Name(), path)
+	}
+	// An unnamed file is linked through /proc: linkat with AT_EMPTY_PATH
+	// would need CAP_DAC_READ_SEARCH.
+	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+	if err == unix.EEXIST {
+		return nil
+	}
+	if err != nil {
+		return &os.LinkError{Op: "link", Old: f.Name(), New: path, Err: err}
+	}
+	return nil
+}
+
+// procFdUsable reports whether /proc/self/fd is there for linkTemp.
+var procFdUsable = sync.OnceValue(func() bool {
+	_, err := os.Stat("/proc/self/fd")
+	return err == nil
+})
 
 // WriteJSON stores v marshalled as JSON under mediaType.
 func (s *Store) WriteJSON(ctx context.Context, mediaType string, v any) (ocispec.Descriptor, error) {
@@ -107,7 +163,16 @@ func (s *Store) writeBytes(ctx context.Context, mediaType string, b []byte) (oci
 	if s.HasBlob(desc.Digest) {
 		return desc, nil
 	}
-	if err := s.writeFileAtomic(s.BlobPath(desc.Digest), b); err != nil {
+	sb, err := s.Stage(ctx, mediaType, bytes.NewReader(b))
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("write blob %s: %w", desc.Digest, err)
+	}
+	if err := sb.Commit(); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("write blob %s: %w", desc.Digest, err)
+	}
+	// Manifests and configs are listed in index.json next: their names
+	// must be on disk first.
+	if err := syncDir(filepath.Dir(s.BlobPath(desc.Digest))); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("write blob %s: %w", desc.Digest, err)
 	}
 	return desc, nil

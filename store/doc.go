@@ -30,7 +30,10 @@
 // without it is counted once from its blob, then remembered.
 //
 // Writes go to a temporary file and are renamed into place, so a kill at
-// any moment leaves the old or the new state. Several builder processes may
+// any moment leaves the old or the new state. A blob's temporary file has
+// no name (O_TMPFILE) until it is linked in under its digest, so a killed
+// write leaves nothing behind; index.json's has a fixed name in tmp/,
+// which the next writer replaces. Several builder processes may
 // share a root: index.json is read-modified-written under an flock on
 // ROOT/index.lock, and meta.db is opened for each transaction only, since
 // bbolt holds an exclusive file lock for as long as it is open.

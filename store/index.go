@@ -38,7 +38,8 @@ func (s *Store) writeIndex(idx ocispec.Index) error {
 	if err != nil {
 		return fmt.Errorf("encode index: %w", err)
 	}
-	if err := s.writeFileAtomic(s.indexPath(), b); err != nil {
+	// Under the index lock (see updateIndex; initLayout takes it too).
+	if err := s.replaceFile(s.indexPath(), b); err != nil {
 		return fmt.Errorf("write index: %w", err)
 	}
 	return nil

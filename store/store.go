@@ -10,6 +10,8 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.etcd.io/bbolt"
+
+	"github.com/builder-dev/builder/internal/crashpoint"
 )
 
 // Sentinel errors, checked with errors.Is.
@@ -93,7 +95,10 @@ func (s *Store) SnapshotsDir() string { return filepath.Join(s.root, "snapshots"
 // on the store's filesystem.
 func (s *Store) TmpDir() string { return filepath.Join(s.root, "tmp") }
 
-func (s *Store) indexPath() string  { return filepath.Join(s.ContentDir(), "index.json") }
+// indexFile is index.json's path in the content directory.
+const indexFile = ocispec.ImageIndexFile
+
+func (s *Store) indexPath() string  { return filepath.Join(s.ContentDir(), indexFile) }
 func (s *Store) lockPath() string   { return filepath.Join(s.root, "index.lock") }
 func (s *Store) metaPath() string   { return filepath.Join(s.root, "meta.db") }
 func (s *Store) layoutPath() string { return filepath.Join(s.ContentDir(), ocispec.ImageLayoutFile) }
@@ -102,7 +107,7 @@ func (s *Store) layoutPath() string { return filepath.Join(s.ContentDir(), ocisp
 func (s *Store) initLayout() error {
 	if _, err := os.Stat(s.layoutPath()); os.IsNotExist(err) {
 		b := []byte(`{"imageLayoutVersion":"` + ocispec.ImageLayoutVersion + `"}`)
-		if err := s.writeFileAtomic(s.layoutPath(), b); err != nil {
+		if err := s.writeNewFile(s.layoutPath(), b); err != nil {
 			return err
 		}
 	}
@@ -117,34 +122,74 @@ func (s *Store) initLayout() error {
 	})
 }
 
-// writeFileAtomic writes b to a temporary file in tmp/, syncs it and renames
-// it over path, then syncs the directory so the rename survives a crash.
-func (s *Store) writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(s.TmpDir(), filepath.Base(path)+".*")
+// writeNewFile writes path with b, synced, unless path exists: another
+// process that wrote it first wrote the same.
+func (s *Store) writeNewFile(path string, b []byte) error {
+	f, named, err := s.createTemp(filepath.Base(path) + ".*")
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
+	defer func() {
+		f.Close()
+		if named {
+			os.Remove(f.Name()) // no-op once renamed
+		}
+	}()
+	if err := writeSynced(f, b); err != nil {
+		return err
+	}
+	if err := s.linkTemp(f, named, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// replaceFile replaces path with b: written to tmp/NAME.new, synced and
+// renamed over path, then the directory synced so the rename survives a
+// crash. The caller holds a lock that all writers of path take, so the
+// temporary file can have a fixed name: one that a killed writer left is
+// simply replaced by the next writer.
+func (s *Store) replaceFile(path string, b []byte) error {
+	tmp := filepath.Join(s.TmpDir(), filepath.Base(path)+replaceSuffix)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
 	defer os.Remove(tmp) // no-op once renamed
-	if _, err := f.Write(b); err != nil {
-		f.Close()
+	err = writeSynced(f, b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
+	crashpoint.Hit("store.index.staged")
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
 	return syncDir(filepath.Dir(path))
+}
+
+// replaceSuffix names replaceFile's temporary files.
+const replaceSuffix = ".new"
+
+// LockFreeTemp reports whether name, an entry of TmpDir, is a temporary
+// file written without the build lock (index.json's, under the index
+// lock), which a sweep under the GC lock must leave alone. Every other
+// entry of TmpDir belongs to a process holding the build lock.
+func LockFreeTemp(name string) bool {
+	return name == filepath.Base(indexFile)+replaceSuffix
+}
+
+// writeSynced writes b to f, mode 0644 whatever the umask, and syncs it.
+func writeSynced(f *os.File, b []byte) error {
+	if _, err := f.Write(b); err != nil {
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return err
+	}
+	return f.Sync()
 }
 
 func syncDir(dir string) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -35,7 +36,24 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 }
 
 func (e *env) collector() *gc.Collector {
-	return &gc.Collector{Store: e.store, Snap: e.snap, Roots: e.containerRoots}
+	return &gc.Collector{Store: e.store, Snap: e.snap, Roots: e.containerRoots,
+		// The parent of any container's directory.
+		Containers: e.containersOwn, ContainersDir: filepath.Dir(e.runtime().Dir("id"))}
+}
+
+// containersOwn are the writable layers and directories containers own;
+// any other is a killed build's or container creation's.
+func (e *env) containersOwn(ctx context.Context) (gc.Owned, error) {
+	list, err := container.List(ctx, e.store)
+	if err != nil {
+		return gc.Owned{}, err
+	}
+	var o gc.Owned
+	for _, c := range list {
+		o.Snapshots = append(o.Snapshots, c.SnapshotID)
+		o.IDs = append(o.IDs, c.ID)
+	}
+	return o, nil
 }
 
 // containerRoots keeps the images of containers: their writable layers sit
@@ -158,7 +176,7 @@ Total is what the cache records hold: their layer blobs (by size) and
 their unpacked layers (by disk blocks, like du), each counted once however
 many records hold it. Shared is the part of it images also use; no prune
 frees it. Reclaimable (Total - Shared) is what 'cache prune --all' frees.
-Unreferenced is what nothing holds (stray blobs and unpacked layers, stale
+Unreferenced is what nothing holds (stray blobs and unpacked layers,
 temporary files); any prune frees it.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -211,9 +229,9 @@ func newCachePruneCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "prune [--all] [--keep-storage SIZE] [--filter until=DURATION]",
 		Short: "Remove build cache records and the data nothing uses any more",
-		Long: `Remove build cache records, then every blob, unpacked layer and stale
-temporary file that no image, container and remaining record uses.
-Images are never removed.
+		Long: `Remove build cache records, then every blob and unpacked layer that no
+image, container and remaining record uses, and what killed builds left
+(temporary files, writable layers). Images are never removed.
 
 By default only records whose layers no image or container uses go.
 --all removes every record, also those whose layers images keep (that

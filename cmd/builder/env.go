@@ -61,7 +61,16 @@ func (e *env) imageConfig(ctx context.Context, ref string) (ocispec.Descriptor, 
 // lockWrites takes the store's shared build lock for a command that writes
 // blobs and then names them (build, load, import): a prune waits for it, so
 // it cannot collect blobs between their write and the tag that keeps them.
+//
+// When no other process holds the lock, it first removes what killed
+// processes left (gc.Sweep): that is usually nothing, found with a few
+// directory reads. A failed sweep only leaves litter for the next one, so
+// it does not stop the command.
 func (e *env) lockWrites(ctx context.Context) (*cache.Lock, error) {
+	if l, err := cache.TryLockGC(e.store.Root()); err == nil && l != nil {
+		_, _ = e.collector().Sweep(ctx)
+		l.Release()
+	}
 	return cache.LockBuild(ctx, e.store.Root())
 }
 

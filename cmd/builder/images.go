@@ -19,6 +19,7 @@ import (
 
 	"github.com/builder-dev/builder/container"
 	"github.com/builder-dev/builder/exporter"
+	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/store"
 )
 
@@ -319,6 +320,7 @@ func removeImage(ctx context.Context, e *env, ref string, force bool) error {
 			return err
 		}
 		fmt.Println("Untagged:", n)
+		crashpoint.Hit("rmi.untagged")
 	}
 	imgs, err = e.store.Images(ctx)
 	if err != nil {

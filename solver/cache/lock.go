@@ -41,6 +41,25 @@ func LockGC(ctx context.Context, root string, waiting func()) (*Lock, error) {
 	return lock(ctx, root, unix.LOCK_EX, waiting)
 }
 
+// TryLockGC takes the exclusive lock of the store at root if no one holds
+// the lock, else returns nil: for work that is worth doing only while
+// nothing else runs, and never worth a wait.
+func TryLockGC(root string) (*Lock, error) {
+	f, err := os.OpenFile(filepath.Join(root, lockName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open gc lock: %w", err)
+	}
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if err == nil {
+		return &Lock{f: f}, nil
+	}
+	f.Close()
+	if err == unix.EWOULDBLOCK {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("lock %s: %w", lockName, err)
+}
+
 func lock(ctx context.Context, root string, how int, waiting func()) (*Lock, error) {
 	f, err := os.OpenFile(filepath.Join(root, lockName), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
