@@ -53,8 +53,10 @@ type Owner struct{ UID, GID int }
 // filesystem before it is written: one that would leave less than the
 // reserve (the smaller of 1 GiB and 5% of the filesystem) fails with
 // ErrNoSpace, whatever its tar header claims or its stream would inflate
-// to. A file cut short by an error is removed; the rest of what Apply
-// wrote stays, for the caller to discard with dir.
+// to; so does one that would bring what this Apply wrote in all past the
+// filesystem's size (entries replacing each other free their space, not
+// the time spent writing them). A file cut short by an error is removed;
+// the rest of what Apply wrote stays, for the caller to discard with dir.
 //
 // Memory does not grow with the number of entries, except with opaque
 // whiteouts applied onto a full root (opts.Overlay and opts.NoWhiteouts

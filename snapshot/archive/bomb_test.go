@@ -36,9 +36,9 @@ func mountTmpfs(t testing.TB, size int64) string {
 
 // zeroTar streams a tar of files entries of size zero bytes each, through
 // gzip when gz is set: 1 GiB of zeros compresses to about 1 MiB, the shape
-// of a gzip bomb. It is made while it is read, so a reader that stops early
-// costs only what it read.
-func zeroTar(t testing.TB, files int, size int64, gz bool) io.Reader {
+// of a gzip bomb. With same, every entry has the same name. It is made
+// while it is read, so a reader that stops early costs only what it read.
+func zeroTar(t testing.TB, files int, size int64, gz, same bool) io.Reader {
 	pr, pw := io.Pipe()
 	t.Cleanup(func() { pr.Close() })
 	go func() {
@@ -52,7 +52,11 @@ func zeroTar(t testing.TB, files int, size int64, gz bool) io.Reader {
 		zeros := make([]byte, 1<<20)
 		err := func() error {
 			for i := range files {
-				if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("zeros/%04d", i), Mode: 0o644, Size: size}); err != nil {
+				name := fmt.Sprintf("zeros/%04d", i)
+				if same {
+					name = "zeros/same"
+				}
+				if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: size}); err != nil {
 					return err
 				}
 				for left := size; left > 0; {
@@ -217,7 +221,7 @@ func TestApplyBombs(t *testing.T) {
 	}{
 		{
 			Name:  "gzip bomb, one entry of 1 GiB",
-			Tar:   func(t *testing.T) io.Reader { return zeroTar(t, 1, 1<<30, true) },
+			Tar:   func(t *testing.T) io.Reader { return zeroTar(t, 1, 1<<30, true, false) },
 			Entry: "zeros/0000",
 			Want:  "1.0 GiB of content",
 		},
@@ -225,14 +229,22 @@ func TestApplyBombs(t *testing.T) {
 			// Each entry fits, their sum does not: the filesystem
 			// is asked again as the writes use it up.
 			Name:  "gzip bomb, 1024 entries of 1 MiB",
-			Tar:   func(t *testing.T) io.Reader { return zeroTar(t, 1024, 1<<20, true) },
+			Tar:   func(t *testing.T) io.Reader { return zeroTar(t, 1024, 1<<20, true, false) },
 			Entry: "zeros/00",
 		},
 		{
 			Name:  "gzip bomb into an overlay-form layer dir",
 			Opts:  ApplyOptions{Overlay: true},
-			Tar:   func(t *testing.T) io.Reader { return zeroTar(t, 1024, 1<<20, true) },
+			Tar:   func(t *testing.T) io.Reader { return zeroTar(t, 1024, 1<<20, true, false) },
 			Entry: "zeros/00",
+		},
+		{
+			// Each replaces the last, so the filesystem never fills:
+			// the work is what must stay bounded.
+			Name:  "gzip bomb, one name written 1024 times",
+			Tar:   func(t *testing.T) io.Reader { return zeroTar(t, 1024, 1<<20, true, true) },
+			Entry: "zeros/same",
+			Want:  "more in all than the 64.0 MiB filesystem",
 		},
 		{
 			Name:  "regular entry claiming 2 TiB",

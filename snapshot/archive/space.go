@@ -44,12 +44,19 @@ type space struct {
 	show string // its path, for errors
 
 	bsize   int64 // the filesystem's block size
+	size    int64 // and its size
 	room    int64 // bytes writable above the reserve, at the last statfs
 	rooms   int64 // entries makeable above the inode reserve (-1: no inode limit)
 	budget  int64 // bytes left in this window
 	entries int64 // entries left in this window
 
 	avail, reserve int64 // free bytes and the reserve at the last statfs, for errors
+
+	// Entries that replace each other free what they used, so the
+	// reserve alone does not bound the work of a tar that writes the
+	// same huge file again and again. Nothing that fits on the
+	// filesystem needs to write more than its size in all.
+	total, written int64
 }
 
 func newSpace(fd int, show string) (*space, error) {
@@ -57,6 +64,7 @@ func newSpace(fd int, show string) (*space, error) {
 	if err := s.refresh(); err != nil {
 		return nil, err
 	}
+	s.total = s.size
 	return s, nil
 }
 
@@ -81,7 +89,8 @@ func (s *space) refresh() error {
 	// root-only reserve (ext4's 5%) is set aside, which the host's
 	// services rely on even though the builder runs as root.
 	avail := clampMul(st.Bavail, s.bsize)
-	reserve := min(reserveBytes, clampMul(st.Blocks, s.bsize)/reserveShare)
+	s.size = clampMul(st.Blocks, s.bsize)
+	reserve := min(reserveBytes, s.size/reserveShare)
 	s.avail, s.reserve = avail, reserve
 	s.room = max(avail-reserve, 0)
 	s.budget = min(s.room, windowBytes)
@@ -118,6 +127,10 @@ func (s *space) take(size int64) error {
 			need = size + s.bsize - r
 		}
 	}
+	if need > s.total-s.written {
+		return fmt.Errorf("%s of content after %s written: more in all than the %s filesystem of %s holds: %w",
+			showBytes(size), showBytes(s.written), showBytes(s.total), s.show, ErrNoSpace)
+	}
 	if need > s.budget || s.entries <= 0 {
 		if err := s.refresh(); err != nil {
 			return err
@@ -132,6 +145,7 @@ func (s *space) take(size int64) error {
 	}
 	s.budget -= need
 	s.room -= need
+	s.written += need
 	s.entries--
 	if s.rooms > 0 {
 		s.rooms--
