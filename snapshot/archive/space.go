@@ -127,10 +127,6 @@ func (s *space) take(size int64) error {
 			need = size + s.bsize - r
 		}
 	}
-	if need > s.total-s.written {
-		return fmt.Errorf("%s of content after %s written: more in all than the %s filesystem of %s holds: %w",
-			showBytes(size), showBytes(s.written), showBytes(s.total), s.show, ErrNoSpace)
-	}
 	if need > s.budget || s.entries <= 0 {
 		if err := s.refresh(); err != nil {
 			return err
@@ -142,6 +138,10 @@ func (s *space) take(size int64) error {
 		if s.rooms == 0 {
 			return fmt.Errorf("no more inodes may be used on %s: %w", s.show, ErrNoSpace)
 		}
+	}
+	if need > s.total-s.written {
+		return fmt.Errorf("%s of content after %s written: more in all than the %s filesystem of %s holds: %w",
+			showBytes(size), showBytes(s.written), showBytes(s.total), s.show, ErrNoSpace)
 	}
 	s.budget -= need
 	s.room -= need
