@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // manyEntriesTar streams a layer of n entries, made as it is read: modules
@@ -185,5 +186,45 @@ func TestApplyManyEntries(t *testing.T) {
 func BenchmarkApplyMillionEntries(b *testing.B) {
 	for b.Loop() {
 		applyAndWriteMany(b, 1_000_000)
+	}
+}
+
+// TestApplyDirTimesSpilled applies more directories than dirTimes keeps in
+// memory, each with its own mtime and with a file added to each after all
+// directories (so every directory is changed after its entry): all keep the
+// tar's times, those read back from the temporary file too.
+func TestApplyDirTimesSpilled(t *testing.T) {
+	dir := mountTmpfs(t, 64<<20)
+	n := maxDirTimesInMemory + 1000
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := func() error {
+			for pass := range 2 {
+				for i := range n {
+					h := &tar.Header{Typeflag: tar.TypeDir, Name: fmt.Sprintf("d%05d/", i), Mode: 0o755, ModTime: t0.Add(time.Duration(i) * time.Second)}
+					if pass == 1 {
+						h = &tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("d%05d/f", i), Mode: 0o644, ModTime: t0}
+					}
+					if err := tw.WriteHeader(h); err != nil {
+						return err
+					}
+				}
+			}
+			return tw.Close()
+		}()
+		pw.CloseWithError(err)
+	}()
+	if _, err := Apply(t.Context(), dir, pr, ApplyOptions{Overlay: true}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		fi, err := os.Stat(filepath.Join(dir, fmt.Sprintf("d%05d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := t0.Add(time.Duration(i) * time.Second); !fi.ModTime().Equal(want) {
+			t.Fatalf("d%05d: mtime %v, want %v", i, fi.ModTime(), want)
+		}
 	}
 }
