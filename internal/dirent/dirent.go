@@ -19,6 +19,13 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 // but "." and "..", in directory order. The name is only valid during the
 // call.
 func Read(fd int, fn func(name []byte)) error {
+	return ReadTypes(fd, func(name []byte, _ uint8) { fn(name) })
+}
+
+// ReadTypes is Read that also gives each entry's d_type (unix.DT_REG,
+// unix.DT_DIR, ...; unix.DT_UNKNOWN where the filesystem does not say),
+// which tells a caller the kind of an entry without an fstatat.
+func ReadTypes(fd int, fn func(name []byte, typ uint8)) error {
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
 	buf := *bp
@@ -39,10 +46,11 @@ func Read(fd int, fn func(name []byte)) error {
 	}
 }
 
-// parse calls fn for the names of the linux_dirent64 records in b.
-func parse(b []byte, fn func(name []byte)) error {
+// parse calls fn for the names and types of the linux_dirent64 records in b.
+func parse(b []byte, fn func(name []byte, typ uint8)) error {
 	const (
 		inoOff    = unsafe.Offsetof(unix.Dirent{}.Ino)
+		typeOff   = unsafe.Offsetof(unix.Dirent{}.Type)
 		reclenOff = unsafe.Offsetof(unix.Dirent{}.Reclen)
 		nameOff   = unsafe.Offsetof(unix.Dirent{}.Name)
 	)
@@ -66,7 +74,7 @@ func parse(b []byte, fn func(name []byte)) error {
 		if len(name) == 0 || string(name) == "." || string(name) == ".." {
 			continue
 		}
-		fn(name)
+		fn(name, rec[typeOff])
 	}
 	return nil
 }

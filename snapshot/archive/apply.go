@@ -48,16 +48,32 @@ type Owner struct{ UID, GID int }
 // climbs out is an ErrInvalid error, absolute names are relative to dir, and
 // symlinks met on the way (in the tar or already on disk) are followed as a
 // chroot would, so nothing outside dir is ever created, changed or removed.
+//
+// Every entry is charged its size against the free space of dir's
+// filesystem before it is written: one that would leave less than the
+// reserve (the smaller of 1 GiB and 5% of the filesystem) fails with
+// ErrNoSpace, whatever its tar header claims or its stream would inflate
+// to; so does one that would bring what this Apply wrote in all past the
+// filesystem's size (entries replacing each other free their space, not
+// the time spent writing them). A file cut short by an error is removed;
+// the rest of what Apply wrote stays, for the caller to discard with dir.
+//
+// Memory does not grow with the number of entries, except with opaque
+// whiteouts applied onto a full root (opts.Overlay and opts.NoWhiteouts
+// unset), which need the set of paths this tar wrote.
 func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (int64, error) {
 	root, err := os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("apply layer to %s: %w", dir, err)
 	}
 	a := &applier{root: root, opts: opts}
-	if !opts.Overlay {
+	defer a.close()
+	if !opts.Overlay && !opts.NoWhiteouts {
 		a.seen = map[string]struct{}{}
 	}
-	defer a.close()
+	if a.space, err = newSpace(int(root.Fd()), dir); err != nil {
+		return 0, fmt.Errorf("apply layer to %s: %w", dir, err)
+	}
 
 	tr := tar.NewReader(r)
 	for {
@@ -100,19 +116,16 @@ type applier struct {
 	cache     *os.File
 	stale     bool
 
-	seen map[string]struct{} // without Overlay: paths this tar wrote, for opaque whiteouts
-	dirs []dirTime           // directory times, set at the end
-}
-
-type dirTime struct {
-	name string
-	ts   []unix.Timespec
+	seen  map[string]struct{} // onto a full root: paths this tar wrote, for opaque whiteouts
+	dirs  dirTimes            // directory times, set at the end
+	space *space
 }
 
 func (a *applier) close() {
 	if a.cache != nil {
 		a.cache.Close()
 	}
+	a.dirs.close()
 	a.root.Close()
 }
 
@@ -129,7 +142,18 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		return a.whiteout(dirName, base, hdr)
 	}
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	case tar.TypeReg, tar.TypeGNUSparse:
+		// archive/tar reads a sparse file's holes as zeros, which are
+		// written: charge its full size.
+		if err := a.space.take(hdr.Size); err != nil {
+			return err
+		}
+	case tar.TypeDir, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		if err := a.space.take(0); err != nil {
+			return err
+		}
+	case tar.TypeLink:
+		// A name for an inode already made: no inode, no content.
 	default:
 		return nil // global PAX headers, volume labels: nothing on disk
 	}
@@ -167,7 +191,7 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 				return fmt.Errorf("mkdir: %w", err)
 			}
 		}
-	case tar.TypeReg:
+	case tar.TypeReg, tar.TypeGNUSparse:
 		if err := a.writeFile(pfd, base, r); err != nil {
 			return err
 		}
@@ -206,12 +230,15 @@ func (a *applier) writeFile(pfd int, base string, r io.Reader) error {
 	// allocates a 32 KiB buffer per call, per file of a layer.
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	if err := a.copyTo(fd, r, *bp); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("write: %w", err)
+	err = a.copyTo(fd, r, *bp)
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		err = fmt.Errorf("write: %w", cerr)
 	}
-	if err := unix.Close(fd); err != nil {
-		return fmt.Errorf("write: %w", err)
+	if err != nil {
+		// A file cut short (a stream ending before its header's size,
+		// a full disk) is not the entry: give its space back now.
+		unix.Unlinkat(pfd, base, 0)
+		return err
 	}
 	return nil
 }
@@ -226,10 +253,10 @@ func (a *applier) copyTo(fd int, r io.Reader, buf []byte) error {
 				continue
 			}
 			if err != nil {
-				return err
+				return fmt.Errorf("write: %w", err)
 			}
 			if w == 0 {
-				return io.ErrShortWrite
+				return fmt.Errorf("write: %w", io.ErrShortWrite)
 			}
 			b = b[w:]
 			a.n += int64(w)
@@ -238,7 +265,9 @@ func (a *applier) copyTo(fd int, r io.Reader, buf []byte) error {
 			return nil
 		}
 		if rerr != nil {
-			return rerr
+			// archive/tar says io.ErrUnexpectedEOF when the stream
+			// ends before the size the header claimed.
+			return fmt.Errorf("read content: %w", rerr)
 		}
 	}
 }
@@ -304,8 +333,7 @@ func (a *applier) setMeta(pfd int, name, base string, hdr *tar.Header) error {
 	ts := times(hdr)
 	if hdr.Typeflag == tar.TypeDir {
 		// Every entry written below would change it again.
-		a.dirs = append(a.dirs, dirTime{name: name, ts: ts})
-		return nil
+		return a.dirs.add(name, ts)
 	}
 	if err := unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("set times: %w", err)
@@ -314,22 +342,22 @@ func (a *applier) setMeta(pfd int, name, base string, hdr *tar.Header) error {
 }
 
 func (a *applier) setDirTimes() error {
-	for _, d := range a.dirs {
-		dir, base := splitName(d.name)
+	return a.dirs.each(func(name string, ts []unix.Timespec) error {
+		dir, base := splitName(name)
 		pfd, release, err := a.lookup(dir)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // a later whiteout removed it
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+			return nil // a later entry removed or replaced it
 		}
 		if err != nil {
-			return fmt.Errorf("set times of %s: %w", d.name, err)
+			return fmt.Errorf("set times of %s: %w", name, err)
 		}
-		err = unix.UtimesNanoAt(pfd, base, d.ts, unix.AT_SYMLINK_NOFOLLOW)
+		err = unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
 		release()
 		if err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("set times of %s: %w", d.name, err)
+			return fmt.Errorf("set times of %s: %w", name, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // whiteout applies ".wh.name" or ".wh..wh..opq" found in dirName.
@@ -342,6 +370,9 @@ func (a *applier) whiteout(dirName, base string, hdr *tar.Header) error {
 		return fmt.Errorf("%w: whiteout of %q", ErrInvalid, name)
 	}
 	if a.opts.Overlay {
+		if err := a.space.take(0); err != nil {
+			return err
+		}
 		pfd, err := a.mkdirAll(dirName)
 		if err != nil {
 			return err

@@ -4,8 +4,6 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/builder-dev/builder/internal/dirent"
 )
 
 // Raw directory and file access for WriteLayer, which reads every entry
@@ -48,17 +46,6 @@ func readlinkat(dirfd int, name string) (string, error) {
 			return string(buf[:n]), nil
 		}
 	}
-}
-
-// readDirNames returns the names in the directory open as fd, but "." and
-// "..", in no particular order.
-func readDirNames(fd int) ([]string, error) {
-	var names []string
-	err := dirent.Read(fd, func(name []byte) { names = append(names, string(name)) })
-	if err != nil {
-		return nil, err
-	}
-	return names, nil
 }
 
 // copyBufs holds WriteLayer's read buffers.

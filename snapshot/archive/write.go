@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/builder-dev/builder/internal/dirent"
 )
 
 // WriteOptions tunes WriteLayer.
@@ -44,7 +46,7 @@ func WriteLayer(ctx context.Context, dir string, w io.Writer, opts WriteOptions)
 		ctx:   ctx,
 		root:  dir,
 		tw:    tar.NewWriter(bw),
-		links: map[inode]string{},
+		links: map[inode]*hardlink{},
 	}
 	if opts.SourceDateEpoch != nil {
 		e := opts.SourceDateEpoch.Truncate(time.Second)
@@ -81,16 +83,33 @@ type layerWriter struct {
 	root  string
 	tw    *tar.Writer
 	epoch *time.Time
-	links map[inode]string // first path written for each multiply linked inode
-	buf   []byte           // for file contents
+	links map[inode]*hardlink // multiply linked inodes with names still to come
+	buf   []byte              // for file contents
 }
 
-// child is one directory entry with the name it gets in the tar.
+// hardlink is an inode with more than one name: the first one written, and
+// how many more are to come. Once they have all come it is forgotten, so
+// that the map holds only inodes half-way through, not every hardlinked
+// file of the layer.
+type hardlink struct {
+	first string
+	left  uint32
+}
+
+// child is one directory entry, as few bytes as it can be: a directory of
+// a million entries is held whole, to be sorted.
 type child struct {
-	name     string // on disk
-	tarName  string // in the tar: ".wh."+name for whiteouts
-	st       unix.Stat_t
+	tarName  string // its name in the tar: ".wh."+name for whiteouts
 	whiteout bool
+	typ      uint8 // d_type
+}
+
+// name is the child's name on disk.
+func (c *child) name() string {
+	if c.whiteout {
+		return c.tarName[len(WhiteoutPrefix):]
+	}
+	return c.tarName
 }
 
 // dir writes the entries below rel ("" is the root; the root itself is never
@@ -101,21 +120,30 @@ type child struct {
 // O_NOFOLLOW, readlinkat): an upper dir of 20,000 files would otherwise
 // have the kernel walk each file's full path several times over, and a
 // name never leads anywhere but into its directory.
+//
+// Only names and d_types are held while a directory is sorted; each entry
+// is stat'ed when its turn comes (character devices, which may be
+// whiteouts, once more before sorting).
 func (lw *layerWriter) dir(fd int, rel string) error {
-	names, err := readDirNames(fd)
+	var children []child
+	err := dirent.ReadTypes(fd, func(name []byte, typ uint8) {
+		children = append(children, child{tarName: string(name), typ: typ})
+	})
 	if err != nil {
 		return fmt.Errorf("read directory %s: %w", filepath.Join(lw.root, rel), err)
 	}
-	children := make([]child, len(names))
-	for i, name := range names {
+	var st unix.Stat_t
+	for i := range children {
 		c := &children[i]
-		c.name, c.tarName = name, name
-		if err := fstatat(fd, name, &c.st); err != nil {
-			return fmt.Errorf("lstat %s: %w", path.Join(rel, name), err)
+		if c.typ != unix.DT_CHR && c.typ != unix.DT_UNKNOWN {
+			continue
 		}
-		if isWhiteout(&c.st) {
+		if err := fstatat(fd, c.tarName, &st); err != nil {
+			return fmt.Errorf("lstat %s: %w", path.Join(rel, c.tarName), err)
+		}
+		if isWhiteout(&st) {
 			c.whiteout = true
-			c.tarName = WhiteoutPrefix + name
+			c.tarName = WhiteoutPrefix + c.tarName
 		}
 	}
 	// Sort by the name written, not the name on disk, so that output
@@ -125,7 +153,11 @@ func (lw *layerWriter) dir(fd int, rel string) error {
 		if err := lw.ctx.Err(); err != nil {
 			return err
 		}
-		if err := lw.entry(fd, rel, &children[i]); err != nil {
+		c := &children[i]
+		if err := fstatat(fd, c.name(), &st); err != nil {
+			return fmt.Errorf("lstat %s: %w", path.Join(rel, c.name()), err)
+		}
+		if err := lw.entry(fd, rel, c, &st); err != nil {
 			return err
 		}
 	}
@@ -139,15 +171,19 @@ func isWhiteout(st *unix.Stat_t) bool {
 	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
 }
 
-// entry writes c, a child of the directory open as dirfd at rel.
-func (lw *layerWriter) entry(dirfd int, rel string, c *child) error {
-	name := path.Join(rel, c.name)
-	mtime := lw.mtime(c.st.Mtim)
+// entry writes c, a child of the directory open as dirfd at rel, whose
+// lstat is st.
+func (lw *layerWriter) entry(dirfd int, rel string, c *child, st *unix.Stat_t) error {
+	cname := c.name()
+	name := path.Join(rel, cname)
+	mtime := lw.mtime(st.Mtim)
 
 	if c.whiteout {
+		// Whiteout or not is decided by the stat made for sorting; a
+		// whiteout replaced since is written as what it was.
 		return lw.marker(path.Join(rel, c.tarName), mtime)
 	}
-	ft := c.st.Mode & unix.S_IFMT
+	ft := st.Mode & unix.S_IFMT
 	if ft == unix.S_IFSOCK {
 		// Sockets have no tar form; Docker skips them too.
 		return nil
@@ -155,22 +191,27 @@ func (lw *layerWriter) entry(dirfd int, rel string, c *child) error {
 
 	hdr := &tar.Header{
 		Name:    name,
-		Mode:    int64(c.st.Mode & 0o7777),
-		Uid:     int(c.st.Uid),
-		Gid:     int(c.st.Gid),
+		Mode:    int64(st.Mode & 0o7777),
+		Uid:     int(st.Uid),
+		Gid:     int(st.Gid),
 		ModTime: mtime,
 		Format:  tar.FormatPAX,
 	}
-	if ft != unix.S_IFDIR && c.st.Nlink > 1 {
-		id := inode{dev: c.st.Dev, ino: c.st.Ino}
-		if first, ok := lw.links[id]; ok {
+	if ft != unix.S_IFDIR && st.Nlink > 1 {
+		id := inode{dev: st.Dev, ino: st.Ino}
+		if l, ok := lw.links[id]; ok {
 			// The inode's data, mode and xattrs were written with
 			// its first name; a link entry only names it again.
+			if l.left--; l.left == 0 {
+				delete(lw.links, id)
+			}
 			hdr.Typeflag = tar.TypeLink
-			hdr.Linkname = first
+			hdr.Linkname = l.first
 			return lw.writeHeader(hdr)
 		}
-		lw.links[id] = name
+		// Names outside dir (possible for a directory given by a
+		// caller, not for an upper dir) keep it here to the end.
+		lw.links[id] = &hardlink{first: name, left: uint32(st.Nlink - 1)}
 	}
 
 	// Directories and regular files are opened (they are listed or read
@@ -180,13 +221,13 @@ func (lw *layerWriter) entry(dirfd int, rel string, c *child) error {
 	switch ft {
 	case unix.S_IFDIR:
 		var err error
-		if fd, err = openat(dirfd, c.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC); err != nil {
+		if fd, err = openat(dirfd, cname, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC); err != nil {
 			return fmt.Errorf("open %s: %w", name, err)
 		}
 		defer unix.Close(fd)
 	case unix.S_IFREG:
 		var err error
-		if fd, err = openat(dirfd, c.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC); err != nil {
+		if fd, err = openat(dirfd, cname, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC); err != nil {
 			return fmt.Errorf("open %s: %w", name, err)
 		}
 		defer unix.Close(fd)
@@ -227,13 +268,13 @@ func (lw *layerWriter) entry(dirfd int, rel string, c *child) error {
 		return lw.dir(fd, name)
 	case unix.S_IFREG:
 		hdr.Typeflag = tar.TypeReg
-		hdr.Size = c.st.Size
+		hdr.Size = st.Size
 		if err := lw.writeHeader(hdr); err != nil {
 			return err
 		}
-		return lw.copyFile(fd, name, c.st.Size)
+		return lw.copyFile(fd, name, st.Size)
 	case unix.S_IFLNK:
-		target, err := readlinkat(dirfd, c.name)
+		target, err := readlinkat(dirfd, cname)
 		if err != nil {
 			return fmt.Errorf("readlink %s: %w", name, err)
 		}
@@ -244,8 +285,8 @@ func (lw *layerWriter) entry(dirfd int, rel string, c *child) error {
 		if ft == unix.S_IFBLK {
 			hdr.Typeflag = tar.TypeBlock
 		}
-		hdr.Devmajor = int64(unix.Major(c.st.Rdev))
-		hdr.Devminor = int64(unix.Minor(c.st.Rdev))
+		hdr.Devmajor = int64(unix.Major(st.Rdev))
+		hdr.Devminor = int64(unix.Minor(st.Rdev))
 	case unix.S_IFIFO:
 		hdr.Typeflag = tar.TypeFifo
 	default:

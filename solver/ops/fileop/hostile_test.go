@@ -1,10 +1,13 @@
 package fileop
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/builder-dev/builder/internal/testutil"
+	"github.com/builder-dev/builder/snapshot/archive"
 )
 
 // hostileEnv is a source root and a destination root side by side with
@@ -168,4 +172,98 @@ func TestHostileDestinations(t *testing.T) {
 func sha256hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// hostileTar is an archive entry list by named fields, for ADD.
+type hostileTar struct {
+	Name     string
+	Type     byte
+	Linkname string
+	Body     string
+}
+
+func tarOfEntries(t *testing.T, entries ...hostileTar) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, e := range entries {
+		h := &tar.Header{Typeflag: e.Type, Name: e.Name, Linkname: e.Linkname, Mode: 0o644, Size: int64(len(e.Body))}
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		if h.Typeflag != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(tw, e.Body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// TestHostileAddArchives ADDs local archives whose entries try to leave the
+// destination, extracted by archive.Apply as the build does (ADD's
+// Extract), plain and gzipped. Each may fail or land inside the
+// destination; none may write a host file or copy host content in.
+func TestHostileAddArchives(t *testing.T) {
+	e := newHostileEnv(t)
+	secret := filepath.Join(e.outside, "secret")
+	for _, tc := range []struct {
+		name    string
+		entries func() []hostileTar
+	}{
+		{"../ climbing out", func() []hostileTar { return []hostileTar{{Name: "../../host/secret", Body: "x"}} }},
+		{"../ in the middle", func() []hostileTar { return []hostileTar{{Name: "a/../../../outside", Body: "x"}} }},
+		{"absolute name", func() []hostileTar { return []hostileTar{{Name: secret, Body: "x"}} }},
+		{"symlink to a host dir, then a file through it", func() []hostileTar {
+			return []hostileTar{{Name: "s", Type: tar.TypeSymlink, Linkname: e.outside}, {Name: "s/secret", Body: "x"}}
+		}},
+		{"symlink climbing out, then a file through it", func() []hostileTar {
+			return []hostileTar{{Name: "up", Type: tar.TypeSymlink, Linkname: "../../../../../../.."}, {Name: "up" + secret, Body: "x"}}
+		}},
+		{"symlink to /, then a directory and a file through it", func() []hostileTar {
+			return []hostileTar{{Name: "root", Type: tar.TypeSymlink, Linkname: "/"}, {Name: "root" + e.outside + "/", Type: tar.TypeDir}, {Name: "root" + e.outside + "/passwd", Body: "x"}}
+		}},
+		{"hardlink to a host file", func() []hostileTar { return []hostileTar{{Name: "h", Type: tar.TypeLink, Linkname: secret}} }},
+		{"hardlink climbing out", func() []hostileTar {
+			return []hostileTar{{Name: "h", Type: tar.TypeLink, Linkname: "../../../../../../.." + secret}}
+		}},
+		{"hardlink through a symlink", func() []hostileTar {
+			return []hostileTar{{Name: "s", Type: tar.TypeSymlink, Linkname: e.outside}, {Name: "h", Type: tar.TypeLink, Linkname: "s/secret"}}
+		}},
+		{"hardlink to the image's own dest symlink", func() []hostileTar {
+			// "hostdir" is in the destination root, pointing at the host.
+			return []hostileTar{{Name: "h", Type: tar.TypeLink, Linkname: "/hostdir/secret"}}
+		}},
+		{"whiteout-looking names are files in ADD", func() []hostileTar {
+			return []hostileTar{{Name: ".wh.secret", Body: "x"}, {Name: "../.wh.host", Body: "x"}}
+		}},
+	} {
+		for _, kind := range []string{"tar", "gzip"} {
+			t.Run(tc.name+"/"+kind, func(t *testing.T) {
+				dst := t.TempDir()
+				writeTree(t, dst, symlink("hostdir", e.outside), dir("app"))
+				src := t.TempDir()
+				writeTree(t, src, file("a.tar", string(compressWith(t, kind, tarOfEntries(t, tc.entries()...)))))
+				err := Copy(context.Background(), CopyRequest{SrcRoot: src, DstRoot: dst, Sources: []string{"a.tar"}, Dest: "/app/", Extract: applyArchive})
+				if err != nil && !strings.Contains(err.Error(), "add /a.tar: ") {
+					t.Errorf("ADD: %v, want an error naming the archive", err)
+				}
+				noHostContent(t, dst)
+				e.untouched(t)
+			})
+		}
+	}
+}
+
+// applyArchive is ADD's Extract as the build wires it.
+func applyArchive(ctx context.Context, r io.Reader, dir string) error {
+	_, err := archive.Apply(ctx, dir, r, archive.ApplyOptions{NoWhiteouts: true})
+	return err
 }
