@@ -197,6 +197,9 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if o.maxParallelism < 0 {
 		return usageError{fmt.Errorf("invalid --max-parallelism %d: want 0 (no limit) or more", o.maxParallelism)}
 	}
+	// Errors name the Dockerfile as the user typed it (Dockerfile,
+	// sub/Dockerfile), so it is found from the context path as typed.
+	typedContext := contextDir
 	contextDir, err = resolveContext(contextDir)
 	if err != nil {
 		return err
@@ -204,7 +207,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err := validateTags(o.tags); err != nil {
 		return err
 	}
-	df, err := readDockerfile(o.file, contextDir, os.Stdin)
+	df, err := readDockerfile(o.file, typedContext, os.Stdin)
 	if err != nil {
 		return err
 	}
