@@ -5,7 +5,7 @@ ROOT     ?= $(CURDIR)/.demo-root
 PKGS     := busybox-static skopeo umoci docker-registry
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps demo test bench bench-go lint clean
+.PHONY: all build deps demo test fuzz bench bench-go lint clean
 
 all: build
 
@@ -34,6 +34,20 @@ demo: deps build
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_TEST)
+
+# The fuzz targets (package:Target). `make test` runs each for a few seconds
+# on top of its checked-in corpus; `make fuzz FUZZTIME=10m` searches longer.
+FUZZ_TARGETS := ./frontend/dockerfile:FuzzParse ./store:FuzzReference \
+	./snapshot/archive:FuzzApply ./exporter:FuzzLoad
+FUZZTIME_TEST ?= 4s
+FUZZTIME ?= 2m
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg; \
+	done
 
 # bench runs bench/'s hermetic scenarios (~11 min) and prints the medians
 # against bench/targets.tsv; narrow it with BENCH_ARGS='-s "S2 S3" -n 3'.
