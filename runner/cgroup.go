@@ -540,3 +540,34 @@ func (cg *cgroup) remove() error {
 	}
 	return nil
 }
+
+// CheckLimits tells, without making anything, whether newCgroup could set
+// r's limits here: each controller has a hierarchy and it is writable. A
+// build uses it to run without its default limits where cgroups cannot be
+// had (a read-only /sys/fs/cgroup in a container), rather than fail.
+func CheckLimits(r Resources) error {
+	mi, err := os.ReadFile(mountinfoPath)
+	if err != nil {
+		return fmt.Errorf("runner: find cgroups: %w", err)
+	}
+	mounts := parseCgroupMounts(mi)
+	v2Available := map[string]bool{}
+	if mounts.v2 != "" {
+		data, _ := os.ReadFile(filepath.Join(mounts.v2, "cgroup.controllers"))
+		for _, c := range strings.Fields(string(data)) {
+			v2Available[c] = true
+		}
+	}
+	plan, err := planCgroup(mounts, v2Available, "check", r)
+	if err != nil {
+		return err
+	}
+	for _, d := range plan {
+		// The hierarchy's root: the builder's parent group may not exist yet.
+		root := filepath.Dir(filepath.Dir(d.path))
+		if err := unix.Access(root, unix.W_OK); err != nil {
+			return fmt.Errorf("runner: %s: cgroup %s is not writable: %w", limitName[d.controllers[0]], root, err)
+		}
+	}
+	return nil
+}

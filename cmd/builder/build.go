@@ -38,6 +38,7 @@ type buildOptions struct {
 	explain   bool
 	quiet     bool
 	pidsLimit int64
+	limitsSet bool // --pids-limit or --memory given
 	memory    string
 	// maxParallelism bounds the steps that run at once; 0: no bound.
 	maxParallelism int
@@ -56,6 +57,7 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 				}
 				o.progress = "quiet"
 			}
+			o.limitsSet = cmd.Flags().Changed("pids-limit") || o.memory != ""
 			return runBuild(cmd.Context(), g, o, args[0])
 		},
 	}
@@ -186,6 +188,15 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	// Close draws the final frame (and a failed step's log) before main
 	// prints the error.
 	defer pr.Close()
+	if limits != nil && !o.limitsSet {
+		// The default pids limit is a safety net, not something the user
+		// asked for: where cgroups cannot be had (a read-only cgroupfs in
+		// a container), the build runs without it and says so.
+		if err := runner.CheckLimits(*limits); err != nil {
+			pr.Warn(fmt.Sprintf("RUN steps run without the default pids limit: %v", err))
+			limits = nil
+		}
+	}
 	outputs, err := parseOutputs(o.outputs)
 	if err != nil {
 		return err

@@ -192,3 +192,37 @@ func pidsHierarchy(t *testing.T) string {
 	}
 	return v2
 }
+
+// Where the pids controller's hierarchy is read-only (a builder inside a
+// container), a build runs without its default pids limit and says so; a
+// limit the user asked for still fails the build.
+func TestSecurityDefaultPidsLimitWithoutCgroups(t *testing.T) {
+	h := newHarness(t)
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("no unshare(1)")
+	}
+	dir := h.context("FROM base/busybox:1\nRUN echo ran > /ran\n", map[string]string{})
+	// A private mount namespace whose pids hierarchy is bound read-only.
+	script := `mount --make-rprivate / && mount -o remount,bind,ro "$0" && exec "$@"`
+	readOnly := func(args ...string) (string, int) {
+		cmd := exec.Command("unshare", append([]string{"-m", "sh", "-c", script, pidsHierarchy(t), builderBin, "--root", h.root}, args...)...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	out, code := readOnly("build", "--progress", "plain", "-t", "nolimit:1", dir)
+	if code != 0 || !strings.Contains(out, "without the default pids limit") {
+		t.Fatalf("default limit on a read-only cgroupfs: exit %d, want 0 and a warning\n%s", code, out)
+	}
+	if got := h.runImage("nolimit:1", "cat", "/ran"); got != "ran\n" {
+		t.Errorf("RUN did not run: %q", got)
+	}
+	if out, code := readOnly("build", "--no-cache", "--pids-limit", "100", dir); code == 0 {
+		t.Errorf("an asked-for pids limit on a read-only cgroupfs succeeded\n%s", out)
+	}
+}
