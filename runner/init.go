@@ -349,6 +349,25 @@ func (r *rootfs) mountUser(m Mount) error {
 // mountSystem mounts what every container has: a fresh /proc for its pid
 // namespace, a minimal /dev and a read-only /sys; the options are Docker's.
 func (r *rootfs) mountSystem(spec Spec) error {
+	// As runc does: each of these must be a real directory of the image
+	// (or missing). A symlink there would put the file system wherever
+	// it points, say /proc below a path that a later mount hides or
+	// shadows, so that masking /proc afterwards, by path, misses it and
+	// leaves /proc/sys writable somewhere else; /sys pointing at / puts a
+	// read-only sysfs over the whole root.
+	for _, dir := range []string{"proc", "dev", "sys"} {
+		fi, err := os.Lstat(filepath.Join(r.dir, dir))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("check /%s: %w", dir, err)
+		}
+		if err == nil && !fi.IsDir() {
+			what := "a file"
+			if fi.Mode()&os.ModeSymlink != 0 {
+				what = "a symlink"
+			}
+			return fmt.Errorf("/%s in the image is %s, not a directory: refusing to mount the container's /%s through it", dir, what, dir)
+		}
+	}
 	if err := r.mountAt("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV, ""); err != nil {
 		return err
 	}
