@@ -391,7 +391,10 @@ func (r *rootfs) mountDev() error {
 	if err := r.mountAt("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return err
 	}
-	dev := filepath.Join(r.dir, "dev") // a fresh tmpfs: no symlinks to fear
+	// A fresh tmpfs, and at r.dir/dev itself: mountSystem checked that
+	// /dev in the image is a directory, not a symlink that this host-side
+	// path would follow out of the root.
+	dev := filepath.Join(r.dir, "dev")
 	for _, name := range devices {
 		if err := bindDevice("/dev/"+name, filepath.Join(dev, name)); err != nil {
 			return fmt.Errorf("create /dev/%s: %w", name, err)
