@@ -221,6 +221,39 @@ func TestIsolationMountTargetSymlinks(t *testing.T) {
 	}
 }
 
+// TestIsolationEtcFilesStayOut: what a RUN writes to the /etc/hosts,
+// resolv.conf and hostname bound into it reaches neither the host's files
+// nor the layer (as with BuildKit): the image's own /etc/hosts stays, and
+// the files the image lacks stay absent.
+func TestIsolationEtcFilesStayOut(t *testing.T) {
+	h := newHarness(t)
+	isoImage(t, h, "etc:1", func(root string) {
+		if err := os.WriteFile(filepath.Join(root, "etc/hosts"), []byte("image hosts\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	before := map[string][]byte{}
+	for _, f := range []string{"/etc/hosts", "/etc/resolv.conf", "/etc/hostname"} {
+		before[f], _ = os.ReadFile(f)
+	}
+	dir := h.context("FROM etc:1\nRUN for f in hosts resolv.conf hostname; do echo pwn >>/etc/$f; done\n", map[string]string{})
+	out := t.TempDir()
+	h.mustRun("build", "-o", "type=local,dest="+out, dir)
+	for f, data := range before {
+		if now, _ := os.ReadFile(f); !bytes.Equal(now, data) {
+			t.Errorf("host %s changed: %q -> %q", f, data, now)
+		}
+	}
+	if got, err := os.ReadFile(filepath.Join(out, "etc/hosts")); err != nil || string(got) != "image hosts\n" {
+		t.Errorf("/etc/hosts in the layer: %q %v", got, err)
+	}
+	for _, f := range []string{"etc/resolv.conf", "etc/hostname"} {
+		if _, err := os.Lstat(filepath.Join(out, f)); err == nil {
+			t.Errorf("%s is in the layer", f)
+		}
+	}
+}
+
 // TestIsolationSystemDirSymlinks: an image whose /proc, /dev or /sys is a
 // symlink is refused, as runc refuses it. Mounting through the link put
 // /dev's nodes and directories into whatever host directory an absolute
@@ -345,6 +378,8 @@ grep -vc key /proc/sysvipc/shm
 ls /sys/class/net
 test -e /proc/1/root/.inside && echo "own /proc/1/root"
 /sysprobe chroot-escape
+mount -t tmpfs none /tmp 2>/dev/null && echo "mounted"
+true
 `, host.Process.Pid, hostname)
 	want := "0\n0\nlo\nown /proc/1/root\nchroot-escape ok\n"
 	dir := h.context("FROM ns:1\nCOPY probe.sh /probe.sh\nRUN sh /probe.sh >/out && ! hostname probe 2>/dev/null\n", map[string]string{"probe.sh": probe})
