@@ -245,50 +245,75 @@ func (r *rootfs) ensure(dest string, isDir bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	rootFd, err := unix.Open(r.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("create mount point %s: %w", dest, err)
+	}
+	defer unix.Close(rootFd)
 	// SecureJoin resolved every symlink on the way, so each existing
 	// component is a real directory and each missing one is ours to make.
-	cur := r.dir
+	// Each is still made relative to its parent opened anew in the root
+	// (openat2, RESOLVE_IN_ROOT), never by a host path: a directory the
+	// root shares with a running container (a volume) can have a
+	// component swapped for a symlink to a host path meanwhile, and a
+	// host path would follow it out of the root.
 	parentIsStub := false
 	parts := strings.Split(rel, string(filepath.Separator))
 	for i, part := range parts {
-		next := filepath.Join(cur, part)
-		if _, err := os.Lstat(next); err == nil {
-			cur = next
-			continue
-		} else if !errors.Is(err, os.ErrNotExist) {
+		made, err := r.makeStub(rootFd, filepath.Join(parts[:i]...), part, i == len(parts)-1 && !isDir, parentIsStub)
+		if err != nil {
 			return "", fmt.Errorf("create mount point %s: %w", dest, err)
 		}
-		var parentMtime int64
-		if !parentIsStub {
-			var st unix.Stat_t
-			if err := unix.Lstat(cur, &st); err != nil {
-				return "", fmt.Errorf("create mount point %s: %w", dest, err)
-			}
-			parentMtime = st.Mtim.Nano()
-		}
-		if i == len(parts)-1 && !isDir {
-			f, err := os.OpenFile(next, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_CLOEXEC, 0o644)
-			if err != nil {
-				return "", fmt.Errorf("create mount point %s: %w", dest, err)
-			}
-			f.Close()
-		} else if err := os.Mkdir(next, 0o755); err != nil {
-			return "", fmt.Errorf("create mount point %s: %w", dest, err)
-		}
-		s := stub{ParentMtime: parentMtime}
-		s.Path, _ = filepath.Rel(r.dir, next)
-		if !parentIsStub {
-			var st unix.Stat_t
-			if err := unix.Lstat(cur, &st); err != nil {
-				return "", fmt.Errorf("create mount point %s: %w", dest, err)
-			}
-			s.ParentMtimeAfter = st.Mtim.Nano()
-		}
-		r.st.send(status{Stub: &s})
-		parentIsStub = true
-		cur = next
+		parentIsStub = parentIsStub || made
 	}
 	return p, nil
+}
+
+// makeStub makes name (a directory, or an empty file) in the directory
+// parent of the root open at rootFd, unless it exists, and reports it to
+// Run. It reports whether it made it.
+func (r *rootfs) makeStub(rootFd int, parent, name string, file, parentIsStub bool) (bool, error) {
+	if parent == "" {
+		parent = "."
+	}
+	pfd, err := unix.Openat2(rootFd, parent, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		return false, nil
+	} else if !errors.Is(err, unix.ENOENT) {
+		return false, err
+	}
+	s := stub{Path: filepath.Join(parent, name)}
+	if !parentIsStub {
+		if err := unix.Fstat(pfd, &st); err != nil {
+			return false, err
+		}
+		s.ParentMtime = st.Mtim.Nano()
+	}
+	if file {
+		fd, err := unix.Openat(pfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return false, err
+		}
+		unix.Close(fd)
+	} else if err := unix.Mkdirat(pfd, name, 0o755); err != nil {
+		return false, err
+	}
+	if !parentIsStub {
+		if err := unix.Fstat(pfd, &st); err != nil {
+			return false, err
+		}
+		s.ParentMtimeAfter = st.Mtim.Nano()
+	}
+	r.st.send(status{Stub: &s})
+	return true, nil
 }
 
 // mountAt mounts a file system at dest (a directory) inside the root.
