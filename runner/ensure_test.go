@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/builder-dev/builder/internal/testutil"
 )
 
 // TestMakeStubStaysInRoot: a mount point's parent found a directory by
@@ -39,5 +41,43 @@ func TestMakeStubStaysInRoot(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(host); len(entries) != 0 {
 		t.Errorf("stubs made in the host directory: %v", entries)
+	}
+}
+
+// TestSameMount: the check before flags go on a new bind accepts only the
+// bind itself: not the source directory where it lies (same file, but on
+// the mount point's mount), nor another directory.
+func TestSameMount(t *testing.T) {
+	testutil.RequiresRoot(t)
+	src, dir := t.TempDir(), t.TempDir()
+	target := filepath.Join(dir, "target")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var srcSt unix.Stat_t
+	if err := unix.Stat(src, &srcSt); err != nil {
+		t.Fatal(err)
+	}
+	open := func(p string) int {
+		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		return fd
+	}
+	fd := open(target)
+	if err := unix.Mount(src, fdPath(fd), "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(target, unix.MNT_DETACH)
+	if !sameMount(fd, open(target), &srcSt) {
+		t.Error("the new bind is not recognised")
+	}
+	if sameMount(fd, open(src), &srcSt) {
+		t.Error("the bind's source directory passes for the bind")
+	}
+	if sameMount(fd, open(dir), &srcSt) {
+		t.Error("another directory passes for the bind")
 	}
 }

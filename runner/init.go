@@ -322,7 +322,12 @@ func (r *rootfs) mountAt(what, dest, fstype string, flags uintptr, data string) 
 	if err != nil {
 		return err
 	}
-	if err := unix.Mount(what, p, fstype, flags, data); err != nil {
+	fd, err := r.open(p)
+	if err != nil {
+		return fmt.Errorf("mount %s on %s: %w", fstype, dest, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Mount(what, fdPath(fd), fstype, flags, data); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", fstype, dest, err)
 	}
 	return nil
@@ -332,28 +337,86 @@ func (r *rootfs) mountAt(what, dest, fstype string, flags uintptr, data string) 
 // no device node under it opens, in it or in any mount it holds (a host
 // directory may hold a devtmpfs: a bound / does).
 func (r *rootfs) bind(src, dest string, readOnly, nodev bool) error {
-	fi, err := os.Stat(src)
-	if err != nil {
+	var srcSt unix.Stat_t
+	if err := unix.Stat(src, &srcSt); err != nil {
 		return fmt.Errorf("bind mount source: %w", err)
 	}
-	p, err := r.ensure(dest, fi.IsDir())
+	p, err := r.ensure(dest, srcSt.Mode&unix.S_IFMT == unix.S_IFDIR)
 	if err != nil {
 		return err
 	}
-	if err := unix.Mount(src, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	fd, err := r.open(p)
+	if err != nil {
 		return fmt.Errorf("bind %s on %s: %w", src, dest, err)
 	}
+	defer unix.Close(fd)
+	if err := unix.Mount(src, fdPath(fd), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s on %s: %w", src, dest, err)
+	}
+	if !readOnly && !nodev {
+		return nil
+	}
+	// The flags go on the new mount, reached again through the root; it
+	// must be the one just made (the source's root, on another mount
+	// than its mount point), else a read-only or nodev meant for it would
+	// land on another mount and leave it writable.
+	mfd, err := r.open(p)
+	if err != nil {
+		return fmt.Errorf("bind %s on %s: %w", src, dest, err)
+	}
+	defer unix.Close(mfd)
+	if !sameMount(fd, mfd, &srcSt) {
+		return fmt.Errorf("bind %s on %s: the mount point changed while mounting", src, dest)
+	}
 	if readOnly {
-		if err := remountReadOnly(p); err != nil {
+		if err := remountReadOnly(fdPath(mfd)); err != nil {
 			return fmt.Errorf("make %s read-only: %w", dest, err)
 		}
 	}
 	if nodev {
-		if err := ensureNodev(p, true); err != nil {
+		if err := ensureNodev(fdPath(mfd), true); err != nil {
 			return fmt.Errorf("make %s nodev: %w", dest, err)
 		}
 	}
 	return nil
+}
+
+// open opens p, a path under the root, resolved in the root now: the
+// mounts are made on what it opens (through fdPath), never on a host path
+// that a symlink swapped in since ensure (a volume shared with a running
+// container can change) could send outside the root.
+func (r *rootfs) open(p string) (int, error) {
+	rel, err := filepath.Rel(r.dir, p)
+	if err != nil {
+		return -1, err
+	}
+	rootFd, err := unix.Open(r.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(rootFd)
+	return unix.Openat2(rootFd, rel, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+}
+
+// fdPath names the file open at fd: mount(2) on it acts on exactly that
+// file, whatever its path has become.
+func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// sameMount reports whether mfd is the root of a bind of the file src
+// (its device and inode) on a mount other than the mount point's, at fd.
+func sameMount(fd, mfd int, src *unix.Stat_t) bool {
+	var before, after unix.Statx_t
+	if unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &before) != nil ||
+		unix.Statx(mfd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID|unix.STATX_INO, &after) != nil {
+		return false
+	}
+	if before.Mask&unix.STATX_MNT_ID != 0 && before.Mnt_id == after.Mnt_id {
+		return false
+	}
+	return unix.Mkdev(after.Dev_major, after.Dev_minor) == src.Dev && after.Ino == src.Ino
 }
 
 // mountUser performs one of Spec.Mounts.
