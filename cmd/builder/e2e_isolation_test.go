@@ -290,7 +290,8 @@ func TestIsolationSystemDirSymlinks(t *testing.T) {
 // isoProcProbe prints nothing but the capability lines where /proc and
 // /sys are as Docker leaves them: sysctls, sysrq and irq settings
 // read-only, the leaking files masked, /sys read-only, no writable cgroup
-// file system, no kernel log.
+// file system, no kernel log, no clock, module, I/O port or file handle
+// (the "shocker" escape) call.
 const isoProcProbe = `grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status
 for f in /proc/sys/kernel/domainname /proc/sys/kernel/core_pattern /proc/sys/vm/overcommit_memory /proc/sys/net/ipv4/ip_forward /proc/sysrq-trigger /proc/irq/default_smp_affinity /sys/kernel/uevent_helper; do
   [ -e $f ] && (cat $f >$f) 2>/dev/null && echo "wrote $f"
@@ -305,6 +306,7 @@ head -c 1 /proc/kmsg >/dev/null 2>&1 && echo "read /proc/kmsg"
 touch /sys/kernel/probe 2>/dev/null && echo "wrote /sys"
 mkdir /sys/fs/cgroup/probe 2>/dev/null && echo "wrote cgroupfs"
 grep -E ' cgroup2? ' /proc/self/mounts | grep -v ' ro,' | sed 's/^/rw cgroup: /'
+/sysprobe clock_settime init_module iopl open_by_handle_at | grep -v EPERM
 true`
 
 // TestIsolationProcSysCaps: /proc, /sys and capabilities in a RUN and in
