@@ -219,6 +219,14 @@ func TestIsolationMountTargetSymlinks(t *testing.T) {
 	if _, err := os.Stat(ht.path("vol/inctr")); err != nil {
 		t.Errorf("the volume did not get the container's file: %v", err)
 	}
+	// An image VOLUME at the link: the volume starts as a copy of what
+	// the image (not the host) has there, which is nothing.
+	dir = h.context("FROM links:1\nVOLUME /ctr\n", map[string]string{})
+	h.build(dir, "links:volume")
+	if got := h.runImage("links:volume", "sh", "-c", "ls -A /ctr; touch /ctr/new"); got != "" {
+		t.Errorf("the image VOLUME at /ctr -> %s starts with: %q", ht.path("d"), got)
+	}
+	ht.untouched(t, "vol")
 }
 
 // TestIsolationEtcFilesStayOut: what a RUN writes to the /etc/hosts,
