@@ -276,10 +276,7 @@ func (r *rootfs) makeStub(rootFd int, parent, name string, file, parentIsStub bo
 	if parent == "" {
 		parent = "."
 	}
-	pfd, err := unix.Openat2(rootFd, parent, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
+	pfd, err := r.openInRoot(rootFd, parent, unix.O_DIRECTORY)
 	if err != nil {
 		return false, err
 	}
@@ -395,10 +392,27 @@ func (r *rootfs) open(p string) (int, error) {
 		return -1, err
 	}
 	defer unix.Close(rootFd)
-	return unix.Openat2(rootFd, rel, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+	return r.openInRoot(rootFd, rel, 0)
+}
+
+// openInRoot opens rel as an O_PATH descriptor (with flags), resolving
+// its symlinks inside the root open at rootFd. A kernel without openat2
+// (before 5.6) gets the path SecureJoin resolves, opened without following
+// a last symlink: safe from the image's symlinks, not from a concurrent
+// swap.
+func (r *rootfs) openInRoot(rootFd int, rel string, flags int) (int, error) {
+	fd, err := unix.Openat2(rootFd, rel, &unix.OpenHow{
+		Flags:   uint64(unix.O_PATH | unix.O_CLOEXEC | flags),
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	})
+	if !errors.Is(err, unix.ENOSYS) {
+		return fd, err
+	}
+	p, err := securejoin.SecureJoin(r.dir, rel)
+	if err != nil {
+		return -1, err
+	}
+	return unix.Open(p, unix.O_PATH|unix.O_CLOEXEC|unix.O_NOFOLLOW|flags, 0)
 }
 
 // fdPath names the file open at fd: mount(2) on it acts on exactly that

@@ -262,28 +262,40 @@ func xattrs(fd int) (map[string][]byte, error) {
 	return out, nil
 }
 
-// openIn opens the directory rel beneath root, refusing any symlink on the
-// way (and "..", and other mounts): what it opens is in root, whatever the
+// openIn opens the directory rel beneath root one component at a time,
+// refusing any symlink on the way (O_NOFOLLOW) and any ".." (rel comes
+// from stub paths, checked local): what it opens is in root, whatever the
 // command left there.
-func openIn(root, rel string, flags uint64) (int, error) {
-	rfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+func openIn(root, rel string, flags int) (int, error) {
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
 	}
-	defer unix.Close(rfd)
-	for {
-		fd, err := unix.Openat2(rfd, rel, &unix.OpenHow{
-			Flags:   flags | unix.O_DIRECTORY | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_XDEV,
-		})
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			continue // a rename elsewhere in the tree raced the lookup
+	parts := strings.Split(filepath.Clean(rel), string(filepath.Separator))
+	if parts[0] == "." {
+		parts = parts[1:]
+	}
+	for i, part := range parts {
+		if part == ".." {
+			unix.Close(fd)
+			return -1, fmt.Errorf("open %s in %s: %w", rel, root, unix.EXDEV)
 		}
+		f := unix.O_PATH
+		if i == len(parts)-1 {
+			f = flags
+		}
+		next, err := unix.Openat(fd, part, f|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
 		if err != nil {
 			return -1, fmt.Errorf("open %s in %s: %w", rel, root, err)
 		}
-		return fd, nil
+		fd = next
 	}
+	if len(parts) == 0 && flags != unix.O_PATH {
+		defer unix.Close(fd)
+		return unix.Openat(fd, ".", flags|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	}
+	return fd, nil
 }
 
 // setTimes sets the times of the directory open at fd.
@@ -294,7 +306,7 @@ func setTimes(fd int, atime, mtime unix.Timespec) error {
 // ignoreGone is nil for the errors that mean the path is no longer what
 // the init made (gone, a file, or through a symlink): nothing to undo.
 func ignoreGone(err error) error {
-	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
 		return nil
 	}
 	return err
