@@ -51,6 +51,17 @@
 // overlay upper dir afterwards (stubs.go), with the directories only their
 // creation copied up, so they never reach a layer.
 //
+// Symlinks: the image and the command own the root, so every path in it is
+// hostile. Mount targets resolve inside the root (SecureJoin, then openat2
+// RESOLVE_IN_ROOT), mount points are made relative to their parent
+// directory so opened, and the mounts go on the opened target
+// (/proc/self/fd/N), so a symlink, even one swapped in meanwhile through a
+// shared volume, never sends a mount or a new file to the host. /proc,
+// /dev and /sys must be real directories, as runc demands. Stub removal,
+// on the host after the command, opens each directory without following
+// symlinks, so a command that swaps a stub's parent for a link to a host
+// directory changes nothing there.
+//
 // The decisions (capability set, environment defaults, PATH lookup, exit
 // codes, /etc/hosts contents, mount order) live in policy.go as plain
 // functions and test without root; the syscalls live in init.go and caps.go.

@@ -245,50 +245,72 @@ func (r *rootfs) ensure(dest string, isDir bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	rootFd, err := unix.Open(r.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("create mount point %s: %w", dest, err)
+	}
+	defer unix.Close(rootFd)
 	// SecureJoin resolved every symlink on the way, so each existing
 	// component is a real directory and each missing one is ours to make.
-	cur := r.dir
+	// Each is still made relative to its parent opened anew in the root
+	// (openat2, RESOLVE_IN_ROOT), never by a host path: a directory the
+	// root shares with a running container (a volume) can have a
+	// component swapped for a symlink to a host path meanwhile, and a
+	// host path would follow it out of the root.
 	parentIsStub := false
 	parts := strings.Split(rel, string(filepath.Separator))
 	for i, part := range parts {
-		next := filepath.Join(cur, part)
-		if _, err := os.Lstat(next); err == nil {
-			cur = next
-			continue
-		} else if !errors.Is(err, os.ErrNotExist) {
+		made, err := r.makeStub(rootFd, filepath.Join(parts[:i]...), part, i == len(parts)-1 && !isDir, parentIsStub)
+		if err != nil {
 			return "", fmt.Errorf("create mount point %s: %w", dest, err)
 		}
-		var parentMtime int64
-		if !parentIsStub {
-			var st unix.Stat_t
-			if err := unix.Lstat(cur, &st); err != nil {
-				return "", fmt.Errorf("create mount point %s: %w", dest, err)
-			}
-			parentMtime = st.Mtim.Nano()
-		}
-		if i == len(parts)-1 && !isDir {
-			f, err := os.OpenFile(next, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_CLOEXEC, 0o644)
-			if err != nil {
-				return "", fmt.Errorf("create mount point %s: %w", dest, err)
-			}
-			f.Close()
-		} else if err := os.Mkdir(next, 0o755); err != nil {
-			return "", fmt.Errorf("create mount point %s: %w", dest, err)
-		}
-		s := stub{ParentMtime: parentMtime}
-		s.Path, _ = filepath.Rel(r.dir, next)
-		if !parentIsStub {
-			var st unix.Stat_t
-			if err := unix.Lstat(cur, &st); err != nil {
-				return "", fmt.Errorf("create mount point %s: %w", dest, err)
-			}
-			s.ParentMtimeAfter = st.Mtim.Nano()
-		}
-		r.st.send(status{Stub: &s})
-		parentIsStub = true
-		cur = next
+		parentIsStub = parentIsStub || made
 	}
 	return p, nil
+}
+
+// makeStub makes name (a directory, or an empty file) in the directory
+// parent of the root open at rootFd, unless it exists, and reports it to
+// Run. It reports whether it made it.
+func (r *rootfs) makeStub(rootFd int, parent, name string, file, parentIsStub bool) (bool, error) {
+	if parent == "" {
+		parent = "."
+	}
+	pfd, err := r.openInRoot(rootFd, parent, unix.O_DIRECTORY)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		return false, nil
+	} else if !errors.Is(err, unix.ENOENT) {
+		return false, err
+	}
+	s := stub{Path: filepath.Join(parent, name)}
+	if !parentIsStub {
+		if err := unix.Fstat(pfd, &st); err != nil {
+			return false, err
+		}
+		s.ParentMtime = st.Mtim.Nano()
+	}
+	if file {
+		fd, err := unix.Openat(pfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return false, err
+		}
+		unix.Close(fd)
+	} else if err := unix.Mkdirat(pfd, name, 0o755); err != nil {
+		return false, err
+	}
+	if !parentIsStub {
+		if err := unix.Fstat(pfd, &st); err != nil {
+			return false, err
+		}
+		s.ParentMtimeAfter = st.Mtim.Nano()
+	}
+	r.st.send(status{Stub: &s})
+	return true, nil
 }
 
 // mountAt mounts a file system at dest (a directory) inside the root.
@@ -297,7 +319,12 @@ func (r *rootfs) mountAt(what, dest, fstype string, flags uintptr, data string) 
 	if err != nil {
 		return err
 	}
-	if err := unix.Mount(what, p, fstype, flags, data); err != nil {
+	fd, err := r.open(p)
+	if err != nil {
+		return fmt.Errorf("mount %s on %s: %w", fstype, dest, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Mount(what, fdPath(fd), fstype, flags, data); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", fstype, dest, err)
 	}
 	return nil
@@ -307,28 +334,103 @@ func (r *rootfs) mountAt(what, dest, fstype string, flags uintptr, data string) 
 // no device node under it opens, in it or in any mount it holds (a host
 // directory may hold a devtmpfs: a bound / does).
 func (r *rootfs) bind(src, dest string, readOnly, nodev bool) error {
-	fi, err := os.Stat(src)
-	if err != nil {
+	var srcSt unix.Stat_t
+	if err := unix.Stat(src, &srcSt); err != nil {
 		return fmt.Errorf("bind mount source: %w", err)
 	}
-	p, err := r.ensure(dest, fi.IsDir())
+	p, err := r.ensure(dest, srcSt.Mode&unix.S_IFMT == unix.S_IFDIR)
 	if err != nil {
 		return err
 	}
-	if err := unix.Mount(src, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	fd, err := r.open(p)
+	if err != nil {
 		return fmt.Errorf("bind %s on %s: %w", src, dest, err)
 	}
+	defer unix.Close(fd)
+	if err := unix.Mount(src, fdPath(fd), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s on %s: %w", src, dest, err)
+	}
+	if !readOnly && !nodev {
+		return nil
+	}
+	// The flags go on the new mount, reached again through the root; it
+	// must be the one just made (the source's root, on another mount
+	// than its mount point), else a read-only or nodev meant for it would
+	// land on another mount and leave it writable.
+	mfd, err := r.open(p)
+	if err != nil {
+		return fmt.Errorf("bind %s on %s: %w", src, dest, err)
+	}
+	defer unix.Close(mfd)
+	if !sameMount(fd, mfd, &srcSt) {
+		return fmt.Errorf("bind %s on %s: the mount point changed while mounting", src, dest)
+	}
 	if readOnly {
-		if err := remountReadOnly(p); err != nil {
+		if err := remountReadOnly(fdPath(mfd)); err != nil {
 			return fmt.Errorf("make %s read-only: %w", dest, err)
 		}
 	}
 	if nodev {
-		if err := ensureNodev(p, true); err != nil {
+		if err := ensureNodev(fdPath(mfd), true); err != nil {
 			return fmt.Errorf("make %s nodev: %w", dest, err)
 		}
 	}
 	return nil
+}
+
+// open opens p, a path under the root, resolved in the root now: the
+// mounts are made on what it opens (through fdPath), never on a host path
+// that a symlink swapped in since ensure (a volume shared with a running
+// container can change) could send outside the root.
+func (r *rootfs) open(p string) (int, error) {
+	rel, err := filepath.Rel(r.dir, p)
+	if err != nil {
+		return -1, err
+	}
+	rootFd, err := unix.Open(r.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(rootFd)
+	return r.openInRoot(rootFd, rel, 0)
+}
+
+// openInRoot opens rel as an O_PATH descriptor (with flags), resolving
+// its symlinks inside the root open at rootFd. A kernel without openat2
+// (before 5.6) gets the path SecureJoin resolves, opened without following
+// a last symlink: safe from the image's symlinks, not from a concurrent
+// swap.
+func (r *rootfs) openInRoot(rootFd int, rel string, flags int) (int, error) {
+	fd, err := unix.Openat2(rootFd, rel, &unix.OpenHow{
+		Flags:   uint64(unix.O_PATH | unix.O_CLOEXEC | flags),
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if !errors.Is(err, unix.ENOSYS) {
+		return fd, err
+	}
+	p, err := securejoin.SecureJoin(r.dir, rel)
+	if err != nil {
+		return -1, err
+	}
+	return unix.Open(p, unix.O_PATH|unix.O_CLOEXEC|unix.O_NOFOLLOW|flags, 0)
+}
+
+// fdPath names the file open at fd: mount(2) on it acts on exactly that
+// file, whatever its path has become.
+func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// sameMount reports whether mfd is the root of a bind of the file src
+// (its device and inode) on a mount other than the mount point's, at fd.
+func sameMount(fd, mfd int, src *unix.Stat_t) bool {
+	var before, after unix.Statx_t
+	if unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &before) != nil ||
+		unix.Statx(mfd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID|unix.STATX_INO, &after) != nil {
+		return false
+	}
+	if before.Mask&unix.STATX_MNT_ID != 0 && before.Mnt_id == after.Mnt_id {
+		return false
+	}
+	return unix.Mkdev(after.Dev_major, after.Dev_minor) == src.Dev && after.Ino == src.Ino
 }
 
 // mountUser performs one of Spec.Mounts.
@@ -349,6 +451,25 @@ func (r *rootfs) mountUser(m Mount) error {
 // mountSystem mounts what every container has: a fresh /proc for its pid
 // namespace, a minimal /dev and a read-only /sys; the options are Docker's.
 func (r *rootfs) mountSystem(spec Spec) error {
+	// As runc does: each of these must be a real directory of the image
+	// (or missing). A symlink there would put the file system wherever
+	// it points, say /proc below a path that a later mount hides or
+	// shadows, so that masking /proc afterwards, by path, misses it and
+	// leaves /proc/sys writable somewhere else; /sys pointing at / puts a
+	// read-only sysfs over the whole root.
+	for _, dir := range []string{"proc", "dev", "sys"} {
+		fi, err := os.Lstat(filepath.Join(r.dir, dir))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("check /%s: %w", dir, err)
+		}
+		if err == nil && !fi.IsDir() {
+			what := "a file"
+			if fi.Mode()&os.ModeSymlink != 0 {
+				what = "a symlink"
+			}
+			return fmt.Errorf("/%s in the image is %s, not a directory: refusing to mount the container's /%s through it", dir, what, dir)
+		}
+	}
 	if err := r.mountAt("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV, ""); err != nil {
 		return err
 	}
@@ -372,7 +493,10 @@ func (r *rootfs) mountDev() error {
 	if err := r.mountAt("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return err
 	}
-	dev := filepath.Join(r.dir, "dev") // a fresh tmpfs: no symlinks to fear
+	// A fresh tmpfs, and at r.dir/dev itself: mountSystem checked that
+	// /dev in the image is a directory, not a symlink that this host-side
+	// path would follow out of the root.
+	dev := filepath.Join(r.dir, "dev")
 	for _, name := range devices {
 		if err := bindDevice("/dev/"+name, filepath.Join(dev, name)); err != nil {
 			return fmt.Errorf("create /dev/%s: %w", name, err)

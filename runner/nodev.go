@@ -49,6 +49,11 @@ func ensureNodev(p string, recursive bool) error {
 	if !errors.Is(err, unix.ENOSYS) {
 		return err
 	}
+	// mountinfo knows the mounts by path: a /proc/self/fd name (see
+	// fdPath) is read back to the path its file has now.
+	if real, err := os.Readlink(p); err == nil && strings.HasPrefix(p, "/proc/self/fd/") {
+		p = real
+	}
 	targets := []string{p}
 	if recursive {
 		if targets, err = mountsUnder(p); err != nil {
