@@ -79,7 +79,7 @@ func BusyboxRootfs(t testing.TB, dir string) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o1777); err != nil {
+	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o777|os.ModeSticky); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(bb)
