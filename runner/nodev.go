@@ -1,12 +1,9 @@
 package runner
 
 import (
-	"bufio"
 	"errors"
-	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -56,7 +53,7 @@ func ensureNodev(p string, recursive bool) error {
 	}
 	targets := []string{p}
 	if recursive {
-		if targets, err = mountsUnder(p); err != nil {
+		if targets, err = mount.PointsUnder(p); err != nil {
 			return err
 		}
 	}
@@ -66,51 +63,6 @@ func ensureNodev(p string, recursive bool) error {
 		}
 	}
 	return nil
-}
-
-// mountsUnder lists the mount points at and below p, from mountinfo,
-// parents first.
-func mountsUnder(p string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeOctal(fields[4])
-		if mp == p || strings.HasPrefix(mp, strings.TrimSuffix(p, "/")+"/") {
-			out = append(out, mp)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
-	}
-	return out, nil
-}
-
-// unescapeOctal undoes mountinfo's octal escapes (\040 for a space, ...).
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // remountKeeping remounts the mount at p with add on top of the per-mount

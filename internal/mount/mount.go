@@ -146,26 +146,9 @@ func Unmount(target string) error {
 // dir, deepest first: what a killed process left mounted there (a build's
 // temporary mounts, a container being created), before dir is removed.
 func UnmountUnder(dir string) error {
-	f, err := os.Open("/proc/self/mountinfo")
+	targets, err := PointsUnder(dir)
 	if err != nil {
-		return fmt.Errorf("read mountinfo: %w", err)
-	}
-	defer f.Close()
-	var targets []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			targets = append(targets, mp)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read mountinfo: %w", err)
+		return err
 	}
 	sort.Slice(targets, func(i, j int) bool { return len(targets[i]) > len(targets[j]) })
 	var errs []error
@@ -197,4 +180,32 @@ func unescapeMountinfo(s string) string {
 		b.WriteByte(s[i])
 	}
 	return filepath.Clean(b.String())
+}
+
+// PointsUnder lists the mount points of this mount namespace at or below
+// dir, in mountinfo's order (a parent before what is mounted on it).
+func PointsUnder(dir string) ([]string, error) {
+	dir = filepath.Clean(dir)
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo: %w", err)
+	}
+	defer f.Close()
+	var points []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if dir == "/" || mp == dir || strings.HasPrefix(mp, dir+"/") {
+			points = append(points, mp)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read mountinfo: %w", err)
+	}
+	return points, nil
 }
