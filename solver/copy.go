@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -200,8 +201,22 @@ func (b *build) mkdir(ctx context.Context, op *graph.Mkdir, active *snapshot.Act
 	if err != nil {
 		return err
 	}
+	if err := mkdirAll(dst, op.Path, uid, gid, 0); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// mkdirAll makes dir and its missing parents inside the root dst, each
+// 0755 and owned by uid:gid. A component that is a symlink is followed
+// inside the root; one whose target does not exist yet (a dangling link,
+// as BuildKit allows) gets that target made, parents and all.
+func mkdirAll(dst, dir string, uid, gid, depth int) error {
+	if depth > 40 {
+		return fmt.Errorf("mkdir %s: too many levels of symbolic links", dir)
+	}
 	cur := "/"
-	for _, part := range strings.Split(strings.Trim(path.Clean(op.Path), "/"), "/") {
+	for _, part := range strings.Split(strings.Trim(path.Clean(dir), "/"), "/") {
 		if part == "" {
 			continue
 		}
@@ -220,6 +235,18 @@ func (b *build) mkdir(ctx context.Context, op *graph.Mkdir, active *snapshot.Act
 		if !os.IsNotExist(err) {
 			return err
 		}
+		// A dangling link resolves to a path whose parents may be
+		// missing too: make them, inside the root, first.
+		parent := filepath.Dir(p)
+		if _, err := os.Lstat(parent); os.IsNotExist(err) {
+			rel, err := filepath.Rel(dst, parent)
+			if err != nil {
+				return err
+			}
+			if err := mkdirAll(dst, "/"+rel, uid, gid, depth+1); err != nil {
+				return err
+			}
+		}
 		if err := os.Mkdir(p, 0o755); err != nil {
 			return fmt.Errorf("mkdir %s: %w", cur, err)
 		}
@@ -231,7 +258,7 @@ func (b *build) mkdir(ctx context.Context, op *graph.Mkdir, active *snapshot.Act
 			return fmt.Errorf("chown %s: %w", cur, err)
 		}
 	}
-	return ctx.Err()
+	return nil
 }
 
 // cacheFiles are a copy's entries as a cache record keeps them. Only a

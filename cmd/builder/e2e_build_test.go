@@ -391,3 +391,19 @@ func TestBuildOutputsAndIIDFile(t *testing.T) {
 		}
 	}
 }
+
+// WORKDIR through a dangling symlink makes the link's target, parents and
+// all, inside the image (BuildKit does too); a link pointing out of the
+// root with ../ still lands inside it.
+func TestWorkdirThroughDanglingSymlink(t *testing.T) {
+	h := newHarness(t)
+	outside := filepath.Join(t.TempDir(), "host-side")
+	dir := h.context("FROM base/busybox:1\nRUN ln -s /data/app /app && ln -s ../../../../.."+outside+" /esc\nWORKDIR /app\nRUN pwd > /pwd\nWORKDIR /esc/x\n", map[string]string{})
+	h.build(dir, "wd:1")
+	if got := h.runImage("wd:1", "sh", "-c", "cat /pwd; ls -d /data/app "+outside+"/x"); got != "/data/app\n/data/app\n"+outside+"/x\n" {
+		t.Errorf("image has %q", got)
+	}
+	if _, err := os.Stat(outside); !os.IsNotExist(err) {
+		t.Errorf("WORKDIR through a link made %s on the host: %v", outside, err)
+	}
+}
