@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -266,26 +267,12 @@ func newCgroupName() string {
 // controller is missing or a limit cannot be written; nothing is left
 // behind then.
 func newCgroup(name string, r Resources) (_ *cgroup, err error) {
-	mi, err := os.ReadFile(mountinfoPath)
+	h, err := findHierarchies()
 	if err != nil {
-		return nil, fmt.Errorf("runner: find cgroups: %w", err)
+		return nil, err
 	}
-	mounts := parseCgroupMounts(mi)
+	mounts, v2Available := h.mounts, h.v2Available
 	sweepCgroups(mounts)
-	var v2Available map[string]bool
-	if mounts.v2 != "" {
-		// Not there (and not an error) when the unified hierarchy has no
-		// controllers of its own; the caller then reports what is missing.
-		data, err := os.ReadFile(filepath.Join(mounts.v2, "cgroup.controllers"))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("runner: read cgroup v2 controllers: %w", err)
-		}
-		v2Available = map[string]bool{}
-		for _, c := range strings.Fields(string(data)) {
-			v2Available[c] = true
-		}
-	}
-
 	plan, err := planCgroup(mounts, v2Available, name, r)
 	if err != nil {
 		return nil, err
@@ -546,19 +533,11 @@ func (cg *cgroup) remove() error {
 // build uses it to run without its default limits where cgroups cannot be
 // had (a read-only /sys/fs/cgroup in a container), rather than fail.
 func CheckLimits(r Resources) error {
-	mi, err := os.ReadFile(mountinfoPath)
+	h, err := findHierarchies()
 	if err != nil {
-		return fmt.Errorf("runner: find cgroups: %w", err)
+		return err
 	}
-	mounts := parseCgroupMounts(mi)
-	v2Available := map[string]bool{}
-	if mounts.v2 != "" {
-		data, _ := os.ReadFile(filepath.Join(mounts.v2, "cgroup.controllers"))
-		for _, c := range strings.Fields(string(data)) {
-			v2Available[c] = true
-		}
-	}
-	plan, err := planCgroup(mounts, v2Available, "check", r)
+	plan, err := planCgroup(h.mounts, h.v2Available, "check", r)
 	if err != nil {
 		return err
 	}
@@ -570,4 +549,46 @@ func CheckLimits(r Resources) error {
 		}
 	}
 	return nil
+}
+
+// hierarchies are where this host mounts its cgroup controllers.
+type hierarchies struct {
+	mounts      cgroupMounts
+	v2Available map[string]bool // the unified hierarchy's controllers
+}
+
+var (
+	hierarchiesOnce sync.Once
+	hierarchiesOf   hierarchies
+	hierarchiesErr  error
+)
+
+// findHierarchies reads mountinfo and the unified hierarchy's controllers
+// once per process: cgroup mounts do not move while a build runs, and each
+// RUN step of a build makes a cgroup.
+func findHierarchies() (hierarchies, error) {
+	hierarchiesOnce.Do(func() {
+		mi, err := os.ReadFile(mountinfoPath)
+		if err != nil {
+			hierarchiesErr = fmt.Errorf("runner: find cgroups: %w", err)
+			return
+		}
+		h := hierarchies{mounts: parseCgroupMounts(mi)}
+		if h.mounts.v2 != "" {
+			// Not there (and not an error) when the unified hierarchy has
+			// no controllers of its own; planCgroup then reports what is
+			// missing.
+			data, err := os.ReadFile(filepath.Join(h.mounts.v2, "cgroup.controllers"))
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				hierarchiesErr = fmt.Errorf("runner: read cgroup v2 controllers: %w", err)
+				return
+			}
+			h.v2Available = map[string]bool{}
+			for _, c := range strings.Fields(string(data)) {
+				h.v2Available[c] = true
+			}
+		}
+		hierarchiesOf = h
+	})
+	return hierarchiesOf, hierarchiesErr
 }

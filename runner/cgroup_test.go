@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 )
@@ -215,7 +216,11 @@ func fakeCgroups(t *testing.T, mounts ...[3]string) {
 	}
 	old := mountinfoPath
 	mountinfoPath = p
-	t.Cleanup(func() { mountinfoPath = old })
+	hierarchiesOnce = sync.Once{} // findHierarchies reads the fake
+	t.Cleanup(func() {
+		mountinfoPath = old
+		hierarchiesOnce = sync.Once{}
+	})
 }
 
 // TestMissingController: a limit whose controller cannot be had fails
