@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
+	"syscall"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -65,7 +68,7 @@ func (s *Store) openDB(ctx context.Context, readOnly bool) (*bbolt.DB, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", s.metaPath(), err)
+			return nil, fmt.Errorf("open %s: %w%s", s.metaPath(), err, damagedHint(err))
 		}
 		return db, nil
 	}
@@ -119,4 +122,17 @@ func (r *ReadSession) Close() error {
 // state.
 func (s *Store) UpdateLazy(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	return s.update(ctx, true, fn)
+}
+
+// damagedHint tells what to do about a meta.db that bbolt cannot open
+// because it is not a database (truncated, overwritten, a directory):
+// nothing the builder does will mend it, and every command needs it.
+func damagedHint(err error) string {
+	var pe *os.PathError
+	if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrChecksum) ||
+		errors.Is(err, bolterrors.ErrVersionMismatch) || errors.Is(err, syscall.EISDIR) ||
+		strings.Contains(err.Error(), "file size too small") || (errors.As(err, &pe) && pe.Op == "write") {
+		return " (the metadata database is damaged: move it aside and the builder starts a new one; images are kept, build cache records and containers are lost)"
+	}
+	return ""
 }

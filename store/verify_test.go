@@ -7,11 +7,15 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // flip changes one byte of the blob d in the middle.
@@ -161,5 +165,131 @@ func TestStageLayerRefusesNonTar(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(s.TmpDir()); len(entries) != 0 {
 		t.Errorf("tmp/ left: %v", entries)
+	}
+}
+
+// A blob's name holding no regular file (a symlink out of the store, a
+// directory, a FIFO) is damage: it is never read through (the symlink's
+// target stays unread, the FIFO does not block the open), the blob counts
+// as absent, Verify reports it, RemoveBlob removes it, and writing the
+// blob again puts the real bytes in its place.
+func TestBlobNotRegularFile(t *testing.T) {
+	ctx := context.Background()
+	outside := filepath.Join(t.TempDir(), "secret")
+	secret := []byte(`{"secret":"outside the store"}`)
+	if err := os.WriteFile(outside, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		plant func(p string) error
+	}{
+		// Named by the digest of what it points to: only refusing to
+		// follow it keeps the outside file from passing as the blob.
+		{"symlink", func(p string) error { return os.Symlink(outside, p) }},
+		{"directory", func(p string) error { return os.MkdirAll(filepath.Join(p, "sub"), 0o755) }},
+		{"fifo", func(p string) error { return unix.Mkfifo(p, 0o644) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openStore(t)
+			d := digest.FromBytes(secret)
+			if err := tc.plant(s.BlobPath(d)); err != nil {
+				t.Fatal(err)
+			}
+			if s.HasBlob(d) {
+				t.Error("HasBlob is true")
+			}
+			done := make(chan error, 1)
+			go func() {
+				var v map[string]string
+				done <- s.ReadJSON(ctx, d, &v)
+			}()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Error("ReadJSON read through it")
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("ReadJSON blocks") // the FIFO: fails the test rather than hang it
+			}
+			bad, err := s.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bad) != 1 || bad[0].Digest != d || bad[0].Missing {
+				t.Errorf("Verify = %+v, want %s bad", bad, d)
+			}
+			if err := s.RemoveBlob(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Lstat(s.BlobPath(d)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("RemoveBlob left it: %v", err)
+			}
+			if err := tc.plant(s.BlobPath(d)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.WriteJSON(ctx, ocispec.MediaTypeImageConfig, map[string]string{"secret": "outside the store"}); err != nil {
+				t.Fatal(err)
+			}
+			b, err := s.ReadBlob(ctx, d)
+			if err != nil || !bytes.Equal(b, secret) {
+				t.Errorf("after writing it again: %q %v", b, err)
+			}
+			if fi, err := os.Lstat(s.BlobPath(d)); err != nil || !fi.Mode().IsRegular() {
+				t.Errorf("after writing it again: %v %v", fi, err)
+			}
+			if b, _ := os.ReadFile(outside); !bytes.Equal(b, secret) {
+				t.Errorf("the outside file changed: %q", b)
+			}
+		})
+	}
+}
+
+// A manifest and config that are each sound but do not make an image
+// (a layer that is the config, fewer diff IDs than layers) are found on
+// read and by Verify.
+func TestVerifyInconsistentImage(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		change func(m *ocispec.Manifest, cfg *ocispec.Image)
+	}{
+		{"layer is config", func(m *ocispec.Manifest, cfg *ocispec.Image) { m.Layers[0] = m.Config }},
+		{"diff IDs short", func(m *ocispec.Manifest, cfg *ocispec.Image) { cfg.RootFS.DiffIDs = nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openStore(t)
+			layer, diffID, err := s.IngestLayer(ctx, bytes.NewReader(tarOf(t, "f", "x")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := ocispec.Image{RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}}}
+			m := ocispec.Manifest{Layers: []ocispec.Descriptor{layer}}
+			// The config first, for its descriptor; written again
+			// after the change (the same blob when unchanged).
+			m.Config, err = s.WriteJSON(ctx, ocispec.MediaTypeImageConfig, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.change(&m, &cfg)
+			if m.Config, err = s.WriteJSON(ctx, ocispec.MediaTypeImageConfig, cfg); err != nil {
+				t.Fatal(err)
+			}
+			m.SchemaVersion = 2
+			md, err := s.WriteJSON(ctx, ocispec.MediaTypeImageManifest, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Tag(ctx, "bad:1", md); err != nil {
+				t.Fatal(err)
+			}
+			bad, err := s.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bad) != 1 || bad[0].Digest != md.Digest || !slices.Equal(bad[0].Images, []string{"bad:1"}) {
+				t.Errorf("Verify = %+v, want the manifest %s bad", bad, md.Digest)
+			}
+		})
 	}
 }
