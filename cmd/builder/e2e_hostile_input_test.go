@@ -1,7 +1,11 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,4 +204,253 @@ func TestHostileTamperedStore(t *testing.T) {
 			}
 		})
 	}
+}
+
+// archiveEntry is one entry of an archive under construction.
+type archiveEntry struct {
+	hdr  tar.Header
+	body []byte
+}
+
+// readArchive is the entries of a tar file.
+func readArchive(t *testing.T, p string) []archiveEntry {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []archiveEntry
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, archiveEntry{*h, b})
+	}
+}
+
+func writeArchive(t *testing.T, entries []archiveEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := e.hdr
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(e.body))
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(e.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func gzipped(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(b)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// dockerManifest is manifest.json of a docker archive.
+type dockerManifest []struct {
+	Config   string
+	RepoTags []string
+	Layers   []string
+}
+
+// Hostile archives for `load`: names leaving the archive, links to host
+// files, a manifest.json pointing out of the archive, huge and deeply
+// nested JSON, a directory where a layer belongs, duplicates, gzip of
+// gzip. Each is refused with a message and leaves the store as it was, or
+// loads only what the archive holds; nothing is written outside the root.
+func TestHostileLoadArchives(t *testing.T) {
+	h := newHarness(t)
+	world := newHostileWorld(t)
+	h.build(h.context("FROM base/busybox:1\nRUN echo hi > /hi\n", map[string]string{}), "app:1")
+	good := filepath.Join(t.TempDir(), "good.tar")
+	h.mustRun("save", "-o", good, "app:1")
+	h.mustRun("rmi", "app:1")
+	h.mustRun("cache", "prune", "--all")
+	entries := readArchive(t, good)
+	var man dockerManifest
+	for _, e := range entries {
+		if e.hdr.Name == "manifest.json" {
+			if err := json.Unmarshal(e.body, &man); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// withManifest is the good archive with manifest.json replaced.
+	withManifest := func(edit func(m dockerManifest) any) []byte {
+		m := make(dockerManifest, len(man))
+		copy(m, man)
+		m[0].Layers = append([]string(nil), man[0].Layers...)
+		v := edit(m)
+		b, ok := v.([]byte) // as is: json.Marshal compacts a RawMessage
+		if !ok {
+			b, _ = json.Marshal(v)
+		}
+		var out []archiveEntry
+		for _, e := range entries {
+			if e.hdr.Name == "manifest.json" {
+				e.body = b
+			}
+			out = append(out, e)
+		}
+		return writeArchive(t, out)
+	}
+	renamed := func(rename func(string) string) []byte {
+		var out []archiveEntry
+		for _, e := range entries {
+			e.hdr.Name = rename(e.hdr.Name)
+			out = append(out, e)
+		}
+		return writeArchive(t, out)
+	}
+	withExtra := func(extra ...archiveEntry) []byte {
+		return writeArchive(t, append(append([]archiveEntry(nil), entries...), extra...))
+	}
+	escape := strings.Repeat("../", 12) + world.dir[1:]
+	layer0 := man[0].Layers[0]
+	cases := []struct {
+		name    string
+		archive []byte
+		// loads: the archive is good despite the trick (its names
+		// resolve inside it); else it must be refused.
+		loads bool
+	}{
+		{"names with ../", renamed(func(n string) string { return "../../" + n }), true},
+		{"absolute names", renamed(func(n string) string { return "/" + n }), true},
+		{"entry through a symlink out", withExtra(
+			archiveEntry{hdr: tar.Header{Name: "out", Typeflag: tar.TypeSymlink, Linkname: world.dir}},
+			archiveEntry{hdr: tar.Header{Name: "out/written", Typeflag: tar.TypeReg, Mode: 0o644}, body: []byte("x")},
+			archiveEntry{hdr: tar.Header{Name: escape + "/dotdot", Typeflag: tar.TypeReg, Mode: 0o644}, body: []byte("x")},
+		), true},
+		{"config path out of the archive", withManifest(func(m dockerManifest) any {
+			m[0].Config = "../../../../../../../" + world.secret
+			return m
+		}), false},
+		{"layer path out of the archive", withManifest(func(m dockerManifest) any {
+			m[0].Layers[0] = "../../../../../../etc/passwd"
+			return m
+		}), false},
+		{"layer a hardlink to a host file", func() []byte {
+			var out []archiveEntry
+			for _, e := range entries {
+				if e.hdr.Name == layer0 {
+					e = archiveEntry{hdr: tar.Header{Name: layer0, Typeflag: tar.TypeLink, Linkname: world.secret}}
+				}
+				out = append(out, e)
+			}
+			return writeArchive(t, out)
+		}(), false},
+		{"manifest.json a symlink to a host file", func() []byte {
+			var out []archiveEntry
+			for _, e := range entries {
+				if e.hdr.Name == "manifest.json" {
+					e = archiveEntry{hdr: tar.Header{Name: "manifest.json", Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd"}}
+				}
+				out = append(out, e)
+			}
+			return writeArchive(t, out)
+		}(), false},
+		{"layer path a directory", withExtra(
+			archiveEntry{hdr: tar.Header{Name: "dir/", Typeflag: tar.TypeDir, Mode: 0o755}},
+		), true},
+		{"layer path names a directory", withManifest(func(m dockerManifest) any {
+			m[0].Layers[0] = "blobs/"
+			return m
+		}), false},
+		{"symlink loop", withManifest(func(m dockerManifest) any {
+			m[0].Config = "loop"
+			return m
+		}), false},
+		{"duplicate layer with other content", withExtra(
+			archiveEntry{hdr: tar.Header{Name: layer0, Typeflag: tar.TypeReg, Mode: 0o644}, body: writeArchive(t, []archiveEntry{{hdr: tar.Header{Name: "evil", Typeflag: tar.TypeReg, Mode: 0o644}, body: []byte("x")}})},
+		), false},
+		{"manifest.json deeply nested", withManifest(func(m dockerManifest) any {
+			return []byte(strings.Repeat("[", 100000) + strings.Repeat("]", 100000))
+		}), false},
+		{"manifest.json huge", withManifest(func(m dockerManifest) any {
+			// Valid JSON, padded to 33 MiB: read whole, a bigger one
+			// would take memory in proportion.
+			b, _ := json.Marshal(m)
+			return append(b, strings.Repeat(" ", 33<<20)...)
+		}), false},
+		{"bad tag", withManifest(func(m dockerManifest) any {
+			m[0].RepoTags = []string{"../../../x:1"}
+			return m
+		}), false},
+		{"gzip of gzip", gzipped(t, gzipped(t, writeArchive(t, entries))), false},
+		{"not an archive", []byte("hello\n"), false},
+		{"empty", nil, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "in.tar")
+			archive := c.archive
+			if c.name == "symlink loop" {
+				archive = writeArchive(t, append(readArchive(t, writeTemp(t, archive)),
+					archiveEntry{hdr: tar.Header{Name: "loop", Typeflag: tar.TypeSymlink, Linkname: "loop2"}},
+					archiveEntry{hdr: tar.Header{Name: "loop2", Typeflag: tar.TypeSymlink, Linkname: "loop"}}))
+			}
+			if err := os.WriteFile(p, archive, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			before := h.storeListing()
+			_, errOut, code := h.runBounded("load", "-i", p)
+			switch {
+			case strings.Contains(errOut, "panic") || strings.Contains(errOut, "goroutine "):
+				t.Fatalf("load panicked:\n%s", errOut)
+			case code == 0 && !c.loads:
+				t.Errorf("load accepted it")
+			case code != 0 && c.loads:
+				t.Errorf("load refused it: %s", errOut)
+			case code != 0 && strings.TrimSpace(errOut) == "":
+				t.Errorf("load: exit %d and nothing on stderr", code)
+			}
+			if code != 0 {
+				if after := h.storeListing(); after != before {
+					t.Errorf("a refused load changed the store:\n%s", listingDiff(before, after))
+				}
+			} else {
+				if got := h.runImage("app:1", "cat", "/hi"); got != "hi\n" {
+					t.Errorf("loaded app:1: /hi = %q", got)
+				}
+				h.mustRun("store", "verify")
+				h.mustRun("rmi", "app:1")
+				h.mustRun("cache", "prune", "--all")
+			}
+			world.untouched(t)
+		})
+	}
+}
+
+func writeTemp(t *testing.T, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tmp.tar")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
