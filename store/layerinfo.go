@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	"go.etcd.io/bbolt"
@@ -69,6 +71,9 @@ func (c *tarCounter) Close() (LayerInfo, error) {
 	if c.err == nil && c.info.TarSize == 0 {
 		c.err = fmt.Errorf("empty stream")
 	}
+	if errors.Is(c.err, ErrInvalid) {
+		return c.info, c.err // a tar, with an entry no layer may have
+	}
 	if c.err != nil {
 		return c.info, fmt.Errorf("not a tar archive (%v): %w", c.err, ErrInvalid)
 	}
@@ -88,6 +93,12 @@ func contentSize(r io.Reader) (int64, error) {
 		if err != nil {
 			return n, err
 		}
+		if leavesRoot(h.Name) || (h.Typeflag == tar.TypeLink && leavesRoot(h.Linkname)) {
+			// No unpacker may write it, so no image could use the
+			// layer: refused when it comes in (import, load), not at
+			// each run.
+			return n, fmt.Errorf("layer entry %q (link %q) leaves the root: %w", h.Name, h.Linkname, ErrInvalid)
+		}
 		switch h.Typeflag {
 		case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old tars still use '\x00'
 			n += h.Size
@@ -95,6 +106,18 @@ func contentSize(r io.Reader) (int64, error) {
 			n += int64(len(h.Linkname))
 		}
 	}
+}
+
+// leavesRoot reports whether a relative tar entry name climbs above the
+// layer's root ("../x", "a/../../x"). An absolute name is read from the
+// root, as unpackers do; a symlink's target is not a name (it resolves in
+// the container, or in the root when unpacking).
+func leavesRoot(name string) bool {
+	if path.IsAbs(name) {
+		return false
+	}
+	c := path.Clean(name)
+	return c == ".." || strings.HasPrefix(c, "../")
 }
 
 // LayerInfos returns the LayerInfo of each layer blob in blobs: remembered
@@ -195,7 +218,7 @@ func CountTar(r io.Reader) (LayerInfo, error) {
 	size, err := contentSize(cr)
 	if err == nil {
 		_, err = io.Copy(io.Discard, cr)
-	} else if !errors.Is(err, ErrDigest) {
+	} else if !errors.Is(err, ErrDigest) && !errors.Is(err, ErrInvalid) {
 		err = fmt.Errorf("not a tar archive (%v): %w", err, ErrInvalid)
 	}
 	if err == nil && cr.n == 0 {

@@ -293,3 +293,45 @@ func TestVerifyInconsistentImage(t *testing.T) {
 		})
 	}
 }
+
+// A layer with an entry above its root ("../x", or a hard link to one) can
+// never be unpacked: it is refused as it comes in, and counting an old
+// one fails too. Absolute names read from the root and stay allowed.
+func TestStageLayerRefusesEntriesLeavingRoot(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	hard := func(target string) []byte {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeLink, Name: "hard", Linkname: target})
+		tw.Close()
+		return buf.Bytes()
+	}
+	for name, layer := range map[string][]byte{
+		"dotdot":         tarOf(t, "../../x", "x"),
+		"inner dotdot":   tarOf(t, "a/../../x", "x"),
+		"hardlink above": hard("../../etc/passwd"),
+	} {
+		if b, _, err := s.StageLayer(ctx, bytes.NewReader(layer)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "leaves the root") {
+			t.Errorf("%s: StageLayer = %v, want refused", name, err)
+			if b != nil {
+				b.Discard()
+			}
+		}
+		if _, err := CountTar(bytes.NewReader(layer)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: CountTar = %v, want ErrInvalid", name, err)
+		}
+	}
+	for name, layer := range map[string][]byte{
+		"absolute":          tarOf(t, "/etc/x", "x"),
+		"dotdot inside":     tarOf(t, "a/../x", "x"),
+		"absolute hardlink": hard("/etc/passwd"),
+	} {
+		b, _, err := s.StageLayer(ctx, bytes.NewReader(layer))
+		if err != nil {
+			t.Errorf("%s: StageLayer = %v", name, err)
+			continue
+		}
+		b.Discard()
+	}
+}

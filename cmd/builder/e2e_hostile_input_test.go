@@ -454,3 +454,116 @@ func writeTemp(t *testing.T, b []byte) string {
 	}
 	return p
 }
+
+// Hostile root filesystem tars for `import`, and the same as a layer of a
+// `load` archive: entries above the root are refused as they come in,
+// with the store as it was; what is accepted (absolute names, symlinks
+// out, hard links to absolute paths) stays inside the image when it runs.
+func TestHostileImportLayers(t *testing.T) {
+	h := newHarness(t)
+	world := newHostileWorld(t)
+	up := strings.Repeat("../", 12) + world.dir[1:]
+	reg := func(name string) archiveEntry {
+		return archiveEntry{hdr: tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644}, body: []byte("evil\n")}
+	}
+	link := func(name string, typ byte, target string) archiveEntry {
+		return archiveEntry{hdr: tar.Header{Name: name, Typeflag: typ, Linkname: target}}
+	}
+	busybox := readArchive(t, writeTemp(t, func() []byte {
+		out := filepath.Join(t.TempDir(), "bb.tar")
+		h.mustRun("save", "-o", out, "base/busybox:1")
+		b, _ := os.ReadFile(out)
+		return b
+	}()))
+	cases := []struct {
+		name    string
+		entries []archiveEntry
+		refused bool
+	}{
+		{"dotdot", []archiveEntry{reg(up + "/dotdot")}, true},
+		{"hardlink above the root", []archiveEntry{link("hard", tar.TypeLink, up+"/secret")}, true},
+		{"absolute", []archiveEntry{reg(world.dir + "/absolute")}, false},
+		{"symlink then through it", []archiveEntry{link("out", tar.TypeSymlink, world.dir), reg("out/through")}, false},
+		{"hardlink to an absolute host path", []archiveEntry{link("hard", tar.TypeLink, world.secret)}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			layer := writeArchive(t, c.entries)
+			before := h.storeListing()
+			_, errOut, code := h.runBounded("import", writeTemp(t, layer), "hostile:imp")
+			switch {
+			case strings.Contains(errOut, "panic"):
+				t.Fatalf("import panicked:\n%s", errOut)
+			case c.refused && code == 0:
+				t.Error("import accepted it")
+			case c.refused && !strings.Contains(errOut, "leaves the root"):
+				t.Errorf("import: %s", errOut)
+			case !c.refused && code != 0:
+				t.Errorf("import refused it: %s", errOut)
+			}
+			if c.refused {
+				if after := h.storeListing(); after != before {
+					t.Errorf("a refused import changed the store:\n%s", listingDiff(before, after))
+				}
+			} else {
+				// Unpacking it is the layer applier's: refused or
+				// confined, never outside.
+				_, errOut, _ := h.runBounded("run", "--rm", "hostile:imp", "/x")
+				if strings.Contains(errOut, "panic") {
+					t.Errorf("run panicked:\n%s", errOut)
+				}
+			}
+			world.untouched(t)
+
+			// The same layer on top of busybox in a docker archive.
+			var man dockerManifest
+			var entries []archiveEntry
+			for _, e := range busybox {
+				if e.hdr.Name == "manifest.json" {
+					json.Unmarshal(e.body, &man)
+				}
+			}
+			for _, e := range busybox {
+				if e.hdr.Name == "manifest.json" {
+					continue
+				}
+				if strings.HasSuffix(e.hdr.Name, ".json") && e.hdr.Name != "repositories" {
+					var cfg ocispec.Image
+					json.Unmarshal(e.body, &cfg)
+					cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, digest.FromBytes(layer))
+					e.body, _ = json.Marshal(cfg)
+					e.hdr.Name = digest.FromBytes(e.body).Encoded() + ".json"
+					man[0].Config = e.hdr.Name
+				}
+				entries = append(entries, e)
+			}
+			man[0].Layers = append(man[0].Layers, "evil.tar")
+			man[0].RepoTags = []string{"hostile:load"}
+			mb, _ := json.Marshal(man)
+			entries = append(entries,
+				archiveEntry{hdr: tar.Header{Name: "evil.tar", Typeflag: tar.TypeReg, Mode: 0o644}, body: layer},
+				archiveEntry{hdr: tar.Header{Name: "manifest.json", Typeflag: tar.TypeReg, Mode: 0o644}, body: mb})
+			before = h.storeListing()
+			_, errOut, code = h.runBounded("load", "-i", writeTemp(t, writeArchive(t, entries)))
+			switch {
+			case strings.Contains(errOut, "panic"):
+				t.Fatalf("load panicked:\n%s", errOut)
+			case c.refused && code == 0:
+				t.Error("load accepted it")
+			case !c.refused && code != 0:
+				t.Errorf("load refused it: %s", errOut)
+			}
+			if c.refused {
+				if after := h.storeListing(); after != before {
+					t.Errorf("a refused load changed the store:\n%s", listingDiff(before, after))
+				}
+			} else {
+				out, _, _ := h.runBounded("run", "--rm", "hostile:load", "sh", "-c", "cat /hard; ls /out/ /"+world.dir[1:])
+				if strings.Contains(out, "host secret") {
+					t.Error("a hard link in a loaded layer exposed a host file")
+				}
+			}
+			world.untouched(t)
+		})
+	}
+}
