@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -566,4 +568,107 @@ func TestHostileImportLayers(t *testing.T) {
 			world.untouched(t)
 		})
 	}
+}
+
+// Malformed Dockerfiles: each fails with exit 1 or 2 and an error naming
+// the Dockerfile and line, or builds as Docker would; big ones finish
+// (bounded by runBounded) without going quadratic. Nothing panics.
+func TestHostileDockerfiles(t *testing.T) {
+	h := newHarness(t)
+	nested := strings.Repeat("${a:-", 5000) + "end" + strings.Repeat("}", 5000)
+	many := func(head, format string, n int) string {
+		var b strings.Builder
+		b.WriteString(head)
+		for i := range n {
+			fmt.Fprintf(&b, format, i, i)
+		}
+		return b.String()
+	}
+	cases := []struct {
+		name string
+		df   string
+		// line > 0: fails there, with text in the error; 0: builds
+		// and run, if set, prints want.
+		line int
+		text string
+		run  []string
+		want string
+	}{
+		{name: "NUL byte", df: "FROM base/busybox:1\nRUN echo a\x00b\n", line: 2, text: "NUL byte"},
+		{name: "invalid UTF-8 label", df: "FROM base/busybox:1\nLABEL a=\xff\xfe\n"},
+		{name: "CRLF", df: "FROM base/busybox:1\r\nRUN echo hi > /x \\\r\n && echo there >> /x\r\nENV A=1\r\n", run: []string{"sh", "-c", "cat /x; echo $A"}, want: "hi\nthere\n1\n"},
+		{name: "BOM", df: "\xef\xbb\xbfFROM base/busybox:1\nRUN echo bom > /b\n", run: []string{"cat", "/b"}, want: "bom\n"},
+		{name: "only comments", df: "# one\n# two\n", line: 2, text: "no instructions"},
+		{name: "empty", df: "", line: -1, text: "empty"},
+		{name: "no FROM", df: "RUN true\n", line: 1, text: "no build stage"},
+		{name: "unknown instruction", df: "FROM base/busybox:1\nFOO bar\n", line: 2, text: "unknown instruction"},
+		{name: "bad JSON falls back to shell form", df: "FROM base/busybox:1\nRUN [\"echo\", \"hi\" ] || echo shell > /s\n", run: []string{"cat", "/s"}, want: "shell\n"},
+		{name: "ONBUILD ONBUILD", df: "FROM base/busybox:1\nONBUILD ONBUILD RUN true\n", line: 2, text: "ONBUILD"},
+		{name: "FROM scratch then RUN", df: "FROM scratch\nRUN true\n", line: 2, text: "exit code: 127"},
+		{name: "heredoc without terminator", df: "FROM base/busybox:1\nRUN <<EOF\necho hi\n", line: 2, text: "heredoc"},
+		{name: "COPY --from itself", df: "FROM base/busybox:1 AS a\nCOPY --from=a /bin/sh /x\n", line: 2, text: "circular"},
+		{name: "chown 4294967295", df: "FROM base/busybox:1\nCOPY --chown=4294967295 Dockerfile /x\n", line: 2, text: "range"},
+		{name: "chown -1", df: "FROM base/busybox:1\nCOPY --chown=-1 Dockerfile /x\n", line: 2, text: "range"},
+		{name: "chown 2^40", df: "FROM base/busybox:1\nCOPY --chown=1099511627776:1 Dockerfile /x\n", line: 2, text: "range"},
+		{name: "chown gid -5", df: "FROM base/busybox:1\nADD --chown=1:-5 Dockerfile /x\n", line: 2, text: "range"},
+		{name: "chmod 99999", df: "FROM base/busybox:1\nCOPY --chmod=99999 Dockerfile /x\n", line: 2, text: "chmod"},
+		{name: "EXPOSE 99999", df: "FROM base/busybox:1\nEXPOSE 99999/tcp\n", line: 2, text: "99999"},
+		{name: "USER -1", df: "FROM base/busybox:1\nUSER -1\nRUN id -u > /id\n", line: 3, text: "range"},
+		{name: "USER 4294967295", df: "FROM base/busybox:1\nUSER 4294967295\nRUN id -u > /id\n", line: 3, text: "range"},
+		{name: "USER gid past 32 bits", df: "FROM base/busybox:1\nUSER 0:99999999999\nRUN id -u > /id\n", line: 3, text: "range"},
+		{name: "USER unknown name", df: "FROM base/busybox:1\nUSER ::::\nRUN true\n", line: 3, text: "unable to find user"},
+		{name: "USER no argument", df: "FROM base/busybox:1\nUSER\n", line: 2, text: "USER"},
+		{name: "WORKDIR above the root", df: "FROM base/busybox:1\nWORKDIR ../../../../..\nRUN pwd > /w\n", run: []string{"cat", "/w"}, want: "/\n"},
+		{name: "ENV with no key", df: "FROM base/busybox:1\nENV\n", line: 2, text: "ENV"},
+		{name: "ENV with a blank name", df: "FROM base/busybox:1\nENV =x\n", line: 2, text: "blank"},
+		{name: "HEALTHCHECK negative interval", df: "FROM base/busybox:1\nHEALTHCHECK --interval=-1s CMD true\n", line: 2, text: "interval"},
+		{name: "STOPSIGNAL SIGFOO", df: "FROM base/busybox:1\nSTOPSIGNAL SIGFOO\n", line: 2, text: "SIGFOO"},
+		{name: "long line", df: "FROM base/busybox:1\nLABEL a=" + strings.Repeat("x", 1<<20) + "\n", line: 2, text: "long"},
+		{name: "deeply nested substitution", df: "FROM base/busybox:1\nENV X=" + nested + "\n", run: []string{"sh", "-c", "echo $X"}, want: "end\n"},
+		{name: "10000 instructions", df: many("FROM base/busybox:1\n", "ENV V%d=%d\n", 10000), run: []string{"sh", "-c", "echo $V9999"}, want: "9999\n"},
+		{name: "10000 stages", df: "FROM base/busybox:1 AS s0\n" + chainStages(10000)},
+		{name: "a long continued instruction", df: "FROM base/busybox:1\nLABEL a=b \\\n" + strings.Repeat("  l=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx \\\n", 40000) + "  end=1\n"},
+		{name: "growing variable", df: "FROM base/busybox:1\n" + strings.Repeat("ENV a=${a}yyyyy\n", 12000), line: -1, text: "size limit"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := h.context(c.df, map[string]string{})
+			df := filepath.Join(dir, "Dockerfile")
+			_, errOut, code := h.runBounded("build", "-q", "-t", "hostile:df", dir)
+			if strings.Contains(errOut, "panic") || strings.Contains(errOut, "goroutine ") {
+				t.Fatalf("build panicked:\n%s", errOut)
+			}
+			if c.line == 0 {
+				if code != 0 {
+					t.Fatalf("build failed (exit %d):\n%s", code, lastLine(errOut))
+				}
+				if c.run != nil {
+					if got := h.runImage("hostile:df", c.run...); got != c.want {
+						t.Errorf("run %q = %q, want %q", c.run, got, c.want)
+					}
+				}
+				return
+			}
+			if code != 1 && code != 2 {
+				t.Errorf("exit %d, want 1 or 2", code)
+			}
+			where := df + ":" + strconv.Itoa(c.line) + ":"
+			if c.line < 0 {
+				where = df + ":"
+			}
+			msg := lastLine(errOut)
+			if !strings.Contains(msg, where) || !strings.Contains(msg, c.text) {
+				t.Errorf("error %q, want %q and %q", msg, where, c.text)
+			}
+		})
+	}
+}
+
+// chainStages is a Dockerfile body of n stages, each FROM the one before.
+func chainStages(n int) string {
+	var b strings.Builder
+	for i := 1; i < n; i++ {
+		fmt.Fprintf(&b, "FROM s%d AS s%d\n", i-1, i)
+	}
+	return b.String()
 }
