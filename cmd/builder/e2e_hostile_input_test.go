@@ -672,3 +672,109 @@ func chainStages(n int) string {
 	}
 	return b.String()
 }
+
+// Every way a build context could reach outside itself: sources with
+// "..", absolute sources, symlinks (to files, to directories, relative and
+// absolute, out and up), .dockerignore exceptions naming parents, a
+// context that is itself a symlink, a Dockerfile outside the context.
+// Sources resolve inside the context as Docker's do, and no file from
+// outside lands in any layer.
+func TestHostileContextEscapes(t *testing.T) {
+	h := newHarness(t)
+	world := newHostileWorld(t)
+	parent := t.TempDir()
+	ctxDir := filepath.Join(parent, "ctx")
+	files := map[string]string{
+		"x":          "in context\n",
+		"etc/passwd": "context passwd\n",
+		"etc/shadow": "context shadow\n",
+		"sub/f":      "sub file\n",
+	}
+	for p, body := range files {
+		full := filepath.Join(ctxDir, p)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		if err := os.WriteFile(full, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(parent, "x"), []byte("host secret\n"), 0o644)
+	for link, target := range map[string]string{
+		"abs-file":     "/etc/shadow",        // -> context's etc/shadow
+		"abs-dir":      "/etc",               // -> context's etc/
+		"secret-link":  world.secret,         // missing inside the context
+		"world-dir":    world.dir,            // missing inside the context
+		"up-file":      "../x",               // -> context's x
+		"up-up":        "../..",              // -> the context's root
+		"sub/deep-up":  "../../../../../../x", // -> context's x
+		"sub/host-dir": "../../../../../../" + world.dir[1:],
+	} {
+		if err := os.Symlink(target, filepath.Join(ctxDir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(ctxDir, ".dockerignore"), []byte("nothing\n!../x\n!../../"+world.dir[1:]+"/secret\n"), 0o644)
+	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte(`FROM base/busybox:1
+COPY ../x /c/dotdot
+COPY /etc/passwd /c/abs-passwd
+COPY abs-file /c/abs-file
+ADD abs-file /c/add-abs-file
+COPY abs-dir/passwd /c/abs-dir-passwd
+ADD abs-dir/shadow /c/add-abs-dir-shadow
+COPY up-file /c/up-file
+COPY up-up/sub/ /c/up-up/
+COPY sub/deep-up /c/deep-up
+COPY . /all/
+`), 0o644)
+	h.build(ctxDir, "hostile:ctx")
+	want := "in context\ncontext passwd\ncontext shadow\ncontext shadow\ncontext passwd\ncontext shadow\nin context\nsub file\nin context\n"
+	if got := h.runImage("hostile:ctx", "cat", "/c/dotdot", "/c/abs-passwd", "/c/abs-file", "/c/add-abs-file", "/c/abs-dir-passwd",
+		"/c/add-abs-dir-shadow", "/c/up-file", "/c/up-up/f", "/c/deep-up"); got != want {
+		t.Errorf("sources read %q, want %q", got, want)
+	}
+	// Copied as links, not followed; nothing from outside anywhere.
+	if got := h.runImage("hostile:ctx", "sh", "-c", "readlink /all/secret-link; readlink /all/sub/host-dir"); got != world.secret+"\n../../../../../../"+world.dir[1:]+"\n" {
+		t.Errorf("symlinks copied as %q", got)
+	}
+	if got, _, _ := h.runBounded("run", "--rm", "hostile:ctx", "sh", "-c", "grep -rl 'host secret' /c /all; ls /all/secret /all/"+world.dir[1:]+" 2>/dev/null; echo checked"); got != "checked\n" {
+		t.Errorf("files from outside the context in the image: %q", got)
+	}
+
+	// Sources that exist only outside: an error naming the line.
+	for i, src := range []string{"secret-link", "world-dir/secret", "sub/host-dir/secret", world.secret} {
+		dir := h.context("FROM base/busybox:1\nCOPY "+src+" /out\n", map[string]string{})
+		for link, target := range map[string]string{"secret-link": world.secret, "world-dir": world.dir, "sub/host-dir": "../../../../../../" + world.dir[1:]} {
+			os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
+			os.Symlink(target, filepath.Join(dir, link))
+		}
+		_, errOut, code := h.runBounded("build", "-t", "hostile:out"+strconv.Itoa(i), dir)
+		if code == 0 {
+			t.Errorf("COPY %s: built from a file outside the context", src)
+		} else if !strings.Contains(lastLine(errOut), filepath.Join(dir, "Dockerfile")+":2:") {
+			t.Errorf("COPY %s: %s", src, lastLine(errOut))
+		}
+	}
+
+	// The context given as a symlink to a directory is that directory.
+	ctxLink := filepath.Join(parent, "ctx-link")
+	os.Symlink(ctxDir, ctxLink)
+	h.build(ctxLink, "hostile:ctxlink")
+	if got := h.runImage("hostile:ctxlink", "cat", "/c/dotdot"); got != "in context\n" {
+		t.Errorf("context through a symlink: %q", got)
+	}
+	// -f outside the context, relative to the working directory as
+	// Docker has it: read, and its COPY still reads the context.
+	os.WriteFile(filepath.Join(parent, "Outside.Dockerfile"), []byte("FROM base/busybox:1\nCOPY x /x\n"), 0o644)
+	if _, errOut, code := h.runIn(ctxDir, nil, "build", "-q", "-t", "hostile:f", "-f", "../Outside.Dockerfile", "."); code != 0 {
+		t.Fatalf("-f ../Outside.Dockerfile: %s", errOut)
+	}
+	if got := h.runImage("hostile:f", "cat", "/x"); got != "in context\n" {
+		t.Errorf("-f outside the context: /x = %q", got)
+	}
+	// -f a symlink to a host file that is no Dockerfile: read (as
+	// Docker would), and refused as a Dockerfile.
+	os.Symlink(world.secret, filepath.Join(parent, "df-link"))
+	if _, errOut, code := h.runIn(ctxDir, nil, "build", "-f", "../df-link", "."); code != 1 || strings.Contains(errOut, "panic") {
+		t.Errorf("-f a symlink to a host file: exit %d\n%s", code, errOut)
+	}
+	world.untouched(t)
+}
