@@ -699,12 +699,12 @@ func TestHostileContextEscapes(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(parent, "x"), []byte("host secret\n"), 0o644)
 	for link, target := range map[string]string{
-		"abs-file":     "/etc/shadow",        // -> context's etc/shadow
-		"abs-dir":      "/etc",               // -> context's etc/
-		"secret-link":  world.secret,         // missing inside the context
-		"world-dir":    world.dir,            // missing inside the context
-		"up-file":      "../x",               // -> context's x
-		"up-up":        "../..",              // -> the context's root
+		"abs-file":     "/etc/shadow",         // -> context's etc/shadow
+		"abs-dir":      "/etc",                // -> context's etc/
+		"secret-link":  world.secret,          // missing inside the context
+		"world-dir":    world.dir,             // missing inside the context
+		"up-file":      "../x",                // -> context's x
+		"up-up":        "../..",               // -> the context's root
 		"sub/deep-up":  "../../../../../../x", // -> context's x
 		"sub/host-dir": "../../../../../../" + world.dir[1:],
 	} {
