@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +18,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builder-dev/builder/internal/testutil"
 )
 
 // copyRoot is a copy of h's root, as a new harness: one built store,
@@ -777,4 +780,118 @@ COPY . /all/
 		t.Errorf("-f a symlink to a host file: exit %d\n%s", code, errOut)
 	}
 	world.untouched(t)
+}
+
+// builderAt runs the builder in dir with env added and no --root unless
+// args has one.
+func builderAt(t *testing.T, dir string, env []string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(builderBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return stdout.String(), stderr.String(), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), 0
+}
+
+// Roots that cannot be, and roots written oddly: a file, a path under a
+// file, a dangling symlink, a read-only file system, an empty --root are
+// refused with a message naming them; a path with spaces, a relative
+// --root or BUILDER_ROOT work; processes creating one root at once all
+// succeed and leave a sound store.
+func TestHostileRoots(t *testing.T) {
+	testutil.RequiresRoot(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "afile"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nENV A=1\n"), 0o644)
+	os.Symlink("/nonexistent/builder-root", filepath.Join(dir, "dangling"))
+	ro := filepath.Join(dir, "ro")
+	os.Mkdir(ro, 0o755)
+	if err := syscall.Mount("tmpfs", ro, "tmpfs", syscall.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Unmount(ro, syscall.MNT_DETACH) })
+	for _, c := range []struct {
+		root  string
+		code  int
+		inErr string
+	}{
+		{"afile", 1, "afile"},
+		{"afile/sub", 1, "afile"},
+		{"dangling", 1, "dangling"},
+		{"ro", 1, "read-only"},
+		{"ro/sub", 1, "read-only"},
+		{"", 2, "empty"},
+	} {
+		for _, args := range [][]string{{"images"}, {"build", dir}, {"store", "verify"}, {"cache", "prune"}} {
+			_, errOut, code := builderAt(t, dir, nil, append([]string{"--root", c.root}, args...)...)
+			if code != c.code || !strings.Contains(errOut, c.inErr) || strings.Contains(errOut, "panic") {
+				t.Errorf("--root %q %v: exit %d, want %d with %q:\n%s", c.root, args, code, c.code, c.inErr, errOut)
+			}
+		}
+	}
+	if _, err := os.Stat("/nonexistent"); err == nil {
+		t.Error("a dangling --root symlink was followed")
+	}
+
+	rootfs := writeTemp(t, writeArchive(t, []archiveEntry{{hdr: tar.Header{Name: "f", Typeflag: tar.TypeReg, Mode: 0o644}, body: []byte("f\n")}}))
+	for _, c := range []struct {
+		args []string
+		env  []string
+		at   string
+	}{
+		{[]string{"--root", "with space/r"}, nil, "with space/r"},
+		{[]string{"--root", "rel"}, nil, "rel"},
+		{[]string{"--root", "./dot/../dot2"}, nil, "dot2"},
+		{nil, []string{"BUILDER_ROOT=envrel"}, "envrel"},
+	} {
+		if _, errOut, code := builderAt(t, dir, c.env, append(c.args, "import", rootfs, "img:1")...); code != 0 {
+			t.Errorf("%v %v import: %s", c.env, c.args, errOut)
+			continue
+		}
+		out, errOut, code := builderAt(t, dir, c.env, append(c.args, "images")...)
+		if code != 0 || !strings.Contains(out, "img") {
+			t.Errorf("%v %v images: %s%s", c.env, c.args, out, errOut)
+		}
+		if _, err := os.Stat(filepath.Join(dir, c.at, "content", "index.json")); err != nil {
+			t.Errorf("%v %v: the store is not at %s: %v", c.env, c.args, c.at, err)
+		}
+	}
+
+	// Eight processes on one root that does not exist yet.
+	for trial := range 3 {
+		root := filepath.Join(dir, "fresh"+strconv.Itoa(trial))
+		cmds := [][]string{{"images"}, {"cache", "ls"}, {"import", rootfs, "a:1"}, {"images"}, {"import", rootfs, "b:1"}, {"ps", "-a"}, {"cache", "du"}, {"images"}}
+		errs := make(chan string, len(cmds))
+		for _, args := range cmds {
+			go func() {
+				_, errOut, code := builderAt(t, dir, nil, append([]string{"--root", root}, args...)...)
+				if code != 0 {
+					errs <- fmt.Sprintf("%v: exit %d: %s", args, code, errOut)
+					return
+				}
+				errs <- ""
+			}()
+		}
+		for range cmds {
+			if e := <-errs; e != "" {
+				t.Errorf("creating a root at once: %s", e)
+			}
+		}
+		out, errOut, code := builderAt(t, dir, nil, "--root", root, "store", "verify")
+		if code != 0 {
+			t.Errorf("store verify after creating a root at once: %s%s", out, errOut)
+		}
+		if out, _, _ := builderAt(t, dir, nil, "--root", root, "images"); !strings.Contains(out, "a ") || !strings.Contains(out, "b ") {
+			t.Errorf("an import was lost:\n%s", out)
+		}
+	}
 }
