@@ -832,11 +832,17 @@ func TestHostileRoots(t *testing.T) {
 		{"", 2, "empty"},
 	} {
 		for _, args := range [][]string{{"images"}, {"build", dir}, {"store", "verify"}, {"cache", "prune"}} {
-			_, errOut, code := builderAt(t, dir, nil, append([]string{"--root", c.root}, args...)...)
+			// Were --root "" taken for unset, the store would be
+			// BUILDER_ROOT's: a directory of the test's, not the
+			// machine's default root.
+			_, errOut, code := builderAt(t, dir, []string{"BUILDER_ROOT=" + filepath.Join(dir, "fallback")}, append([]string{"--root", c.root}, args...)...)
 			if code != c.code || !strings.Contains(errOut, c.inErr) || strings.Contains(errOut, "panic") {
 				t.Errorf("--root %q %v: exit %d, want %d with %q:\n%s", c.root, args, code, c.code, c.inErr, errOut)
 			}
 		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "fallback")); err == nil {
+		t.Error(`--root "" opened the store of BUILDER_ROOT`)
 	}
 	if _, err := os.Stat("/nonexistent"); err == nil {
 		t.Error("a dangling --root symlink was followed")
