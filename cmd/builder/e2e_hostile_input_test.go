@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -899,5 +900,60 @@ func TestHostileRoots(t *testing.T) {
 		if out, _, _ := builderAt(t, dir, nil, "--root", root, "images"); !strings.Contains(out, "a ") || !strings.Contains(out, "b ") {
 			t.Errorf("an import was lost:\n%s", out)
 		}
+	}
+}
+
+// `save -o` a path that is no regular file: a FIFO and a device node are
+// written in place, never replaced by a regular file (save -o /dev/null
+// would otherwise put the archive in place of the machine's /dev/null);
+// a directory is an error.
+func TestHostileSaveDest(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// O_RDWR: opening does not wait for a writer, and reading ends when
+	// the test closes it.
+	r, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, io.LimitReader(r, 1<<40))
+		got <- n
+	}()
+	h.mustRun("save", "-o", fifo, "base/busybox:1")
+	// A null device of the test's own (mknod: the same major and minor
+	// as /dev/null).
+	null := filepath.Join(dir, "null")
+	if err := syscall.Mknod(null, syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := h.run("save", "-o", null, "base/busybox:1")
+	if code != 0 && !strings.Contains(errOut, "permission denied") { // a nodev mount refuses writes
+		t.Errorf("save -o a device node: %s", errOut)
+	}
+	for _, p := range []string{fifo, null} {
+		if fi, err := os.Lstat(p); err != nil || fi.Mode().IsRegular() {
+			t.Errorf("%s was replaced by a regular file: %v %v", p, fi.Mode(), err)
+		}
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".*")); len(leftovers) != 0 {
+		t.Errorf("temporary files left: %v", leftovers)
+	}
+	r.Close()
+	select {
+	case n := <-got:
+		if n < 1<<20 { // busybox's layer alone is 2 MB
+			t.Errorf("the FIFO's reader got %d bytes of the archive", n)
+		}
+	case <-time.After(time.Minute):
+		t.Error("the FIFO's reader never ended")
+	}
+	if _, errOut, code := h.run("save", "-o", dir, "base/busybox:1"); code == 0 || !strings.Contains(errOut, "directory") {
+		t.Errorf("save -o a directory: exit %d %s", code, errOut)
 	}
 }
