@@ -50,12 +50,33 @@ func newTarCounter() *tarCounter {
 		// Buffered: the tar reader's small reads would each be a
 		// handoff between goroutines.
 		c.info.Size, c.err = contentSize(bufio.NewReaderSize(pr, 64<<10))
-		// Padding after the end-of-archive blocks, or a stream the tar
-		// reader gave up on: the writer must never block.
-		_, _ = io.Copy(io.Discard, pr)
+		if c.err == nil {
+			// Padding after the end-of-archive blocks (tar writes
+			// whole records), read so the writer never blocks, but
+			// bounded: /dev/zero is a valid empty tar followed by
+			// endless padding.
+			if n, _ := io.Copy(io.Discard, io.LimitReader(pr, maxTrailing+1)); n > maxTrailing {
+				c.err = fmt.Errorf("more than %d bytes after the end of the archive", maxTrailing)
+			}
+		}
+		if c.err != nil {
+			// Not a tar: stop the writer now rather than take in the
+			// rest of a stream that may never end (import
+			// /dev/urandom wrote to the disk until it was full).
+			pr.CloseWithError(errNotTar)
+		}
 	}()
 	return c
 }
+
+// maxTrailing bounds what may follow a layer tar's end-of-archive blocks:
+// tar pads to its record size, 10 KiB by default, 1 MiB for the largest
+// blocking factors in use.
+const maxTrailing = 8 << 20
+
+// errNotTar is what a tarCounter's Write returns once it has found the
+// stream is no tar; Close says why.
+var errNotTar = errors.New("not a tar archive")
 
 func (c *tarCounter) Write(p []byte) (int, error) {
 	c.info.TarSize += int64(len(p))

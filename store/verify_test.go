@@ -335,3 +335,44 @@ func TestStageLayerRefusesEntriesLeavingRoot(t *testing.T) {
 		b.Discard()
 	}
 }
+
+// endless is a stream that never ends, counting what was read from it.
+type endless struct {
+	fill byte
+	n    int64
+}
+
+func (e *endless) Read(p []byte) (int, error) {
+	if e.n > 256<<20 {
+		return 0, errors.New("read 256 MiB of an endless stream")
+	}
+	for i := range p {
+		p[i] = e.fill
+		if e.fill != 0 {
+			p[i] = byte(e.n) + byte(i)*e.fill
+		}
+	}
+	e.n += int64(len(p))
+	return len(p), nil
+}
+
+// An endless stream that is no tar (random bytes), or is an empty tar
+// and endless padding (/dev/zero), is refused after a bounded read, not
+// taken in until the disk is full.
+func TestStageLayerEndlessStream(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	for _, fill := range []byte{0, 7} {
+		e := &endless{fill: fill}
+		b, _, err := s.StageLayer(ctx, e)
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("fill %d: StageLayer = %v, want ErrInvalid", fill, err)
+			if b != nil {
+				b.Discard()
+			}
+		}
+		if e.n > 64<<20 {
+			t.Errorf("fill %d: read %d bytes before refusing", fill, e.n)
+		}
+	}
+}
