@@ -957,3 +957,27 @@ func TestHostileSaveDest(t *testing.T) {
 		t.Errorf("save -o a directory: exit %d %s", code, errOut)
 	}
 }
+
+// A .dockerignore that is no regular file (a FIFO, which blocked the
+// build for ever, a symlink to /dev/zero, a directory) fails the build
+// with a message naming it.
+func TestHostileIgnoreFile(t *testing.T) {
+	h := newHarness(t)
+	for name, plant := range map[string]func(p string) error{
+		"fifo":      func(p string) error { return syscall.Mkfifo(p, 0o644) },
+		"dev zero":  func(p string) error { return os.Symlink("/dev/zero", p) },
+		"directory": func(p string) error { return os.Mkdir(p, 0o755) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := h.context("FROM base/busybox:1\n", map[string]string{})
+			ignore := filepath.Join(dir, ".dockerignore")
+			if err := plant(ignore); err != nil {
+				t.Fatal(err)
+			}
+			_, errOut, code := h.runBounded("build", dir)
+			if code != 1 || !strings.Contains(errOut, ignore) {
+				t.Errorf("exit %d, want 1 naming %s:\n%s", code, ignore, errOut)
+			}
+		})
+	}
+}
