@@ -981,3 +981,31 @@ func TestHostileIgnoreFile(t *testing.T) {
 		})
 	}
 }
+
+// An unpacked layer replaced by a symlink to a host directory is not
+// mounted as the layer (the container saw the host's files): it is
+// unpacked again from its blob, in the symlink's place.
+func TestHostileUnpackedLayerSymlink(t *testing.T) {
+	h := newHarness(t)
+	world := newHostileWorld(t)
+	h.build(h.context("FROM base/busybox:1\nRUN echo top > /top\n", map[string]string{}), "app:1")
+	layers, _ := filepath.Glob(filepath.Join(h.root, "snapshots", "sha256", "*", "top"))
+	if len(layers) != 1 {
+		t.Fatalf("unpacked layers holding /top: %v", layers)
+	}
+	dir := filepath.Dir(layers[0])
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(world.dir, dir); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.runImage("app:1", "sh", "-c", "cat /top; ls /secret 2>&1 | grep -v 'No such'; true"); got != "top\n" {
+		t.Errorf("run over a layer that is a symlink to the host: %q", got)
+	}
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		t.Errorf("the layer was not unpacked again: %v %v", fi, err)
+	}
+	h.mustRun("store", "verify")
+	world.untouched(t)
+}
