@@ -2,6 +2,7 @@ package gc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -24,6 +25,9 @@ type Damage struct {
 	// Images are the manifests of the listed images that refer to a bad
 	// blob.
 	Images []digest.Digest
+	// MetaMovedTo, after a repair, is where a meta.db that was no
+	// database went (see store.ResetMeta).
+	MetaMovedTo string
 }
 
 // Clean reports whether nothing was found.
@@ -36,6 +40,8 @@ func (d Damage) Clean() bool {
 // that a kill part way leaves nothing pointing at what is gone: the bad
 // records, the images referring to a bad blob (their tags and untagged
 // entries), the unpacked layers of bad blobs, and the corrupt blob files.
+// A meta.db that is no database is first moved aside for a new one (see
+// store.ResetMeta), with repair; without, it is the error.
 // It holds the store's GC lock throughout, as Prune does.
 func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 	var dmg Damage
@@ -49,6 +55,15 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 		return dmg, fmt.Errorf("check: %w", err)
 	}
 	s, err := c.scan(ctx, true)
+	if errors.Is(err, store.ErrMetaDamaged) && repair {
+		// Nothing in it can be read: what it held (records,
+		// containers, sizes) is lost either way, and without it no
+		// command works. The blobs and images do not depend on it.
+		if dmg.MetaMovedTo, err = c.Store.ResetMeta(ctx); err != nil {
+			return dmg, fmt.Errorf("repair: %w", err)
+		}
+		s, err = c.scan(ctx, true)
+	}
 	if err != nil {
 		return dmg, fmt.Errorf("check: %w", err)
 	}

@@ -68,7 +68,10 @@ func (s *Store) openDB(ctx context.Context, readOnly bool) (*bbolt.DB, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("open %s: %w%s", s.metaPath(), err, damagedHint(err))
+			if metaDamaged(err) {
+				return nil, fmt.Errorf("open %s: %w (%w)", s.metaPath(), err, ErrMetaDamaged)
+			}
+			return nil, fmt.Errorf("open %s: %w", s.metaPath(), err)
 		}
 		return db, nil
 	}
@@ -124,15 +127,31 @@ func (s *Store) UpdateLazy(ctx context.Context, fn func(tx *bbolt.Tx) error) err
 	return s.update(ctx, true, fn)
 }
 
-// damagedHint tells what to do about a meta.db that bbolt cannot open
-// because it is not a database (truncated, overwritten, a directory):
-// nothing the builder does will mend it, and every command needs it.
-func damagedHint(err error) string {
+// ErrMetaDamaged is a meta.db that bbolt cannot open because it is not a
+// database (truncated, overwritten, a directory): nothing mends it, and
+// every command needs it. ResetMeta moves it aside.
+var ErrMetaDamaged = errors.New("the metadata database is damaged: `builder store verify --remove` moves it aside and starts a new one (images are kept; build cache records and containers are lost)")
+
+func metaDamaged(err error) bool {
 	var pe *os.PathError
-	if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrChecksum) ||
+	return errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrChecksum) ||
 		errors.Is(err, bolterrors.ErrVersionMismatch) || errors.Is(err, syscall.EISDIR) ||
-		strings.Contains(err.Error(), "file size too small") || (errors.As(err, &pe) && pe.Op == "write") {
-		return " (the metadata database is damaged: move it aside and the builder starts a new one; images are kept, build cache records and containers are lost)"
+		strings.Contains(err.Error(), "file size too small") || (errors.As(err, &pe) && pe.Op == "write")
+}
+
+// ResetMeta moves a damaged meta.db aside, to meta.db.damaged-TIME next to
+// it (kept for whoever wants to dig in it), and starts an empty one. It
+// returns where the old one went.
+func (s *Store) ResetMeta(ctx context.Context) (string, error) {
+	s.dbMu.Lock()
+	aside := s.metaPath() + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
+	err := os.Rename(s.metaPath(), aside)
+	s.dbMu.Unlock()
+	if err != nil {
+		return "", fmt.Errorf("move %s aside: %w", s.metaPath(), err)
 	}
-	return ""
+	if err := s.Update(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
+		return aside, fmt.Errorf("start a new %s: %w", s.metaPath(), err)
+	}
+	return aside, nil
 }

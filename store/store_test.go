@@ -597,7 +597,17 @@ func TestOpenMetaEmptyOrDamaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = s.View(ctx, func(*bbolt.Tx) error { return nil })
-	if err == nil || !strings.Contains(err.Error(), "move it aside") {
+	if !errors.Is(err, ErrMetaDamaged) || !strings.Contains(err.Error(), "store verify --remove") {
 		t.Errorf("View of a garbage meta.db: %v", err)
+	}
+	aside, err := s.ResetMeta(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(aside); err != nil || !bytes.HasPrefix(b, []byte("garbage!")) {
+		t.Errorf("the damaged meta.db was not kept at %s: %v", aside, err)
+	}
+	if err := s.View(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
+		t.Errorf("View after ResetMeta: %v", err)
 	}
 }
