@@ -28,6 +28,11 @@ type Damage struct {
 	// MetaMovedTo, after a repair, is where a meta.db that was no
 	// database went (see store.ResetMeta).
 	MetaMovedTo string
+	// IndexMovedTo, after a repair, is where an index.json that was no
+	// JSON went, and IndexRecovered how many images the new one lists
+	// (see store.RebuildIndex).
+	IndexMovedTo   string
+	IndexRecovered int
 }
 
 // Clean reports whether nothing was found.
@@ -40,8 +45,10 @@ func (d Damage) Clean() bool {
 // that a kill part way leaves nothing pointing at what is gone: the bad
 // records, the images referring to a bad blob (their tags and untagged
 // entries), the unpacked layers of bad blobs, and the corrupt blob files.
-// A meta.db that is no database is first moved aside for a new one (see
-// store.ResetMeta), with repair; without, it is the error.
+// With repair, an index.json that is no JSON is first rebuilt from the
+// manifests among the blobs (store.RebuildIndex), and a meta.db that is no
+// database moved aside for a new one (store.ResetMeta); without, they are
+// the error.
 // It holds the store's GC lock throughout, as Prune does.
 func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 	var dmg Damage
@@ -51,6 +58,12 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 	}
 	defer lock.Release()
 	dmg.Blobs, err = c.Store.Verify(ctx)
+	if errors.Is(err, store.ErrIndexDamaged) && repair {
+		if dmg.IndexMovedTo, dmg.IndexRecovered, err = c.Store.RebuildIndex(ctx); err != nil {
+			return dmg, fmt.Errorf("repair: %w", err)
+		}
+		dmg.Blobs, err = c.Store.Verify(ctx)
+	}
 	if err != nil {
 		return dmg, fmt.Errorf("check: %w", err)
 	}

@@ -376,3 +376,33 @@ func TestStageLayerEndlessStream(t *testing.T) {
 		}
 	}
 }
+
+// An index.json that is no JSON is rebuilt from the manifests among the
+// blobs: the images come back untagged; a manifest missing a layer does
+// not.
+func TestRebuildIndex(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	good := putImage(t, s, "good:1", tarOf(t, "a", "a"))
+	broken := putImage(t, s, "broken:1", tarOf(t, "b", "b"))
+	m, err := s.readManifest(ctx, broken.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(s.BlobPath(m.Layers[0].Digest))
+	os.WriteFile(s.indexPath(), []byte("{garbage"), 0o644)
+	if _, err := s.Resolve(ctx, "good:1"); !errors.Is(err, ErrIndexDamaged) {
+		t.Fatalf("Resolve over a garbage index: %v", err)
+	}
+	aside, n, err := s.RebuildIndex(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("RebuildIndex = %d, %v", n, err)
+	}
+	if b, _ := os.ReadFile(aside); string(b) != "{garbage" {
+		t.Errorf("the old index is not at %s: %q", aside, b)
+	}
+	imgs, err := s.Images(ctx)
+	if err != nil || len(imgs) != 1 || imgs[0].Manifest.Digest != good.Digest || imgs[0].Name != "" {
+		t.Errorf("Images after RebuildIndex = %+v, %v", imgs, err)
+	}
+}

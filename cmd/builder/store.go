@@ -45,6 +45,9 @@ them again. A container whose image layers are removed may stop working.`,
 			if err != nil {
 				return err
 			}
+			if dmg.IndexMovedTo != "" {
+				fmt.Printf("moved the damaged image index to %s; the new one lists the %d images found among the blobs, without their names\n", dmg.IndexMovedTo, dmg.IndexRecovered)
+			}
 			if dmg.MetaMovedTo != "" {
 				fmt.Printf("moved the damaged metadata database to %s and started a new one: build cache records and containers are lost\n", dmg.MetaMovedTo)
 			}
