@@ -25,6 +25,10 @@ type Damage struct {
 	// Images are the manifests of the listed images that refer to a bad
 	// blob.
 	Images []digest.Digest
+	// NotLayers are chain IDs whose unpacked layer is no directory (a
+	// symlink to a host directory, a file): never mounted (see
+	// snapshot.Has), removed by a repair.
+	NotLayers []digest.Digest
 	// MetaMovedTo, after a repair, is where a meta.db that was no
 	// database went (see store.ResetMeta).
 	MetaMovedTo string
@@ -37,7 +41,7 @@ type Damage struct {
 
 // Clean reports whether nothing was found.
 func (d Damage) Clean() bool {
-	return len(d.Blobs) == 0 && len(d.Records) == 0 && len(d.Chains) == 0 && len(d.Images) == 0
+	return len(d.Blobs) == 0 && len(d.Records) == 0 && len(d.Chains) == 0 && len(d.Images) == 0 && len(d.NotLayers) == 0
 }
 
 // Check verifies every blob of the store (store.Verify) and finds what
@@ -133,6 +137,7 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 			dmg.Chains = append(dmg.Chains, ch)
 		}
 	}
+	dmg.NotLayers = s.notDirs
 	if !repair || dmg.Clean() {
 		return dmg, nil
 	}
@@ -149,7 +154,7 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 			return dmg, fmt.Errorf("repair: %w", err)
 		}
 	}
-	for _, ch := range dmg.Chains {
+	for _, ch := range append(slices.Clone(dmg.Chains), dmg.NotLayers...) {
 		if err := c.Snap.Remove(ctx, ch); err != nil {
 			return dmg, fmt.Errorf("repair: %w", err)
 		}

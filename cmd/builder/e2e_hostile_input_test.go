@@ -994,8 +994,9 @@ func TestHostileIgnoreFile(t *testing.T) {
 }
 
 // An unpacked layer replaced by a symlink to a host directory is not
-// mounted as the layer (the container saw the host's files): it is
-// unpacked again from its blob, in the symlink's place.
+// mounted as the layer (the container saw the host's files): store verify
+// reports it, --remove removes the symlink (not what it points to), and a
+// run unpacks the layer again from its blob, in the symlink's place.
 func TestHostileUnpackedLayerSymlink(t *testing.T) {
 	h := newHarness(t)
 	world := newHostileWorld(t)
@@ -1008,6 +1009,17 @@ func TestHostileUnpackedLayerSymlink(t *testing.T) {
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Symlink(world.dir, dir); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, code := h.runBounded("store", "verify"); code != 1 || !strings.Contains(out, filepath.Base(dir)+": not a directory") {
+		t.Errorf("store verify: exit %d\n%s", code, out)
+	}
+	h.mustRun("store", "verify", "--remove")
+	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("store verify --remove left it: %v", err)
+	}
+	world.untouched(t)
 	if err := os.Symlink(world.dir, dir); err != nil {
 		t.Fatal(err)
 	}

@@ -78,6 +78,9 @@ them again. A container whose image layers are removed may stop working.`,
 			for _, ch := range dmg.Chains {
 				fmt.Printf("%s unpacked layer %s: made from a bad blob\n", verb, ch)
 			}
+			for _, ch := range dmg.NotLayers {
+				fmt.Printf("%s unpacked layer %s: not a directory\n", verb, ch)
+			}
 			if dmg.Clean() {
 				fmt.Println("the store is sound")
 				return nil
