@@ -38,7 +38,11 @@ the unpacked layers made from a bad blob. Exits 1 when anything is wrong.
 With --remove, delete the corrupt blobs and what depends on them: the
 images referring to a corrupt or missing blob, those cache records (and
 the records after them) and those unpacked layers. A build then makes
-them again. A container whose image layers are removed may stop working.`,
+them again. A container whose image layers are removed may stop working.
+An index.json that is no JSON is moved aside and rebuilt: the images the
+blobs hold are listed again, without their names. A meta.db that is no
+database is moved aside and a new one started: build cache records and
+containers are lost.`,
 		Args: exactArgs(0),
 		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			dmg, err := e.collector().Check(ctx, remove)
