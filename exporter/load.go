@@ -458,10 +458,20 @@ func (l *loader) readBlob(d ocispec.Descriptor) ([]byte, error) {
 	return b, nil
 }
 
+// maxJSONSize bounds the JSON documents of an archive (manifest.json,
+// index.json, manifests, configs), which are read whole into memory: an
+// archive could otherwise make load take as much memory as it has bytes.
+// Real ones are kilobytes; registries refuse manifests over 4 MiB.
+const maxJSONSize = 32 << 20
+
+// readFile reads a JSON document of the archive (see maxJSONSize).
 func (l *loader) readFile(name string) ([]byte, error) {
 	f, err := l.sp.lookup(name)
 	if err != nil {
 		return nil, err
+	}
+	if f.size > maxJSONSize {
+		return nil, fmt.Errorf("%s: %d bytes, more than the %d MiB a manifest or config may have: %w", name, f.size, maxJSONSize>>20, store.ErrInvalid)
 	}
 	return os.ReadFile(f.path)
 }

@@ -2,6 +2,7 @@ package gc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -24,11 +25,23 @@ type Damage struct {
 	// Images are the manifests of the listed images that refer to a bad
 	// blob.
 	Images []digest.Digest
+	// NotLayers are chain IDs whose unpacked layer is no directory (a
+	// symlink to a host directory, a file): never mounted (see
+	// snapshot.Has), removed by a repair.
+	NotLayers []digest.Digest
+	// MetaMovedTo, after a repair, is where a meta.db that was no
+	// database went (see store.ResetMeta).
+	MetaMovedTo string
+	// IndexMovedTo, after a repair, is where an index.json that was no
+	// JSON went, and IndexRecovered how many images the new one lists
+	// (see store.RebuildIndex).
+	IndexMovedTo   string
+	IndexRecovered int
 }
 
 // Clean reports whether nothing was found.
 func (d Damage) Clean() bool {
-	return len(d.Blobs) == 0 && len(d.Records) == 0 && len(d.Chains) == 0 && len(d.Images) == 0
+	return len(d.Blobs) == 0 && len(d.Records) == 0 && len(d.Chains) == 0 && len(d.Images) == 0 && len(d.NotLayers) == 0
 }
 
 // Check verifies every blob of the store (store.Verify) and finds what
@@ -36,6 +49,10 @@ func (d Damage) Clean() bool {
 // that a kill part way leaves nothing pointing at what is gone: the bad
 // records, the images referring to a bad blob (their tags and untagged
 // entries), the unpacked layers of bad blobs, and the corrupt blob files.
+// With repair, an index.json that is no JSON is first rebuilt from the
+// manifests among the blobs (store.RebuildIndex), and a meta.db that is no
+// database moved aside for a new one (store.ResetMeta); without, they are
+// the error.
 // It holds the store's GC lock throughout, as Prune does.
 func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 	var dmg Damage
@@ -45,10 +62,25 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 	}
 	defer lock.Release()
 	dmg.Blobs, err = c.Store.Verify(ctx)
+	if errors.Is(err, store.ErrIndexDamaged) && repair {
+		if dmg.IndexMovedTo, dmg.IndexRecovered, err = c.Store.RebuildIndex(ctx); err != nil {
+			return dmg, fmt.Errorf("repair: %w", err)
+		}
+		dmg.Blobs, err = c.Store.Verify(ctx)
+	}
 	if err != nil {
 		return dmg, fmt.Errorf("check: %w", err)
 	}
 	s, err := c.scan(ctx, true)
+	if errors.Is(err, store.ErrMetaDamaged) && repair {
+		// Nothing in it can be read: what it held (records,
+		// containers, sizes) is lost either way, and without it no
+		// command works. The blobs and images do not depend on it.
+		if dmg.MetaMovedTo, err = c.Store.ResetMeta(ctx); err != nil {
+			return dmg, fmt.Errorf("repair: %w", err)
+		}
+		s, err = c.scan(ctx, true)
+	}
 	if err != nil {
 		return dmg, fmt.Errorf("check: %w", err)
 	}
@@ -105,6 +137,7 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 			dmg.Chains = append(dmg.Chains, ch)
 		}
 	}
+	dmg.NotLayers = s.notDirs
 	if !repair || dmg.Clean() {
 		return dmg, nil
 	}
@@ -121,7 +154,7 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 			return dmg, fmt.Errorf("repair: %w", err)
 		}
 	}
-	for _, ch := range dmg.Chains {
+	for _, ch := range append(slices.Clone(dmg.Chains), dmg.NotLayers...) {
 		if err := c.Snap.Remove(ctx, ch); err != nil {
 			return dmg, fmt.Errorf("repair: %w", err)
 		}

@@ -78,6 +78,9 @@ type state struct {
 
 	blobs map[digest.Digest]int64  // blob files present, by file size
 	dirs  map[digest.Digest]string // unpacked layers present: chain -> dir
+	// notDirs are chain IDs whose name under the layers holds no
+	// directory (a symlink, a file): damage, never a layer.
+	notDirs []digest.Digest
 
 	imageBlobs  map[digest.Digest]bool
 	imageChains map[digest.Digest]bool
@@ -254,7 +257,11 @@ func (s *state) scanDirs() error {
 	}
 	for _, e := range entries {
 		ch := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-		if ch.Validate() != nil || !e.IsDir() {
+		if ch.Validate() != nil {
+			continue
+		}
+		if !e.IsDir() {
+			s.notDirs = append(s.notDirs, ch)
 			continue
 		}
 		s.dirs[ch] = filepath.Join(s.layersDir(), e.Name())

@@ -89,14 +89,17 @@ func (s *Snapshotter) layerDir(chainID digest.Digest) (string, error) {
 	return d, nil
 }
 
-// Has reports whether the layer chainID is committed.
+// Has reports whether the layer chainID is committed: a directory under
+// its name. Anything else there (a symlink to a host directory) is damage,
+// never a layer: mounted as one, it would show the host's files in the
+// container. Unpack replaces it.
 func (s *Snapshotter) Has(chainID digest.Digest) bool {
 	d := s.LayerDir(chainID)
 	if d == "" {
 		return false
 	}
-	_, err := os.Lstat(d)
-	return err == nil
+	fi, err := os.Lstat(d)
+	return err == nil && fi.IsDir()
 }
 
 // check returns ErrNotFound unless every layer of c is committed.
@@ -162,6 +165,12 @@ func (s *Snapshotter) Unpack(ctx context.Context, parent Committed, chainID dige
 func (s *Snapshotter) publish(src, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return err
+	}
+	if fi, err := os.Lstat(dst); err == nil && !fi.IsDir() {
+		// Damage in the layer's place (see Has): the layer takes it.
+		if err := os.Remove(dst); err != nil {
+			return err
+		}
 	}
 	// RENAME_NOREPLACE: a plain rename would replace an empty directory,
 	// i.e. a committed empty layer some mount may be using.

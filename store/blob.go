@@ -124,6 +124,13 @@ func (s *Store) createTemp(pattern string) (f *os.File, named bool, err error) {
 // by its digest, so another process that stored it first stored the same
 // bytes).
 func (s *Store) linkTemp(f *os.File, named bool, path string) error {
+	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+		// Not the blob but damage in its place (HasBlob said no: a
+		// symlink, a directory, a FIFO): the good bytes take the name.
+		if err := os.RemoveAll(path); err != nil {
+			return err
+		}
+	}
 	if named {
 		return os.Rename(f.Name(), path)
 	}
@@ -189,7 +196,7 @@ func (s *Store) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, e
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("open blob %q: %w: %v", d, ErrInvalid, err)
 	}
-	f, err := os.Open(s.BlobPath(d))
+	f, err := openRegular(s.BlobPath(d))
 	if os.IsNotExist(err) {
 		return nil, fmt.Errorf("open blob %s: %w", d, ErrNotFound)
 	}
@@ -197,6 +204,37 @@ func (s *Store) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, e
 		return nil, fmt.Errorf("open blob %s: %w", d, err)
 	}
 	return verifiedFile{newVerifier(f, d), f}, nil
+}
+
+// errNotRegular is a blob's name that holds no regular file.
+var errNotRegular = errors.New("not a regular file (the store is damaged: `builder store verify --remove` removes it)")
+
+// openRegular opens the regular file at path for reading. A blob's name
+// can be made to hold anything by whoever can write the store: a symlink
+// (to /etc/shadow: its content must never be read through the store, let
+// alone copied into a layer or an archive), a FIFO (a plain open would
+// block for ever) or a directory. O_NOFOLLOW refuses the symlink and
+// O_NONBLOCK makes opening a FIFO return at once; the fstat then refuses
+// all that is not a regular file, so nothing is ever read from one.
+func openRegular(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err == unix.ELOOP {
+		return nil, &os.PathError{Op: "open", Path: path, Err: errNotRegular}
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "open", Path: path, Err: errNotRegular}
+	}
+	// O_NONBLOCK means nothing for a regular file's reads.
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 // ReadJSON unmarshals the blob d into v.
@@ -238,13 +276,15 @@ func (s *Store) BlobPath(d digest.Digest) string {
 	return filepath.Join(s.ContentDir(), "blobs", d.Algorithm().String(), d.Encoded())
 }
 
-// HasBlob reports whether the blob d is present.
+// HasBlob reports whether the blob d is present: a regular file under its
+// name. Anything else there (a symlink, a directory, a FIFO) is damage,
+// not the blob: writing the blob again replaces it (see linkTemp).
 func (s *Store) HasBlob(d digest.Digest) bool {
 	if d.Validate() != nil {
 		return false
 	}
-	_, err := os.Stat(s.BlobPath(d))
-	return err == nil
+	fi, err := os.Lstat(s.BlobPath(d))
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // ctxReader stops a long copy once ctx is done.

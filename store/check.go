@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // BadBlob is a blob that Verify found corrupt (its content does not hash to
@@ -37,9 +38,11 @@ func (s *Store) Verify(ctx context.Context) ([]BadBlob, error) {
 	}
 	for _, e := range entries {
 		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-		if d.Validate() != nil || !e.Type().IsRegular() {
+		if d.Validate() != nil {
 			continue // not a blob: not ours to judge
 		}
+		// Named as a blob but no regular file (a symlink, a
+		// directory, a FIFO): checkBlob reports it without reading.
 		if err := s.checkBlob(ctx, d); err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -86,6 +89,15 @@ func (s *Store) Verify(ctx context.Context) ([]BadBlob, error) {
 		for _, l := range m.Layers {
 			refer(l.Digest, name, e.Digest)
 		}
+		if bad[m.Config.Digest] != nil {
+			continue
+		}
+		if err := s.checkImage(ctx, e.Digest, m); err != nil {
+			// Every blob is good but they do not make an image:
+			// building on it or running it fails, so the manifest is
+			// as broken as a corrupt one.
+			bad[e.Digest] = &BadBlob{Digest: e.Digest, Err: err, Images: []string{name}, Manifests: []digest.Digest{e.Digest}}
+		}
 	}
 	out := make([]BadBlob, 0, len(bad))
 	for _, b := range bad {
@@ -93,6 +105,19 @@ func (s *Store) Verify(ctx context.Context) ([]BadBlob, error) {
 	}
 	slices.SortFunc(out, func(a, b BadBlob) int { return cmpDigest(a.Digest, b.Digest) })
 	return out, nil
+}
+
+// checkImage checks that the manifest m (stored as d) and its config
+// agree: one diff ID per layer.
+func (s *Store) checkImage(ctx context.Context, d digest.Digest, m ocispec.Manifest) error {
+	var cfg ocispec.Image
+	if err := s.ReadJSON(ctx, m.Config.Digest, &cfg); err != nil {
+		return fmt.Errorf("manifest %s: config: %w", d, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		return fmt.Errorf("manifest %s lists %d layers but its config %d diff IDs: %w", d, len(m.Layers), len(cfg.RootFS.DiffIDs), ErrInvalid)
+	}
+	return nil
 }
 
 func cmpDigest(a, b digest.Digest) int {
@@ -128,7 +153,9 @@ func (s *Store) RemoveBlob(ctx context.Context, d digest.Digest) error {
 	if err := d.Validate(); err != nil {
 		return fmt.Errorf("remove blob %q: %w: %v", d, ErrInvalid, err)
 	}
-	if err := os.Remove(s.BlobPath(d)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	// RemoveAll: a directory in a blob's place goes too; a symlink is
+	// removed, not followed.
+	if err := os.RemoveAll(s.BlobPath(d)); err != nil {
 		return fmt.Errorf("remove blob %s: %w", d, err)
 	}
 	return nil

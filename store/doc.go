@@ -24,6 +24,15 @@
 // end-of-archive blocks) read the rest before trusting what they unpacked.
 // Verify rehashes every blob.
 //
+// Whoever can write the root can put anything under a blob's name: a blob
+// is only ever a regular file, opened without following a symlink and
+// without blocking on a FIFO, so nothing outside the store is read as
+// content. A layer stream is checked as it comes in: no tar, or an entry
+// above the layer's root, is refused before the blob has a name. An
+// index.json that is no JSON (ErrIndexDamaged) can be rebuilt from the
+// manifests among the blobs (RebuildIndex), a meta.db that is no database
+// (ErrMetaDamaged) moved aside for a new one (ResetMeta).
+//
 // A layer's content size (LayerInfo: regular files' bytes and symlink
 // targets, as Docker counts image sizes) is counted while the layer is
 // written and kept in meta.db, keyed by blob digest; a layer stored

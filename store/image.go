@@ -355,6 +355,15 @@ func (s *Store) readManifest(ctx context.Context, d digest.Digest) (ocispec.Mani
 	if m.Config.Digest == "" {
 		return m, fmt.Errorf("manifest %s: no config: %w", d, ErrInvalid)
 	}
+	for i, l := range m.Layers {
+		// The config's diff IDs name the layers' content, and an
+		// unpacked layer is found by them alone: a layer descriptor
+		// that is the config would go unnoticed into every image
+		// built on this one.
+		if l.Digest == m.Config.Digest {
+			return m, fmt.Errorf("manifest %s: layer %d is its config %s: %w", d, i, l.Digest, ErrInvalid)
+		}
+	}
 	return m, nil
 }
 

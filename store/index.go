@@ -1,11 +1,15 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 )
@@ -25,9 +29,70 @@ func (s *Store) readIndex() (ocispec.Index, error) {
 	}
 	var idx ocispec.Index
 	if err := json.Unmarshal(b, &idx); err != nil {
-		return ocispec.Index{}, fmt.Errorf("decode %s: %w", s.indexPath(), err)
+		return ocispec.Index{}, fmt.Errorf("decode %s: %w (%w)", s.indexPath(), err, ErrIndexDamaged)
 	}
 	return idx, nil
+}
+
+// ErrIndexDamaged is an index.json that is not JSON: every image's name
+// is in it, so no command can find one. RebuildIndex lists the images
+// again.
+var ErrIndexDamaged = errors.New("the image index is damaged: `builder store verify --remove` moves it aside and lists again, without their names, the images the store's blobs hold")
+
+// RebuildIndex moves a damaged index.json aside (index.json.damaged-TIME)
+// and writes a new one listing, untagged, every manifest among the blobs
+// whose config and layers are present: the images survive, their names
+// (only ever in index.json) do not. It returns where the old index went
+// and how many images it found.
+func (s *Store) RebuildIndex(ctx context.Context) (string, int, error) {
+	aside := s.indexPath() + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
+	idx := emptyIndex()
+	err := s.withIndexLock(func() error {
+		dir := filepath.Dir(s.BlobPath(digest.FromString("")))
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+			if d.Validate() != nil || !e.Type().IsRegular() {
+				continue
+			}
+			// Manifests are kilobytes: the layers need not be read.
+			if fi, err := e.Info(); err != nil || fi.Size() > 4<<20 {
+				continue
+			}
+			if desc, ok := s.manifestBlob(ctx, d); ok && s.hasImageBlobs(ctx, d) {
+				idx.Manifests = append(idx.Manifests, desc)
+			}
+		}
+		if err := os.Rename(s.indexPath(), aside); err != nil {
+			return err
+		}
+		return s.writeIndex(idx)
+	})
+	if err != nil {
+		return "", 0, fmt.Errorf("rebuild %s: %w", s.indexPath(), err)
+	}
+	return aside, len(idx.Manifests), nil
+}
+
+// hasImageBlobs reports whether the manifest d reads and its config and
+// layers are all present.
+func (s *Store) hasImageBlobs(ctx context.Context, d digest.Digest) bool {
+	m, err := s.readManifest(ctx, d)
+	if err != nil || !s.HasBlob(m.Config.Digest) {
+		return false
+	}
+	for _, l := range m.Layers {
+		if !s.HasBlob(l.Digest) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Store) writeIndex(idx ocispec.Index) error {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -181,7 +182,8 @@ func (s *Store) StageLayer(ctx context.Context, r io.Reader) (*StagedBlob, diges
 		counter := newTarCounter()
 		_, err = io.Copy(zw, io.TeeReader(ctxReader{ctx, r}, io.MultiWriter(diffID.Hash(), counter)))
 		info, terr := counter.Close()
-		if err == nil {
+		if err == nil || errors.Is(err, errNotTar) {
+			// The counter's reason, when it is what stopped the copy.
 			err = terr
 			layerInfo = info
 		}

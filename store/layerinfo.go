@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	"go.etcd.io/bbolt"
@@ -48,12 +50,33 @@ func newTarCounter() *tarCounter {
 		// Buffered: the tar reader's small reads would each be a
 		// handoff between goroutines.
 		c.info.Size, c.err = contentSize(bufio.NewReaderSize(pr, 64<<10))
-		// Padding after the end-of-archive blocks, or a stream the tar
-		// reader gave up on: the writer must never block.
-		_, _ = io.Copy(io.Discard, pr)
+		if c.err == nil {
+			// Padding after the end-of-archive blocks (tar writes
+			// whole records), read so the writer never blocks, but
+			// bounded: /dev/zero is a valid empty tar followed by
+			// endless padding.
+			if n, _ := io.Copy(io.Discard, io.LimitReader(pr, maxTrailing+1)); n > maxTrailing {
+				c.err = fmt.Errorf("more than %d bytes after the end of the archive", maxTrailing)
+			}
+		}
+		if c.err != nil {
+			// Not a tar: stop the writer now rather than take in the
+			// rest of a stream that may never end (import
+			// /dev/urandom wrote to the disk until it was full).
+			pr.CloseWithError(errNotTar)
+		}
 	}()
 	return c
 }
+
+// maxTrailing bounds what may follow a layer tar's end-of-archive blocks:
+// tar pads to its record size, 10 KiB by default, 1 MiB for the largest
+// blocking factors in use.
+const maxTrailing = 8 << 20
+
+// errNotTar is what a tarCounter's Write returns once it has found the
+// stream is no tar; Close says why.
+var errNotTar = errors.New("not a tar archive")
 
 func (c *tarCounter) Write(p []byte) (int, error) {
 	c.info.TarSize += int64(len(p))
@@ -68,6 +91,9 @@ func (c *tarCounter) Close() (LayerInfo, error) {
 	<-c.done
 	if c.err == nil && c.info.TarSize == 0 {
 		c.err = fmt.Errorf("empty stream")
+	}
+	if errors.Is(c.err, ErrInvalid) {
+		return c.info, c.err // a tar, with an entry no layer may have
 	}
 	if c.err != nil {
 		return c.info, fmt.Errorf("not a tar archive (%v): %w", c.err, ErrInvalid)
@@ -88,6 +114,12 @@ func contentSize(r io.Reader) (int64, error) {
 		if err != nil {
 			return n, err
 		}
+		if leavesRoot(h.Name) || (h.Typeflag == tar.TypeLink && leavesRoot(h.Linkname)) {
+			// No unpacker may write it, so no image could use the
+			// layer: refused when it comes in (import, load), not at
+			// each run.
+			return n, fmt.Errorf("layer entry %q (link %q) leaves the root: %w", h.Name, h.Linkname, ErrInvalid)
+		}
 		switch h.Typeflag {
 		case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old tars still use '\x00'
 			n += h.Size
@@ -95,6 +127,18 @@ func contentSize(r io.Reader) (int64, error) {
 			n += int64(len(h.Linkname))
 		}
 	}
+}
+
+// leavesRoot reports whether a relative tar entry name climbs above the
+// layer's root ("../x", "a/../../x"). An absolute name is read from the
+// root, as unpackers do; a symlink's target is not a name (it resolves in
+// the container, or in the root when unpacking).
+func leavesRoot(name string) bool {
+	if path.IsAbs(name) {
+		return false
+	}
+	c := path.Clean(name)
+	return c == ".." || strings.HasPrefix(c, "../")
 }
 
 // LayerInfos returns the LayerInfo of each layer blob in blobs: remembered
@@ -195,7 +239,7 @@ func CountTar(r io.Reader) (LayerInfo, error) {
 	size, err := contentSize(cr)
 	if err == nil {
 		_, err = io.Copy(io.Discard, cr)
-	} else if !errors.Is(err, ErrDigest) {
+	} else if !errors.Is(err, ErrDigest) && !errors.Is(err, ErrInvalid) {
 		err = fmt.Errorf("not a tar archive (%v): %w", err, ErrInvalid)
 	}
 	if err == nil && cr.n == 0 {

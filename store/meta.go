@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
+	"syscall"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -65,6 +68,9 @@ func (s *Store) openDB(ctx context.Context, readOnly bool) (*bbolt.DB, error) {
 			continue
 		}
 		if err != nil {
+			if metaDamaged(err) {
+				return nil, fmt.Errorf("open %s: %w (%w)", s.metaPath(), err, ErrMetaDamaged)
+			}
 			return nil, fmt.Errorf("open %s: %w", s.metaPath(), err)
 		}
 		return db, nil
@@ -119,4 +125,33 @@ func (r *ReadSession) Close() error {
 // state.
 func (s *Store) UpdateLazy(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	return s.update(ctx, true, fn)
+}
+
+// ErrMetaDamaged is a meta.db that bbolt cannot open because it is not a
+// database (truncated, overwritten, a directory): nothing mends it, and
+// every command needs it. ResetMeta moves it aside.
+var ErrMetaDamaged = errors.New("the metadata database is damaged: `builder store verify --remove` moves it aside and starts a new one (images are kept; build cache records and containers are lost)")
+
+func metaDamaged(err error) bool {
+	var pe *os.PathError
+	return errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrChecksum) ||
+		errors.Is(err, bolterrors.ErrVersionMismatch) || errors.Is(err, syscall.EISDIR) ||
+		strings.Contains(err.Error(), "file size too small") || (errors.As(err, &pe) && pe.Op == "write")
+}
+
+// ResetMeta moves a damaged meta.db aside, to meta.db.damaged-TIME next to
+// it (kept for whoever wants to dig in it), and starts an empty one. It
+// returns where the old one went.
+func (s *Store) ResetMeta(ctx context.Context) (string, error) {
+	s.dbMu.Lock()
+	aside := s.metaPath() + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
+	err := os.Rename(s.metaPath(), aside)
+	s.dbMu.Unlock()
+	if err != nil {
+		return "", fmt.Errorf("move %s aside: %w", s.metaPath(), err)
+	}
+	if err := s.Update(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
+		return aside, fmt.Errorf("start a new %s: %w", s.metaPath(), err)
+	}
+	return aside, nil
 }

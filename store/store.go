@@ -74,7 +74,10 @@ func Open(ctx context.Context, root string) (*Store, error) {
 	}
 	// Create meta.db now, so that View can open it read-only later. Only
 	// when missing: an empty transaction still commits, with two fsyncs.
-	if _, err := os.Stat(s.metaPath()); errors.Is(err, os.ErrNotExist) {
+	// An empty file is as missing: bbolt creates the file before it writes
+	// its first pages, so a kill in between leaves one, which a read-only
+	// open cannot initialise.
+	if fi, err := os.Stat(s.metaPath()); errors.Is(err, os.ErrNotExist) || (err == nil && fi.Mode().IsRegular() && fi.Size() == 0) {
 		if err := s.Update(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", root, err)
 		}

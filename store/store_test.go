@@ -575,3 +575,39 @@ func TestUmociUnpacksStore(t *testing.T) {
 		t.Errorf("bin/sh: %v, %v", fi, err)
 	}
 }
+
+// A meta.db left empty (bbolt creates the file before its first pages, a
+// kill in between) is made a database again by the next Open, so that
+// read-only commands do not fail on it; a damaged one is reported with
+// what to do.
+func TestOpenMetaEmptyOrDamaged(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	if err := os.Truncate(s.metaPath(), 0); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, s.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.View(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
+		t.Errorf("View after an empty meta.db: %v", err)
+	}
+	if err := os.WriteFile(s.metaPath(), bytes.Repeat([]byte("garbage!"), 1024), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = s.View(ctx, func(*bbolt.Tx) error { return nil })
+	if !errors.Is(err, ErrMetaDamaged) || !strings.Contains(err.Error(), "store verify --remove") {
+		t.Errorf("View of a garbage meta.db: %v", err)
+	}
+	aside, err := s.ResetMeta(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(aside); err != nil || !bytes.HasPrefix(b, []byte("garbage!")) {
+		t.Errorf("the damaged meta.db was not kept at %s: %v", aside, err)
+	}
+	if err := s.View(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
+		t.Errorf("View after ResetMeta: %v", err)
+	}
+}

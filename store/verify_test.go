@@ -7,11 +7,15 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // flip changes one byte of the blob d in the middle.
@@ -161,5 +165,244 @@ func TestStageLayerRefusesNonTar(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(s.TmpDir()); len(entries) != 0 {
 		t.Errorf("tmp/ left: %v", entries)
+	}
+}
+
+// A blob's name holding no regular file (a symlink out of the store, a
+// directory, a FIFO) is damage: it is never read through (the symlink's
+// target stays unread, the FIFO does not block the open), the blob counts
+// as absent, Verify reports it, RemoveBlob removes it, and writing the
+// blob again puts the real bytes in its place.
+func TestBlobNotRegularFile(t *testing.T) {
+	ctx := context.Background()
+	outside := filepath.Join(t.TempDir(), "secret")
+	secret := []byte(`{"secret":"outside the store"}`)
+	if err := os.WriteFile(outside, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		plant func(p string) error
+	}{
+		// Named by the digest of what it points to: only refusing to
+		// follow it keeps the outside file from passing as the blob.
+		{"symlink", func(p string) error { return os.Symlink(outside, p) }},
+		{"directory", func(p string) error { return os.MkdirAll(filepath.Join(p, "sub"), 0o755) }},
+		{"fifo", func(p string) error { return unix.Mkfifo(p, 0o644) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openStore(t)
+			d := digest.FromBytes(secret)
+			if err := tc.plant(s.BlobPath(d)); err != nil {
+				t.Fatal(err)
+			}
+			if s.HasBlob(d) {
+				t.Error("HasBlob is true")
+			}
+			done := make(chan error, 1)
+			go func() {
+				var v map[string]string
+				done <- s.ReadJSON(ctx, d, &v)
+			}()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Error("ReadJSON read through it")
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("ReadJSON blocks") // the FIFO: fails the test rather than hang it
+			}
+			bad, err := s.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bad) != 1 || bad[0].Digest != d || bad[0].Missing {
+				t.Errorf("Verify = %+v, want %s bad", bad, d)
+			}
+			if err := s.RemoveBlob(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Lstat(s.BlobPath(d)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("RemoveBlob left it: %v", err)
+			}
+			if err := tc.plant(s.BlobPath(d)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.WriteJSON(ctx, ocispec.MediaTypeImageConfig, map[string]string{"secret": "outside the store"}); err != nil {
+				t.Fatal(err)
+			}
+			b, err := s.ReadBlob(ctx, d)
+			if err != nil || !bytes.Equal(b, secret) {
+				t.Errorf("after writing it again: %q %v", b, err)
+			}
+			if fi, err := os.Lstat(s.BlobPath(d)); err != nil || !fi.Mode().IsRegular() {
+				t.Errorf("after writing it again: %v %v", fi, err)
+			}
+			if b, _ := os.ReadFile(outside); !bytes.Equal(b, secret) {
+				t.Errorf("the outside file changed: %q", b)
+			}
+		})
+	}
+}
+
+// A manifest and config that are each sound but do not make an image
+// (a layer that is the config, fewer diff IDs than layers) are found on
+// read and by Verify.
+func TestVerifyInconsistentImage(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		change func(m *ocispec.Manifest, cfg *ocispec.Image)
+	}{
+		{"layer is config", func(m *ocispec.Manifest, cfg *ocispec.Image) { m.Layers[0] = m.Config }},
+		{"diff IDs short", func(m *ocispec.Manifest, cfg *ocispec.Image) { cfg.RootFS.DiffIDs = nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openStore(t)
+			layer, diffID, err := s.IngestLayer(ctx, bytes.NewReader(tarOf(t, "f", "x")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := ocispec.Image{RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}}}
+			m := ocispec.Manifest{Layers: []ocispec.Descriptor{layer}}
+			// The config first, for its descriptor; written again
+			// after the change (the same blob when unchanged).
+			m.Config, err = s.WriteJSON(ctx, ocispec.MediaTypeImageConfig, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.change(&m, &cfg)
+			if m.Config, err = s.WriteJSON(ctx, ocispec.MediaTypeImageConfig, cfg); err != nil {
+				t.Fatal(err)
+			}
+			m.SchemaVersion = 2
+			md, err := s.WriteJSON(ctx, ocispec.MediaTypeImageManifest, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Tag(ctx, "bad:1", md); err != nil {
+				t.Fatal(err)
+			}
+			bad, err := s.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bad) != 1 || bad[0].Digest != md.Digest || !slices.Equal(bad[0].Images, []string{"bad:1"}) {
+				t.Errorf("Verify = %+v, want the manifest %s bad", bad, md.Digest)
+			}
+		})
+	}
+}
+
+// A layer with an entry above its root ("../x", or a hard link to one) can
+// never be unpacked: it is refused as it comes in, and counting an old
+// one fails too. Absolute names read from the root and stay allowed.
+func TestStageLayerRefusesEntriesLeavingRoot(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	hard := func(target string) []byte {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeLink, Name: "hard", Linkname: target})
+		tw.Close()
+		return buf.Bytes()
+	}
+	for name, layer := range map[string][]byte{
+		"dotdot":         tarOf(t, "../../x", "x"),
+		"inner dotdot":   tarOf(t, "a/../../x", "x"),
+		"hardlink above": hard("../../etc/passwd"),
+	} {
+		if b, _, err := s.StageLayer(ctx, bytes.NewReader(layer)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "leaves the root") {
+			t.Errorf("%s: StageLayer = %v, want refused", name, err)
+			if b != nil {
+				b.Discard()
+			}
+		}
+		if _, err := CountTar(bytes.NewReader(layer)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: CountTar = %v, want ErrInvalid", name, err)
+		}
+	}
+	for name, layer := range map[string][]byte{
+		"absolute":          tarOf(t, "/etc/x", "x"),
+		"dotdot inside":     tarOf(t, "a/../x", "x"),
+		"absolute hardlink": hard("/etc/passwd"),
+	} {
+		b, _, err := s.StageLayer(ctx, bytes.NewReader(layer))
+		if err != nil {
+			t.Errorf("%s: StageLayer = %v", name, err)
+			continue
+		}
+		b.Discard()
+	}
+}
+
+// endless is a stream that never ends, counting what was read from it.
+type endless struct {
+	fill byte
+	n    int64
+}
+
+func (e *endless) Read(p []byte) (int, error) {
+	if e.n > 256<<20 {
+		return 0, errors.New("read 256 MiB of an endless stream")
+	}
+	for i := range p {
+		p[i] = e.fill
+		if e.fill != 0 {
+			p[i] = byte(e.n) + byte(i)*e.fill
+		}
+	}
+	e.n += int64(len(p))
+	return len(p), nil
+}
+
+// An endless stream that is no tar (random bytes), or is an empty tar
+// and endless padding (/dev/zero), is refused after a bounded read, not
+// taken in until the disk is full.
+func TestStageLayerEndlessStream(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	for _, fill := range []byte{0, 7} {
+		e := &endless{fill: fill}
+		b, _, err := s.StageLayer(ctx, e)
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("fill %d: StageLayer = %v, want ErrInvalid", fill, err)
+			if b != nil {
+				b.Discard()
+			}
+		}
+		if e.n > 64<<20 {
+			t.Errorf("fill %d: read %d bytes before refusing", fill, e.n)
+		}
+	}
+}
+
+// An index.json that is no JSON is rebuilt from the manifests among the
+// blobs: the images come back untagged; a manifest missing a layer does
+// not.
+func TestRebuildIndex(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	good := putImage(t, s, "good:1", tarOf(t, "a", "a"))
+	broken := putImage(t, s, "broken:1", tarOf(t, "b", "b"))
+	m, err := s.readManifest(ctx, broken.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(s.BlobPath(m.Layers[0].Digest))
+	os.WriteFile(s.indexPath(), []byte("{garbage"), 0o644)
+	if _, err := s.Resolve(ctx, "good:1"); !errors.Is(err, ErrIndexDamaged) {
+		t.Fatalf("Resolve over a garbage index: %v", err)
+	}
+	aside, n, err := s.RebuildIndex(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("RebuildIndex = %d, %v", n, err)
+	}
+	if b, _ := os.ReadFile(aside); string(b) != "{garbage" {
+		t.Errorf("the old index is not at %s: %q", aside, b)
+	}
+	imgs, err := s.Images(ctx)
+	if err != nil || len(imgs) != 1 || imgs[0].Manifest.Digest != good.Digest || imgs[0].Name != "" {
+		t.Errorf("Images after RebuildIndex = %+v, %v", imgs, err)
 	}
 }

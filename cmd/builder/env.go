@@ -27,7 +27,7 @@ func (g *globalOptions) open(ctx context.Context) (*env, error) {
 	}
 	st, err := store.Open(ctx, root)
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", root, err)
+		return nil, err // "open store ROOT: ..." already
 	}
 	sn, err := snapshot.New(st.SnapshotsDir())
 	if err != nil {

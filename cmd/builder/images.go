@@ -274,8 +274,12 @@ func newRmiCmd(g *globalOptions) *cobra.Command {
 // needs -f when there are several. Layer blobs stay for the cache.
 func removeImage(ctx context.Context, e *env, ref string, force bool) error {
 	desc, err := e.store.Resolve(ctx, ref)
-	if err != nil {
+	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("no such image: %s", ref)
+	}
+	if err != nil {
+		// A damaged index.json is not "no such image": say what is.
+		return fmt.Errorf("remove image %s: %w", ref, err)
 	}
 	imgs, err := e.store.Images(ctx)
 	if err != nil {

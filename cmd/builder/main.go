@@ -54,6 +54,22 @@ type globalOptions struct {
 	root string
 }
 
+// rootFlag is --root: a string that may not be empty. `--root "$UNSET"`
+// would otherwise fall back to the default root, which the user did not
+// ask for.
+type rootFlag struct{ p *string }
+
+func (f rootFlag) Set(s string) error {
+	if s == "" {
+		return errors.New("empty path")
+	}
+	*f.p = s
+	return nil
+}
+
+func (f rootFlag) String() string { return *f.p }
+func (f rootFlag) Type() string   { return "string" }
+
 func newRootCmd() *cobra.Command {
 	g := &globalOptions{}
 	cmd := &cobra.Command{
@@ -76,7 +92,7 @@ func newRootCmd() *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
-	cmd.PersistentFlags().StringVar(&g.root, "root", "", "store directory (default $BUILDER_ROOT, /var/lib/builder as root)")
+	cmd.PersistentFlags().Var(rootFlag{&g.root}, "root", "store directory (default $BUILDER_ROOT, /var/lib/builder as root)")
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
 	})

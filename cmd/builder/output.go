@@ -121,9 +121,28 @@ func exportLocal(ctx context.Context, e *env, layers []ocispec.Descriptor, dir s
 // writeDest writes an archive to a file atomically (temp + rename), or to
 // stdout for "-". A failed write (a corrupt blob found at the end of a
 // layer) removes the temporary file and leaves dest as it was.
+//
+// A dest that is no regular file (/dev/null, /dev/stdout, a FIFO, a
+// terminal) is written in place: renaming over it would replace the device
+// node or pipe with a regular file holding the archive (for /dev/null,
+// for every program on the machine). A directory is an error.
 func writeDest(dest string, write func(io.Writer) error) error {
 	if dest == "-" {
 		return write(os.Stdout)
+	}
+	if fi, err := os.Stat(dest); err == nil && !fi.Mode().IsRegular() {
+		if fi.IsDir() {
+			return fmt.Errorf("write %s: is a directory", dest)
+		}
+		f, err := os.OpenFile(dest, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		if err := write(f); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
 	}
 	f, err := createTemp(dest)
 	if err != nil {

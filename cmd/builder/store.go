@@ -38,12 +38,22 @@ the unpacked layers made from a bad blob. Exits 1 when anything is wrong.
 With --remove, delete the corrupt blobs and what depends on them: the
 images referring to a corrupt or missing blob, those cache records (and
 the records after them) and those unpacked layers. A build then makes
-them again. A container whose image layers are removed may stop working.`,
+them again. A container whose image layers are removed may stop working.
+An index.json that is no JSON is moved aside and rebuilt: the images the
+blobs hold are listed again, without their names. A meta.db that is no
+database is moved aside and a new one started: build cache records and
+containers are lost.`,
 		Args: exactArgs(0),
 		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			dmg, err := e.collector().Check(ctx, remove)
 			if err != nil {
 				return err
+			}
+			if dmg.IndexMovedTo != "" {
+				fmt.Printf("moved the damaged image index to %s; the new one lists the %d images found among the blobs, without their names\n", dmg.IndexMovedTo, dmg.IndexRecovered)
+			}
+			if dmg.MetaMovedTo != "" {
+				fmt.Printf("moved the damaged metadata database to %s and started a new one: build cache records and containers are lost\n", dmg.MetaMovedTo)
 			}
 			verb := "found"
 			if remove {
@@ -71,6 +81,9 @@ them again. A container whose image layers are removed may stop working.`,
 			}
 			for _, ch := range dmg.Chains {
 				fmt.Printf("%s unpacked layer %s: made from a bad blob\n", verb, ch)
+			}
+			for _, ch := range dmg.NotLayers {
+				fmt.Printf("%s unpacked layer %s: not a directory\n", verb, ch)
 			}
 			if dmg.Clean() {
 				fmt.Println("the store is sound")

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/builder-dev/builder/internal/user"
 	"github.com/builder-dev/builder/solver/graph"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 )
@@ -83,6 +84,13 @@ func (c *converter) copyStep(s *stage, cmd *command, a copyArgs) error {
 	}
 	if a.chown != "" && a.link && chownByName(a.chown) {
 		return fmt.Errorf("--chown=%s: user and group names can't be resolved when used with --link, use numeric uid[:gid] instead", a.chown)
+	}
+	for _, part := range strings.SplitN(a.chown, ":", 2) {
+		// Out-of-range numbers are refused here, with the line, rather
+		// than when the files are copied (see user.ParseID).
+		if _, _, err := user.ParseID(part); err != nil {
+			return fmt.Errorf("--chown=%s: %w", a.chown, err)
+		}
 	}
 	if a.chmod != "" {
 		if m, err := strconv.ParseUint(a.chmod, 8, 32); err != nil || m > 0o7777 {

@@ -71,6 +71,13 @@ func (c *converter) checkLines(dt []byte) error {
 		if n > maxLine {
 			return c.errAtLine(line, fmt.Errorf("line is %d bytes long, more than the maximum of %d", n, maxLine))
 		}
+		// The parser keeps a NUL as any byte, and it would fail only at
+		// exec (no argument or environment can hold one) with an exit
+		// code, or end up in a label: a text file never has one, a
+		// binary file given as the Dockerfile does.
+		if i := bytes.IndexByte(dt[:n], 0); i >= 0 {
+			return c.errAtLine(line, fmt.Errorf("NUL byte at column %d: not a text file", i+1))
+		}
 		dt = dt[min(n+1, len(dt)):]
 	}
 	return nil

@@ -2,6 +2,7 @@ package user
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -46,7 +47,9 @@ func Resolve(root, spec string) (User, error) {
 		return User{}, err
 	}
 	u := User{Home: "/"}
-	if id, err := strconv.Atoi(userPart); err == nil {
+	if id, numeric, err := ParseID(userPart); err != nil {
+		return User{}, fmt.Errorf("user %q: %w", spec, err)
+	} else if numeric {
 		u.UID = id
 		if e, ok := findUID(users, id); ok {
 			u.Name, u.GID, u.Home = e.name, e.gid, e.home
@@ -89,10 +92,14 @@ func Resolve(root, spec string) (User, error) {
 // and ":g" is user 0.
 func ResolveChown(root, spec string) (uid, gid int, err error) {
 	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
-	switch id, convErr := strconv.Atoi(userPart); {
+	id, numeric, err := ParseID(userPart)
+	if err != nil {
+		return 0, 0, fmt.Errorf("--chown=%s: %w", spec, err)
+	}
+	switch {
 	case userPart == "":
 		uid, gid = 0, 0
-	case convErr == nil:
+	case numeric:
 		uid, gid = id, id
 	default:
 		users, err := readPasswd(root)
@@ -108,7 +115,11 @@ func ResolveChown(root, spec string) (uid, gid int, err error) {
 		if err != nil {
 			return 0, 0, err
 		}
-		if g, err := resolveGroup(groups, groupPart); err == nil {
+		g, err := resolveGroup(groups, groupPart)
+		if errors.Is(err, ErrIDRange) {
+			return 0, 0, fmt.Errorf("--chown=%s: %w", spec, err)
+		}
+		if err == nil {
 			gid = g
 		}
 	}
@@ -116,7 +127,9 @@ func ResolveChown(root, spec string) (uid, gid int, err error) {
 }
 
 func resolveGroup(groups []groupEntry, spec string) (int, error) {
-	if id, err := strconv.Atoi(spec); err == nil {
+	if id, numeric, err := ParseID(spec); err != nil {
+		return 0, err
+	} else if numeric {
 		return id, nil
 	}
 	for _, g := range groups {
@@ -125,6 +138,30 @@ func resolveGroup(groups []groupEntry, spec string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("unable to find group %s: no matching entries in group file", spec)
+}
+
+// MaxID is the largest uid or gid, as runc has it: the kernel's ids are
+// 32 bits, but -1 (4294967295) means "unchanged" to setuid and chown, and
+// a number cut to 32 bits would be another id altogether.
+const MaxID = 1<<31 - 1
+
+// ErrIDRange is a numeric uid or gid outside 0..MaxID.
+var ErrIDRange = fmt.Errorf("uids and gids must be in range 0-%d", MaxID)
+
+// ParseID reads a uid or gid. numeric is whether s is a number at all
+// (digits, with an optional sign) rather than a name; a number outside
+// 0..MaxID is ErrIDRange: left to Atoi, "-1" would run as root (setuid(-1)
+// changes nothing) and 2^32 would chown to 0 once cut to 32 bits.
+func ParseID(s string) (id int, numeric bool, err error) {
+	digits := strings.TrimLeft(s, "+-")
+	if digits == "" || len(s)-len(digits) > 1 || strings.Trim(digits, "0123456789") != "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > MaxID {
+		return 0, true, fmt.Errorf("%s: %w", s, ErrIDRange)
+	}
+	return int(n), true, nil
 }
 
 func findUID(users []passwdEntry, uid int) (passwdEntry, bool) {

@@ -39,6 +39,16 @@ func TestResolve(t *testing.T) {
 		{spec: "4242:7", want: User{UID: 4242, GID: 7, Home: "/"}},
 		{spec: "nosuch", wantErr: true},
 		{spec: "app:nosuch", wantErr: true},
+		// Out of range: -1 and 4294967295 would leave the process
+		// root, 2^32+5 would be cut to 5.
+		{spec: "-1", wantErr: true},
+		{spec: "4294967295", wantErr: true},
+		{spec: "4294967301", wantErr: true},
+		{spec: "99999999999999999999999", wantErr: true},
+		{spec: "0:-1", wantErr: true},
+		{spec: "0:99999999999", wantErr: true},
+		{spec: "2147483647", want: User{UID: 2147483647, Home: "/"}},
+		{spec: "+5", want: User{UID: 5, Home: "/"}},
 	}
 	for _, tt := range tests {
 		got, err := Resolve(root, tt.spec)
@@ -69,6 +79,12 @@ func TestResolveChown(t *testing.T) {
 		{spec: "ghost:grp", uid: 0, gid: 1001},
 		{spec: "app:nosuch", uid: 1000, gid: 1001},
 		{spec: ":7", uid: 0, gid: 7},
+		{spec: "-1", wantErr: true},
+		{spec: "4294967295", wantErr: true},
+		{spec: "1099511627776:1", wantErr: true},
+		{spec: "1:-5", wantErr: true},
+		{spec: "99999999999999999999999", wantErr: true},
+		{spec: "ghost:4294967296", wantErr: true},
 	}
 	for _, tt := range tests {
 		uid, gid, err := ResolveChown(root, tt.spec)
