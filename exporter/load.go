@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builder-dev/builder/internal/diskspace"
 	"github.com/builder-dev/builder/store"
 )
 
@@ -511,6 +512,18 @@ func newSpool(ctx context.Context, s *store.Store, r io.Reader) (*spool, error) 
 		return nil, err
 	}
 	sp := &spool{dir: dir, files: map[string]spooled{}, links: map[string]string{}}
+	// A gzipped archive (or a lying tar header) may hold far more than
+	// the disk: every file is charged its size before it is written, so
+	// a bomb fails the load with the filesystem's reserve intact.
+	d, err := os.Open(dir)
+	if err != nil {
+		return sp, err
+	}
+	defer d.Close()
+	space, err := diskspace.New(int(d.Fd()), s.TmpDir())
+	if err != nil {
+		return sp, err
+	}
 	// `docker save | gzip` archives load too.
 	rc, err := store.Decompress(r)
 	if err != nil {
@@ -533,6 +546,9 @@ func newSpool(ctx context.Context, s *store.Store, r io.Reader) (*spool, error) 
 		}
 		switch h.Typeflag {
 		case tar.TypeReg:
+			if err := space.Take(h.Size); err != nil {
+				return sp, fmt.Errorf("read archive %s: %w", h.Name, err)
+			}
 			n++
 			p := filepath.Join(dir, fmt.Sprintf("%d", n))
 			f, err := os.Create(p)

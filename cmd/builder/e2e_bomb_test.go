@@ -158,3 +158,20 @@ func TestAddBombFailsCleanly(t *testing.T) {
 		})
 	}
 }
+
+// A gzipped archive that inflates past the disk fails `load` before the
+// store's filesystem fills (its reserve stays free) and leaves the store as
+// it was, staging included.
+func TestLoadBombFailsCleanly(t *testing.T) {
+	h := bombHarness(t, 64<<20)
+	bomb := filepath.Join(t.TempDir(), "bomb archive.tar.gz")
+	writeGzipBomb(t, bomb, 256<<20)
+	before := listing(t, h.root)
+	_, errOut, code := h.run("load", "-i", bomb)
+	if code == 0 || !strings.Contains(errOut, "would leave too little free space") || !strings.Contains(errOut, "zeros/big") {
+		t.Fatalf("load of a gzip bomb: exit %d, want a failure naming the entry and the reserve:\n%s", code, errOut)
+	}
+	if after := listing(t, h.root); after != before {
+		t.Errorf("a failed load changed the store:\n%s", listingDiff(before, after))
+	}
+}

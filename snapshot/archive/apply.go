@@ -13,6 +13,8 @@ import (
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
+
+	"github.com/builder-dev/builder/internal/diskspace"
 )
 
 // ApplyOptions says what kind of directory Apply writes into.
@@ -71,7 +73,7 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (int
 	if !opts.Overlay && !opts.NoWhiteouts {
 		a.seen = map[string]struct{}{}
 	}
-	if a.space, err = newSpace(int(root.Fd()), dir); err != nil {
+	if a.space, err = diskspace.New(int(root.Fd()), dir); err != nil {
 		return 0, fmt.Errorf("apply layer to %s: %w", dir, err)
 	}
 
@@ -118,7 +120,7 @@ type applier struct {
 
 	seen  map[string]struct{} // onto a full root: paths this tar wrote, for opaque whiteouts
 	dirs  dirTimes            // directory times, set at the end
-	space *space
+	space *diskspace.Guard
 }
 
 func (a *applier) close() {
@@ -145,11 +147,11 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	case tar.TypeReg, tar.TypeGNUSparse:
 		// archive/tar reads a sparse file's holes as zeros, which are
 		// written: charge its full size.
-		if err := a.space.take(hdr.Size); err != nil {
+		if err := a.space.Take(hdr.Size); err != nil {
 			return err
 		}
 	case tar.TypeDir, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		if err := a.space.take(0); err != nil {
+		if err := a.space.Take(0); err != nil {
 			return err
 		}
 	case tar.TypeLink:
@@ -370,7 +372,7 @@ func (a *applier) whiteout(dirName, base string, hdr *tar.Header) error {
 		return fmt.Errorf("%w: whiteout of %q", ErrInvalid, name)
 	}
 	if a.opts.Overlay {
-		if err := a.space.take(0); err != nil {
+		if err := a.space.Take(0); err != nil {
 			return err
 		}
 		pfd, err := a.mkdirAll(dirName)

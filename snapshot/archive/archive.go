@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/builder-dev/builder/internal/diskspace"
 )
 
 // OCI whiteout names (image-spec layer.md, "Whiteouts").
@@ -55,3 +57,7 @@ func cleanName(name string) (string, error) {
 func isOverlayXattr(name string) bool {
 	return strings.HasPrefix(name, overlayXattrPrefix)
 }
+
+// ErrNoSpace is diskspace.ErrNoSpace: Apply refused an entry that would
+// have left its filesystem below the reserve.
+var ErrNoSpace = diskspace.ErrNoSpace

@@ -1,4 +1,4 @@
-package archive
+package diskspace
 
 import (
 	"fmt"
@@ -6,13 +6,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrNoSpace reports an entry that Apply refused because writing it would
+// ErrNoSpace reports an entry that a Guard refused because writing it would
 // leave the destination's filesystem with less free space (or fewer free
 // inodes) than its reserve. It is also an ENOSPC, as the write itself would
 // have failed with one, only later.
 var ErrNoSpace = fmt.Errorf("would leave too little free space: %w", unix.ENOSPC)
 
-// Reserve sizes: what Apply leaves free on the filesystem it writes to.
+// Reserve sizes: what a Guard leaves free on the filesystem it writes to.
 // The smaller of an absolute amount and a share of the filesystem, so that
 // a small filesystem stays usable at all while a large one is never filled
 // to the brim by one archive (the store's metadata, other builds and the
@@ -23,7 +23,7 @@ const (
 	reserveShare  = 20 // 1/20th: 5%
 )
 
-// Between two statfs calls Apply writes at most this much and makes at most
+// Between two statfs calls a Guard lets through at most this much and makes at most
 // this many entries on its own accounting: other writers share the
 // filesystem, and the filesystem's own overhead (directory blocks, indirect
 // blocks) is not counted. One statfs per window costs nothing next to the
@@ -33,13 +33,14 @@ const (
 	windowEntries = 16 << 10
 )
 
-// space keeps one Apply from filling its filesystem: every entry is
+// Guard keeps one writer (a layer being unpacked, an archive being spooled)
+// from filling its filesystem: every entry is
 // charged its size before it is written, and an entry that does not fit
 // above the reserve is refused before a byte of it is written. This bounds
 // what a gzip bomb (a few MB unpacking to terabytes of zeros) or a tar
 // entry claiming a huge size can do to the host: the build fails, the
 // filesystem keeps its reserve.
-type space struct {
+type Guard struct {
 	fd   int    // any handle on the filesystem
 	show string // its path, for errors
 
@@ -59,8 +60,10 @@ type space struct {
 	total, written int64
 }
 
-func newSpace(fd int, show string) (*space, error) {
-	s := &space{fd: fd, show: show}
+// New guards the filesystem that fd (any handle on it) is on; show names
+// it in errors.
+func New(fd int, show string) (*Guard, error) {
+	s := &Guard{fd: fd, show: show}
 	if err := s.refresh(); err != nil {
 		return nil, err
 	}
@@ -69,7 +72,7 @@ func newSpace(fd int, show string) (*space, error) {
 }
 
 // refresh asks the filesystem what is free and opens a new window.
-func (s *space) refresh() error {
+func (s *Guard) refresh() error {
 	var st unix.Statfs_t
 	for {
 		err := unix.Fstatfs(s.fd, &st)
@@ -114,9 +117,9 @@ func clampMul(blocks uint64, bsize int64) int64 {
 	return int64(blocks) * bsize
 }
 
-// take charges an entry of size bytes (0 for anything but a regular file's
+// Take charges an entry of size bytes (0 for anything but a regular file's
 // content), failing with ErrNoSpace when it does not fit above the reserve.
-func (s *space) take(size int64) error {
+func (s *Guard) Take(size int64) error {
 	// Whole blocks: a one-byte file uses one. A size near the int64
 	// limit (a tar can claim any) saturates rather than wraps.
 	need := size

@@ -1,0 +1,4 @@
+// Package diskspace keeps a writer of untrusted content (a layer being
+// unpacked, an archive being spooled) from filling its filesystem: each
+// entry is charged before it is written, against statfs and a reserve.
+package diskspace
