@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
 	units "github.com/docker/go-units"
@@ -131,10 +130,7 @@ func readIgnore(dockerfile, contextDir string) ([]string, error) {
 		paths = append([]string{dockerfile + ".dockerignore"}, paths...)
 	}
 	for _, p := range paths {
-		// O_NONBLOCK, then regular files only: a FIFO named
-		// .dockerignore would block the open until a writer came, and
-		// a device (a symlink to /dev/zero) never ends.
-		f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		f, err := openRegular(p, ".dockerignore")
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -142,18 +138,6 @@ func readIgnore(dockerfile, contextDir string) ([]string, error) {
 			return nil, err
 		}
 		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return nil, err
-		}
-		if m := fi.Mode(); m.IsDir() {
-			return nil, fmt.Errorf("read %s: is a directory", p)
-		} else if !m.IsRegular() {
-			return nil, fmt.Errorf("read %s: not a regular file (%s)", p, fileKind(m))
-		}
-		if fi.Size() > maxDockerfileSize {
-			return nil, fmt.Errorf("read %s: over the limit of %d bytes", p, maxDockerfileSize)
-		}
 		pats, err := fileop.ReadIgnoreFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err) // "read .dockerignore: ..."

@@ -46,28 +46,11 @@ func readDockerfile(file, contextDir string, stdin io.Reader) (*dockerfileSource
 	if file == "" {
 		file = filepath.Join(contextDir, "Dockerfile")
 	}
-	// Stat before opening: opening a FIFO for reading blocks until a
-	// writer comes, and a device may never end.
-	fi, err := os.Stat(file)
+	f, err := openRegular(file, "Dockerfile")
 	if err != nil {
-		return nil, fmt.Errorf("read Dockerfile: %w", err)
-	}
-	if err := checkRegular(file, fi); err != nil {
 		return nil, err
-	}
-	// O_NONBLOCK: should the path be swapped for a FIFO after the stat,
-	// the open still returns at once, and the fstat below refuses it.
-	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("read Dockerfile: %w", err)
 	}
 	defer f.Close()
-	if fi, err = f.Stat(); err != nil {
-		return nil, fmt.Errorf("read Dockerfile: %w", err)
-	}
-	if err := checkRegular(file, fi); err != nil {
-		return nil, err
-	}
 	dt, err := readLimited(f, file)
 	if err != nil {
 		return nil, err
@@ -75,16 +58,31 @@ func readDockerfile(file, contextDir string, stdin io.Reader) (*dockerfileSource
 	return &dockerfileSource{name: file, data: dt, path: file}, nil
 }
 
-func checkRegular(name string, fi fs.FileInfo) error {
-	switch m := fi.Mode(); {
-	case m.IsDir():
-		return fmt.Errorf("read Dockerfile %s: is a directory", name)
-	case !m.IsRegular():
-		return fmt.Errorf("read Dockerfile %s: not a regular file (%s)", name, fileKind(m))
-	case fi.Size() > maxDockerfileSize:
-		return fmt.Errorf("read Dockerfile %s: %d bytes is over the limit of %d", name, fi.Size(), maxDockerfileSize)
+// openRegular opens the regular file p (what names it in errors), of at
+// most maxDockerfileSize bytes. O_NONBLOCK makes the open of a FIFO return
+// at once instead of waiting for a writer, and the fstat then refuses it,
+// a device (which may never end) and a directory.
+func openRegular(p, what string) (*os.File, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
-	return nil
+	fi, err := f.Stat()
+	if err == nil {
+		switch m := fi.Mode(); {
+		case m.IsDir():
+			err = fmt.Errorf("read %s %s: is a directory", what, p)
+		case !m.IsRegular():
+			err = fmt.Errorf("read %s %s: not a regular file (%s)", what, p, fileKind(m))
+		case fi.Size() > maxDockerfileSize:
+			err = fmt.Errorf("read %s %s: %d bytes is over the limit of %d", what, p, fi.Size(), maxDockerfileSize)
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 func fileKind(m fs.FileMode) string {
