@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -347,4 +348,49 @@ func TestPoolMergedStreamsKeepOrder(t *testing.T) {
 		t.Errorf("two writers got stdout %q, stderr %q", out.String(), errb.String())
 	}
 	assertNoStubs(t, c.upper)
+}
+
+// TestPoolReusesCgroups: a pool's containers in sequence run in cgroups
+// that earlier ones left, rather than in a new one each; the limit holds in
+// a reused cgroup, set again at exec: a limit of 1 leaves the command's
+// shell no fork, and it is lifted while the next spare waits in the cgroup
+// (the init's Go runtime has several threads). Close leaves none of them.
+func TestPoolReusesCgroups(t *testing.T) {
+	requiresCgroups(t, Resources{Pids: 1})
+	h, err := findHierarchies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := h.mounts.v1[ctlPids]
+	if root == "" {
+		root = h.mounts.v2
+	}
+	c := newContainer(t, "", "sh", "-c", "while read l; do case $l in *builder/run-*) echo $l;; esac; done </proc/self/cgroup; sleep 1000 & echo all started")
+	pool := &Pool{Resources: &Resources{Pids: 1}}
+	defer pool.Close()
+	used := map[string]int{}
+	const runs = 4
+	for i := range runs {
+		var out, errb bytes.Buffer
+		err := pool.Run(context.Background(), c.spec, Stdio{Stdout: &out, Stderr: &errb})
+		if exitCodeOf(t, err) == 0 || strings.Contains(out.String(), "all started") || !strings.Contains(errb.String(), "can't fork") {
+			t.Fatalf("run %d: the limit did not hold: %v, stdout %q, stderr %q", i, err, out.String(), errb.String())
+		}
+		line, _, _ := strings.Cut(out.String(), "\n")
+		at := strings.Index(line, "/builder/run-")
+		if at < 0 {
+			t.Fatalf("run %d: not in a builder cgroup: %q", i, out.String())
+		}
+		used[filepath.Join(root, line[at:])]++
+	}
+	if len(used) == runs {
+		t.Errorf("%d containers in %d cgroups: none reused", runs, len(used))
+	}
+	pool.Close()
+	for p := range used {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s is left after Close (%v)", p, err)
+		}
+	}
+	checkNoHostMounts(t, c.upper, c.lower)
 }
