@@ -8,8 +8,8 @@ import (
 	"sync"
 )
 
-// Pool runs containers as Run and Start do, keeping one init started ahead
-// so that the next container skips the init's process start-up (clone with
+// Pool runs containers as Run and Start do, keeping an init started ahead
+// (two with resource limits, see depth) so that the next container skips the init's process start-up (clone with
 // new namespaces, exec, Go runtime start: about 8 ms on a small VM, most of
 // a trivial RUN step's cost). The spare starts when one is taken, while
 // the container that took it sets up and runs, and waits, doing nothing,
@@ -19,7 +19,8 @@ import (
 // it: the spare joins the container's cgroup when it gets its spec, before
 // it does anything, and opens the files it writes at exec itself. A
 // container's cgroup outlives it in the pool, empty, for a later spare (see
-// reusable). Close kills the spare and removes those cgroups. A spare waits in the builder's mount namespace: it makes its
+// reusable). Close kills the spares and removes those cgroups. A spare
+// waits in the builder's mount namespace: it makes its
 // own only when its container comes, so it holds no copy of what the
 // builder mounts and unmounts meanwhile.
 type Pool struct {
@@ -28,11 +29,11 @@ type Pool struct {
 	Resources *Resources
 
 	mu           sync.Mutex
-	spare        *initProc
-	spareFlavour flavour // what the spare was started with
-	filling      bool
-	fillFlavour  flavour       // what the spare on its way is started with
-	filled       chan struct{} // closed when it is ready (or failed)
+	spares       []*initProc   // oldest first
+	spareFlavour flavour       // what the spares were started with
+	filling      bool          // a fill runs
+	fillFlavour  flavour       // what it starts spares with
+	filled       chan struct{} // closed when its next spare is ready (or failed)
 	closed       bool
 	fills        sync.WaitGroup
 	// free are empty cgroups with Resources' limits whose containers
@@ -63,12 +64,12 @@ func (p *Pool) Start(ctx context.Context, spec Spec, stdio Stdio) (*Process, err
 func (p *Pool) Close() {
 	p.mu.Lock()
 	p.closed = true
-	spare := p.spare
-	p.spare = nil
+	spares := p.spares
+	p.spares = nil
 	p.mu.Unlock()
 	p.fills.Wait() // a fill in flight sees closed and discards its init
-	if spare != nil {
-		spare.discard()
+	for _, ip := range spares {
+		ip.discard()
 	}
 	p.mu.Lock()
 	free := p.free
@@ -77,6 +78,18 @@ func (p *Pool) Close() {
 	for _, cg := range free {
 		_ = cg.remove()
 	}
+}
+
+// depth is how many spares the pool keeps started ahead. With limits,
+// two: a spare's move into its cgroup may wait, on cgroup v1, for an RCU
+// grace period (about 10ms), longer than a trivial RUN step runs, and the
+// next step would wait for it. Each spare is ready a step earlier then;
+// it costs no more starts, one more waiting process.
+func (p *Pool) depth() int {
+	if p.Resources.limited() {
+		return 2
+	}
+	return 1
 }
 
 // reusable reports whether a cgroup with r's limits may serve one
@@ -215,7 +228,7 @@ func (p *Pool) take(f flavour) *initProc {
 	// this container was asked for, so it is ready sooner than an init
 	// started now, which would also pay again what it still waits for
 	// (its move into a cgroup).
-	for p.spare == nil && p.filling && p.fillFlavour == f && !p.closed {
+	for len(p.spares) == 0 && p.filling && p.fillFlavour == f && !p.closed {
 		filled := p.filled
 		p.mu.Unlock()
 		<-filled
@@ -224,17 +237,23 @@ func (p *Pool) take(f flavour) *initProc {
 	if p.closed {
 		return nil
 	}
-	got := p.spare
-	p.spare = nil
-	if got != nil && p.spareFlavour != f {
+	if len(p.spares) > 0 && p.spareFlavour != f {
+		stale := p.spares
+		p.spares = nil
 		p.fills.Add(1)
-		go func(ip *initProc) {
+		go func() {
 			defer p.fills.Done()
-			ip.discard()
-		}(got)
-		got = nil
+			for _, ip := range stale {
+				ip.discard()
+			}
+		}()
 	}
-	if !p.filling {
+	var got *initProc
+	if len(p.spares) > 0 {
+		got = p.spares[0]
+		p.spares = p.spares[1:]
+	}
+	if !p.filling && len(p.spares) < p.depth() {
 		p.filling, p.fillFlavour, p.filled = true, f, make(chan struct{})
 		p.fills.Add(1)
 		go p.fill(f)
@@ -242,26 +261,47 @@ func (p *Pool) take(f flavour) *initProc {
 	return got
 }
 
-// fill starts a spare init. A failure is left for the next Start, which
-// then starts its own init and reports it.
+// fill starts spare inits, one after the other, until the pool has
+// depth of them. A failure is left for the next Start, which then starts
+// its own init and reports it.
 func (p *Pool) fill(f flavour) {
 	defer p.fills.Done()
-	ip, err := spawn(spawnOptions{network: f.network, late: true, merged: f.merged})
-	if err == nil && p.Resources.limited() {
-		// Into its container's cgroup now, while it waits (see start).
-		if err = p.joinCgroup(ip, *p.Resources); err != nil {
+	for {
+		ip, err := p.startSpare(f)
+		p.mu.Lock()
+		keep := err == nil && !p.closed && len(p.spares) < p.depth() && (len(p.spares) == 0 || p.spareFlavour == f)
+		if keep {
+			p.spares = append(p.spares, ip)
+			p.spareFlavour = f
+		}
+		more := keep && len(p.spares) < p.depth()
+		close(p.filled)
+		if more {
+			p.filled = make(chan struct{})
+		} else {
+			p.filling = false
+		}
+		p.mu.Unlock()
+		if err == nil && !keep {
 			ip.discard()
 		}
+		if !more {
+			return
+		}
 	}
-	p.mu.Lock()
-	p.filling = false
-	close(p.filled)
-	keep := err == nil && !p.closed && p.spare == nil
-	if keep {
-		p.spare, p.spareFlavour = ip, f
+}
+
+// startSpare starts an init of flavour f that waits for its container, in
+// a cgroup of the pool if it has limits.
+func (p *Pool) startSpare(f flavour) (*initProc, error) {
+	ip, err := spawn(spawnOptions{network: f.network, late: true, merged: f.merged})
+	if err != nil || !p.Resources.limited() {
+		return ip, err
 	}
-	p.mu.Unlock()
-	if err == nil && !keep {
+	// Into its container's cgroup now, while it waits (see start).
+	if err := p.joinCgroup(ip, *p.Resources); err != nil {
 		ip.discard()
+		return nil, err
 	}
+	return ip, nil
 }

@@ -151,8 +151,8 @@ func TestPoolCloseKillsSpare(t *testing.T) {
 	var spare int
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		pool.mu.Lock()
-		if pool.spare != nil {
-			spare = pool.spare.cmd.Process.Pid
+		if len(pool.spares) > 0 {
+			spare = pool.spares[0].cmd.Process.Pid
 		}
 		pool.mu.Unlock()
 		if spare != 0 {
@@ -172,7 +172,7 @@ func TestPoolCloseKillsSpare(t *testing.T) {
 	}
 	pool.mu.Lock()
 	defer pool.mu.Unlock()
-	if pool.spare != nil || pool.filling {
+	if len(pool.spares) > 0 || pool.filling {
 		t.Error("a closed pool started a spare")
 	}
 }
@@ -209,7 +209,9 @@ func TestPoolSpareDied(t *testing.T) {
 	var spare *initProc
 	for deadline := time.Now().Add(10 * time.Second); spare == nil; time.Sleep(10 * time.Millisecond) {
 		pool.mu.Lock()
-		spare = pool.spare
+		if len(pool.spares) > 0 {
+			spare = pool.spares[0]
+		}
 		pool.mu.Unlock()
 		if time.Now().After(deadline) {
 			t.Fatal("no spare init was started")
@@ -277,20 +279,24 @@ func TestPoolLimits(t *testing.T) {
 	if third := startTicks(t, out.String()); third < asked-1 {
 		t.Errorf("third init started at tick %d, before it was asked for at %d: it took the spare of other limits", third, asked)
 	}
-	// The next spare waits in a cgroup of its own, which Close removes.
+	// The next spares wait in cgroups of their own, which Close removes.
 	pool.fills.Wait()
 	pool.mu.Lock()
-	var spareCgroup string
-	if pool.spare != nil && pool.spare.cg != nil {
-		spareCgroup = pool.spare.cg.dirs[0].path
+	var spareCgroups []string
+	for _, ip := range pool.spares {
+		if ip.cg != nil {
+			spareCgroups = append(spareCgroups, ip.cg.dirs[0].path)
+		}
 	}
 	pool.mu.Unlock()
-	if spareCgroup == "" {
-		t.Fatal("the spare has no cgroup")
+	if len(spareCgroups) == 0 {
+		t.Fatal("no spare has a cgroup")
 	}
 	pool.Close()
-	if _, err := os.Stat(spareCgroup); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the spare's cgroup %s is left (%v)", spareCgroup, err)
+	for _, p := range spareCgroups {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the spare's cgroup %s is left (%v)", p, err)
+		}
 	}
 	checkNoHostMounts(t, c.upper, c.lower)
 }
