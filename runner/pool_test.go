@@ -279,7 +279,8 @@ func TestPoolLimits(t *testing.T) {
 	if third := startTicks(t, out.String()); third < asked-1 {
 		t.Errorf("third init started at tick %d, before it was asked for at %d: it took the spare of other limits", third, asked)
 	}
-	// The next spares wait in cgroups of their own, which Close removes.
+	// The next two spares wait in cgroups of their own, which Close
+	// removes.
 	pool.fills.Wait()
 	pool.mu.Lock()
 	var spareCgroups []string
@@ -289,8 +290,8 @@ func TestPoolLimits(t *testing.T) {
 		}
 	}
 	pool.mu.Unlock()
-	if len(spareCgroups) == 0 {
-		t.Fatal("no spare has a cgroup")
+	if len(spareCgroups) != 2 {
+		t.Fatalf("%d spares in cgroups, want 2 (see depth)", len(spareCgroups))
 	}
 	pool.Close()
 	for _, p := range spareCgroups {
