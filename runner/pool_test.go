@@ -393,6 +393,24 @@ func TestPoolReusesCgroups(t *testing.T) {
 	if len(used) == runs {
 		t.Errorf("%d containers in %d cgroups: none reused", runs, len(used))
 	}
+	// The spares wait in cgroups that containers left, the limit lifted.
+	pool.fills.Wait()
+	pool.mu.Lock()
+	reused := 0
+	for _, ip := range pool.spares {
+		if ip.cg == nil || used[ip.cg.dirs[0].path] == 0 {
+			continue
+		}
+		reused++
+		max, err := os.ReadFile(filepath.Join(ip.cg.dirs[0].path, "pids.max"))
+		if err != nil || strings.TrimSpace(string(max)) != "max" {
+			t.Errorf("a spare waits in %s with pids.max %q (%v), want max", ip.cg.dirs[0].path, max, err)
+		}
+	}
+	pool.mu.Unlock()
+	if reused == 0 {
+		t.Error("no spare waits in a cgroup a container left")
+	}
 	pool.Close()
 	for p := range used {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
