@@ -259,7 +259,8 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 		}
 	}
 	if p.cg == nil && spare == nil && pool != nil && spec.CgroupName == "" && spec.Resources.limited() && pool.Resources != nil && *spec.Resources == *pool.Resources {
-		// No spare: one of the pool's cgroups still spares making one.
+		// No spare: a cgroup that an ended container of the pool left
+		// still saves making one (see reusable).
 		if p.cg, err = pool.newPoolCgroup(*spec.Resources); err != nil {
 			return nil, errors.Join(err, p.release())
 		}
