@@ -246,6 +246,9 @@ type cgroup struct {
 	// Start closes its copies once the init has them.
 	atExec []*os.File
 	writes []atExecWrite // Fd is an index into atExec until Start sets it
+	// pool, if set, keeps the cgroup for its next container once this
+	// one ended (see release).
+	pool *Pool
 }
 
 // newCgroupName is a default name for a container's cgroup:
@@ -494,6 +497,45 @@ func readKeyed(p, key string) int64 {
 		}
 	}
 	return -1
+}
+
+// release is done with the cgroup once its container is gone: back to its
+// pool if it has one and no process is left in it, else removed.
+func (cg *cgroup) release() error {
+	if cg == nil {
+		return nil
+	}
+	if cg.pool != nil && cg.empty() && cg.pool.putCgroup(cg) {
+		return nil
+	}
+	return cg.remove()
+}
+
+// empty reports whether no process is in the cgroup: what rmdir would
+// require. A container's processes all die with its pid 1, and are
+// reaped before it is, but one that is left keeps its cgroup from serving
+// another container.
+func (cg *cgroup) empty() bool {
+	for _, d := range cg.dirs {
+		procs, err := os.ReadFile(filepath.Join(d.path, "cgroup.procs"))
+		if err != nil || len(bytes.TrimSpace(procs)) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// unlimitAtExec lifts the limits the init writes at exec (pids.max, whose
+// no-limit value is "max" on v1 and v2), so that an init may join the
+// cgroup again before it has its container (see atExecWrite).
+func (cg *cgroup) unlimitAtExec() error {
+	for _, w := range cg.writes {
+		f := cgroupFile{name: filepath.Base(w.Path), value: "max"}
+		if err := writeCgroupFile(filepath.Dir(w.Path), f); err != nil {
+			return fmt.Errorf("runner: %s: %w", w.Limit, err)
+		}
+	}
+	return nil
 }
 
 // remove removes the cgroup's directories once its processes are gone.

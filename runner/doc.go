@@ -28,6 +28,10 @@
 // controller is mounted as one, else the unified (v2) hierarchy. Start
 // makes it and writes the limits before the init does anything, the init
 // joins it before its setup, and Wait removes it, noting OOM kills first.
+// A Pool's containers (a build's RUN steps) instead hand their empty cgroup
+// on to a later one, which Close removes: on cgroup v1, making, joining and
+// removing one per step waits on the kernel's cgroup lock and RCU grace
+// periods, a millisecond or two a step.
 //
 // Devices: the container opens no device but the host's null, zero, full,
 // random, urandom and tty nodes bound into its /dev (and its own ptys).

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -150,8 +151,8 @@ func TestPoolCloseKillsSpare(t *testing.T) {
 	var spare int
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		pool.mu.Lock()
-		if pool.spare != nil {
-			spare = pool.spare.cmd.Process.Pid
+		if len(pool.spares) > 0 {
+			spare = pool.spares[0].cmd.Process.Pid
 		}
 		pool.mu.Unlock()
 		if spare != 0 {
@@ -171,7 +172,7 @@ func TestPoolCloseKillsSpare(t *testing.T) {
 	}
 	pool.mu.Lock()
 	defer pool.mu.Unlock()
-	if pool.spare != nil || pool.filling {
+	if len(pool.spares) > 0 || pool.filling {
 		t.Error("a closed pool started a spare")
 	}
 }
@@ -208,7 +209,9 @@ func TestPoolSpareDied(t *testing.T) {
 	var spare *initProc
 	for deadline := time.Now().Add(10 * time.Second); spare == nil; time.Sleep(10 * time.Millisecond) {
 		pool.mu.Lock()
-		spare = pool.spare
+		if len(pool.spares) > 0 {
+			spare = pool.spares[0]
+		}
 		pool.mu.Unlock()
 		if time.Now().After(deadline) {
 			t.Fatal("no spare init was started")
@@ -276,20 +279,25 @@ func TestPoolLimits(t *testing.T) {
 	if third := startTicks(t, out.String()); third < asked-1 {
 		t.Errorf("third init started at tick %d, before it was asked for at %d: it took the spare of other limits", third, asked)
 	}
-	// The next spare waits in a cgroup of its own, which Close removes.
+	// The next two spares wait in cgroups of their own, which Close
+	// removes.
 	pool.fills.Wait()
 	pool.mu.Lock()
-	var spareCgroup string
-	if pool.spare != nil && pool.spare.cg != nil {
-		spareCgroup = pool.spare.cg.dirs[0].path
+	var spareCgroups []string
+	for _, ip := range pool.spares {
+		if ip.cg != nil {
+			spareCgroups = append(spareCgroups, ip.cg.dirs[0].path)
+		}
 	}
 	pool.mu.Unlock()
-	if spareCgroup == "" {
-		t.Fatal("the spare has no cgroup")
+	if len(spareCgroups) != 2 {
+		t.Fatalf("%d spares in cgroups, want 2 (see depth)", len(spareCgroups))
 	}
 	pool.Close()
-	if _, err := os.Stat(spareCgroup); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the spare's cgroup %s is left (%v)", spareCgroup, err)
+	for _, p := range spareCgroups {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the spare's cgroup %s is left (%v)", p, err)
+		}
 	}
 	checkNoHostMounts(t, c.upper, c.lower)
 }
@@ -347,4 +355,67 @@ func TestPoolMergedStreamsKeepOrder(t *testing.T) {
 		t.Errorf("two writers got stdout %q, stderr %q", out.String(), errb.String())
 	}
 	assertNoStubs(t, c.upper)
+}
+
+// TestPoolReusesCgroups: a pool's containers in sequence run in cgroups
+// that earlier ones left, rather than in a new one each; the limit holds in
+// a reused cgroup, set again at exec: a limit of 1 leaves the command's
+// shell no fork, and it is lifted while the next spare waits in the cgroup
+// (the init's Go runtime has several threads). Close leaves none of them.
+func TestPoolReusesCgroups(t *testing.T) {
+	requiresCgroups(t, Resources{Pids: 1})
+	h, err := findHierarchies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := h.mounts.v1[ctlPids]
+	if root == "" {
+		root = h.mounts.v2
+	}
+	c := newContainer(t, "", "sh", "-c", "while read l; do case $l in *builder/run-*) echo $l;; esac; done </proc/self/cgroup; sleep 1000 & echo all started")
+	pool := &Pool{Resources: &Resources{Pids: 1}}
+	defer pool.Close()
+	used := map[string]int{}
+	const runs = 4
+	for i := range runs {
+		var out, errb bytes.Buffer
+		err := pool.Run(context.Background(), c.spec, Stdio{Stdout: &out, Stderr: &errb})
+		if exitCodeOf(t, err) == 0 || strings.Contains(out.String(), "all started") || !strings.Contains(errb.String(), "can't fork") {
+			t.Fatalf("run %d: the limit did not hold: %v, stdout %q, stderr %q", i, err, out.String(), errb.String())
+		}
+		line, _, _ := strings.Cut(out.String(), "\n")
+		at := strings.Index(line, "/builder/run-")
+		if at < 0 {
+			t.Fatalf("run %d: not in a builder cgroup: %q", i, out.String())
+		}
+		used[filepath.Join(root, line[at:])]++
+	}
+	if len(used) == runs {
+		t.Errorf("%d containers in %d cgroups: none reused", runs, len(used))
+	}
+	// The spares wait in cgroups that containers left, the limit lifted.
+	pool.fills.Wait()
+	pool.mu.Lock()
+	reused := 0
+	for _, ip := range pool.spares {
+		if ip.cg == nil || used[ip.cg.dirs[0].path] == 0 {
+			continue
+		}
+		reused++
+		max, err := os.ReadFile(filepath.Join(ip.cg.dirs[0].path, "pids.max"))
+		if err != nil || strings.TrimSpace(string(max)) != "max" {
+			t.Errorf("a spare waits in %s with pids.max %q (%v), want max", ip.cg.dirs[0].path, max, err)
+		}
+	}
+	pool.mu.Unlock()
+	if reused == 0 {
+		t.Error("no spare waits in a cgroup a container left")
+	}
+	pool.Close()
+	for p := range used {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s is left after Close (%v)", p, err)
+		}
+	}
+	checkNoHostMounts(t, c.upper, c.lower)
 }

@@ -258,6 +258,13 @@ func start(ctx context.Context, spec Spec, stdio Stdio, pool *Pool) (*Process, e
 			spare = nil
 		}
 	}
+	if p.cg == nil && spare == nil && pool != nil && spec.CgroupName == "" && spec.Resources.limited() && pool.Resources != nil && *spec.Resources == *pool.Resources {
+		// No spare: a cgroup that an ended container of the pool left
+		// still saves making one (see reusable).
+		if p.cg, err = pool.newPoolCgroup(*spec.Resources); err != nil {
+			return nil, errors.Join(err, p.release())
+		}
+	}
 	if p.cg == nil && spec.Resources.limited() {
 		name := spec.CgroupName
 		if name == "" {
@@ -498,7 +505,7 @@ func (p *Process) release() error {
 	if p.ptmx != nil {
 		p.ptmx.Close()
 	}
-	if err := p.cg.remove(); err != nil {
+	if err := p.cg.release(); err != nil {
 		errs = append(errs, err)
 	}
 	if p.spec.UpperDir != "" && len(p.stubs) > 0 {

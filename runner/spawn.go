@@ -154,7 +154,7 @@ func (p *initProc) discard() {
 		p.stderr.set(nil)
 	}
 	_ = p.wait()
-	_ = p.cg.remove()
+	_ = p.cg.release()
 }
 
 // lateWriter is an output stream whose destination is set after the
