@@ -9,9 +9,9 @@ import (
 )
 
 // Pool runs containers as Run and Start do, keeping an init started ahead
-// (two with resource limits, see depth) so that the next container skips the init's process start-up (clone with
-// new namespaces, exec, Go runtime start: about 8 ms on a small VM, most of
-// a trivial RUN step's cost). The spare starts when one is taken, while
+// (two with resource limits, see depth) so that the next container skips
+// the init's process start-up (clone with new namespaces, exec, Go runtime
+// start: about 8 ms on a small VM, most of a trivial RUN step's cost). The spare starts when one is taken, while
 // the container that took it sets up and runs, and waits, doing nothing,
 // for its spec. Only containers whose init needs nothing fixed at start can
 // take it: no terminal, no stdin, and output streams that are writers other
@@ -20,9 +20,9 @@ import (
 // it does anything, and opens the files it writes at exec itself. A
 // container's cgroup outlives it in the pool, empty, for a later spare (see
 // reusable). Close kills the spares and removes those cgroups. A spare
-// waits in the builder's mount namespace: it makes its
-// own only when its container comes, so it holds no copy of what the
-// builder mounts and unmounts meanwhile.
+// waits in the builder's mount namespace: it makes its own only when its
+// container comes, so it holds no copy of what the builder mounts and
+// unmounts meanwhile.
 type Pool struct {
 	// Resources are the limits of every container the pool runs whose
 	// Spec has none: a build's limits for each of its RUN steps.
