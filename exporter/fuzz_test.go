@@ -3,50 +3,15 @@ package exporter
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
+	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/store"
 )
-
-// storeListing is every file under root with its mode, size and content
-// digest; directories by name and mode only.
-func storeListing(t *testing.T, root string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		if fi.IsDir() {
-			fmt.Fprintf(&b, "%s %v\n", rel, fi.Mode())
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(data)
-		fmt.Fprintf(&b, "%s %v %d %s\n", rel, fi.Mode(), fi.Size(), hex.EncodeToString(sum[:]))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
 
 // FuzzLoad feeds archives to Load: whatever the bytes, it must not panic,
 // must write nothing outside the store's root, must leave no temporary
@@ -60,10 +25,10 @@ func FuzzLoad(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, archive []byte) {
-		before := storeListing(t, s.Root())
+		before := testutil.Listing(t, s.Root())
 		_, err := Load(ctx, s, bytes.NewReader(archive))
 		if err != nil {
-			if after := storeListing(t, s.Root()); after != before {
+			if after := testutil.Listing(t, s.Root()); after != before {
 				t.Errorf("a failed load (%v) changed the store:\nbefore:\n%s\nafter:\n%s", err, before, after)
 			}
 		}
@@ -104,7 +69,7 @@ func TestFuzzLoadCorpus(t *testing.T) {
 		"docker":           docker.Bytes(),
 		"oci":              oci.Bytes(),
 		"legacy":           legacy,
-		"docker-gz":        gzipped(t, docker.Bytes()),
+		"docker-gz":        testutil.Gzip(t, docker.Bytes()),
 		"docker-truncated": docker.Bytes()[:docker.Len()/2],
 		"oci-truncated":    oci.Bytes()[:oci.Len()*3/4],
 		"not-json":         makeTar(t, tarEntry{name: "manifest.json", body: "[{not json"}),

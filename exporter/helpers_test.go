@@ -3,7 +3,6 @@ package exporter
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"io"
@@ -61,17 +60,6 @@ func makeTar(t *testing.T, entries ...tarEntry) []byte {
 	return buf.Bytes()
 }
 
-func gzipped(t *testing.T, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Write(b)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 var testCreated = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
 
 // testConfig is a config over layers (uncompressed tars).
@@ -94,7 +82,7 @@ func putImage(t *testing.T, s *store.Store, layers [][]byte, names ...string) oc
 	ctx := context.Background()
 	var descs []ocispec.Descriptor
 	for _, l := range layers {
-		d, err := s.Ingest(ctx, ocispec.MediaTypeImageLayerGzip, bytes.NewReader(gzipped(t, l)))
+		d, err := s.Ingest(ctx, ocispec.MediaTypeImageLayerGzip, bytes.NewReader(testutil.Gzip(t, l)))
 		if err != nil {
 			t.Fatal(err)
 		}

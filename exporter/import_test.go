@@ -109,7 +109,7 @@ func TestImportTarFile(t *testing.T) {
 		data []byte
 	}{
 		{"rootfs.tar", layer},
-		{"rootfs.tar.gz", gzipped(t, layer)},
+		{"rootfs.tar.gz", testutil.Gzip(t, layer)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/store"
 )
 
@@ -125,7 +126,7 @@ func TestLoadLegacyDockerArchive(t *testing.T) {
 		data []byte
 	}{
 		{"plain", archive},
-		{"gzip", gzipped(t, archive)},
+		{"gzip", testutil.Gzip(t, archive)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)
@@ -251,7 +252,7 @@ func TestLoadOCIConverts(t *testing.T) {
 		"mediaType":     store.MediaTypeDockerManifest,
 		"config":        descOf(store.MediaTypeDockerConfig, cfg),
 		"layers": []ocispec.Descriptor{
-			descOf("application/vnd.docker.image.rootfs.diff.tar.gzip", gzipped(t, layers[0])),
+			descOf("application/vnd.docker.image.rootfs.diff.tar.gzip", testutil.Gzip(t, layers[0])),
 			descOf(ocispec.MediaTypeImageLayer, layers[1]),
 		},
 	})
@@ -272,7 +273,7 @@ func TestLoadOCIConverts(t *testing.T) {
 	top := descOf(ocispec.MediaTypeImageIndex, nested)
 	top.Annotations = map[string]string{ocispec.AnnotationRefName: "1", annotationImageName: "docker.io/library/conv:1"}
 	untagged := descOf(store.MediaTypeDockerManifest, man)
-	archive := ociArchive(t, [][]byte{cfg, man, nested, gzipped(t, layers[0]), layers[1]},
+	archive := ociArchive(t, [][]byte{cfg, man, nested, testutil.Gzip(t, layers[0]), layers[1]},
 		ocispec.Index{Manifests: []ocispec.Descriptor{top, untagged}})
 
 	s := newStore(t)
@@ -287,7 +288,7 @@ func TestLoadOCIConverts(t *testing.T) {
 	checkLoaded(t, s, "conv:1", id, layers)
 	// The gzip layer kept its bytes; the plain one was compressed.
 	_, m, _ := loadImage(t, s, "conv:1")
-	if m.Layers[0].Digest != digest.FromBytes(gzipped(t, layers[0])) {
+	if m.Layers[0].Digest != digest.FromBytes(testutil.Gzip(t, layers[0])) {
 		t.Error("gzip layer was recompressed")
 	}
 }

@@ -166,12 +166,12 @@ func TestLoadBombFailsCleanly(t *testing.T) {
 	h := bombHarness(t, 64<<20)
 	bomb := filepath.Join(t.TempDir(), "bomb archive.tar.gz")
 	writeGzipBomb(t, bomb, 256<<20)
-	before := listing(t, h.root)
+	before := testutil.Listing(t, h.root)
 	_, errOut, code := h.run("load", "-i", bomb)
 	if code == 0 || !strings.Contains(errOut, "would leave too little free space") || !strings.Contains(errOut, "zeros/big") {
 		t.Fatalf("load of a gzip bomb: exit %d, want a failure naming the entry and the reserve:\n%s", code, errOut)
 	}
-	if after := listing(t, h.root); after != before {
+	if after := testutil.Listing(t, h.root); after != before {
 		t.Errorf("a failed load changed the store:\n%s", listingDiff(before, after))
 	}
 }

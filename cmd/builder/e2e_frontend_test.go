@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/builder-dev/builder/internal/testutil"
 )
 
 // runIn runs the builder in dir (relative paths resolve there, as when a
@@ -88,7 +90,7 @@ func TestBuildCheckDirective(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := h.context(tc.directive+body, map[string]string{})
-			before := listing(t, h.root)
+			before := testutil.Listing(t, h.root)
 			args := append([]string{"build", "--progress", "plain", "-t", "check:1"}, tc.args...)
 			_, errOut, code := h.runIn(dir, nil, append(args, ".")...)
 			if tc.warnLine == 0 && strings.Contains(errOut, "StageNameCasing") {
@@ -107,7 +109,7 @@ func TestBuildCheckDirective(t *testing.T) {
 			if code != 1 || !strings.Contains(errOut, want) {
 				t.Errorf("exit %d, want 1 and %q:\n%s", code, want, errOut)
 			}
-			if after := listing(t, h.root); after != before {
+			if after := testutil.Listing(t, h.root); after != before {
 				t.Errorf("a failed check changed the store")
 			}
 		})
@@ -139,13 +141,13 @@ func TestBuildErrorsNameTheLine(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := h.context("", map[string]string{"sub/Dockerfile.dev": tc.df, "with space/Dockerfile": tc.df})
 			for _, file := range []string{"sub/Dockerfile.dev", "with space/Dockerfile", filepath.Join(dir, "sub/Dockerfile.dev")} {
-				before := listing(t, h.root)
+				before := testutil.Listing(t, h.root)
 				_, errOut, code := h.runIn(dir, nil, "build", "-f", file, "-t", "bad:1", ".")
 				want := "error: " + file + ":" + strings.ReplaceAll(tc.want, "%[1]s", file)
 				if code != 1 || !strings.Contains(errOut, want) {
 					t.Errorf("-f %q: exit %d, want 1 and %q:\n%.2000s", file, code, want, errOut)
 				}
-				if after := listing(t, h.root); after != before {
+				if after := testutil.Listing(t, h.root); after != before {
 					t.Errorf("-f %q: the failed build changed the store", file)
 				}
 			}
@@ -217,12 +219,12 @@ func TestBuildDockerfileSource(t *testing.T) {
 		{"stdin error line", "-", []byte("FROM base/busybox:1\nNOPE x\n"), "error: <stdin>:2: unknown instruction: NOPE"},
 	}
 	for _, tc := range bad {
-		before := listing(t, h.root)
+		before := testutil.Listing(t, h.root)
 		_, errOut, code := h.runIn(dir, tc.stdin, "build", "-f", tc.file, "-t", "src:bad", ".")
 		if code != 1 || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%s: exit %d, want 1 and %q:\n%s", tc.name, code, tc.want, errOut)
 		}
-		if after := listing(t, h.root); after != before {
+		if after := testutil.Listing(t, h.root); after != before {
 			t.Errorf("%s: the failed build changed the store", tc.name)
 		}
 	}
@@ -235,7 +237,7 @@ func TestBuildInvalidTag(t *testing.T) {
 	dir := h.context("FROM base/busybox:1\nRUN echo built > /x\n", map[string]string{})
 	const dg = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	for _, tag := range []string{"UPPER", "a:b:c", "", "a b", "x:", "-x", "name@" + dg} {
-		before := listing(t, h.root)
+		before := testutil.Listing(t, h.root)
 		_, errOut, code := h.runIn(dir, nil, "build", "--progress", "plain", "-t", "good:1", "-t", tag, ".")
 		if code != 2 || !strings.Contains(errOut, "invalid -t") {
 			t.Errorf("-t %q: exit %d, want 2 and an invalid -t error:\n%s", tag, code, errOut)
@@ -243,7 +245,7 @@ func TestBuildInvalidTag(t *testing.T) {
 		if strings.Contains(errOut, "RUN echo") {
 			t.Errorf("-t %q: the build started:\n%s", tag, errOut)
 		}
-		if after := listing(t, h.root); after != before {
+		if after := testutil.Listing(t, h.root); after != before {
 			t.Errorf("-t %q: the store changed:\n%s\n---\n%s", tag, before, after)
 		}
 	}

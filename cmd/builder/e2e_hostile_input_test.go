@@ -3,7 +3,6 @@ package main
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -277,17 +276,6 @@ func writeArchive(t *testing.T, entries []archiveEntry) []byte {
 	return buf.Bytes()
 }
 
-func gzipped(t *testing.T, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Write(b)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 // dockerManifest is manifest.json of a docker archive.
 type dockerManifest []struct {
 	Config   string
@@ -418,7 +406,7 @@ func TestHostileLoadArchives(t *testing.T) {
 			m[0].RepoTags = []string{"../../../x:1"}
 			return m
 		}), false},
-		{"gzip of gzip", gzipped(t, gzipped(t, writeArchive(t, entries))), false},
+		{"gzip of gzip", testutil.Gzip(t, testutil.Gzip(t, writeArchive(t, entries))), false},
 		{"not an archive", []byte("hello\n"), false},
 		{"empty", nil, false},
 	}

@@ -3,8 +3,6 @@ package main
 import (
 	"archive/tar"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,47 +15,6 @@ import (
 
 	"github.com/builder-dev/builder/internal/testutil"
 )
-
-// listing is every file under root: path, type and mode, size, and the
-// sha256 of a regular file's content (a symlink's target). Directories'
-// times are left out: only their entries count.
-func listing(t *testing.T, root string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		if fi.IsDir() {
-			fmt.Fprintf(&b, "%s %v\n", rel, fi.Mode())
-			return nil
-		}
-		fmt.Fprintf(&b, "%s %v %d", rel, fi.Mode(), fi.Size())
-		switch {
-		case fi.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(data)
-			fmt.Fprintf(&b, " %s", hex.EncodeToString(sum[:]))
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			fmt.Fprintf(&b, " -> %s", target)
-		}
-		b.WriteString("\n")
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
 
 // archiveEdit rewrites a tar: edit gets each entry's name and content and
 // returns the new content, or nil to drop the entry.
@@ -157,7 +114,7 @@ func TestBadInputLeavesStoreUnchanged(t *testing.T) {
 		{name: "import empty file", args: []string{"import", "in.tar", "imp:1"}, file: []byte{}},
 		{name: "import non-tar from stdin", args: []string{"import", "-", "imp:1"}, stdin: text},
 	}
-	before := listing(t, h.root)
+	before := testutil.Listing(t, h.root)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -173,7 +130,7 @@ func TestBadInputLeavesStoreUnchanged(t *testing.T) {
 			if strings.Contains(errOut, "panic") {
 				t.Errorf("builder %v panicked:\n%s", tc.args, errOut)
 			}
-			if after := listing(t, h.root); after != before {
+			if after := testutil.Listing(t, h.root); after != before {
 				t.Errorf("builder %v changed the store:\n%s", tc.args, diffLines(before, after))
 			}
 		})
