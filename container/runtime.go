@@ -11,8 +11,6 @@ import (
 	"time"
 
 	units "github.com/docker/go-units"
-	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/internal/mount"
@@ -27,10 +25,6 @@ import (
 type Runtime struct {
 	Store *store.Store
 	Snap  *snapshot.Snapshotter
-	// Unpack makes sure an image's layers are unpacked and returns their
-	// committed snapshot (solver.Materialize). Garbage collection keeps a
-	// container's layers (Held), so it normally finds them all.
-	Unpack func(ctx context.Context, layers []ocispec.Descriptor, diffIDs []digest.Digest) (snapshot.Committed, error)
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 }
@@ -81,7 +75,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Container, er
 	if c.Host.Hostname == "" {
 		c.Host.Hostname = ShortID(c.ID)
 	}
-	parent, err := r.Unpack(ctx, o.Image.Layers, o.Image.DiffIDs)
+	parent, err := r.Snap.Materialize(ctx, r.Store, o.Image.Layers, o.Image.DiffIDs)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
@@ -401,7 +395,7 @@ func (r *Runtime) start(ctx context.Context, c *Container, stdio runner.Stdio, s
 	}
 	// Garbage collection keeps a container's layers, but a store pruned
 	// by an older builder may miss some: unpack whatever is missing.
-	if _, err := r.Unpack(ctx, c.Image.Layers, c.Image.DiffIDs); err != nil {
+	if _, err := r.Snap.Materialize(ctx, r.Store, c.Image.Layers, c.Image.DiffIDs); err != nil {
 		return nil, err
 	}
 	a, err := r.active(c)

@@ -14,9 +14,9 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
 
+	"github.com/builder-dev/builder/fsutil"
 	"github.com/builder-dev/builder/internal/mount"
 	"github.com/builder-dev/builder/snapshot"
-	"github.com/builder-dev/builder/solver/ops/fileop"
 )
 
 // Anonymous volumes: every VOLUME of the image gets, as with `docker run`,
@@ -104,7 +104,7 @@ func fillVolume(ctx context.Context, view, dest, dir string) error {
 	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 		return fmt.Errorf("%s is not a directory in the image", dest)
 	}
-	if err := fileop.Copy(ctx, fileop.CopyRequest{SrcRoot: view, Sources: []string{dest}, DstRoot: dir, Dest: "/", KeepOwners: true}); err != nil {
+	if err := fsutil.Copy(ctx, fsutil.CopyRequest{SrcRoot: view, Sources: []string{dest}, DstRoot: dir, Dest: "/", KeepOwners: true}); err != nil {
 		return err
 	}
 	// The copy filled dir; the directory itself is as the image has it.

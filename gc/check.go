@@ -8,8 +8,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/builder-dev/builder/solver/cache"
 	"github.com/builder-dev/builder/store"
+	"github.com/builder-dev/builder/store/cache"
 )
 
 // Damage is what Check found wrong in a store: blobs that are corrupt or

@@ -1,5 +1,5 @@
 // Package gc accounts for and collects the build cache and the store's
-// garbage: cache records (package solver/cache), the blobs of
+// garbage: cache records (package store/cache), the blobs of
 // content/blobs/sha256, the unpacked layers of snapshots/sha256 and stale
 // temporary files.
 //

@@ -11,7 +11,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/builder-dev/builder/internal/crashpoint"
-	"github.com/builder-dev/builder/solver/cache"
+	"github.com/builder-dev/builder/store/cache"
 )
 
 // PruneOptions say which cache records Prune removes; see plan.choose.

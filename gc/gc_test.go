@@ -17,8 +17,8 @@ import (
 
 	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/snapshot"
-	"github.com/builder-dev/builder/solver/cache"
 	"github.com/builder-dev/builder/store"
+	"github.com/builder-dev/builder/store/cache"
 )
 
 type fixture struct {

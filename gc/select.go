@@ -6,7 +6,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/builder-dev/builder/solver/cache"
+	"github.com/builder-dev/builder/store/cache"
 )
 
 // node is one record in the tree that Step.Parent links make.

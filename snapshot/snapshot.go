@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -50,6 +51,9 @@ func (c Committed) with(chainID digest.Digest) Committed {
 // Snapshotter keeps layers and writable snapshots under one root.
 type Snapshotter struct {
 	root string
+
+	unpackMu sync.Mutex
+	unpacks  map[digest.Digest]*sync.Mutex // one lock per chain ID being unpacked
 }
 
 // New opens (creating as needed) a snapshotter rooted at root.

@@ -13,14 +13,14 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builder-dev/builder/fsutil"
 	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/internal/mount"
 	"github.com/builder-dev/builder/internal/user"
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/snapshot/archive"
-	"github.com/builder-dev/builder/solver/cache"
 	"github.com/builder-dev/builder/solver/graph"
-	"github.com/builder-dev/builder/solver/ops/fileop"
+	"github.com/builder-dev/builder/store/cache"
 )
 
 // copySource is where a COPY reads from: the context directory, or the
@@ -33,16 +33,16 @@ type copySource struct {
 
 // contextRequest returns a copy request over the build context with its
 // .dockerignore rules applied.
-func (b *build) contextRequest(op *graph.Copy) (fileop.CopyRequest, error) {
+func (b *build) contextRequest(op *graph.Copy) (fsutil.CopyRequest, error) {
 	b.filterOnce.Do(func() {
 		if len(b.opt.Ignore) > 0 {
-			b.ignore, b.ignoreErr = fileop.NewIgnoreMatcher(b.opt.Ignore)
+			b.ignore, b.ignoreErr = fsutil.NewIgnoreMatcher(b.opt.Ignore)
 		}
 	})
 	if b.ignoreErr != nil {
-		return fileop.CopyRequest{}, fmt.Errorf("read .dockerignore: %w", b.ignoreErr)
+		return fsutil.CopyRequest{}, fmt.Errorf("read .dockerignore: %w", b.ignoreErr)
 	}
-	req := fileop.CopyRequest{SrcRoot: b.opt.ContextDir, Context: true, Sources: op.Sources, Dest: op.Dest, Chown: op.Chown, Chmod: op.Chmod}
+	req := fsutil.CopyRequest{SrcRoot: b.opt.ContextDir, Context: true, Sources: op.Sources, Dest: op.Dest, Chown: op.Chown, Chmod: op.Chmod}
 	if b.ignore != nil {
 		req.Filter, req.Descend = b.ignore.Include, b.ignore.Descend
 	}
@@ -52,7 +52,7 @@ func (b *build) contextRequest(op *graph.Copy) (fileop.CopyRequest, error) {
 // copyInput finds a copy's source and the digest of what it reads, without
 // touching any snapshot: the context's selected files are hashed, a stage is
 // named by its cache key, an image by its manifest digest.
-func (b *build) copyInput(ctx context.Context, op *graph.Copy) (copySource, digest.Digest, fileop.Entries, error) {
+func (b *build) copyInput(ctx context.Context, op *graph.Copy) (copySource, digest.Digest, fsutil.Entries, error) {
 	switch {
 	case op.From.Context:
 		if b.opt.ContextDir == "" {
@@ -65,7 +65,7 @@ func (b *build) copyInput(ctx context.Context, op *graph.Copy) (copySource, dige
 		if b.stat != nil {
 			req.ReadSums = b.stat.ReadSums
 		}
-		d, entries, err := fileop.DigestEntries(ctx, req)
+		d, entries, err := fsutil.DigestEntries(ctx, req)
 		if err != nil {
 			return copySource{}, "", nil, err
 		}
@@ -91,7 +91,7 @@ func (b *build) openSource(ctx context.Context, src copySource) (string, func(),
 	if src.dir != "" {
 		return src.dir, func() {}, nil
 	}
-	c, err := b.s.Materialize(ctx, src.layers, src.diffIDs)
+	c, err := b.s.Snap.Materialize(ctx, b.s.Store, src.layers, src.diffIDs)
 	if err != nil {
 		return "", nil, err
 	}
@@ -135,7 +135,7 @@ func (b *build) copy(ctx context.Context, op *graph.Copy, src copySource, active
 		defer releaseDst()
 		dst = mounted
 	}
-	req := fileop.CopyRequest{
+	req := fsutil.CopyRequest{
 		SrcRoot: srcRoot,
 		Sources: op.Sources,
 		Dest:    op.Dest,
@@ -158,7 +158,7 @@ func (b *build) copy(ctx context.Context, op *graph.Copy, src copySource, active
 			return err
 		}
 	}
-	return fileop.Copy(ctx, req)
+	return fsutil.Copy(ctx, req)
 }
 
 // directDest returns the active snapshot's upper directory when the copy
@@ -264,7 +264,7 @@ func mkdirAll(dst, dir string, uid, gid, depth int) error {
 // cacheFiles are a copy's entries as a cache record keeps them. Only a
 // missed step needs them: a no-op rebuild of a large context does not
 // make a list as long as the context.
-func cacheFiles(list fileop.Entries) []cache.File {
+func cacheFiles(list fsutil.Entries) []cache.File {
 	if list == nil {
 		return nil
 	}

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/builder-dev/builder/solver/cache"
+	"github.com/builder-dev/builder/store/cache"
 )
 
 // Explanation says why one step missed the cache.

@@ -5,8 +5,8 @@ import (
 	"sync"
 
 	"github.com/builder-dev/builder/internal/crashpoint"
-	"github.com/builder-dev/builder/solver/cache"
 	"github.com/builder-dev/builder/store"
+	"github.com/builder-dev/builder/store/cache"
 )
 
 // recorder puts the steps' layer blobs into the store and writes their

@@ -17,13 +17,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/builder-dev/builder/fsutil"
+	"github.com/builder-dev/builder/fsutil/statcache"
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/snapshot"
-	"github.com/builder-dev/builder/solver/cache"
 	"github.com/builder-dev/builder/solver/graph"
-	"github.com/builder-dev/builder/solver/ops/fileop"
-	"github.com/builder-dev/builder/solver/statcache"
 	"github.com/builder-dev/builder/store"
+	"github.com/builder-dev/builder/store/cache"
 )
 
 // Runner runs one container; runner.Run in production, a counting wrapper
@@ -45,9 +45,6 @@ type Solver struct {
 	Snap     *snapshot.Snapshotter
 	Runner   Runner
 	Reporter Reporter
-
-	unpackMu sync.Mutex
-	unpacks  map[digest.Digest]*sync.Mutex
 }
 
 // Options are the per-build inputs that are not in the definition.
@@ -109,7 +106,7 @@ type build struct {
 	vertexN    int
 	vmu        sync.Mutex
 	filterOnce sync.Once
-	ignore     *fileop.IgnoreMatcher
+	ignore     *fsutil.IgnoreMatcher
 	ignoreErr  error
 	stat       *statcache.Cache // nil when no step reads the context
 
@@ -193,7 +190,7 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 		return nil, err
 	}
 	f := b.stages[def.Target]
-	res := &Result{Layers: f.st.layers, Config: f.cfg, Chain: chainOf(f.st.diffIDs), Explanations: b.explain}
+	res := &Result{Layers: f.st.layers, Config: f.cfg, Chain: snapshot.ChainOf(f.st.diffIDs), Explanations: b.explain}
 	return res, nil
 }
 
@@ -405,7 +402,7 @@ func (b *build) runStep(ctx context.Context, rd *reader, cur state, st *graph.St
 	info := cache.Step{Dockerfile: b.opt.Dockerfile, Stage: b.stageLabel(st), Index: index, Line: step.Location.Line, Text: step.Text, Parent: cur.key}
 	var (
 		exec    func(ctx context.Context, active *snapshot.Active) error
-		entries fileop.Entries // a context copy's, for info.Files on a miss
+		entries fsutil.Entries // a context copy's, for info.Files on a miss
 		err     error
 	)
 	switch op := step.Op.(type) {
@@ -481,7 +478,7 @@ func (b *build) runStep(ctx context.Context, rd *reader, cur state, st *graph.St
 
 // execute runs exec over a fresh snapshot of cur and records the layer.
 func (b *build) execute(ctx context.Context, cur state, key digest.Digest, info cache.Step, exec func(context.Context, *snapshot.Active) error) (state, time.Time, error) {
-	parent, err := b.s.materialize(ctx, cur)
+	parent, err := b.s.Snap.Materialize(ctx, b.s.Store, cur.layers, cur.diffIDs)
 	if err != nil {
 		return state{}, time.Time{}, err
 	}

@@ -18,11 +18,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/builder-dev/builder/frontend/dockerfile"
+	"github.com/builder-dev/builder/fsutil"
 	"github.com/builder-dev/builder/internal/hugeheap"
 	"github.com/builder-dev/builder/progress"
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/solver"
-	"github.com/builder-dev/builder/solver/ops/fileop"
 )
 
 type buildOptions struct {
@@ -138,7 +138,7 @@ func readIgnore(dockerfile, contextDir string) ([]string, error) {
 			return nil, err
 		}
 		defer f.Close()
-		pats, err := fileop.ReadIgnoreFile(f)
+		pats, err := fsutil.ReadIgnoreFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err) // "read .dockerignore: ..."
 		}

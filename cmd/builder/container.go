@@ -18,24 +18,16 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/builder-dev/builder/container"
-	"github.com/builder-dev/builder/runner"
-	"github.com/builder-dev/builder/snapshot"
-	"github.com/builder-dev/builder/solver"
 )
 
 // runtime is the container runtime of the store.
 func (e *env) runtime() *container.Runtime {
-	s := e.solver(solver.RunnerFunc(runner.Run), nil)
 	return &container.Runtime{
 		Store: e.store,
 		Snap:  e.snap,
-		Unpack: func(ctx context.Context, layers []ocispec.Descriptor, diffIDs []digest.Digest) (snapshot.Committed, error) {
-			return s.Materialize(ctx, layers, diffIDs)
-		},
 	}
 }
 

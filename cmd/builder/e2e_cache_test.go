@@ -14,7 +14,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/builder-dev/builder/solver/cache"
+	"github.com/builder-dev/builder/store/cache"
 )
 
 func (h *harness) cacheLs() []cacheEntryJSON {

@@ -17,8 +17,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/builder-dev/builder/solver/cache"
 	"github.com/builder-dev/builder/store"
+	"github.com/builder-dev/builder/store/cache"
 )
 
 // storeCheck looks at one aspect of the store under root and returns what

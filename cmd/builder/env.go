@@ -10,8 +10,8 @@ import (
 
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/solver"
-	"github.com/builder-dev/builder/solver/cache"
 	"github.com/builder-dev/builder/store"
+	"github.com/builder-dev/builder/store/cache"
 )
 
 // env is the opened store and what is wired on it.

@@ -17,7 +17,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
-	"github.com/builder-dev/builder/solver/ops/fileop"
+	"github.com/builder-dev/builder/fsutil"
 )
 
 // DB is the store's metadata database: one transaction per call.
@@ -83,7 +83,7 @@ type Cache struct {
 type call struct {
 	key  statKey
 	done chan struct{}
-	sums fileop.FileSums
+	sums fsutil.FileSums
 	err  error
 }
 
@@ -175,19 +175,19 @@ func (c *Cache) wait(ctx context.Context) error {
 	}
 }
 
-// ReadSums returns what fileop.ReadFileSums would read from hostPath, whose
+// ReadSums returns what fsutil.ReadFileSums would read from hostPath, whose
 // Lstat is fi, from the record of the file when its stat still matches.
-// It fits fileop.CopyRequest.ReadSums. Paths outside the cache's directory
+// It fits fsutil.CopyRequest.ReadSums. Paths outside the cache's directory
 // are read and not remembered. The result is shared: do not modify it.
-func (c *Cache) ReadSums(ctx context.Context, hostPath string, fi os.FileInfo) (fileop.FileSums, error) {
+func (c *Cache) ReadSums(ctx context.Context, hostPath string, fi os.FileInfo) (fsutil.FileSums, error) {
 	rel, ok := c.rel(hostPath)
 	st, isStat := fi.Sys().(*syscall.Stat_t)
 	if !ok || !isStat {
 		c.misses.Add(1)
-		return fileop.ReadFileSums(ctx, hostPath, fi)
+		return fsutil.ReadFileSums(ctx, hostPath, fi)
 	}
 	if err := c.wait(ctx); err != nil {
-		return fileop.FileSums{}, err
+		return fsutil.FileSums{}, err
 	}
 	key := keyOf(st)
 	if i, ok := c.loaded.find(rel); ok {
@@ -212,7 +212,7 @@ func (c *Cache) ReadSums(ctx context.Context, hostPath string, fi os.FileInfo) (
 			c.hits.Add(1)
 			return cl.sums, cl.err
 		case <-ctx.Done():
-			return fileop.FileSums{}, ctx.Err()
+			return fsutil.FileSums{}, ctx.Err()
 		}
 	}
 	cl := &call{key: key, done: make(chan struct{})}
@@ -220,7 +220,7 @@ func (c *Cache) ReadSums(ctx context.Context, hostPath string, fi os.FileInfo) (
 	c.mu.Unlock()
 	c.misses.Add(1)
 	start := c.now()
-	cl.sums, cl.err = fileop.ReadFileSums(ctx, hostPath, fi)
+	cl.sums, cl.err = fsutil.ReadFileSums(ctx, hostPath, fi)
 	c.mu.Lock()
 	if c.inflight[rel] == cl {
 		delete(c.inflight, rel)

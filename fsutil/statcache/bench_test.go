@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/builder-dev/builder/solver/ops/fileop"
+	"github.com/builder-dev/builder/fsutil"
 )
 
 // The benchmarks digest a context as `COPY . /ctx` does: 20,000 files in
@@ -79,11 +79,11 @@ func generate(dir string, files int) error {
 
 func benchDigest(b *testing.B, dir string, c *Cache) {
 	b.Helper()
-	req := fileop.CopyRequest{SrcRoot: dir, Sources: []string{"."}, Dest: "/ctx"}
+	req := fsutil.CopyRequest{SrcRoot: dir, Sources: []string{"."}, Dest: "/ctx"}
 	if c != nil {
 		req.ReadSums = c.ReadSums
 	}
-	if _, _, err := fileop.DigestEntries(context.Background(), req); err != nil {
+	if _, _, err := fsutil.DigestEntries(context.Background(), req); err != nil {
 		b.Fatal(err)
 	}
 }

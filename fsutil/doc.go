@@ -1,6 +1,9 @@
-// Package fileop carries out Dockerfile COPY and ADD on plain directories,
-// with the semantics Docker BuildKit gives them, and computes the content
-// digest of what such a copy reads, for cache keys.
+// Package fsutil is the build's file library: walking a build context,
+// .dockerignore rules, the content digests of what a COPY reads (for cache
+// keys; the stat-cache that remembers them is fsutil/statcache), and
+// Dockerfile COPY and ADD on plain directories with the semantics Docker
+// BuildKit gives them. The solver's file op, containers (commit, cp) and
+// the CLI use it; it imports nothing of the builder above internal/.
 //
 // DigestEntries works entry by entry, so that a cache miss can be
 // explained file by file: the tree is walked (directories listed in
@@ -25,4 +28,4 @@
 // prepared (a build context, a read-only view of a stage, a writable
 // overlay). Every path it reads or writes is resolved inside its root, so
 // no source path, symlink or ".." reaches outside SrcRoot or DstRoot.
-package fileop
+package fsutil

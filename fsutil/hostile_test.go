@@ -1,4 +1,4 @@
-package fileop
+package fsutil
 
 import (
 	"archive/tar"

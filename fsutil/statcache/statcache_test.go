@@ -19,7 +19,7 @@ import (
 	"go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
-	"github.com/builder-dev/builder/solver/ops/fileop"
+	"github.com/builder-dev/builder/fsutil"
 	"github.com/builder-dev/builder/store"
 )
 
@@ -74,13 +74,13 @@ func write(t testing.TB, p, data string) {
 }
 
 // sums digests all of dir as COPY . / would, through c when not nil.
-func sums(t testing.TB, dir string, c *Cache) (digest.Digest, []fileop.Entry) {
+func sums(t testing.TB, dir string, c *Cache) (digest.Digest, []fsutil.Entry) {
 	t.Helper()
-	req := fileop.CopyRequest{SrcRoot: dir, Sources: []string{"."}, Dest: "/"}
+	req := fsutil.CopyRequest{SrcRoot: dir, Sources: []string{"."}, Dest: "/"}
 	if c != nil {
 		req.ReadSums = c.ReadSums
 	}
-	d, entries, err := fileop.DigestEntries(context.Background(), req)
+	d, entries, err := fsutil.DigestEntries(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,8 +335,8 @@ func TestFlushPrunes(t *testing.T) {
 	// A copy of "a" alone asks nothing of sub/deeper; "a" changed, so
 	// Flush writes, and drops what is gone.
 	write(t, filepath.Join(dir, "a"), "changed")
-	req := fileop.CopyRequest{SrcRoot: dir, Sources: []string{"a"}, Dest: "/", ReadSums: c.ReadSums}
-	if _, err := fileop.Digest(context.Background(), req); err != nil {
+	req := fsutil.CopyRequest{SrcRoot: dir, Sources: []string{"a"}, Dest: "/", ReadSums: c.ReadSums}
+	if _, err := fsutil.Digest(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, c)
@@ -406,7 +406,7 @@ func TestConcurrent(t *testing.T) {
 						t.Error(err)
 						return
 					}
-					want, _ := fileop.ReadFileSums(context.Background(), p, fi)
+					want, _ := fsutil.ReadFileSums(context.Background(), p, fi)
 					if got.Content != want.Content {
 						t.Errorf("round %d, %s: %s, want %s", round, p, got.Content, want.Content)
 					}
@@ -427,11 +427,11 @@ func TestConcurrent(t *testing.T) {
 
 func TestRecordEncoding(t *testing.T) {
 	k := keyOf(&syscall.Stat_t{Size: 5, Ino: 7, Mode: 0o100644})
-	for _, s := range []fileop.FileSums{
+	for _, s := range []fsutil.FileSums{
 		{},
 		{Content: digest.FromString("x")},
 		{Link: "../target"},
-		{Content: digest.FromString("y"), Xattrs: []fileop.Xattr{{Name: "user.a", Value: []byte{0, 1}}, {Name: "security.capability", Value: nil}}},
+		{Content: digest.FromString("y"), Xattrs: []fsutil.Xattr{{Name: "user.a", Value: []byte{0, 1}}, {Name: "security.capability", Value: nil}}},
 	} {
 		v := encode(k, s)
 		got, ok := decode(v, k)
@@ -450,7 +450,7 @@ func TestRecordEncoding(t *testing.T) {
 }
 
 // normalize gives xattr values as decode does (never nil).
-func normalize(s fileop.FileSums) fileop.FileSums {
+func normalize(s fsutil.FileSums) fsutil.FileSums {
 	for i := range s.Xattrs {
 		if s.Xattrs[i].Value == nil {
 			s.Xattrs[i].Value = []byte{}

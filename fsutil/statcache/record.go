@@ -7,7 +7,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/builder-dev/builder/solver/ops/fileop"
+	"github.com/builder-dev/builder/fsutil"
 )
 
 // statKey is the part of a stat a record is valid for, encoded as it
@@ -28,7 +28,7 @@ func keyOf(st *syscall.Stat_t) statKey {
 
 // encode makes a record: the stat key, then the content digest, the
 // symlink target and the xattrs, each length-prefixed (uvarint).
-func encode(k statKey, s fileop.FileSums) []byte {
+func encode(k statKey, s fsutil.FileSums) []byte {
 	n := statKeyLen + len(s.Content) + len(s.Link) + 3*binary.MaxVarintLen64
 	for _, x := range s.Xattrs {
 		n += len(x.Name) + len(x.Value) + 2*binary.MaxVarintLen64
@@ -52,25 +52,25 @@ func appendString(b []byte, s string) []byte {
 
 // decode returns the sums of record v if it was made for stat key k. A
 // record that does not decode counts as made for another stat.
-func decode(v []byte, k statKey) (fileop.FileSums, bool) {
+func decode(v []byte, k statKey) (fsutil.FileSums, bool) {
 	if len(v) < statKeyLen || string(v[:statKeyLen]) != string(k[:]) {
-		return fileop.FileSums{}, false
+		return fsutil.FileSums{}, false
 	}
 	r := reader{b: v[statKeyLen:]}
-	var s fileop.FileSums
+	var s fsutil.FileSums
 	s.Content = digest.Digest(r.string())
 	s.Link = r.string()
 	if n := r.uvarint(); n > uint64(len(r.b)) {
 		r.bad = true // each takes two bytes at least
 	} else if n > 0 {
-		s.Xattrs = make([]fileop.Xattr, 0, n)
+		s.Xattrs = make([]fsutil.Xattr, 0, n)
 		for range n {
 			name := r.string()
-			s.Xattrs = append(s.Xattrs, fileop.Xattr{Name: name, Value: r.bytes()})
+			s.Xattrs = append(s.Xattrs, fsutil.Xattr{Name: name, Value: r.bytes()})
 		}
 	}
 	if r.bad || len(r.b) != 0 {
-		return fileop.FileSums{}, false
+		return fsutil.FileSums{}, false
 	}
 	return s, true
 }
