@@ -131,13 +131,6 @@ func readTar(t *testing.T, b []byte) (files map[string][]byte, links map[string]
 	}
 }
 
-// validateStoreImage runs go-containerregistry's validator over the store's
-// image m: digests, sizes and diff_ids all checked against the blobs.
-func validateStoreImage(t *testing.T, s *store.Store, m ocispec.Descriptor) {
-	t.Helper()
-	validateLayout(t, s.ContentDir(), m.Digest)
-}
-
 func validateLayout(t *testing.T, dir string, m digest.Digest) {
 	t.Helper()
 	p, err := layout.FromPath(dir)
@@ -214,4 +207,9 @@ func mkdirWrite(p string, b []byte) error {
 		return err
 	}
 	return os.WriteFile(p, b, 0o644)
+}
+
+// blobPath is where an OCI layout keeps the blob d.
+func blobPath(d digest.Digest) string {
+	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
 }

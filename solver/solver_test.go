@@ -13,12 +13,12 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/builder-dev/builder/exporter"
 	"github.com/builder-dev/builder/frontend/dockerfile"
 	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/solver"
+	"github.com/builder-dev/builder/source"
 	"github.com/builder-dev/builder/store"
 )
 
@@ -52,7 +52,7 @@ func newEnv(t *testing.T) *env {
 	}
 	rootfs := t.TempDir()
 	testutil.BusyboxRootfs(t, rootfs)
-	if _, err := exporter.Import(ctx, st, rootfs, "base/busybox:1", ocispec.ImageConfig{Env: []string{exporter.DefaultPath}, Cmd: []string{"sh"}}); err != nil {
+	if _, err := source.Import(ctx, st, rootfs, "base/busybox:1", ocispec.ImageConfig{Env: []string{source.DefaultPath}, Cmd: []string{"sh"}}); err != nil {
 		t.Fatal(err)
 	}
 	sn, err := snapshot.New(st.SnapshotsDir())

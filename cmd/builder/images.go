@@ -20,6 +20,7 @@ import (
 	"github.com/builder-dev/builder/container"
 	"github.com/builder-dev/builder/exporter"
 	"github.com/builder-dev/builder/internal/crashpoint"
+	"github.com/builder-dev/builder/source"
 	"github.com/builder-dev/builder/store"
 )
 
@@ -363,7 +364,7 @@ func newLoadCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			defer lock.Release()
-			names, err := exporter.Load(ctx, e.store, r)
+			names, err := source.Load(ctx, e.store, r)
 			if err != nil {
 				return err
 			}
@@ -447,9 +448,9 @@ the image. Prints the image ID, as images shows it in full.`,
 			}
 			var desc ocispec.Descriptor
 			if args[0] == "-" {
-				desc, err = exporter.ImportReader(ctx, e.store, os.Stdin, "-", name, cfg)
+				desc, err = source.ImportReader(ctx, e.store, os.Stdin, "-", name, cfg)
 			} else {
-				desc, err = exporter.Import(ctx, e.store, args[0], name, cfg)
+				desc, err = source.Import(ctx, e.store, args[0], name, cfg)
 			}
 			if err != nil {
 				return err

@@ -1,4 +1,4 @@
-package exporter
+package source
 
 import (
 	"bytes"
@@ -11,12 +11,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builder-dev/builder/exporter"
 	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/store"
 )
@@ -67,7 +69,10 @@ func legacyDockerArchive(t *testing.T, images ...legacyImage) (archive []byte, c
 		entries = append(entries, tarEntry{name: cd.Encoded() + ".json", body: string(cfg)})
 		manifest = append(manifest, entry{Config: cd.Encoded() + ".json", RepoTags: img.tags, Layers: paths})
 		for _, tag := range img.tags {
-			repo, tg := splitTag(tag)
+			repo, tg, ok := strings.Cut(tag, ":")
+			if !ok {
+				tg = "latest"
+			}
 			if repos[repo] == nil {
 				repos[repo] = map[string]string{}
 			}
@@ -193,8 +198,8 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	m := putImage(t, src, layers, "acceptance-diff/001-x", "reg:5000/x/y:t")
 	_, mf, _ := loadImage(t, src, "reg:5000/x/y:t")
 	for name, save := range map[string]func(context.Context, *store.Store, []string, io.Writer) error{
-		"docker": SaveDocker,
-		"oci":    SaveOCI,
+		"docker": exporter.SaveDocker,
+		"oci":    exporter.SaveOCI,
 	} {
 		t.Run(name, func(t *testing.T) {
 			var buf bytes.Buffer
@@ -220,6 +225,41 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A docker archive of an image named by its ID carries it untagged, and
+// loads back known by its ID.
+func TestSaveLoadUntaggedByID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	layer := makeTar(t, tarEntry{name: "a", body: "a"})
+	m := putImage(t, s, [][]byte{layer})
+	_, mf, _ := loadImage(t, s, m.Digest.String())
+	id := mf.Config.Digest
+
+	var buf bytes.Buffer
+	if err := exporter.SaveDocker(ctx, s, []string{id.Encoded()[:12]}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := readTar(t, buf.Bytes())
+	var manifest []struct{ RepoTags []string }
+	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil || len(manifest) != 1 || len(manifest[0].RepoTags) != 0 {
+		t.Errorf("manifest.json = %s, %v", files["manifest.json"], err)
+	}
+	// Loaded back, it is known by its ID, untagged.
+	s2 := newStore(t)
+	names, err := Load(ctx, s2, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(names, []string{id.String()}) {
+		t.Errorf("Load names = %v, want the ID", names)
+	}
+	imgs, err := s2.Images(ctx)
+	if err != nil || len(imgs) != 1 || imgs[0].Name != "" || imgs[0].Config.Digest != id {
+		t.Errorf("Images = %+v, %v", imgs, err)
 	}
 }
 

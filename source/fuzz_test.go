@@ -1,4 +1,4 @@
-package exporter
+package source
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/builder-dev/builder/exporter"
 	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/store"
 )
@@ -58,10 +59,10 @@ func TestFuzzLoadCorpus(t *testing.T) {
 	}
 	putImage(t, s, layers, "fuzz/app:1")
 	var docker, oci bytes.Buffer
-	if err := SaveDocker(ctx, s, []string{"fuzz/app:1"}, &docker); err != nil {
+	if err := exporter.SaveDocker(ctx, s, []string{"fuzz/app:1"}, &docker); err != nil {
 		t.Fatal(err)
 	}
-	if err := SaveOCI(ctx, s, []string{"fuzz/app:1"}, &oci); err != nil {
+	if err := exporter.SaveOCI(ctx, s, []string{"fuzz/app:1"}, &oci); err != nil {
 		t.Fatal(err)
 	}
 	legacy, _ := legacyDockerArchive(t, legacyImage{tags: []string{"fuzz/legacy:1"}, layers: layers[:1]})
