@@ -17,6 +17,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/builder-dev/builder/exporter"
 	"github.com/builder-dev/builder/frontend/dockerfile"
 	"github.com/builder-dev/builder/fsutil"
 	"github.com/builder-dev/builder/internal/hugeheap"
@@ -283,7 +284,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 		}
 	}
 	for _, out := range outputs {
-		if err := exportOutput(ctx, e, manifest, res, out, o.tags); err != nil {
+		if err := exporter.Export(ctx, e.store, exporter.Built{Manifest: manifest, Layers: res.Layers, Tags: o.tags}, out); err != nil {
 			return err
 		}
 	}

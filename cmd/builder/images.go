@@ -396,7 +396,7 @@ func newSaveCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return writeDest(out, func(w io.Writer) error {
+			return exporter.WriteDest(out, func(w io.Writer) error {
 				if format == "oci" {
 					return exporter.SaveOCI(ctx, e.store, args, w)
 				}
