@@ -53,4 +53,7 @@
 // processes leave (temporary files and directories, mounts under tmp/). Sweep needs the GC lock held exclusively; prune
 // runs it, and so does any command that writes to the store when it finds
 // no other holding the lock.
+//
+// It imports runner, snapshot, store, fsutil and internal packages only; it
+// must not import the solver, frontend, source, exporter, container or cmd.
 package gc

@@ -18,4 +18,8 @@
 // The snapshotter never mounts anything itself: it returns mounts as data
 // (Active.Mounts, View) for the runner to perform in the container's own
 // mount namespace.
+//
+// It imports snapshot/archive and internal packages only; it must not
+// import store (layers are read through the LayerOpener it declares), the
+// solver, runner or anything above them.
 package snapshot

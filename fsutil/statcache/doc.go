@@ -28,4 +28,8 @@
 // A file changed less than racyWindow before it was read is not
 // remembered: a second write within the same timestamp tick would leave
 // its stat as it was.
+//
+// It imports fsutil and internal packages only (its database is a small
+// interface it declares); it must not import store, the solver or anything
+// above them.
 package statcache

@@ -9,4 +9,7 @@
 // pages itself, so Reserve makes the heap grow once by a large block,
 // advises that block to be backed by huge pages, and frees it: the heap
 // then grows into it, one fault per 2 MiB.
+//
+// Like every internal package it imports the standard library and
+// third-party modules only, never a builder package.
 package hugeheap
