@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,6 +137,16 @@ func TestIdenticalWorkInTwoStagesRunsOnce(t *testing.T) {
 	}
 }
 
+// eventIndex is the position of the last build's event of step text with
+// status st, -1 when there is none.
+func (h *harness) eventIndex(text string, st solver.Status) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.IndexFunc(h.events, func(e solver.Event) bool {
+		return e.Status == st && strings.HasSuffix(e.Name, "] "+text)
+	})
+}
+
 func (h *harness) startedSteps(text string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -173,6 +184,10 @@ func TestCopyFromStageWaitsAndKeysOnIt(t *testing.T) {
 	}
 	if slow, cp := h.ops.index("done slow 1"), h.ops.index("key copy /f"); slow < 0 || cp < slow {
 		t.Errorf("the copy's key was computed (trace %d) before the stage it reads was done (%d): %v", cp, slow, h.ops.trace)
+	}
+	// Its time is its own: it starts after the stage it reads is done.
+	if done, start := h.eventIndex("RUN slow 1", solver.StatusDone), h.eventIndex("COPY --from=0 /f /", solver.StatusStart); done < 0 || start < done {
+		t.Errorf("the copy started (event %d) before the stage it reads was done (event %d)", start, done)
 	}
 	recs := h.records()
 	if got, want := recs["COPY --from=0 /f /"].Step.Input, recs["RUN slow 1"].Key; got != want {
