@@ -24,6 +24,7 @@ import (
 	"github.com/builder-dev/builder/progress"
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/solver"
+	"github.com/builder-dev/builder/solver/ops"
 )
 
 type buildOptions struct {
@@ -264,7 +265,8 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	// RUN steps start their containers' inits one ahead.
 	pool := &runner.Pool{Resources: limits}
 	defer pool.Close()
-	res, err := e.solver(pool, pr.Event).Solve(ctx, def, solver.Options{ContextDir: contextDir, Dockerfile: absFile, Ignore: ignore, NoCache: o.noCache, Explain: o.explain, MaxParallelism: o.maxParallelism})
+	res, err := e.solve(ctx, def, ops.Config{Runner: pool, ContextDir: contextDir, Ignore: ignore}, pr.Event,
+		solver.Options{Dockerfile: absFile, NoCache: o.noCache, Explain: o.explain, MaxParallelism: o.maxParallelism})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/solver"
+	"github.com/builder-dev/builder/solver/graph"
+	"github.com/builder-dev/builder/solver/ops"
 	"github.com/builder-dev/builder/store"
 	"github.com/builder-dev/builder/store/cache"
 )
@@ -36,8 +38,24 @@ func (g *globalOptions) open(ctx context.Context) (*env, error) {
 	return &env{store: st, snap: sn}, nil
 }
 
-func (e *env) solver(run solver.Runner, rep solver.Reporter) *solver.Solver {
-	return &solver.Solver{Store: e.store, Snap: e.snap, Runner: run, Reporter: rep}
+// solve builds def with its ops bound to the store, the snapshotter and
+// cfg's runner and build context.
+func (e *env) solve(ctx context.Context, def *graph.Definition, cfg ops.Config, rep solver.Reporter, opt solver.Options) (*solver.Result, error) {
+	cfg.Store, cfg.Snap = e.store, e.snap
+	r, err := ops.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &solver.Solver{Store: e.store, Ops: r, Images: r, Reporter: rep}
+	res, err := s.Solve(ctx, def, opt)
+	// After every stage has ended, whether or not the build worked.
+	if cerr := r.Close(ctx); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // imageConfig reads an image's manifest and its config in Docker's image

@@ -56,19 +56,6 @@ var layering = []struct {
 	{"internal/...", nil},
 }
 
-// expectedUntilSolverOpsLands are the imports main's solver still makes
-// against the layering: the solver-ops branch moves exec and copy into
-// solver/ops and unpacking into snapshot. Delete this list (the test says
-// so) once that branch is merged.
-var expectedUntilSolverOpsLands = []string{
-	"solver -> fsutil",
-	"solver -> fsutil/statcache",
-	"solver -> runner",
-	"solver -> runner/seccomp",
-	"solver -> snapshot",
-	"solver -> snapshot/archive",
-}
-
 // matches reports whether the package p (relative to the module) is
 // pattern or, for "x/...", under x; "..." matches every package.
 func matches(pattern, p string) bool {
@@ -143,10 +130,6 @@ func TestImportDirection(t *testing.T) {
 		names = append(names, p)
 	}
 	sort.Strings(names)
-	expected := map[string]bool{}
-	for _, e := range expectedUntilSolverOpsLands {
-		expected[e] = false
-	}
 	for _, p := range names {
 		pattern, imports, ok := rule(p)
 		if !ok {
@@ -157,17 +140,7 @@ func TestImportDirection(t *testing.T) {
 			if allowed(imports, imp) {
 				continue
 			}
-			edge := p + " -> " + imp
-			if _, ok := expected[edge]; ok {
-				expected[edge] = true
-				continue
-			}
 			t.Errorf("%s imports %s: against the layering (%s may import only %s)", p, imp, pattern, describe(imports))
-		}
-	}
-	for _, e := range expectedUntilSolverOpsLands {
-		if !expected[e] {
-			t.Errorf("%q is in expectedUntilSolverOpsLands but no longer happens: delete it from the list", e)
 		}
 	}
 }

@@ -3,11 +3,80 @@ package solver
 import (
 	"context"
 	"sync"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/store"
 	"github.com/builder-dev/builder/store/cache"
 )
+
+// This file is all the solver's use of the store's metadata: the build
+// lock, cache record lookups, the records it writes, the marks of use.
+
+// lockBuild takes the store's shared build lock for one Solve.
+func (s *Solver) lockBuild(ctx context.Context) (release func(), err error) {
+	lock, err := cache.LockBuild(ctx, s.Store.Root())
+	if err != nil {
+		return nil, err
+	}
+	return func() { lock.Release() }, nil
+}
+
+// touch marks the records of keys used now. Last-used times are advisory,
+// so they are written without the commit fsync (lazyDB).
+func (s *Solver) touch(ctx context.Context, keys []digest.Digest) error {
+	return cache.Touch(ctx, lazyDB{s.Store}, keys, time.Now().UTC())
+}
+
+// previous is the closest earlier record of step, for explaining a miss.
+func (s *Solver) previous(ctx context.Context, step cache.Step) (*cache.Record, error) {
+	return cache.Previous(ctx, s.Store, step)
+}
+
+// reader looks up cache records for one stage through a read session kept
+// open across the stage's cached steps, instead of opening the database
+// once per step; it is closed at the first miss, before any work, because
+// the session's shared lock keeps writers waiting.
+type reader struct {
+	store *store.Store
+	sess  *store.ReadSession
+}
+
+// lookup returns the record of key when its layer is still in the store.
+func (r *reader) lookup(ctx context.Context, key digest.Digest) (*cache.Record, error) {
+	if r.sess == nil {
+		sess, err := r.store.OpenReadSession(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r.sess = sess
+	}
+	rec, err := cache.Get(ctx, r.sess, key)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	if !r.store.HasBlob(rec.Layer.Digest) {
+		return nil, nil // pruned: a miss
+	}
+	return rec, nil
+}
+
+func (r *reader) close() {
+	if r.sess != nil {
+		_ = r.sess.Close()
+		r.sess = nil
+	}
+}
+
+// lazyDB writes without the commit fsync: last-used times are advisory.
+type lazyDB struct{ *store.Store }
+
+func (l lazyDB) Update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	return l.Store.UpdateLazy(ctx, fn)
+}
 
 // recorder puts the steps' layer blobs into the store and writes their
 // cache records, in the background, batching what arrives while it works:
