@@ -7,6 +7,7 @@ import (
 	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/store"
 	"github.com/builder-dev/builder/store/cache"
+	"github.com/builder-dev/builder/store/meta"
 )
 
 // recorder puts the steps' layer blobs into the store and writes their
@@ -16,7 +17,7 @@ import (
 // so a record never points at a missing blob; a crash may lose the newest
 // records, which only costs a re-run.
 type recorder struct {
-	db   cache.DB
+	db   meta.DB
 	mu   sync.Mutex
 	cond *sync.Cond
 	buf  []recorded
@@ -30,7 +31,7 @@ type recorded struct {
 	rec  cache.Record
 }
 
-func newRecorder(db cache.DB) *recorder {
+func newRecorder(db meta.DB) *recorder {
 	r := &recorder{db: db}
 	r.cond = sync.NewCond(&r.mu)
 	return r

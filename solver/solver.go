@@ -14,7 +14,6 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/builder-dev/builder/fsutil"
@@ -24,6 +23,7 @@ import (
 	"github.com/builder-dev/builder/solver/graph"
 	"github.com/builder-dev/builder/store"
 	"github.com/builder-dev/builder/store/cache"
+	"github.com/builder-dev/builder/store/meta"
 )
 
 // Runner runs one container; runner.Run in production, a counting wrapper
@@ -126,7 +126,9 @@ type call struct {
 	err  error
 }
 
-// Solve builds the target stage of def and everything it needs.
+// Solve builds the target stage of def and everything it needs. The
+// caller holds the store's build lock (store.LockBuild) from before Solve
+// until the result is named by an image, so that no prune removes it.
 func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) (*Result, error) {
 	if def.Target < 0 || def.Target >= len(def.Stages) {
 		return nil, fmt.Errorf("solve: target stage %d out of range", def.Target)
@@ -137,13 +139,8 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 	if opt.MaxParallelism < 0 {
 		return nil, fmt.Errorf("solve: max parallelism %d is negative", opt.MaxParallelism)
 	}
-	lock, err := cache.LockBuild(ctx, s.Store.Root())
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Release()
 	b := &build{s: s, def: def, opt: opt, prog: &progress{report: s.Reporter},
-		inflight: map[digest.Digest]*call{}, records: newRecorder(s.Store)}
+		inflight: map[digest.Digest]*call{}, records: newRecorder(s.Store.Meta())}
 	if opt.MaxParallelism > 0 {
 		b.sem = make(chan struct{}, opt.MaxParallelism)
 	}
@@ -158,7 +155,7 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 		// until Flush below, after every stage has ended (and the stages'
 		// ctx with them). A cache that cannot be opened only costs reading
 		// every file.
-		b.stat, _ = statcache.Open(ctx, s.Store, opt.ContextDir)
+		b.stat, _ = statcache.Open(ctx, s.Store.Meta(), opt.ContextDir)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for i := range def.Stages {
@@ -172,7 +169,7 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 			return f.err
 		})
 	}
-	err = g.Wait()
+	err := g.Wait()
 	if rerr := b.records.wait(); err == nil && rerr != nil {
 		err = fmt.Errorf("store layers and cache records: %w", rerr)
 	}
@@ -183,7 +180,7 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 		}
 	}
 	// Used records are marked even when the build failed: they were used.
-	if terr := cache.Touch(context.WithoutCancel(ctx), lazyDB{s.Store}, b.hits, time.Now().UTC()); err == nil && terr != nil {
+	if terr := cache.Touch(context.WithoutCancel(ctx), s.Store.Meta().Lazy(), b.hits, time.Now().UTC()); err == nil && terr != nil {
 		err = fmt.Errorf("mark cache records used: %w", terr)
 	}
 	if err != nil {
@@ -508,13 +505,13 @@ func (b *build) execute(ctx context.Context, cur state, key digest.Digest, info 
 // the session's shared lock keeps writers waiting.
 type reader struct {
 	store *store.Store
-	sess  *store.ReadSession
+	sess  *meta.ReadSession
 }
 
 // lookup returns the record of key when its layer is still in the store.
 func (r *reader) lookup(ctx context.Context, key digest.Digest) (*cache.Record, error) {
 	if r.sess == nil {
-		sess, err := r.store.OpenReadSession(ctx)
+		sess, err := r.store.Meta().OpenReadSession(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -535,13 +532,6 @@ func (r *reader) close() {
 		_ = r.sess.Close()
 		r.sess = nil
 	}
-}
-
-// lazyDB writes without the commit fsync: last-used times are advisory.
-type lazyDB struct{ *store.Store }
-
-func (l lazyDB) Update(ctx context.Context, fn func(*bolt.Tx) error) error {
-	return l.Store.UpdateLazy(ctx, fn)
 }
 
 // chainID is the chain ID of the state's layers ("" for none).

@@ -30,10 +30,10 @@ func TestStagedBlobHasNoName(t *testing.T) {
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := os.ReadFile(s.BlobPath(b.Desc.Digest)); err != nil || string(got) != "staged" {
+	if got, err := os.ReadFile(s.blobPath(b.Desc.Digest)); err != nil || string(got) != "staged" {
 		t.Errorf("committed blob: %q, %v", got, err)
 	}
-	fi, err := os.Stat(s.BlobPath(b.Desc.Digest))
+	fi, err := os.Stat(s.blobPath(b.Desc.Digest))
 	if err != nil || fi.Mode().Perm() != 0o644 {
 		t.Errorf("committed blob mode: %v, %v", fi.Mode(), err)
 	}
@@ -59,7 +59,7 @@ func TestIndexTempReplaced(t *testing.T) {
 	if err := os.WriteFile(left, []byte("half a"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if !LockFreeTemp("index.json" + replaceSuffix) {
+	if !lockFreeTemp("index.json" + replaceSuffix) {
 		t.Error("index.json's temporary file is not known as written without the build lock")
 	}
 	d, err := s.WriteJSON(ctx, "application/vnd.oci.image.manifest.v1+json", map[string]any{"config": map[string]any{"digest": "sha256:" + strings.Repeat("0", 64)}})

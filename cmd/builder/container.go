@@ -111,7 +111,7 @@ func newMonitorCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			rt := e.runtime()
-			c, err := container.Get(ctx, e.store, args[0])
+			c, err := container.Get(ctx, e.store.Meta(), args[0])
 			if err != nil {
 				report(monitorReport{Error: err.Error()})
 				return err
@@ -252,7 +252,7 @@ func newLogsCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			running := func() bool {
-				now, err := container.Get(ctx, e.store, c.ID)
+				now, err := container.Get(ctx, e.store.Meta(), c.ID)
 				return err == nil && container.Live(now)
 			}
 			return container.ReadLog(ctx, rt.LogPath(c.ID), os.Stdout, os.Stderr,

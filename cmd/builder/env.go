@@ -11,7 +11,6 @@ import (
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/solver"
 	"github.com/builder-dev/builder/store"
-	"github.com/builder-dev/builder/store/cache"
 )
 
 // env is the opened store and what is wired on it.
@@ -66,12 +65,12 @@ func (e *env) imageConfig(ctx context.Context, ref string) (ocispec.Descriptor, 
 // processes left (gc.Sweep): that is usually nothing, found with a few
 // directory reads. A failed sweep only leaves litter for the next one, so
 // it does not stop the command.
-func (e *env) lockWrites(ctx context.Context) (*cache.Lock, error) {
-	if l, err := cache.TryLockGC(e.store.Root()); err == nil && l != nil {
+func (e *env) lockWrites(ctx context.Context) (*store.Lock, error) {
+	if l, err := e.store.TryLockGC(); err == nil && l != nil {
 		_, _ = e.collector().Sweep(ctx)
 		l.Release()
 	}
-	return cache.LockBuild(ctx, e.store.Root())
+	return e.store.LockBuild(ctx)
 }
 
 // withStore adapts a command that works on the opened store to cobra's

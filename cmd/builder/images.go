@@ -308,7 +308,7 @@ func removeImage(ctx context.Context, e *env, ref string, force bool) error {
 		if err != nil {
 			return err
 		}
-		users, err := container.Using(ctx, e.store, desc.Digest, digest.Digest(id))
+		users, err := container.Using(ctx, e.store.Meta(), desc.Digest, digest.Digest(id))
 		if err != nil {
 			return err
 		}
