@@ -52,7 +52,7 @@ func (d Damage) Clean() bool {
 // entries), the unpacked layers of bad blobs, and the corrupt blob files.
 // With repair, an index.json that is no JSON is first rebuilt from the
 // manifests among the blobs (store.RebuildIndex), and a meta.db that is no
-// database moved aside for a new one (store.ResetMeta); without, they are
+// database moved aside for a new one (meta.File.Reset); without, they are
 // the error.
 // It holds the store's GC lock throughout, as Prune does.
 func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -88,4 +90,31 @@ func tmpEntries(t *testing.T, s *Store) []string {
 		out = append(out, e.Name())
 	}
 	return out
+}
+
+// SweepTmp removes what killed processes left in tmp/, counted first by
+// TmpUsage, and keeps index.json's temporary file, which its writer holds
+// the index lock for, not the build lock.
+func TestSweepTmp(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	for _, name := range []string{"ingest-1", "index.json" + replaceSuffix} {
+		if err := os.WriteFile(filepath.Join(s.TmpDir(), name), make([]byte, 8192), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(s.TmpDir(), "mnt-1", "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	usage, err := s.TmpUsage(ctx)
+	if err != nil || usage < 8192 {
+		t.Fatalf("TmpUsage = %d, %v", usage, err)
+	}
+	n, freed, err := s.SweepTmp(ctx)
+	if err != nil || n != 2 || freed != usage {
+		t.Errorf("SweepTmp = %d, %d, %v; want 2, %d", n, freed, err, usage)
+	}
+	if got := tmpEntries(t, s); !slices.Equal(got, []string{"index.json" + replaceSuffix}) {
+		t.Errorf("tmp/ after a sweep: %v", got)
+	}
 }

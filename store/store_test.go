@@ -609,6 +609,6 @@ func TestOpenMetaEmptyOrDamaged(t *testing.T) {
 		t.Errorf("the damaged meta.db was not kept at %s: %v", aside, err)
 	}
 	if err := s.Meta().View(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
-		t.Errorf("View after ResetMeta: %v", err)
+		t.Errorf("View after Reset: %v", err)
 	}
 }

@@ -28,4 +28,7 @@
 // A file changed less than racyWindow before it was read is not
 // remembered: a second write within the same timestamp tick would leave
 // its stat as it was.
+//
+// It takes the database as a meta.DB (package store/meta, a leaf that
+// imports only bbolt), never the store itself.
 package statcache
