@@ -90,7 +90,7 @@ func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return rep, err
+			return rep, fmt.Errorf("sweep: %w", err)
 		}
 		n, err := du.Remove(filepath.Join(c.ContainersDir, name), mount.UnmountUnder)
 		if err != nil {

@@ -22,7 +22,7 @@ func (s *Snapshotter) Walk(ctx context.Context, fn func(chainID digest.Digest, d
 	dir := filepath.Join(s.root, digest.SHA256.String())
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("list layers: %w", err)
+		return err // names the directory
 	}
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 
@@ -50,7 +49,7 @@ func (s *Content) blobPath(d digest.Digest) string {
 func (s *Content) Walk(ctx context.Context, fn func(d digest.Digest, size int64) error) error {
 	entries, err := os.ReadDir(s.blobsDir())
 	if err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("list blobs: %w", err)
+		return err // names the directory
 	}
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {

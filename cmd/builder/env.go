@@ -60,6 +60,8 @@ func (e *env) imageConfig(ctx context.Context, ref string) (ocispec.Descriptor, 
 // lockWrites takes the store's shared build lock for a command that writes
 // blobs and then names them (build, load, import): a prune waits for it, so
 // it cannot collect blobs between their write and the tag that keeps them.
+// It is the one place a command takes it: the solver does not, since the
+// lock must last past Solve until the image is written and tagged.
 //
 // When no other process holds the lock, it first removes what killed
 // processes left (gc.Sweep): that is usually nothing, found with a few
