@@ -19,7 +19,7 @@ type Content struct {
 	tmp  string // the store's tmp/
 	lock string // index.lock
 	// remember keeps the LayerInfo of a layer blob once it is committed
-	// (the store's SetLayerInfos, in meta.db).
+	// (the store's setLayerInfos, in meta.db).
 	remember func(context.Context, map[digest.Digest]LayerInfo) error
 }
 

@@ -183,7 +183,7 @@ func (s *Store) LayerInfos(ctx context.Context, blobs []digest.Digest) (map[dige
 		out[d] = li
 		counted[d] = li
 	}
-	if err := s.SetLayerInfos(ctx, counted); err != nil {
+	if err := s.setLayerInfos(ctx, counted); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -208,9 +208,9 @@ func (s *Store) countLayer(ctx context.Context, d digest.Digest) (LayerInfo, err
 	return li, nil
 }
 
-// SetLayerInfos remembers the LayerInfo of layer blobs (see LayerInfos),
+// setLayerInfos remembers the LayerInfo of layer blobs (see LayerInfos),
 // without an fsync: they can always be counted again from the blobs.
-func (s *Store) SetLayerInfos(ctx context.Context, infos map[digest.Digest]LayerInfo) error {
+func (s *Store) setLayerInfos(ctx context.Context, infos map[digest.Digest]LayerInfo) error {
 	err := s.meta.Lazy().Update(ctx, func(tx *bbolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(layersBucket)
 		if err != nil {

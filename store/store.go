@@ -60,7 +60,7 @@ func Open(ctx context.Context, root string) (*Store, error) {
 		dir:      filepath.Join(abs, "content"),
 		tmp:      s.TmpDir(),
 		lock:     filepath.Join(abs, "index.lock"),
-		remember: s.SetLayerInfos,
+		remember: s.setLayerInfos,
 	}
 	for _, d := range []string{
 		s.root,
