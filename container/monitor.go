@@ -111,7 +111,7 @@ func (m *Monitor) Fail(err error) error {
 // Run runs the container id of rt to its end, forwarding signals to it,
 // and reports its pid once it runs, or why it could not start.
 func (m *Monitor) Run(ctx context.Context, rt *Runtime, id string, signals []os.Signal) error {
-	c, err := Get(ctx, rt.Store, id)
+	c, err := Get(ctx, rt.Store.Meta(), id)
 	if err != nil {
 		return m.Fail(err)
 	}

@@ -67,7 +67,7 @@ func Remove(ctx context.Context, s *store.Store, ref string, o RemoveOptions) er
 			return err
 		}
 		id := m.Config.Digest
-		users, err := container.Using(ctx, s, desc.Digest, id)
+		users, err := container.Using(ctx, s.Meta(), desc.Digest, id)
 		if err != nil {
 			return err
 		}

@@ -265,7 +265,7 @@ func (h *harness) statuses() map[string]solver.Status {
 // records are the store's cache records, by step text.
 func (h *harness) records() map[string]cache.Record {
 	h.t.Helper()
-	list, err := cache.List(context.Background(), h.st)
+	list, err := cache.List(context.Background(), h.st.Meta())
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -6,34 +6,26 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/store"
 	"github.com/builder-dev/builder/store/cache"
+	"github.com/builder-dev/builder/store/meta"
 )
 
-// This file is all the solver's use of the store's metadata: the build
-// lock, cache record lookups, the records it writes, the marks of use.
-
-// lockBuild takes the store's shared build lock for one Solve.
-func (s *Solver) lockBuild(ctx context.Context) (release func(), err error) {
-	lock, err := cache.LockBuild(ctx, s.Store.Root())
-	if err != nil {
-		return nil, err
-	}
-	return func() { lock.Release() }, nil
-}
+// This file is all the solver's use of the store's metadata: cache record
+// lookups, the records it writes, the marks of use. (The build lock is the
+// caller's: see Solve.)
 
 // touch marks the records of keys used now. Last-used times are advisory,
-// so they are written without the commit fsync (lazyDB).
+// so they are written without the commit fsync (meta's Lazy).
 func (s *Solver) touch(ctx context.Context, keys []digest.Digest) error {
-	return cache.Touch(ctx, lazyDB{s.Store}, keys, time.Now().UTC())
+	return cache.Touch(ctx, s.Store.Meta().Lazy(), keys, time.Now().UTC())
 }
 
 // previous is the closest earlier record of step, for explaining a miss.
 func (s *Solver) previous(ctx context.Context, step cache.Step) (*cache.Record, error) {
-	return cache.Previous(ctx, s.Store, step)
+	return cache.Previous(ctx, s.Store.Meta(), step)
 }
 
 // reader looks up cache records for one stage through a read session kept
@@ -42,13 +34,13 @@ func (s *Solver) previous(ctx context.Context, step cache.Step) (*cache.Record, 
 // the session's shared lock keeps writers waiting.
 type reader struct {
 	store *store.Store
-	sess  *store.ReadSession
+	sess  *meta.ReadSession
 }
 
 // lookup returns the record of key when its layer is still in the store.
 func (r *reader) lookup(ctx context.Context, key digest.Digest) (*cache.Record, error) {
 	if r.sess == nil {
-		sess, err := r.store.OpenReadSession(ctx)
+		sess, err := r.store.Meta().OpenReadSession(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -71,13 +63,6 @@ func (r *reader) close() {
 	}
 }
 
-// lazyDB writes without the commit fsync: last-used times are advisory.
-type lazyDB struct{ *store.Store }
-
-func (l lazyDB) Update(ctx context.Context, fn func(*bolt.Tx) error) error {
-	return l.Store.UpdateLazy(ctx, fn)
-}
-
 // recorder puts the steps' layer blobs into the store and writes their
 // cache records, in the background, batching what arrives while it works:
 // a blob's sync and a transaction's fsync are then off the path from one
@@ -85,7 +70,7 @@ func (l lazyDB) Update(ctx context.Context, fn func(*bolt.Tx) error) error {
 // so a record never points at a missing blob; a crash may lose the newest
 // records, which only costs a re-run.
 type recorder struct {
-	db   cache.DB
+	db   meta.DB
 	mu   sync.Mutex
 	cond *sync.Cond
 	buf  []recorded
@@ -99,7 +84,7 @@ type recorded struct {
 	rec  cache.Record
 }
 
-func newRecorder(db cache.DB) *recorder {
+func newRecorder(db meta.DB) *recorder {
 	r := &recorder{db: db}
 	r.cond = sync.NewCond(&r.mu)
 	return r

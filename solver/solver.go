@@ -76,7 +76,9 @@ type build struct {
 	records  *recorder
 }
 
-// Solve builds the target stage of def and everything it needs.
+// Solve builds the target stage of def and everything it needs. The
+// caller holds the store's build lock (store.LockBuild) from before Solve
+// until the result is named by an image, so that no prune removes it.
 func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) (*Result, error) {
 	if def.Target < 0 || def.Target >= len(def.Stages) {
 		return nil, fmt.Errorf("solve: target stage %d out of range", def.Target)
@@ -84,13 +86,8 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 	if opt.MaxParallelism < 0 {
 		return nil, fmt.Errorf("solve: max parallelism %d is negative", opt.MaxParallelism)
 	}
-	unlock, err := s.lockBuild(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
 	b := &build{s: s, def: def, opt: opt, prog: &progress{report: s.Reporter},
-		inflight: map[digest.Digest]*call{}, records: newRecorder(s.Store)}
+		inflight: map[digest.Digest]*call{}, records: newRecorder(s.Store.Meta())}
 	if opt.MaxParallelism > 0 {
 		b.sem = make(chan struct{}, opt.MaxParallelism)
 	}
@@ -102,9 +99,11 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 	// Bound under the build's ctx, not a stage's, before any stage starts:
 	// an op may start work that must outlive the stages (solver/ops opens
 	// the context's stat-cache when it binds a context copy).
-	if b.ops, err = b.bind(ctx, needed); err != nil {
+	ops, err := b.bind(ctx, needed)
+	if err != nil {
 		return nil, err
 	}
+	b.ops = ops
 	g, gctx := errgroup.WithContext(ctx)
 	for i := range def.Stages {
 		if !needed[i] {

@@ -171,7 +171,7 @@ func newLogsCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			running := func() bool {
-				now, err := container.Get(ctx, e.store, c.ID)
+				now, err := container.Get(ctx, e.store.Meta(), c.ID)
 				return err == nil && container.Live(now)
 			}
 			return container.ReadLog(ctx, rt.LogPath(c.ID), os.Stdout, os.Stderr,

@@ -13,7 +13,6 @@ import (
 	"github.com/builder-dev/builder/solver/graph"
 	"github.com/builder-dev/builder/solver/ops"
 	"github.com/builder-dev/builder/store"
-	"github.com/builder-dev/builder/store/cache"
 )
 
 // env is the opened store and what is wired on it.
@@ -79,17 +78,19 @@ func (e *env) imageConfig(ctx context.Context, ref string) (ocispec.Descriptor, 
 // lockWrites takes the store's shared build lock for a command that writes
 // blobs and then names them (build, load, import): a prune waits for it, so
 // it cannot collect blobs between their write and the tag that keeps them.
+// It is the one place a command takes it: the solver does not, since the
+// lock must last past Solve until the image is written and tagged.
 //
 // When no other process holds the lock, it first removes what killed
 // processes left (gc.Sweep): that is usually nothing, found with a few
 // directory reads. A failed sweep only leaves litter for the next one, so
 // it does not stop the command.
-func (e *env) lockWrites(ctx context.Context) (*cache.Lock, error) {
-	if l, err := cache.TryLockGC(e.store.Root()); err == nil && l != nil {
+func (e *env) lockWrites(ctx context.Context) (*store.Lock, error) {
+	if l, err := e.store.TryLockGC(); err == nil && l != nil {
 		_, _ = e.collector().Sweep(ctx)
 		l.Release()
 	}
-	return cache.LockBuild(ctx, e.store.Root())
+	return e.store.LockBuild(ctx)
 }
 
 // withStore adapts a command that works on the opened store to cobra's

@@ -94,7 +94,7 @@ func (r *Resolver) ResolveOp(ctx context.Context, op graph.Op) (solver.Op, error
 func (r *Resolver) openStat(ctx context.Context) {
 	r.statOnce.Do(func() {
 		if r.cfg.ContextDir != "" {
-			r.stat, _ = statcache.Open(ctx, r.cfg.Store, r.cfg.ContextDir)
+			r.stat, _ = statcache.Open(ctx, r.cfg.Store.Meta(), r.cfg.ContextDir)
 		}
 	})
 }
