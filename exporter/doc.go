@@ -1,4 +1,5 @@
-// Package exporter takes results out of the store: docker save archives
+// Package exporter takes results out: a built image into the store under
+// its tags (StoreImage), docker save archives
 // (manifest.json with RepoTags), OCI archives (a tar of an OCI image
 // layout), and a build's outputs (those archives, its root filesystem as a
 // local directory or a tar) — and next, a registry push. Images come in

@@ -270,14 +270,9 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err != nil {
 		return err
 	}
-	manifest, config, err := e.store.PutImage(ctx, res.Config, res.Layers)
+	manifest, config, err := exporter.StoreImage(ctx, e.store, res.Config, res.Layers, o.tags)
 	if err != nil {
-		return fmt.Errorf("write image: %w", err)
-	}
-	for _, t := range o.tags {
-		if err := e.store.Tag(ctx, t, manifest); err != nil {
-			return fmt.Errorf("tag %s: %w", t, err)
-		}
+		return err
 	}
 	id := config.Digest.String()
 	if o.iidfile != "" {
