@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/builder-dev/builder/internal/xattr"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -25,10 +26,7 @@ type FileSums struct {
 }
 
 // Xattr is one extended attribute.
-type Xattr struct {
-	Name  string
-	Value []byte
-}
+type Xattr = xattr.Attr
 
 // ReadFileSums reads the FileSums of hostPath, whose Lstat is fi, without
 // following a symlink.

@@ -186,8 +186,8 @@ func describeTree(t testing.TB, dir string) []string {
 			return err
 		}
 		var xs []string
-		for k, v := range xattrs {
-			xs = append(xs, k+"="+showXattr(string(v)))
+		for _, x := range xattrs {
+			xs = append(xs, x.Name+"="+showXattr(string(x.Value)))
 		}
 		sort.Strings(xs)
 		for _, x := range xs {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/builder-dev/builder/internal/dirent"
+	"github.com/builder-dev/builder/internal/xattr"
 )
 
 // WriteOptions tunes WriteLayer.
@@ -232,7 +233,7 @@ func (lw *layerWriter) entry(dirfd int, rel string, c *child, st *unix.Stat_t) e
 		}
 		defer unix.Close(fd)
 	}
-	var xattrs map[string][]byte
+	var xattrs []xattr.Attr
 	var err error
 	if fd >= 0 {
 		xattrs, err = listXattrsFd(fd, name)
@@ -242,15 +243,18 @@ func (lw *layerWriter) entry(dirfd int, rel string, c *child, st *unix.Stat_t) e
 	if err != nil {
 		return err
 	}
-	opaque := string(xattrs[overlayOpaque]) == "y"
-	for k, v := range xattrs {
-		if isOverlayXattr(k) {
+	opaque := false
+	for _, x := range xattrs {
+		if x.Name == overlayOpaque {
+			opaque = string(x.Value) == "y"
+		}
+		if isOverlayXattr(x.Name) {
 			continue
 		}
 		if hdr.PAXRecords == nil {
 			hdr.PAXRecords = map[string]string{}
 		}
-		hdr.PAXRecords[paxXattr+k] = string(v)
+		hdr.PAXRecords[paxXattr+x.Name] = string(x.Value)
 	}
 
 	switch ft {
