@@ -19,6 +19,7 @@ import (
 
 	"github.com/builder-dev/builder/container"
 	"github.com/builder-dev/builder/exporter"
+	"github.com/builder-dev/builder/frontend/dockerfile"
 	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/store"
 )
@@ -418,24 +419,19 @@ zstd), - to read that tar from stdin, or a directory. REF, if given, tags
 the image. Prints the image ID, as images shows it in full.`,
 		Args: rangeArgs(1, 2),
 		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
-			cfg := ocispec.ImageConfig{Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}
+			var dcfg dockerspec.DockerOCIImageConfig
+			dcfg.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 			for _, c := range changes {
-				k, v, _ := strings.Cut(c, " ")
-				switch strings.ToUpper(k) {
-				case "CMD":
-					var cmdv []string
-					if err := json.Unmarshal([]byte(v), &cmdv); err != nil {
-						cmdv = []string{"/bin/sh", "-c", v}
-					}
-					cfg.Cmd = cmdv
-				case "ENV":
-					cfg.Env = append(cfg.Env, strings.Replace(v, " ", "=", 1))
-				case "WORKDIR":
-					cfg.WorkingDir = v
+				switch dockerfile.ChangeInstruction(c) {
+				case "CMD", "ENV", "WORKDIR":
 				default:
 					return usageError{fmt.Errorf("unsupported --change %q (CMD, ENV, WORKDIR)", c)}
 				}
 			}
+			if err := dockerfile.ApplyChanges(&dcfg, changes); err != nil {
+				return usageError{err}
+			}
+			cfg := dcfg.ImageConfig
 			lock, err := e.lockWrites(ctx)
 			if err != nil {
 				return err
