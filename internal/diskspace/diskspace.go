@@ -3,6 +3,7 @@ package diskspace
 import (
 	"fmt"
 
+	"github.com/builder-dev/builder/internal/unixutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,15 +75,8 @@ func New(fd int, show string) (*Guard, error) {
 // refresh asks the filesystem what is free and opens a new window.
 func (s *Guard) refresh() error {
 	var st unix.Statfs_t
-	for {
-		err := unix.Fstatfs(s.fd, &st)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("statfs %s: %w", s.show, err)
-		}
-		break
+	if err := unixutil.IgnoringEINTR(func() error { return unix.Fstatfs(s.fd, &st) }); err != nil {
+		return fmt.Errorf("statfs %s: %w", s.show, err)
 	}
 	s.bsize = st.Bsize
 	if s.bsize <= 0 {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/builder-dev/builder/internal/dirent"
+	"github.com/builder-dev/builder/internal/unixutil"
 	"github.com/builder-dev/builder/internal/xattr"
 )
 
@@ -334,10 +335,7 @@ func (lw *layerWriter) copyFile(fd int, name string, size int64) error {
 		if left < int64(want) {
 			want = int(left) + 1
 		}
-		n, err := unix.Read(fd, lw.buf[:want])
-		if err == unix.EINTR {
-			continue
-		}
+		n, err := unixutil.IgnoringEINTRIO(unix.Read, fd, lw.buf[:want])
 		if err != nil {
 			return fmt.Errorf("read %s: %w", name, err)
 		}
