@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builder-dev/builder/internal/ctxio"
 	"github.com/builder-dev/builder/store"
 )
 
@@ -148,7 +149,7 @@ func rewriteDockerArchive(ctx context.Context, tr *tar.Reader, repos map[string]
 		if err := tw.WriteHeader(h); err != nil {
 			return err
 		}
-		if _, err := io.Copy(tw, ctxReader{ctx, tr}); err != nil {
+		if _, err := io.Copy(tw, ctxio.NewReader(ctx, tr)); err != nil {
 			return fmt.Errorf("write %s: %w", h.Name, err)
 		}
 	}
@@ -278,7 +279,7 @@ func (l *dockerLayer) Compressed() (io.ReadCloser, error) {
 	return struct {
 		io.Reader
 		io.Closer
-	}{errReader{ctxReader{l.ctx, rc}, l}, rc}, nil
+	}{errReader{ctxio.NewReader(l.ctx, rc), l}, rc}, nil
 }
 
 // errReader names the layer and its image in a read error: the tarball

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builder-dev/builder/internal/ctxio"
 	"github.com/builder-dev/builder/internal/diskspace"
 	"github.com/builder-dev/builder/store"
 )
@@ -399,7 +400,7 @@ func checkDiffID(ctx context.Context, r io.Reader, diffID digest.Digest) (store.
 	}
 	defer zr.Close()
 	dg := digest.Canonical.Digester()
-	info, err := store.CountTar(io.TeeReader(ctxReader{ctx, zr}, dg.Hash()))
+	info, err := store.CountTar(io.TeeReader(ctxio.NewReader(ctx, zr), dg.Hash()))
 	if err != nil {
 		return store.LayerInfo{}, fmt.Errorf("layer: %w", err)
 	}
@@ -530,7 +531,7 @@ func newSpool(ctx context.Context, s *store.Store, r io.Reader) (*spool, error) 
 		return sp, err
 	}
 	defer rc.Close()
-	tr := tar.NewReader(ctxReader{ctx, rc})
+	tr := tar.NewReader(ctxio.NewReader(ctx, rc))
 	n := 0
 	for {
 		h, err := tr.Next()

@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builder-dev/builder/internal/ctxio"
 	"github.com/builder-dev/builder/store"
 )
 
@@ -107,21 +108,8 @@ func writeBlob(ctx context.Context, tw *tar.Writer, s *store.Store, d ocispec.De
 	}
 	// A blob longer than d.Size fails the tar writer, a shorter one the
 	// digest check.
-	if _, err := io.Copy(tw, ctxReader{ctx, rc}); err != nil {
+	if _, err := io.Copy(tw, ctxio.NewReader(ctx, rc)); err != nil {
 		return fmt.Errorf("write blob %s: %w", d.Digest, err)
 	}
 	return nil
-}
-
-// ctxReader stops a long copy once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

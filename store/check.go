@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/builder-dev/builder/internal/ctxio"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -137,7 +138,7 @@ func (s *Store) checkBlob(ctx context.Context, d digest.Digest) error {
 		return err
 	}
 	defer rc.Close()
-	_, err = io.Copy(io.Discard, ctxReader{ctx, rc})
+	_, err = io.Copy(io.Discard, ctxio.NewReader(ctx, rc))
 	if err != nil && !errors.Is(err, ErrDigest) {
 		err = fmt.Errorf("read blob %s: %w", d, err)
 	}

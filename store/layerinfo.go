@@ -11,6 +11,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/builder-dev/builder/internal/ctxio"
 	"github.com/opencontainers/go-digest"
 	"go.etcd.io/bbolt"
 )
@@ -196,7 +197,7 @@ func (s *Store) countLayer(ctx context.Context, d digest.Digest) (LayerInfo, err
 	}
 	defer rc.Close()
 	c := newTarCounter()
-	_, err = io.Copy(c, ctxReader{ctx, rc})
+	_, err = io.Copy(c, ctxio.NewReader(ctx, rc))
 	li, cerr := c.Close()
 	if err == nil {
 		err = cerr
