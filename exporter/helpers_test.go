@@ -31,33 +31,26 @@ func newStore(t *testing.T) *store.Store {
 	return s
 }
 
-// tarEntry is one file of a test tar.
+// tarEntry is one file of a test tar: a regular file, or a symlink when
+// linkname is set.
 type tarEntry struct {
 	name     string
 	body     string
-	linkname string // makes a symlink
+	linkname string
 }
 
+// makeTar is testutil.Tar of entries: files with mtime 0, symlinks 0777.
 func makeTar(t *testing.T, entries ...tarEntry) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	out := make([]testutil.TarEntry, 0, len(entries))
 	for _, e := range entries {
-		h := &tar.Header{Typeflag: tar.TypeReg, Name: e.name, Mode: 0o644, Size: int64(len(e.body)), ModTime: time.Unix(0, 0)}
+		te := testutil.TarEntry{Name: e.name, Body: e.body, ModTime: time.Unix(0, 0)}
 		if e.linkname != "" {
-			h = &tar.Header{Typeflag: tar.TypeSymlink, Name: e.name, Linkname: e.linkname, Mode: 0o777}
+			te = testutil.TarEntry{Name: e.name, Type: tar.TypeSymlink, Linkname: e.linkname, Mode: 0o777}
 		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(e.body)); err != nil {
-			t.Fatal(err)
-		}
+		out = append(out, te)
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return testutil.Tar(t, out...)
 }
 
 var testCreated = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)

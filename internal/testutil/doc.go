@@ -1,4 +1,6 @@
 // Package testutil holds helpers shared by the project's tests: the root
-// check, and base images made at test time from Debian's busybox-static (no
-// image blob is ever committed).
+// check, base images made at test time from Debian's busybox-static (no
+// image blob is ever committed), tree listings, and the one tar builder
+// (TarEntry by named fields; Tar for a small tar, TarWriter for a streamed
+// one) that every package's tests write their archives with.
 package testutil
