@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	units "github.com/docker/go-units"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -40,19 +41,10 @@ func shortID(id string) string {
 	return id
 }
 
+// humanSize is a size in decimal units with three significant digits, as
+// docker's SIZE columns and df print it ("12.3MB").
 func humanSize(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	f := float64(n)
-	for _, u := range []string{"kB", "MB", "GB", "TB"} {
-		f /= unit
-		if f < unit {
-			return fmt.Sprintf("%.3g%s", f, u)
-		}
-	}
-	return fmt.Sprintf("%.3gPB", f/unit)
+	return units.HumanSizeWithPrecision(float64(n), 3)
 }
 
 // ago is how long ago t was, as docker's CREATED columns say it.

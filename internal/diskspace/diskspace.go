@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/builder-dev/builder/internal/unixutil"
+	"github.com/docker/go-units"
 	"golang.org/x/sys/unix"
 )
 
@@ -150,16 +151,13 @@ func (s *Guard) Take(size int64) error {
 	return nil
 }
 
-// showBytes renders n in binary units, as df -h does.
+// showBytes renders n in binary units, as df -h does ("1.5 MiB"; "512 B"
+// below 1 KiB).
 func showBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
+	if n < 1024 {
 		return fmt.Sprintf("%d B", n)
 	}
-	f, i := float64(n), 0
-	for f >= unit && i < 6 {
-		f /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", f, "KMGTPE"[i-1])
+	return units.CustomSize("%.1f %s", float64(n), 1024, binaryAbbrs)
 }
+
+var binaryAbbrs = []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
