@@ -39,7 +39,7 @@ test: deps
 # The fuzz targets (package:Target). `make test` runs each for a few seconds
 # on top of its checked-in corpus; `make fuzz FUZZTIME=10m` searches longer.
 FUZZ_TARGETS := ./frontend/dockerfile:FuzzParse ./store:FuzzReference \
-	./snapshot/archive:FuzzApply ./exporter:FuzzLoad
+	./snapshot/archive:FuzzApply ./source:FuzzLoad
 FUZZTIME_TEST ?= 4s
 FUZZTIME ?= 2m
 fuzz:

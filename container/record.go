@@ -15,6 +15,8 @@ import (
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/builder-dev/builder/store/meta"
 )
 
 // Errors, to check with errors.Is.
@@ -28,13 +30,6 @@ var (
 	// ErrAmbiguous: an ID prefix matches several containers.
 	ErrAmbiguous = errors.New("ambiguous container ID prefix")
 )
-
-// DB is the part of the store records live in: short transactions on the
-// metadata database.
-type DB interface {
-	View(ctx context.Context, fn func(*bolt.Tx) error) error
-	Update(ctx context.Context, fn func(*bolt.Tx) error) error
-}
 
 var (
 	recordsBucket = []byte("containers.v1")       // id -> Container
@@ -187,7 +182,7 @@ func ValidName(n string) bool {
 
 // insert adds c to the database; its name must be free. With an empty
 // name, a free generated one is given.
-func insert(ctx context.Context, db DB, c *Container) error {
+func insert(ctx context.Context, db meta.DB, c *Container) error {
 	if c.Name != "" && !ValidName(c.Name) {
 		return fmt.Errorf("invalid container name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", c.Name)
 	}
@@ -235,7 +230,7 @@ func decode(id, b []byte) (*Container, error) {
 
 // Get finds a container by full ID, name or unique ID prefix, as Docker
 // does (an exact ID first, then a name, then a prefix).
-func Get(ctx context.Context, db DB, ref string) (*Container, error) {
+func Get(ctx context.Context, db meta.Viewer, ref string) (*Container, error) {
 	var c *Container
 	err := db.View(ctx, func(tx *bolt.Tx) error {
 		var err error
@@ -277,7 +272,7 @@ func lookup(tx *bolt.Tx, ref string) (*Container, error) {
 
 // List returns every container record, newest first, as recorded (see
 // Runtime.List for the state as it really is).
-func List(ctx context.Context, db DB) ([]*Container, error) {
+func List(ctx context.Context, db meta.Viewer) ([]*Container, error) {
 	var out []*Container
 	err := db.View(ctx, func(tx *bolt.Tx) error {
 		rb := tx.Bucket(recordsBucket)
@@ -302,7 +297,7 @@ func List(ctx context.Context, db DB) ([]*Container, error) {
 
 // update changes the record id in one transaction: fn sees the current
 // record and changes it; an error from fn changes nothing.
-func update(ctx context.Context, db DB, id string, fn func(c *Container) error) (*Container, error) {
+func update(ctx context.Context, db meta.DB, id string, fn func(c *Container) error) (*Container, error) {
 	var c *Container
 	err := db.Update(ctx, func(tx *bolt.Tx) error {
 		rb := tx.Bucket(recordsBucket)
@@ -326,7 +321,7 @@ func update(ctx context.Context, db DB, id string, fn func(c *Container) error) 
 }
 
 // remove deletes the record id and frees its name.
-func remove(ctx context.Context, db DB, id string) error {
+func remove(ctx context.Context, db meta.DB, id string) error {
 	return db.Update(ctx, func(tx *bolt.Tx) error {
 		rb := tx.Bucket(recordsBucket)
 		if rb == nil {
@@ -352,7 +347,7 @@ func remove(ctx context.Context, db DB, id string) error {
 // Held returns the blobs and unpacked layers (chain IDs) of every
 // container's image: garbage collection must keep them while the
 // container exists, even when no image lists them any more.
-func Held(ctx context.Context, db DB) (blobs, chains []digest.Digest, err error) {
+func Held(ctx context.Context, db meta.Viewer) (blobs, chains []digest.Digest, err error) {
 	list, err := List(ctx, db)
 	if err != nil {
 		return nil, nil, err
@@ -369,7 +364,7 @@ func Held(ctx context.Context, db DB) (blobs, chains []digest.Digest, err error)
 
 // Using returns the containers made from the image whose manifest is
 // manifest or whose ID (config digest) is id.
-func Using(ctx context.Context, db DB, manifest, id digest.Digest) ([]*Container, error) {
+func Using(ctx context.Context, db meta.Viewer, manifest, id digest.Digest) ([]*Container, error) {
 	list, err := List(ctx, db)
 	if err != nil {
 		return nil, err

@@ -3,18 +3,19 @@ package container
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/builder-dev/builder/store"
+	"github.com/builder-dev/builder/store/meta"
 )
 
-func openStore(t *testing.T) *store.Store {
+func openDB(t *testing.T) *meta.File {
 	t.Helper()
-	s, err := store.Open(context.Background(), t.TempDir())
+	s, err := meta.Open(context.Background(), filepath.Join(t.TempDir(), "meta.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func newRecord(id, name string, created time.Time) *Container {
 
 func TestRecords(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t)
+	s := openDB(t)
 	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	a := newRecord("aaaa1111"+NewID()[8:], "first", t0)
 	b := newRecord("aaaa2222"+NewID()[8:], "", t0.Add(time.Second))

@@ -98,7 +98,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Container, er
 		return nil, fmt.Errorf("create container: %w", err)
 	}
 	crashpoint.Hit("container.prepared")
-	if err := insert(ctx, r.Store, c); err != nil {
+	if err := insert(ctx, r.Store.Meta(), c); err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
 	return c, nil
@@ -107,7 +107,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Container, er
 // Get finds a container by ID, name or ID prefix, with its state as it
 // really is (Reconcile).
 func (r *Runtime) Get(ctx context.Context, ref string) (*Container, error) {
-	c, err := Get(ctx, r.Store, ref)
+	c, err := Get(ctx, r.Store.Meta(), ref)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ func (r *Runtime) Get(ctx context.Context, ref string) (*Container, error) {
 
 // List returns every container, newest first, each reconciled.
 func (r *Runtime) List(ctx context.Context) ([]*Container, error) {
-	list, err := List(ctx, r.Store)
+	list, err := List(ctx, r.Store.Meta())
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +151,7 @@ func (r *Runtime) Reconcile(ctx context.Context, c *Container) (*Container, erro
 // start won the race) or was recorded otherwise already; then it cleans
 // up what a dead monitor could not.
 func (r *Runtime) markExited(ctx context.Context, id string, code int, why string) (*Container, error) {
-	c, err := update(ctx, r.Store, id, func(c *Container) error {
+	c, err := update(ctx, r.Store.Meta(), id, func(c *Container) error {
 		if c.State.Status != Running || Live(c) {
 			return nil
 		}
@@ -236,7 +236,7 @@ func (r *Runtime) Run(ctx context.Context, id string, rio IO) (int, error) {
 		return 0, fmt.Errorf("start container: %w", err)
 	}
 	var ranBefore bool
-	c, err := update(ctx, r.Store, id, func(c *Container) error {
+	c, err := update(ctx, r.Store.Meta(), id, func(c *Container) error {
 		if c.State.Status == Removing {
 			return fmt.Errorf("container %s is marked for removal and cannot be started", c.Name)
 		}
@@ -283,7 +283,7 @@ func (r *Runtime) failedStart(ctx context.Context, c *Container, ranBefore bool,
 	if ranBefore {
 		status = Exited
 	}
-	_, uerr := update(ctx, r.Store, c.ID, func(c *Container) error {
+	_, uerr := update(ctx, r.Store.Meta(), c.ID, func(c *Container) error {
 		c.State = State{Status: status, ExitCode: code, Error: startErr.Error(), FinishedAt: r.now().UTC()}
 		if ranBefore {
 			c.State.StartedAt = c.State.FinishedAt
@@ -303,7 +303,7 @@ func (r *Runtime) monitor(ctx context.Context, c *Container, proc *runner.Proces
 	id := c.ID
 	pid := proc.Pid()
 	pidStart, perr := ProcStart(pid)
-	_, uerr := update(ctx, r.Store, id, func(c *Container) error {
+	_, uerr := update(ctx, r.Store.Meta(), id, func(c *Container) error {
 		c.State.Pid, c.State.PidStart = pid, pidStart
 		return nil
 	})
@@ -347,7 +347,7 @@ wait:
 		// it): its status is unknown.
 		code = 255
 	}
-	_, uerr = update(ctx, r.Store, id, func(c *Container) error {
+	_, uerr = update(ctx, r.Store.Meta(), id, func(c *Container) error {
 		c.State.Status = Exited
 		c.State.ExitCode = code
 		c.State.OOMKilled = oom
@@ -376,7 +376,7 @@ wait:
 
 // autoRemove removes the container id if it was made with --rm.
 func (r *Runtime) autoRemove(ctx context.Context, id string) error {
-	c, err := Get(ctx, r.Store, id)
+	c, err := Get(ctx, r.Store.Meta(), id)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -542,7 +542,7 @@ func (r *Runtime) waitPid(ctx context.Context, c *Container) (*Container, error)
 		case <-time.After(pollInterval):
 		}
 		var err error
-		if c, err = Get(ctx, r.Store, c.ID); err != nil {
+		if c, err = Get(ctx, r.Store.Meta(), c.ID); err != nil {
 			return nil, err
 		}
 	}
@@ -581,7 +581,7 @@ func (r *Runtime) Remove(ctx context.Context, c *Container, force bool) error {
 			return err
 		}
 	}
-	c, err := update(ctx, r.Store, c.ID, func(c *Container) error {
+	c, err := update(ctx, r.Store.Meta(), c.ID, func(c *Container) error {
 		if Live(c) {
 			return fmt.Errorf("cannot remove container %q: %w", "/"+c.Name, ErrRunning)
 		}
@@ -608,7 +608,7 @@ func (r *Runtime) Remove(ctx context.Context, c *Container, force bool) error {
 		// The record stays (state removing), so rm can be tried again.
 		return fmt.Errorf("remove container %s: %w", c.Name, err)
 	}
-	if err := remove(ctx, r.Store, c.ID); err != nil {
+	if err := remove(ctx, r.Store.Meta(), c.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.Name, err)
 	}
 	return nil

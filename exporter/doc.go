@@ -1,9 +1,14 @@
-// Package exporter moves images between the store and archives: docker
-// save/load archives (manifest.json with RepoTags), OCI archives (a tar of
-// an OCI image layout), and root filesystems imported as one-layer images.
+// Package exporter takes results out of the store: docker save archives
+// (manifest.json with RepoTags), OCI archives (a tar of an OCI image
+// layout), and a build's outputs (those archives, its root filesystem as a
+// local directory or a tar) — and next, a registry push. Images come in
+// through package source.
 //
-// Whatever it writes keeps the image's config bytes, and so its ID: layers
-// may be recompressed on the way in (the store keeps gzip layers), but the
-// config's diff_ids always name the uncompressed layers, and every manifest
-// entry names the blob it points to.
+// Whatever it writes keeps the image's config bytes, and so its ID: the
+// config's diff_ids always name the uncompressed layers, and every
+// manifest entry names the blob it points to.
+//
+// It imports the store, snapshot (and snapshot/archive), fsutil and
+// internal packages only; it must not import source, the solver, frontend,
+// container, gc or cmd.
 package exporter

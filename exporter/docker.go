@@ -149,7 +149,7 @@ func rewriteDockerArchive(ctx context.Context, tr *tar.Reader, repos map[string]
 		if err := tw.WriteHeader(h); err != nil {
 			return err
 		}
-		if _, err := io.Copy(tw, ctxio.NewReader(ctx, tr)); err != nil {
+		if _, err := io.Copy(tw, ctxio.Reader(ctx, tr)); err != nil {
 			return fmt.Errorf("write %s: %w", h.Name, err)
 		}
 	}
@@ -279,7 +279,7 @@ func (l *dockerLayer) Compressed() (io.ReadCloser, error) {
 	return struct {
 		io.Reader
 		io.Closer
-	}{errReader{ctxio.NewReader(l.ctx, rc), l}, rc}, nil
+	}{errReader{ctxio.Reader(l.ctx, rc), l}, rc}, nil
 }
 
 // errReader names the layer and its image in a read error: the tarball

@@ -31,28 +31,6 @@ func newStore(t *testing.T) *store.Store {
 	return s
 }
 
-// tarEntry is one file of a test tar: a regular file, or a symlink when
-// linkname is set.
-type tarEntry struct {
-	name     string
-	body     string
-	linkname string
-}
-
-// makeTar is testutil.Tar of entries: files with mtime 0, symlinks 0777.
-func makeTar(t *testing.T, entries ...tarEntry) []byte {
-	t.Helper()
-	out := make([]testutil.TarEntry, 0, len(entries))
-	for _, e := range entries {
-		te := testutil.TarEntry{Name: e.name, Body: e.body, ModTime: time.Unix(0, 0)}
-		if e.linkname != "" {
-			te = testutil.TarEntry{Name: e.name, Type: tar.TypeSymlink, Linkname: e.linkname, Mode: 0o777}
-		}
-		out = append(out, te)
-	}
-	return testutil.Tar(t, out...)
-}
-
 var testCreated = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
 
 // testConfig is a config over layers (uncompressed tars).
@@ -95,7 +73,7 @@ func putImage(t *testing.T, s *store.Store, layers [][]byte, names ...string) oc
 
 // busyboxLayers are the layers of the test busybox image.
 func busyboxLayers(t *testing.T) [][]byte {
-	return [][]byte{testutil.BusyboxLayer(t), makeTar(t, tarEntry{name: "etc/hello", body: "hi\n"})}
+	return [][]byte{testutil.BusyboxLayer(t), testutil.Tar(t, testutil.TarEntry{Name: "etc/hello", Body: "hi\n"})}
 }
 
 // readTar reads a (small) tar into a map of regular files and symlinks.
@@ -122,13 +100,6 @@ func readTar(t *testing.T, b []byte) (files map[string][]byte, links map[string]
 			links[h.Name] = h.Linkname
 		}
 	}
-}
-
-// validateStoreImage runs go-containerregistry's validator over the store's
-// image m: digests, sizes and diff_ids all checked against the blobs.
-func validateStoreImage(t *testing.T, s *store.Store, m ocispec.Descriptor) {
-	t.Helper()
-	validateLayout(t, s.ContentDir(), m.Digest)
 }
 
 func validateLayout(t *testing.T, dir string, m digest.Digest) {
@@ -207,4 +178,9 @@ func mkdirWrite(p string, b []byte) error {
 		return err
 	}
 	return os.WriteFile(p, b, 0o644)
+}
+
+// blobPath is where an OCI layout keeps the blob d.
+func blobPath(d digest.Digest) string {
+	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
 }

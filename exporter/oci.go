@@ -108,7 +108,7 @@ func writeBlob(ctx context.Context, tw *tar.Writer, s *store.Store, d ocispec.De
 	}
 	// A blob longer than d.Size fails the tar writer, a shorter one the
 	// digest check.
-	if _, err := io.Copy(tw, ctxio.NewReader(ctx, rc)); err != nil {
+	if _, err := io.Copy(tw, ctxio.Reader(ctx, rc)); err != nil {
 		return fmt.Errorf("write blob %s: %w", d.Digest, err)
 	}
 	return nil

@@ -94,39 +94,6 @@ func TestSaveDocker(t *testing.T) {
 	}
 }
 
-func TestSaveDockerUntaggedByID(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	s := newStore(t)
-	layer := makeTar(t, tarEntry{name: "a", body: "a"})
-	m := putImage(t, s, [][]byte{layer})
-	_, mf, _ := loadImage(t, s, m.Digest.String())
-	id := mf.Config.Digest
-
-	var buf bytes.Buffer
-	if err := SaveDocker(ctx, s, []string{id.Encoded()[:12]}, &buf); err != nil {
-		t.Fatal(err)
-	}
-	files, _ := readTar(t, buf.Bytes())
-	var manifest []struct{ RepoTags []string }
-	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil || len(manifest) != 1 || len(manifest[0].RepoTags) != 0 {
-		t.Errorf("manifest.json = %s, %v", files["manifest.json"], err)
-	}
-	// Loaded back, it is known by its ID, untagged.
-	s2 := newStore(t)
-	names, err := Load(ctx, s2, &buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(names, []string{id.String()}) {
-		t.Errorf("Load names = %v, want the ID", names)
-	}
-	imgs, err := s2.Images(ctx)
-	if err != nil || len(imgs) != 1 || imgs[0].Name != "" || imgs[0].Config.Digest != id {
-		t.Errorf("Images = %+v, %v", imgs, err)
-	}
-}
-
 func TestSaveOCI(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -28,4 +28,8 @@
 // prepared (a build context, a read-only view of a stage, a writable
 // overlay). Every path it reads or writes is resolved inside its root, so
 // no source path, symlink or ".." reaches outside SrcRoot or DstRoot.
+//
+// It imports internal packages only; it must not import the solver,
+// snapshot, store, runner or anything above them: the solver's file op,
+// containers and the CLI use it, not the other way round.
 package fsutil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/builder-dev/builder/store"
 	"github.com/builder-dev/builder/store/cache"
+	"github.com/builder-dev/builder/store/meta"
 )
 
 // Damage is what Check found wrong in a store: blobs that are corrupt or
@@ -30,7 +31,7 @@ type Damage struct {
 	// snapshot.Has), removed by a repair.
 	NotLayers []digest.Digest
 	// MetaMovedTo, after a repair, is where a meta.db that was no
-	// database went (see store.ResetMeta).
+	// database went (see meta.File.Reset).
 	MetaMovedTo string
 	// IndexMovedTo, after a repair, is where an index.json that was no
 	// JSON went, and IndexRecovered how many images the new one lists
@@ -51,12 +52,12 @@ func (d Damage) Clean() bool {
 // entries), the unpacked layers of bad blobs, and the corrupt blob files.
 // With repair, an index.json that is no JSON is first rebuilt from the
 // manifests among the blobs (store.RebuildIndex), and a meta.db that is no
-// database moved aside for a new one (store.ResetMeta); without, they are
+// database moved aside for a new one (meta.File.Reset); without, they are
 // the error.
 // It holds the store's GC lock throughout, as Prune does.
 func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 	var dmg Damage
-	lock, err := cache.LockGC(ctx, c.Store.Root(), nil)
+	lock, err := c.Store.LockGC(ctx, nil)
 	if err != nil {
 		return dmg, fmt.Errorf("check: %w", err)
 	}
@@ -72,11 +73,11 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 		return dmg, fmt.Errorf("check: %w", err)
 	}
 	s, err := c.scan(ctx, true)
-	if errors.Is(err, store.ErrMetaDamaged) && repair {
+	if errors.Is(err, meta.ErrDamaged) && repair {
 		// Nothing in it can be read: what it held (records,
 		// containers, sizes) is lost either way, and without it no
 		// command works. The blobs and images do not depend on it.
-		if dmg.MetaMovedTo, err = c.Store.ResetMeta(ctx); err != nil {
+		if dmg.MetaMovedTo, err = c.Store.Meta().Reset(ctx); err != nil {
 			return dmg, fmt.Errorf("repair: %w", err)
 		}
 		s, err = c.scan(ctx, true)
@@ -133,7 +134,7 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 		}
 	}
 	for _, ch := range sortedKeys(chains) {
-		if _, ok := s.dirs[ch]; ok {
+		if s.dirs[ch] {
 			dmg.Chains = append(dmg.Chains, ch)
 		}
 	}
@@ -146,7 +147,7 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 	for _, r := range dmg.Records {
 		keys = append(keys, r.Key)
 	}
-	if err := cache.Delete(ctx, c.Store, keys); err != nil {
+	if err := cache.Delete(ctx, c.Store.Meta(), keys); err != nil {
 		return dmg, fmt.Errorf("repair: delete cache records: %w", err)
 	}
 	for _, m := range dmg.Images {

@@ -23,12 +23,12 @@ func TestCheckRepairsCorruptLayer(t *testing.T) {
 	other := f.record("RUN other", "", f.layer("other", "o"), t0, t0)
 	dirs := []string{f.unpacked(chains[0], 10), f.unpacked(chains[1], 10), f.unpacked(chains[2], 10)}
 
-	b, err := os.ReadFile(f.st.BlobPath(l1.desc.Digest))
+	b, err := os.ReadFile(blobPath(f.st, l1.desc.Digest))
 	if err != nil {
 		t.Fatal(err)
 	}
 	b[len(b)/2] ^= 1
-	if err := os.WriteFile(f.st.BlobPath(l1.desc.Digest), b, 0o644); err != nil {
+	if err := os.WriteFile(blobPath(f.st, l1.desc.Digest), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -52,17 +52,17 @@ func TestCheckRepairsCorruptLayer(t *testing.T) {
 	if !slices.Equal(dmg.Chains, sorted(chains[1], chains[2])) {
 		t.Errorf("Chains = %v, want %v", dmg.Chains, chains[1:])
 	}
-	if !exists(f.st.BlobPath(l1.desc.Digest)) {
+	if !exists(blobPath(f.st, l1.desc.Digest)) {
 		t.Error("Check without repair removed the blob")
 	}
 
 	if _, err := f.c.Check(f.ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if exists(f.st.BlobPath(l1.desc.Digest)) || exists(dirs[1]) || exists(dirs[2]) {
+	if exists(blobPath(f.st, l1.desc.Digest)) || exists(dirs[1]) || exists(dirs[2]) {
 		t.Error("repair left the corrupt blob or its unpacked layers")
 	}
-	if !exists(dirs[0]) || !exists(f.st.BlobPath(l2.desc.Digest)) {
+	if !exists(dirs[0]) || !exists(blobPath(f.st, l2.desc.Digest)) {
 		t.Error("repair removed the base's unpacked layer or a good blob")
 	}
 	if !slices.Equal(f.keys(), []digest.Digest{other.Key}) {
@@ -79,7 +79,7 @@ func TestCheckRepairsCorruptLayer(t *testing.T) {
 	}
 
 	// A record whose layer blob is missing is found and removed too.
-	if err := os.Remove(f.st.BlobPath(other.Layer.Digest)); err != nil {
+	if err := os.Remove(blobPath(f.st, other.Layer.Digest)); err != nil {
 		t.Fatal(err)
 	}
 	dmg, err = f.c.Check(f.ctx, true)

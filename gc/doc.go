@@ -43,14 +43,24 @@
 // should check, on a hit, that the record was made on the same parent
 // chain, which would make any removal order safe.
 //
-// Prune holds the store's exclusive GC lock (cache.LockGC) for its whole
+// Prune holds the store's exclusive GC lock (store.LockGC) for its whole
 // run, so it waits for running builds and a build never sees a half-done
 // collection. List and DiskUsage only read.
+//
+// What exists gc asks its owners, never working out their paths: the
+// store's blobs (Content.Walk) and temporary files (SweepTmp, TmpUsage),
+// the snapshotter's layers (Walk), writable snapshots (Actives,
+// SweepActive) and temporary files (SweepTmp, TmpUsage).
 //
 // Snapshots under snapshots/active and directories under containers/ that
 // containers own are never touched; any other is a killed build's or
 // container creation's, and Sweep removes it with the rest of what killed
-// processes leave (temporary files and directories, mounts under tmp/). Sweep needs the GC lock held exclusively; prune
-// runs it, and so does any command that writes to the store when it finds
-// no other holding the lock.
+// processes leave (temporary files and directories, mounts under tmp/).
+// Sweep needs the GC lock held exclusively; prune runs it, and so does any
+// command that writes to the store when it finds no other holding the
+// lock.
+//
+// It imports store (and its subpackages), snapshot and internal packages
+// only; it must not import the solver, frontend, source, exporter,
+// container or cmd.
 package gc

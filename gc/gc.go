@@ -2,9 +2,7 @@ package gc
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"time"
 
@@ -54,7 +52,7 @@ type PruneReport struct {
 // builds first and keeps them out until it is done.
 func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, error) {
 	var rep PruneReport
-	lock, err := cache.LockGC(ctx, c.Store.Root(), opt.Waiting)
+	lock, err := c.Store.LockGC(ctx, opt.Waiting)
 	if err != nil {
 		return rep, fmt.Errorf("prune: %w", err)
 	}
@@ -80,7 +78,7 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 	// Records go first: a kill after this leaves unreferenced files for
 	// the next prune, never a record whose layer is gone (which would be
 	// a miss anyway).
-	if err := cache.Delete(ctx, c.Store, goneKeys); err != nil {
+	if err := cache.Delete(ctx, c.Store.Meta(), goneKeys); err != nil {
 		return rep, fmt.Errorf("prune: delete cache records: %w", err)
 	}
 	crashpoint.Hit("gc.records.deleted")
@@ -95,15 +93,12 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		err := os.Remove(c.Store.BlobPath(d))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return rep, fmt.Errorf("prune: remove blob %s: %w", d, err)
+		if err := c.Store.RemoveBlob(ctx, d); err != nil {
+			return rep, fmt.Errorf("prune: %w", err)
 		}
-		if err == nil {
-			rep.Blobs++
-			rep.Reclaimed += s.blobs[d]
-			crashpoint.Hit("gc.blob.removed")
-		}
+		rep.Blobs++
+		rep.Reclaimed += s.blobs[d]
+		crashpoint.Hit("gc.blob.removed")
 	}
 	for _, ch := range sortedKeys(s.dirs) {
 		if liveChains[ch] {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/builder-dev/builder/internal/du"
+
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -97,7 +99,7 @@ func (f *fixture) record(text string, parent digest.Digest, l layer, created, la
 		Key: digest.FromString("key " + text), Layer: l.desc, DiffID: l.diffID, Created: created, LastUsed: lastUsed,
 		Step: cache.Step{Dockerfile: "/ctx/Dockerfile", Stage: "stage-0", Text: text, Parent: parent, Kind: "exec"},
 	}
-	if err := cache.Put(f.ctx, f.st, r); err != nil {
+	if err := cache.Put(f.ctx, f.st.Meta(), r); err != nil {
 		f.t.Fatal(err)
 	}
 	return r
@@ -141,7 +143,7 @@ func exists(p string) bool {
 
 func (f *fixture) keys() []digest.Digest {
 	f.t.Helper()
-	recs, err := cache.List(f.ctx, f.st)
+	recs, err := cache.List(f.ctx, f.st.Meta())
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -263,7 +265,7 @@ func TestPruneDefault(t *testing.T) {
 	}
 	wantReclaimed += int64(len("junk"))
 	for _, p := range []string{w.dirR2, w.dirR3, w.dirR5, w.dirOrphan, w.tmpOld, w.tmpNew, w.snapTmpOld} {
-		wantReclaimed += diskUsage(p)
+		wantReclaimed += du.Size(p)
 	}
 
 	rep, err := w.c.Prune(w.ctx, PruneOptions{})
@@ -493,7 +495,7 @@ func TestPruneSparesContainerLayers(t *testing.T) {
 
 func TestPruneWaitsForRunningBuild(t *testing.T) {
 	w := newWorld(t)
-	lock, err := cache.LockBuild(w.ctx, w.st.Root())
+	lock, err := w.st.LockBuild(w.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -527,7 +529,7 @@ func TestPruneWaitsForRunningBuild(t *testing.T) {
 		t.Errorf("records left after prune: %v", got)
 	}
 	// A cancelled wait gives up.
-	lock2, err := cache.LockBuild(w.ctx, w.st.Root())
+	lock2, err := w.st.LockBuild(w.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -551,10 +553,10 @@ func TestDiskUsage(t *testing.T) {
 	}
 	// r4's layer was never unpacked.
 	for _, d := range []string{w.dirR1, w.dirR2, w.dirR3, w.dirR5} {
-		total += diskUsage(d)
+		total += du.Size(d)
 	}
-	shared := w.l1.desc.Size + diskUsage(w.dirR1)
-	unref := int64(len("junk")) + diskUsage(w.dirOrphan) + diskUsage(w.tmpOld) + diskUsage(w.tmpNew) + diskUsage(w.snapTmpOld)
+	shared := w.l1.desc.Size + du.Size(w.dirR1)
+	unref := int64(len("junk")) + du.Size(w.dirOrphan) + du.Size(w.tmpOld) + du.Size(w.tmpNew) + du.Size(w.snapTmpOld)
 	want := Usage{Records: 5, Total: total, Shared: shared, Reclaimable: total - shared, Unreferenced: unref}
 	if u != want {
 		t.Errorf("usage %+v, want %+v", u, want)
@@ -604,11 +606,11 @@ func TestList(t *testing.T) {
 		size   int64
 		images []string
 	}{
-		"RUN one":   {w.l1.desc.Size + diskUsage(w.dirR1), []string{"app:latest", "other:2"}},
-		"RUN two":   {w.l2.desc.Size + diskUsage(w.dirR2), nil},
-		"RUN three": {w.l3.desc.Size + diskUsage(w.dirR3), nil},
+		"RUN one":   {w.l1.desc.Size + du.Size(w.dirR1), []string{"app:latest", "other:2"}},
+		"RUN two":   {w.l2.desc.Size + du.Size(w.dirR2), nil},
+		"RUN three": {w.l3.desc.Size + du.Size(w.dirR3), nil},
 		"RUN four":  {w.l4.desc.Size, nil},
-		"RUN five":  {w.l5.desc.Size + diskUsage(w.dirR5), nil},
+		"RUN five":  {w.l5.desc.Size + du.Size(w.dirR5), nil},
 		"RUN gone":  {0, nil},
 	} {
 		e := byText[text]
@@ -696,4 +698,10 @@ func unpack(f *fixture, parent snapshot.Committed, l layer) (snapshot.Committed,
 		ch = identity.ChainID([]digest.Digest{parent.Top(), l.diffID})
 	}
 	return f.snap.Unpack(f.ctx, parent, ch, rc)
+}
+
+// blobPath is where the store keeps the blob d, for tests that damage it
+// (gc itself never computes it: it asks the store).
+func blobPath(st *store.Store, d digest.Digest) string {
+	return filepath.Join(st.ContentDir(), "blobs", d.Algorithm().String(), d.Encoded())
 }

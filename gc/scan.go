@@ -2,16 +2,14 @@ package gc
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builder-dev/builder/internal/du"
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/store"
 	"github.com/builder-dev/builder/store/cache"
@@ -76,8 +74,8 @@ type state struct {
 	images  []*image
 	records map[digest.Digest]cache.Record
 
-	blobs map[digest.Digest]int64  // blob files present, by file size
-	dirs  map[digest.Digest]string // unpacked layers present: chain -> dir
+	blobs map[digest.Digest]int64 // blob files present, by file size
+	dirs  map[digest.Digest]bool  // unpacked layers present, by chain ID
 	// notDirs are chain IDs whose name under the layers holds no
 	// directory (a symlink, a file): damage, never a layer.
 	notDirs []digest.Digest
@@ -101,7 +99,7 @@ func (c *Collector) scan(ctx context.Context, skipDamaged bool) (*state, error) 
 		c:           c,
 		records:     map[digest.Digest]cache.Record{},
 		blobs:       map[digest.Digest]int64{},
-		dirs:        map[digest.Digest]string{},
+		dirs:        map[digest.Digest]bool{},
 		imageBlobs:  map[digest.Digest]bool{},
 		imageChains: map[digest.Digest]bool{},
 		layerUsers:  map[digest.Digest][]*image{},
@@ -112,18 +110,30 @@ func (c *Collector) scan(ctx context.Context, skipDamaged bool) (*state, error) 
 	if err := s.scanImages(ctx, skipDamaged); err != nil {
 		return nil, err
 	}
-	recs, err := cache.List(ctx, c.Store)
+	recs, err := cache.List(ctx, c.Store.Meta())
 	if err != nil {
 		return nil, fmt.Errorf("list cache records: %w", err)
 	}
 	for _, r := range recs {
 		s.records[r.Key] = r
 	}
-	if err := s.scanBlobs(); err != nil {
-		return nil, err
+	err = c.Store.Walk(ctx, func(d digest.Digest, size int64) error {
+		s.blobs[d] = size
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan blobs: %w", err)
 	}
-	if err := s.scanDirs(); err != nil {
-		return nil, err
+	err = c.Snap.Walk(ctx, func(ch digest.Digest, damaged bool) error {
+		if damaged {
+			s.notDirs = append(s.notDirs, ch)
+		} else {
+			s.dirs[ch] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan unpacked layers: %w", err)
 	}
 	if c.Roots != nil {
 		if s.roots, err = c.Roots(ctx); err != nil {
@@ -134,7 +144,7 @@ func (c *Collector) scan(ctx context.Context, skipDamaged bool) (*state, error) 
 	// every chain of an image (its base) and every unpacked layer.
 	seen := map[digest.Digest]bool{}
 	s.parents = []digest.Digest{""}
-	for _, set := range []map[digest.Digest]bool{s.imageChains, keys(s.dirs)} {
+	for _, set := range []map[digest.Digest]bool{s.imageChains, s.dirs} {
 		for ch := range set {
 			if !seen[ch] {
 				seen[ch] = true
@@ -143,14 +153,6 @@ func (c *Collector) scan(ctx context.Context, skipDamaged bool) (*state, error) 
 		}
 	}
 	return s, nil
-}
-
-func keys[V any](m map[digest.Digest]V) map[digest.Digest]bool {
-	out := make(map[digest.Digest]bool, len(m))
-	for k := range m {
-		out[k] = true
-	}
-	return out
 }
 
 // scanImages reads every listed image. An image that cannot be read stops
@@ -216,59 +218,6 @@ func (s *state) scanImages(ctx context.Context, skipDamaged bool) error {
 	return nil
 }
 
-// blobsDir is content/blobs/sha256: the only algorithm the store writes.
-func (s *state) blobsDir() string {
-	return filepath.Dir(s.c.Store.BlobPath(digest.FromString("")))
-}
-
-// layersDir is snapshots/sha256, found through the snapshotter so that gc
-// follows its layout: the directory of any chain ID's layer.
-func (s *state) layersDir() string {
-	return filepath.Dir(s.c.Snap.LayerDir(digest.FromString("")))
-}
-
-// snapTmpDir is the snapshotter's tmp/, next to sha256/.
-func (s *state) snapTmpDir() string { return s.c.snapDir("tmp") }
-
-func (s *state) scanBlobs() error {
-	entries, err := os.ReadDir(s.blobsDir())
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("scan blobs: %w", err)
-	}
-	for _, e := range entries {
-		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-		// Anything not named like a blob is not ours to judge.
-		if d.Validate() != nil || !e.Type().IsRegular() {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil {
-			continue // removed meanwhile
-		}
-		s.blobs[d] = fi.Size()
-	}
-	return nil
-}
-
-func (s *state) scanDirs() error {
-	entries, err := os.ReadDir(s.layersDir())
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("scan unpacked layers: %w", err)
-	}
-	for _, e := range entries {
-		ch := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-		if ch.Validate() != nil {
-			continue
-		}
-		if !e.IsDir() {
-			s.notDirs = append(s.notDirs, ch)
-			continue
-		}
-		s.dirs[ch] = filepath.Join(s.layersDir(), e.Name())
-	}
-	return nil
-}
-
 // chainOf is the chain ID of layer diffID on top of chain parent ("" for
 // the bottom layer), as the solver commits it.
 func chainOf(parent, diffID digest.Digest) digest.Digest {
@@ -306,13 +255,13 @@ func (s *state) chains(key digest.Digest) []digest.Digest {
 			add(chainOf(pc, r.DiffID))
 		}
 	}
-	present := slices.ContainsFunc(out, func(ch digest.Digest) bool { _, ok := s.dirs[ch]; return ok })
+	present := slices.ContainsFunc(out, func(ch digest.Digest) bool { return s.dirs[ch] })
 	// Matching costs one hash per known chain; it is only needed for a
 	// record that sits on a base image or after a config-only step, whose
 	// parent chain nothing else tells.
 	if !present && len(parentChains) == 0 && r.DiffID != "" {
 		for _, p := range s.parents {
-			if ch := chainOf(p, r.DiffID); s.dirs[ch] != "" {
+			if ch := chainOf(p, r.DiffID); s.dirs[ch] {
 				add(ch)
 			}
 		}
@@ -326,7 +275,7 @@ func (s *state) dirSize(ch digest.Digest) int64 {
 	if n, ok := s.dirSizes[ch]; ok {
 		return n
 	}
-	n := diskUsage(s.dirs[ch])
+	n := du.Size(s.c.Snap.LayerDir(ch))
 	s.dirSizes[ch] = n
 	return n
 }
@@ -339,7 +288,7 @@ func (s *state) items(r cache.Record) []item {
 		out = append(out, item{blob: r.Layer.Digest})
 	}
 	for _, ch := range s.chains(r.Key) {
-		if _, ok := s.dirs[ch]; ok {
+		if s.dirs[ch] {
 			out = append(out, item{chain: ch})
 		}
 	}

@@ -8,10 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 
-	digest "github.com/opencontainers/go-digest"
-
+	"github.com/builder-dev/builder/internal/du"
 	"github.com/builder-dev/builder/internal/mount"
-	"github.com/builder-dev/builder/store"
 )
 
 // SweepReport says what Sweep removed.
@@ -35,29 +33,23 @@ type Owned struct {
 // a killed build's or container creation's (a container's removal drops
 // its record last).
 //
-// The caller must hold the GC lock exclusively (cache.LockGC or
-// cache.TryLockGC): every process that writes there (build, load, import,
+// The store and the snapshotter sweep their own tmp/ (store.SweepTmp,
+// snapshot.SweepTmp) and say what they removed.
+//
+// The caller must hold the GC lock exclusively (store.LockGC or
+// store.TryLockGC): every process that writes there (build, load, import,
 // commit, container creation) holds the build lock meanwhile, so then
 // nothing there is in use. The one exception is index.json's temporary
-// file, written under the store's own index lock, which Sweep leaves (see
-// store.LockFreeTemp).
+// file, written under the store's own index lock, which the store's sweep
+// leaves.
 func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 	var rep SweepReport
-	for _, dir := range []string{c.Store.TmpDir(), c.snapDir("tmp")} {
-		entries, err := readDirNames(dir)
+	for _, sweep := range []func(context.Context) (int, int64, error){c.Store.SweepTmp, c.Snap.SweepTmp} {
+		n, freed, err := sweep(ctx)
+		rep.TempFiles += n
+		rep.Reclaimed += freed
 		if err != nil {
 			return rep, fmt.Errorf("sweep: %w", err)
-		}
-		for _, name := range entries {
-			if dir == c.Store.TmpDir() && store.LockFreeTemp(name) {
-				continue
-			}
-			n, err := removeLitter(ctx, filepath.Join(dir, name))
-			if err != nil {
-				return rep, fmt.Errorf("sweep: %w", err)
-			}
-			rep.TempFiles++
-			rep.Reclaimed += n
 		}
 	}
 	if c.Containers == nil {
@@ -65,8 +57,7 @@ func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 	}
 	// Writable snapshots and container directories: the containers' list
 	// is read only if there is anything to judge.
-	activeDir := c.snapDir("active")
-	actives, err := readDirNames(activeDir)
+	actives, err := c.Snap.Actives()
 	if err != nil {
 		return rep, fmt.Errorf("sweep: %w", err)
 	}
@@ -83,11 +74,11 @@ func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("sweep: list containers: %w", err)
 	}
-	for _, name := range actives {
-		if slices.Contains(owned.Snapshots, name) {
+	for _, id := range actives {
+		if slices.Contains(owned.Snapshots, id) {
 			continue
 		}
-		n, err := removeLitter(ctx, filepath.Join(activeDir, name))
+		n, err := c.Snap.SweepActive(ctx, id)
 		if err != nil {
 			return rep, fmt.Errorf("sweep: %w", err)
 		}
@@ -98,7 +89,10 @@ func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 		if slices.Contains(owned.IDs, name) {
 			continue
 		}
-		n, err := removeLitter(ctx, filepath.Join(c.ContainersDir, name))
+		if err := ctx.Err(); err != nil {
+			return rep, fmt.Errorf("sweep: %w", err)
+		}
+		n, err := du.Remove(filepath.Join(c.ContainersDir, name), mount.UnmountUnder)
 		if err != nil {
 			return rep, fmt.Errorf("sweep: %w", err)
 		}
@@ -106,12 +100,6 @@ func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 		rep.Reclaimed += n
 	}
 	return rep, nil
-}
-
-// snapDir is the directory name of the snapshotter's root, found through
-// its layout: next to sha256/, where any layer would be.
-func (c *Collector) snapDir(name string) string {
-	return filepath.Join(filepath.Dir(filepath.Dir(c.Snap.LayerDir(digest.FromString("")))), name)
 }
 
 // readDirNames lists dir; a missing dir has nothing.
@@ -129,22 +117,4 @@ func readDirNames(dir string) ([]string, error) {
 		return nil, fmt.Errorf("read %s: %w", dir, err)
 	}
 	return names, nil
-}
-
-// removeLitter removes p, unmounting first what a killed process left
-// mounted there (a build's COPY source, a container's volume view), so
-// that RemoveAll never walks into a mounted image. It returns the disk
-// usage freed.
-func removeLitter(ctx context.Context, p string) (int64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	if err := mount.UnmountUnder(p); err != nil {
-		return 0, fmt.Errorf("remove %s: %w", p, err)
-	}
-	n := diskUsage(p)
-	if err := os.RemoveAll(p); err != nil {
-		return 0, fmt.Errorf("remove %s: %w", p, err)
-	}
-	return n, nil
 }

@@ -3,10 +3,8 @@ package gc
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 
-	"github.com/builder-dev/builder/store"
 	"github.com/builder-dev/builder/store/cache"
 )
 
@@ -107,16 +105,12 @@ func (c *Collector) DiskUsage(ctx context.Context) (Usage, error) {
 			u.Unreferenced += s.dirSize(ch)
 		}
 	}
-	for _, dir := range []string{c.Store.TmpDir(), s.snapTmpDir()} {
-		names, err := readDirNames(dir)
+	for _, tmp := range []func(context.Context) (int64, error){c.Store.TmpUsage, c.Snap.TmpUsage} {
+		n, err := tmp(ctx)
 		if err != nil {
 			return u, fmt.Errorf("cache disk usage: %w", err)
 		}
-		for _, name := range names {
-			if dir != c.Store.TmpDir() || !store.LockFreeTemp(name) {
-				u.Unreferenced += diskUsage(filepath.Join(dir, name))
-			}
-		}
+		u.Unreferenced += n
 	}
 	return u, nil
 }

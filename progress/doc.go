@@ -3,4 +3,7 @@
 // JSON object per event for tools, or nothing at all. It owns only
 // formatting; the solver decides what happens and when, and cmd/builder picks
 // the mode from --progress.
+//
+// It imports the solver (its Event type) and solver/graph only; it must not
+// import runner, snapshot, store or cmd.
 package progress

@@ -69,4 +69,8 @@
 // The decisions (capability set, environment defaults, PATH lookup, exit
 // codes, /etc/hosts contents, mount order) live in policy.go as plain
 // functions and test without root; the syscalls live in init.go and caps.go.
+//
+// It imports runner/seccomp and internal packages only; it must not import
+// snapshot, store, the solver or anything above it: callers hand it mounts
+// as data.
 package runner

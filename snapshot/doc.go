@@ -18,4 +18,14 @@
 // The snapshotter never mounts anything itself: it returns mounts as data
 // (Active.Mounts, View) for the runner to perform in the container's own
 // mount namespace.
+//
+// What is under its root, others ask it rather than read the directories:
+// garbage collection lists the committed layers (Walk) and writable
+// snapshots (Actives) and removes them (Remove, SweepActive), and empties
+// tmp/ of what killed processes left (SweepTmp, TmpUsage), unmounting
+// first what such a process left mounted there.
+//
+// It imports snapshot/archive and internal packages only; it must not
+// import store (layers are read through the LayerOpener it declares), the
+// solver, runner or anything above them.
 package snapshot

@@ -1,7 +1,11 @@
-// Package solver executes a build definition: it computes every step's cache
-// key before anything runs, reuses recorded layers for the longest cached
-// prefix of each stage, runs what is missing (RUN in the runner over an
-// overlay snapshot, COPY/ADD/WORKDIR as file operations) and commits each
-// change as a compressed layer in the store. Stages the target needs run
-// concurrently; the others are never touched.
+// Package solver executes a build definition over a small Op interface
+// (op.go): it computes every step's cache key before anything runs, reuses
+// recorded layers for the longest cached prefix of each stage, runs what is
+// missing through its Op, collapses identical work in two stages into one
+// run, records each new layer in the store's cache records and explains
+// misses. Stages the target needs run concurrently; the others are never
+// touched. The concrete ops (RUN, COPY/ADD, WORKDIR) are in solver/ops.
+//
+// It must not import runner, snapshot or fsutil: all it knows of the store
+// is its blobs' presence and the cache records (records.go).
 package solver

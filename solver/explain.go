@@ -27,7 +27,7 @@ func (b *build) explainMiss(ctx context.Context, now cache.Step) {
 		return
 	}
 	e := Explanation{Stage: now.Stage, Step: now.Text, Line: now.Line}
-	prev, err := cache.Previous(ctx, b.s.Store, now)
+	prev, err := b.s.previous(ctx, now)
 	switch {
 	case err != nil:
 		e.Reasons = []string{fmt.Sprintf("no earlier record could be read: %v", err)}

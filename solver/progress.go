@@ -2,6 +2,7 @@ package solver
 
 import (
 	"bytes"
+	"io"
 	"sync"
 	"time"
 )
@@ -117,3 +118,5 @@ func (w *logWriter) fit(b []byte) int {
 	}
 	return n
 }
+
+var _ io.Writer = (*logWriter)(nil)

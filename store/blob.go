@@ -24,7 +24,7 @@ import (
 // file first, hashing while writing, then synced and renamed to
 // blobs/sha256/<hex>. A blob that is already present is fine: the copy is
 // dropped.
-func (s *Store) Ingest(ctx context.Context, mediaType string, r io.Reader) (ocispec.Descriptor, error) {
+func (s *Content) Ingest(ctx context.Context, mediaType string, r io.Reader) (ocispec.Descriptor, error) {
 	b, err := s.Stage(ctx, mediaType, r)
 	if err != nil {
 		return ocispec.Descriptor{}, err
@@ -41,7 +41,7 @@ type StagedBlob struct {
 	// Layer, for a layer blob, is its content's LayerInfo, which Commit
 	// remembers.
 	Layer *LayerInfo
-	s     *Store
+	s     *Content
 	tmp   *os.File
 	// named is set for a temporary file with a name in tmp/ (where the
 	// file system has no O_TMPFILE); see createTemp.
@@ -50,14 +50,14 @@ type StagedBlob struct {
 
 // Stage writes r to a temporary file of the store, hashing it, and
 // returns it staged; see StagedBlob.
-func (s *Store) Stage(ctx context.Context, mediaType string, r io.Reader) (*StagedBlob, error) {
+func (s *Content) Stage(ctx context.Context, mediaType string, r io.Reader) (*StagedBlob, error) {
 	f, named, err := s.createTemp("ingest-*")
 	if err != nil {
 		return nil, fmt.Errorf("ingest blob: %w", err)
 	}
 	b := &StagedBlob{s: s, tmp: f, named: named}
 	dg := digest.Canonical.Digester()
-	n, err := io.Copy(io.MultiWriter(f, dg.Hash()), ctxio.NewReader(ctx, r))
+	n, err := io.Copy(io.MultiWriter(f, dg.Hash()), ctxio.Reader(ctx, r))
 	if err == nil {
 		err = f.Chmod(0o644)
 	}
@@ -79,14 +79,14 @@ func (b *StagedBlob) Commit() error {
 	}
 	if !b.s.HasBlob(b.Desc.Digest) {
 		crashpoint.Hit("store.blob.staged")
-		if err := b.s.linkTemp(b.tmp, b.named, b.s.BlobPath(b.Desc.Digest)); err != nil {
+		if err := b.s.linkTemp(b.tmp, b.named, b.s.blobPath(b.Desc.Digest)); err != nil {
 			return fmt.Errorf("ingest blob %s: %w", b.Desc.Digest, err)
 		}
 		crashpoint.Hit("store.blob.committed")
 	}
 	if b.Layer != nil {
 		// Only sizes: lost, they are counted again from the blob.
-		_ = b.s.SetLayerInfos(context.Background(), map[digest.Digest]LayerInfo{b.Desc.Digest: *b.Layer})
+		_ = b.s.remember(context.Background(), map[digest.Digest]LayerInfo{b.Desc.Digest: *b.Layer})
 	}
 	return nil
 }
@@ -104,19 +104,19 @@ func (b *StagedBlob) Discard() {
 // process dies before linkTemp names it, so that a killed write leaves
 // no half-written file behind. Where the file system or /proc lacks what
 // that needs, it is a file named after pattern, which a prune removes.
-func (s *Store) createTemp(pattern string) (f *os.File, named bool, err error) {
+func (s *Content) createTemp(pattern string) (f *os.File, named bool, err error) {
 	if procFdUsable() {
-		fd, err := unix.Open(s.TmpDir(), unix.O_RDWR|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
+		fd, err := unix.Open(s.tmp, unix.O_RDWR|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
 		if err == nil {
-			return os.NewFile(uintptr(fd), filepath.Join(s.TmpDir(), "(unnamed)")), false, nil
+			return os.NewFile(uintptr(fd), filepath.Join(s.tmp, "(unnamed)")), false, nil
 		}
 		// EOPNOTSUPP: no O_TMPFILE on this file system; EISDIR: a
 		// kernel older than 3.11, which does not know the flag.
 		if err != unix.EOPNOTSUPP && err != unix.EISDIR {
-			return nil, false, fmt.Errorf("create temporary file in %s: %w", s.TmpDir(), err)
+			return nil, false, fmt.Errorf("create temporary file in %s: %w", s.tmp, err)
 		}
 	}
-	f, err = os.CreateTemp(s.TmpDir(), pattern)
+	f, err = os.CreateTemp(s.tmp, pattern)
 	return f, true, err
 }
 
@@ -124,7 +124,7 @@ func (s *Store) createTemp(pattern string) (f *os.File, named bool, err error) {
 // which must not exist or already hold the same content (a blob is named
 // by its digest, so another process that stored it first stored the same
 // bytes).
-func (s *Store) linkTemp(f *os.File, named bool, path string) error {
+func (s *Content) linkTemp(f *os.File, named bool, path string) error {
 	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
 		// Not the blob but damage in its place (HasBlob said no: a
 		// symlink, a directory, a FIFO): the good bytes take the name.
@@ -154,7 +154,7 @@ var procFdUsable = sync.OnceValue(func() bool {
 })
 
 // WriteJSON stores v marshalled as JSON under mediaType.
-func (s *Store) WriteJSON(ctx context.Context, mediaType string, v any) (ocispec.Descriptor, error) {
+func (s *Content) WriteJSON(ctx context.Context, mediaType string, v any) (ocispec.Descriptor, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("marshal %s: %w", mediaType, err)
@@ -163,7 +163,7 @@ func (s *Store) WriteJSON(ctx context.Context, mediaType string, v any) (ocispec
 }
 
 // writeBytes stores b unless a blob of its digest exists already.
-func (s *Store) writeBytes(ctx context.Context, mediaType string, b []byte) (ocispec.Descriptor, error) {
+func (s *Content) writeBytes(ctx context.Context, mediaType string, b []byte) (ocispec.Descriptor, error) {
 	if err := ctx.Err(); err != nil {
 		return ocispec.Descriptor{}, err
 	}
@@ -180,7 +180,7 @@ func (s *Store) writeBytes(ctx context.Context, mediaType string, b []byte) (oci
 	}
 	// Manifests and configs are listed in index.json next: their names
 	// must be on disk first.
-	if err := syncDir(filepath.Dir(s.BlobPath(desc.Digest))); err != nil {
+	if err := syncDir(filepath.Dir(s.blobPath(desc.Digest))); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("write blob %s: %w", desc.Digest, err)
 	}
 	return desc, nil
@@ -190,14 +190,14 @@ func (s *Store) writeBytes(ctx context.Context, mediaType string, b []byte) (oci
 // The content is checked against d as it is read: the read that reaches
 // the end fails with a DigestError (errors.Is ErrDigest) if the blob was
 // changed, so read it to io.EOF before trusting what it gave.
-func (s *Store) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+func (s *Content) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("open blob %q: %w: %v", d, ErrInvalid, err)
 	}
-	f, err := openRegular(s.BlobPath(d))
+	f, err := openRegular(s.blobPath(d))
 	if os.IsNotExist(err) {
 		return nil, fmt.Errorf("open blob %s: %w", d, ErrNotFound)
 	}
@@ -239,7 +239,7 @@ func openRegular(path string) (*os.File, error) {
 }
 
 // ReadJSON unmarshals the blob d into v.
-func (s *Store) ReadJSON(ctx context.Context, d digest.Digest, v any) error {
+func (s *Content) ReadJSON(ctx context.Context, d digest.Digest, v any) error {
 	b, err := s.readBlob(ctx, d)
 	if err != nil {
 		return err
@@ -252,11 +252,11 @@ func (s *Store) ReadJSON(ctx context.Context, d digest.Digest, v any) error {
 
 // ReadBlob reads a small blob (a manifest or config) whole, checked against
 // its digest.
-func (s *Store) ReadBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
+func (s *Content) ReadBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
 	return s.readBlob(ctx, d)
 }
 
-func (s *Store) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
+func (s *Content) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
 	rc, err := s.OpenBlob(ctx, d)
 	if err != nil {
 		return nil, err
@@ -272,18 +272,13 @@ func (s *Store) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
 	return b, nil
 }
 
-// BlobPath is where the blob d lives (whether or not it exists).
-func (s *Store) BlobPath(d digest.Digest) string {
-	return filepath.Join(s.ContentDir(), "blobs", d.Algorithm().String(), d.Encoded())
-}
-
 // HasBlob reports whether the blob d is present: a regular file under its
 // name. Anything else there (a symlink, a directory, a FIFO) is damage,
 // not the blob: writing the blob again replaces it (see linkTemp).
-func (s *Store) HasBlob(d digest.Digest) bool {
+func (s *Content) HasBlob(d digest.Digest) bool {
 	if d.Validate() != nil {
 		return false
 	}
-	fi, err := os.Lstat(s.BlobPath(d))
+	fi, err := os.Lstat(s.blobPath(d))
 	return err == nil && fi.Mode().IsRegular()
 }

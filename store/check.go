@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/builder-dev/builder/internal/ctxio"
@@ -30,10 +29,9 @@ type BadBlob struct {
 // image's manifest to its config and layers, reporting blobs that are
 // corrupt or missing, with the images that refer to them, sorted by
 // digest. Nothing is changed.
-func (s *Store) Verify(ctx context.Context) ([]BadBlob, error) {
+func (s *Content) Verify(ctx context.Context) ([]BadBlob, error) {
 	bad := map[digest.Digest]*BadBlob{}
-	dir := filepath.Join(s.ContentDir(), "blobs", digest.SHA256.String())
-	entries, err := os.ReadDir(dir)
+	entries, err := os.ReadDir(s.blobsDir())
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
@@ -110,7 +108,7 @@ func (s *Store) Verify(ctx context.Context) ([]BadBlob, error) {
 
 // checkImage checks that the manifest m (stored as d) and its config
 // agree: one diff ID per layer.
-func (s *Store) checkImage(ctx context.Context, d digest.Digest, m ocispec.Manifest) error {
+func (s *Content) checkImage(ctx context.Context, d digest.Digest, m ocispec.Manifest) error {
 	var cfg ocispec.Image
 	if err := s.ReadJSON(ctx, m.Config.Digest, &cfg); err != nil {
 		return fmt.Errorf("manifest %s: config: %w", d, err)
@@ -132,13 +130,13 @@ func cmpDigest(a, b digest.Digest) int {
 }
 
 // checkBlob reads the blob d whole through its verifier.
-func (s *Store) checkBlob(ctx context.Context, d digest.Digest) error {
+func (s *Content) checkBlob(ctx context.Context, d digest.Digest) error {
 	rc, err := s.OpenBlob(ctx, d)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	_, err = io.Copy(io.Discard, ctxio.NewReader(ctx, rc))
+	_, err = io.Copy(io.Discard, ctxio.Reader(ctx, rc))
 	if err != nil && !errors.Is(err, ErrDigest) {
 		err = fmt.Errorf("read blob %s: %w", d, err)
 	}
@@ -147,7 +145,7 @@ func (s *Store) checkBlob(ctx context.Context, d digest.Digest) error {
 
 // RemoveBlob deletes the blob d (for repairing a store: a corrupt blob is
 // worse than a missing one). A missing blob is not an error.
-func (s *Store) RemoveBlob(ctx context.Context, d digest.Digest) error {
+func (s *Content) RemoveBlob(ctx context.Context, d digest.Digest) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -156,7 +154,7 @@ func (s *Store) RemoveBlob(ctx context.Context, d digest.Digest) error {
 	}
 	// RemoveAll: a directory in a blob's place goes too; a symlink is
 	// removed, not followed.
-	if err := os.RemoveAll(s.BlobPath(d)); err != nil {
+	if err := os.RemoveAll(s.blobPath(d)); err != nil {
 		return fmt.Errorf("remove blob %s: %w", d, err)
 	}
 	return nil

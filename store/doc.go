@@ -4,6 +4,21 @@
 //	snapshots/  unpacked layers and active snapshots (owned by package snapshot)
 //	tmp/        temporary files, on the same filesystem so renames are atomic
 //	meta.db     bbolt metadata (cache records, snapshot refs, containers, ...)
+//	index.lock  the index's flock; gc.lock the build and GC lock
+//
+// A Store is two parts and what ties them:
+//
+//   - Content (content/): blobs, layers and their compression, images,
+//     tags, the OCI index, Verify, and Walk, which lists the blobs present
+//     so that no one else needs to know where a blob lives. Store embeds
+//     it, so its methods are the store's.
+//   - The metadata database (meta.db), package store/meta: Store.Meta. Its
+//     users (store/cache, container, fsutil/statcache) take a meta.DB, or
+//     a meta.Viewer when they only read; the Store itself is neither, so
+//     every write to the database names it.
+//   - Around them: the build and GC lock (LockBuild, LockGC, TryLockGC),
+//     tmp/ and its sweep (SweepTmp, TmpUsage), and the layer sizes kept in
+//     meta.db for the content's layers (LayerInfos, ContentSize).
 //
 // Every image the store knows is a manifest entry in content/index.json.
 // Tags are entries annotated with org.opencontainers.image.ref.name holding
@@ -27,11 +42,12 @@
 // Whoever can write the root can put anything under a blob's name: a blob
 // is only ever a regular file, opened without following a symlink and
 // without blocking on a FIFO, so nothing outside the store is read as
-// content. A layer stream is checked as it comes in: no tar, or an entry
-// above the layer's root, is refused before the blob has a name. An
-// index.json that is no JSON (ErrIndexDamaged) can be rebuilt from the
-// manifests among the blobs (RebuildIndex), a meta.db that is no database
-// (ErrMetaDamaged) moved aside for a new one (ResetMeta).
+// content (Walk does not list such a name; Verify reports it). A layer
+// stream is checked as it comes in: no tar, or an entry above the layer's
+// root, is refused before the blob has a name. An index.json that is no
+// JSON (ErrIndexDamaged) can be rebuilt from the manifests among the blobs
+// (RebuildIndex), a meta.db that is no database (meta.ErrDamaged) moved
+// aside for a new one (meta.File.Reset).
 //
 // A layer's content size (LayerInfo: regular files' bytes and symlink
 // targets, as Docker counts image sizes) is counted while the layer is
@@ -46,4 +62,14 @@
 // share a root: index.json is read-modified-written under an flock on
 // ROOT/index.lock, and meta.db is opened for each transaction only, since
 // bbolt holds an exclusive file lock for as long as it is open.
+//
+// Builds and garbage collection exclude each other through gc.lock: a
+// command that writes blobs or layers (build, load, import, commit, a
+// container's creation) holds it shared, once, from before its first
+// write until what it wrote is named by an image or a record; a prune
+// holds it exclusively. The solver does not take it: its caller does.
+//
+// The store is the bottom of the house: it imports only its own
+// subpackages and internal/*, never snapshot, fsutil, solver or anything
+// above them. Its subpackages (store/meta, store/cache) never import it.
 package store

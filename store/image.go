@@ -39,7 +39,7 @@ type Image struct {
 // unless the index has it. It returns the manifest's descriptor and the
 // config's, whose digest is the image ID. The config's rootfs must be of
 // type "layers" with a diff ID per layer.
-func (s *Store) PutImage(ctx context.Context, config any, layers []ocispec.Descriptor) (manifest, configDesc ocispec.Descriptor, err error) {
+func (s *Content) PutImage(ctx context.Context, config any, layers []ocispec.Descriptor) (manifest, configDesc ocispec.Descriptor, err error) {
 	b, err := json.Marshal(config)
 	if err != nil {
 		return ocispec.Descriptor{}, ocispec.Descriptor{}, fmt.Errorf("put image: marshal config: %w", err)
@@ -65,7 +65,7 @@ func (s *Store) PutImage(ctx context.Context, config any, layers []ocispec.Descr
 // PutManifest writes an OCI manifest over a config blob and layer blobs
 // already in the store (a loaded image keeps its config bytes, and so its
 // ID) and lists it untagged unless the index has it already.
-func (s *Store) PutManifest(ctx context.Context, config ocispec.Descriptor, layers []ocispec.Descriptor) (ocispec.Descriptor, error) {
+func (s *Content) PutManifest(ctx context.Context, config ocispec.Descriptor, layers []ocispec.Descriptor) (ocispec.Descriptor, error) {
 	for _, d := range append([]ocispec.Descriptor{config}, layers...) {
 		if !s.HasBlob(d.Digest) {
 			return ocispec.Descriptor{}, fmt.Errorf("put manifest: blob %s: %w", d.Digest, ErrNotFound)
@@ -94,7 +94,7 @@ func (s *Store) PutManifest(ctx context.Context, config ocispec.Descriptor, laye
 // AddManifest lists the manifest blob desc, already in the store, as an
 // untagged image unless the index has it already. Load uses it to keep an
 // archive's manifest bytes, and so its digest.
-func (s *Store) AddManifest(ctx context.Context, desc ocispec.Descriptor) error {
+func (s *Content) AddManifest(ctx context.Context, desc ocispec.Descriptor) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func plain(d ocispec.Descriptor) ocispec.Descriptor {
 // Tag points name (normalized) at manifest, replacing an existing tag of
 // that name. The image the name left, if it has no other tag, stays listed
 // untagged.
-func (s *Store) Tag(ctx context.Context, ref string, manifest ocispec.Descriptor) error {
+func (s *Content) Tag(ctx context.Context, ref string, manifest ocispec.Descriptor) error {
 	n, err := NormalizeName(ref)
 	if err != nil {
 		return fmt.Errorf("tag: %w", err)
@@ -170,7 +170,7 @@ func (s *Store) Tag(ctx context.Context, ref string, manifest ocispec.Descriptor
 
 // Untag removes the tag name. The image stays listed untagged if that was
 // its last tag; Remove deletes it.
-func (s *Store) Untag(ctx context.Context, ref string) error {
+func (s *Content) Untag(ctx context.Context, ref string) error {
 	n, err := NormalizeName(ref)
 	if err != nil {
 		return fmt.Errorf("untag: %w", err)
@@ -201,7 +201,7 @@ func (s *Store) Untag(ctx context.Context, ref string) error {
 
 // Remove drops every index entry of the manifest d: its tags and its
 // untagged entry. Blobs stay; garbage collection is not the index's job.
-func (s *Store) Remove(ctx context.Context, d digest.Digest) error {
+func (s *Content) Remove(ctx context.Context, d digest.Digest) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -236,7 +236,7 @@ func refName(d ocispec.Descriptor) string { return d.Annotations[ocispec.Annotat
 // config digest with or without "sha256:", or a unique prefix of at least 4
 // hex digits of it, like Docker. ErrNotFound if nothing matches, ErrInvalid
 // if a prefix is ambiguous.
-func (s *Store) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, error) {
+func (s *Content) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, error) {
 	if err := ctx.Err(); err != nil {
 		return ocispec.Descriptor{}, err
 	}
@@ -273,7 +273,7 @@ func (s *Store) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, er
 
 // resolveDigest finds d as a manifest digest (in the index or as a manifest
 // blob), else as an image ID.
-func (s *Store) resolveDigest(ctx context.Context, idx ocispec.Index, d digest.Digest) (ocispec.Descriptor, error) {
+func (s *Content) resolveDigest(ctx context.Context, idx ocispec.Index, d digest.Digest) (ocispec.Descriptor, error) {
 	for _, e := range idx.Manifests {
 		if e.Digest == d {
 			return plain(e), nil
@@ -292,7 +292,7 @@ func (s *Store) resolveDigest(ctx context.Context, idx ocispec.Index, d digest.D
 
 // manifestBlob reports whether the blob d is an image manifest, and its
 // descriptor.
-func (s *Store) manifestBlob(ctx context.Context, d digest.Digest) (ocispec.Descriptor, bool) {
+func (s *Content) manifestBlob(ctx context.Context, d digest.Digest) (ocispec.Descriptor, bool) {
 	b, err := s.readBlob(ctx, d)
 	if err != nil {
 		return ocispec.Descriptor{}, false
@@ -309,7 +309,7 @@ func (s *Store) manifestBlob(ctx context.Context, d digest.Digest) (ocispec.Desc
 }
 
 // resolveIDPrefix finds the image whose config digest starts with prefix.
-func (s *Store) resolveIDPrefix(ctx context.Context, idx ocispec.Index, ref, prefix string) (ocispec.Descriptor, error) {
+func (s *Content) resolveIDPrefix(ctx context.Context, idx ocispec.Index, ref, prefix string) (ocispec.Descriptor, error) {
 	var found ocispec.Descriptor
 	var foundID digest.Digest
 	for _, e := range idx.Manifests {
@@ -347,7 +347,7 @@ func isHex(s string) bool {
 	return true
 }
 
-func (s *Store) readManifest(ctx context.Context, d digest.Digest) (ocispec.Manifest, error) {
+func (s *Content) readManifest(ctx context.Context, d digest.Digest) (ocispec.Manifest, error) {
 	var m ocispec.Manifest
 	if err := s.ReadJSON(ctx, d, &m); err != nil {
 		return m, err
@@ -371,7 +371,7 @@ func (s *Store) readManifest(ctx context.Context, d digest.Digest) (ocispec.Mani
 // newest first, then by name. An image whose manifest or config cannot be
 // read (missing, or changed since it was written) is listed with Err set,
 // so that one damaged image hides neither the others nor itself.
-func (s *Store) Images(ctx context.Context) ([]Image, error) {
+func (s *Content) Images(ctx context.Context) ([]Image, error) {
 	idx, err := s.readIndex()
 	if err != nil {
 		return nil, fmt.Errorf("list images: %w", err)
@@ -395,7 +395,7 @@ func (s *Store) Images(ctx context.Context) ([]Image, error) {
 }
 
 // readImage fills img's config, creation time and size from its manifest.
-func (s *Store) readImage(ctx context.Context, img *Image) error {
+func (s *Content) readImage(ctx context.Context, img *Image) error {
 	m, err := s.readManifest(ctx, img.Manifest.Digest)
 	if err != nil {
 		return fmt.Errorf("image %s: %w", img.Manifest.Digest, err)
@@ -412,31 +412,9 @@ func (s *Store) readImage(ctx context.Context, img *Image) error {
 	return nil
 }
 
-// ContentSize is the size of an image's layers as Docker shows it (images,
-// inspect): the sum of their LayerInfo sizes.
-func (s *Store) ContentSize(ctx context.Context, layers []ocispec.Descriptor) (int64, error) {
-	infos, err := s.LayerInfos(ctx, layerDigests(layers))
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, l := range layers {
-		n += infos[l.Digest].Size
-	}
-	return n, nil
-}
-
-func layerDigests(layers []ocispec.Descriptor) []digest.Digest {
-	out := make([]digest.Digest, len(layers))
-	for i, l := range layers {
-		out[i] = l.Digest
-	}
-	return out
-}
-
 // LoadImage reads the manifest and config of an image. Docker schema2
 // manifests read the same way.
-func (s *Store) LoadImage(ctx context.Context, manifest ocispec.Descriptor) (ocispec.Manifest, ocispec.Image, error) {
+func (s *Content) LoadImage(ctx context.Context, manifest ocispec.Descriptor) (ocispec.Manifest, ocispec.Image, error) {
 	m, err := s.readManifest(ctx, manifest.Digest)
 	if err != nil {
 		return ocispec.Manifest{}, ocispec.Image{}, fmt.Errorf("load image %s: %w", manifest.Digest, err)

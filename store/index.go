@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/builder-dev/builder/internal/unixutil"
@@ -23,7 +22,7 @@ func emptyIndex() ocispec.Index {
 
 // readIndex reads content/index.json. No lock is needed to read: it is only
 // ever replaced by a rename.
-func (s *Store) readIndex() (ocispec.Index, error) {
+func (s *Content) readIndex() (ocispec.Index, error) {
 	b, err := os.ReadFile(s.indexPath())
 	if err != nil {
 		return ocispec.Index{}, fmt.Errorf("read index: %w", err)
@@ -45,30 +44,22 @@ var ErrIndexDamaged = errors.New("the image index is damaged: `builder store ver
 // whose config and layers are present: the images survive, their names
 // (only ever in index.json) do not. It returns where the old index went
 // and how many images it found.
-func (s *Store) RebuildIndex(ctx context.Context) (string, int, error) {
+func (s *Content) RebuildIndex(ctx context.Context) (string, int, error) {
 	aside := s.indexPath() + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
 	idx := emptyIndex()
 	err := s.withIndexLock(func() error {
-		dir := filepath.Dir(s.BlobPath(digest.FromString("")))
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-			if d.Validate() != nil || !e.Type().IsRegular() {
-				continue
-			}
+		err := s.Walk(ctx, func(d digest.Digest, size int64) error {
 			// Manifests are kilobytes: the layers need not be read.
-			if fi, err := e.Info(); err != nil || fi.Size() > 4<<20 {
-				continue
+			if size > 4<<20 {
+				return nil
 			}
 			if desc, ok := s.manifestBlob(ctx, d); ok && s.hasImageBlobs(ctx, d) {
 				idx.Manifests = append(idx.Manifests, desc)
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if err := os.Rename(s.indexPath(), aside); err != nil {
 			return err
@@ -83,7 +74,7 @@ func (s *Store) RebuildIndex(ctx context.Context) (string, int, error) {
 
 // hasImageBlobs reports whether the manifest d reads and its config and
 // layers are all present.
-func (s *Store) hasImageBlobs(ctx context.Context, d digest.Digest) bool {
+func (s *Content) hasImageBlobs(ctx context.Context, d digest.Digest) bool {
 	m, err := s.readManifest(ctx, d)
 	if err != nil || !s.HasBlob(m.Config.Digest) {
 		return false
@@ -96,7 +87,7 @@ func (s *Store) hasImageBlobs(ctx context.Context, d digest.Digest) bool {
 	return true
 }
 
-func (s *Store) writeIndex(idx ocispec.Index) error {
+func (s *Content) writeIndex(idx ocispec.Index) error {
 	if idx.Manifests == nil {
 		idx.Manifests = []ocispec.Descriptor{}
 	}
@@ -117,7 +108,7 @@ func (s *Store) writeIndex(idx ocispec.Index) error {
 // fsync) is needed, which is the common case of a cached rebuild's tag.
 var errUnchanged = errors.New("index unchanged")
 
-func (s *Store) updateIndex(fn func(idx *ocispec.Index) error) error {
+func (s *Content) updateIndex(fn func(idx *ocispec.Index) error) error {
 	return s.withIndexLock(func() error {
 		idx, err := s.readIndex()
 		if err != nil {
@@ -138,8 +129,8 @@ func (s *Store) updateIndex(fn func(idx *ocispec.Index) error) error {
 // (each opening the file anew) exclude each other as other processes do, and
 // the kernel drops the lock if the process dies. fn is short (read, edit and
 // rename one small file), so blocking without ctx is acceptable.
-func (s *Store) withIndexLock(fn func() error) error {
-	f, err := os.OpenFile(s.lockPath(), os.O_CREATE|os.O_RDWR, 0o600)
+func (s *Content) withIndexLock(fn func() error) error {
+	f, err := os.OpenFile(s.lock, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("lock index: %w", err)
 	}

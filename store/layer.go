@@ -80,7 +80,7 @@ func Decompress(r io.Reader) (io.ReadCloser, error) {
 // of the change (a corrupt gzip stream reports the digest, not gzip's
 // complaint). A tar reader stops before that end: read the rest (io.Copy
 // to io.Discard) before trusting what was unpacked.
-func (s *Store) OpenLayer(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+func (s *Content) OpenLayer(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
 	f, err := s.OpenBlob(ctx, d)
 	if err != nil {
 		return nil, err
@@ -153,7 +153,7 @@ func getGzipWriter(w io.Writer) (*pgzip.Writer, error) {
 // (application/vnd.oci.image.layer.v1.tar+gzip) and the digest of the
 // uncompressed stream, the layer's diff ID. The same input gives the same
 // blob.
-func (s *Store) IngestLayer(ctx context.Context, r io.Reader) (ocispec.Descriptor, digest.Digest, error) {
+func (s *Content) IngestLayer(ctx context.Context, r io.Reader) (ocispec.Descriptor, digest.Digest, error) {
 	b, diffID, err := s.StageLayer(ctx, r)
 	if err != nil {
 		return ocispec.Descriptor{}, "", err
@@ -168,7 +168,7 @@ func (s *Store) IngestLayer(ctx context.Context, r io.Reader) (ocispec.Descripto
 // (or discards). The stream must be a tar (ErrInvalid otherwise); its
 // content size is counted on the way and remembered when the blob is
 // committed (see LayerInfos).
-func (s *Store) StageLayer(ctx context.Context, r io.Reader) (*StagedBlob, digest.Digest, error) {
+func (s *Content) StageLayer(ctx context.Context, r io.Reader) (*StagedBlob, digest.Digest, error) {
 	pr, pw := io.Pipe()
 	diffID := digest.Canonical.Digester()
 	var layerInfo LayerInfo
@@ -181,7 +181,7 @@ func (s *Store) StageLayer(ctx context.Context, r io.Reader) (*StagedBlob, diges
 			return
 		}
 		counter := newTarCounter()
-		_, err = io.Copy(zw, io.TeeReader(ctxio.NewReader(ctx, r), io.MultiWriter(diffID.Hash(), counter)))
+		_, err = io.Copy(zw, io.TeeReader(ctxio.Reader(ctx, r), io.MultiWriter(diffID.Hash(), counter)))
 		info, terr := counter.Close()
 		if err == nil || errors.Is(err, errNotTar) {
 			// The counter's reason, when it is what stopped the copy.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/builder-dev/builder/internal/ctxio"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.etcd.io/bbolt"
 )
 
@@ -148,7 +149,7 @@ func leavesRoot(name string) bool {
 func (s *Store) LayerInfos(ctx context.Context, blobs []digest.Digest) (map[digest.Digest]LayerInfo, error) {
 	out := make(map[digest.Digest]LayerInfo, len(blobs))
 	var missing []digest.Digest
-	err := s.View(ctx, func(tx *bbolt.Tx) error {
+	err := s.meta.View(ctx, func(tx *bbolt.Tx) error {
 		b := tx.Bucket(layersBucket)
 		for _, d := range blobs {
 			if _, ok := out[d]; ok {
@@ -183,7 +184,7 @@ func (s *Store) LayerInfos(ctx context.Context, blobs []digest.Digest) (map[dige
 		out[d] = li
 		counted[d] = li
 	}
-	if err := s.SetLayerInfos(ctx, counted); err != nil {
+	if err := s.setLayerInfos(ctx, counted); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -197,7 +198,7 @@ func (s *Store) countLayer(ctx context.Context, d digest.Digest) (LayerInfo, err
 	}
 	defer rc.Close()
 	c := newTarCounter()
-	_, err = io.Copy(c, ctxio.NewReader(ctx, rc))
+	_, err = io.Copy(c, ctxio.Reader(ctx, rc))
 	li, cerr := c.Close()
 	if err == nil {
 		err = cerr
@@ -208,10 +209,10 @@ func (s *Store) countLayer(ctx context.Context, d digest.Digest) (LayerInfo, err
 	return li, nil
 }
 
-// SetLayerInfos remembers the LayerInfo of layer blobs (see LayerInfos),
+// setLayerInfos remembers the LayerInfo of layer blobs (see LayerInfos),
 // without an fsync: they can always be counted again from the blobs.
-func (s *Store) SetLayerInfos(ctx context.Context, infos map[digest.Digest]LayerInfo) error {
-	err := s.UpdateLazy(ctx, func(tx *bbolt.Tx) error {
+func (s *Store) setLayerInfos(ctx context.Context, infos map[digest.Digest]LayerInfo) error {
+	err := s.meta.Lazy().Update(ctx, func(tx *bbolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(layersBucket)
 		if err != nil {
 			return err
@@ -258,4 +259,26 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// ContentSize is the size of an image's layers as Docker shows it (images,
+// inspect): the sum of their LayerInfo sizes.
+func (s *Store) ContentSize(ctx context.Context, layers []ocispec.Descriptor) (int64, error) {
+	infos, err := s.LayerInfos(ctx, layerDigests(layers))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, l := range layers {
+		n += infos[l.Digest].Size
+	}
+	return n, nil
+}
+
+func layerDigests(layers []ocispec.Descriptor) []digest.Digest {
+	out := make([]digest.Digest, len(layers))
+	for i, l := range layers {
+		out[i] = l.Digest
+	}
+	return out
 }

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -30,10 +32,10 @@ func TestStagedBlobHasNoName(t *testing.T) {
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := os.ReadFile(s.BlobPath(b.Desc.Digest)); err != nil || string(got) != "staged" {
+	if got, err := os.ReadFile(s.blobPath(b.Desc.Digest)); err != nil || string(got) != "staged" {
 		t.Errorf("committed blob: %q, %v", got, err)
 	}
-	fi, err := os.Stat(s.BlobPath(b.Desc.Digest))
+	fi, err := os.Stat(s.blobPath(b.Desc.Digest))
 	if err != nil || fi.Mode().Perm() != 0o644 {
 		t.Errorf("committed blob mode: %v, %v", fi.Mode(), err)
 	}
@@ -59,7 +61,7 @@ func TestIndexTempReplaced(t *testing.T) {
 	if err := os.WriteFile(left, []byte("half a"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if !LockFreeTemp("index.json" + replaceSuffix) {
+	if !lockFreeTemp("index.json" + replaceSuffix) {
 		t.Error("index.json's temporary file is not known as written without the build lock")
 	}
 	d, err := s.WriteJSON(ctx, "application/vnd.oci.image.manifest.v1+json", map[string]any{"config": map[string]any{"digest": "sha256:" + strings.Repeat("0", 64)}})
@@ -88,4 +90,31 @@ func tmpEntries(t *testing.T, s *Store) []string {
 		out = append(out, e.Name())
 	}
 	return out
+}
+
+// SweepTmp removes what killed processes left in tmp/, counted first by
+// TmpUsage, and keeps index.json's temporary file, which its writer holds
+// the index lock for, not the build lock.
+func TestSweepTmp(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	for _, name := range []string{"ingest-1", "index.json" + replaceSuffix} {
+		if err := os.WriteFile(filepath.Join(s.TmpDir(), name), make([]byte, 8192), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(s.TmpDir(), "mnt-1", "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	usage, err := s.TmpUsage(ctx)
+	if err != nil || usage < 8192 {
+		t.Fatalf("TmpUsage = %d, %v", usage, err)
+	}
+	n, freed, err := s.SweepTmp(ctx)
+	if err != nil || n != 2 || freed != usage {
+		t.Errorf("SweepTmp = %d, %d, %v; want 2, %d", n, freed, err, usage)
+	}
+	if got := tmpEntries(t, s); !slices.Equal(got, []string{"index.json" + replaceSuffix}) {
+		t.Errorf("tmp/ after a sweep: %v", got)
+	}
 }

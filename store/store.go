@@ -6,12 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.etcd.io/bbolt"
-
-	"github.com/builder-dev/builder/internal/crashpoint"
+	"github.com/builder-dev/builder/store/meta"
 )
 
 // Sentinel errors, checked with errors.Is.
@@ -21,14 +17,15 @@ var (
 	ErrInvalid  = errors.New("invalid")
 )
 
-// Store is the image store under one root. It is safe for concurrent use by
-// goroutines and by other processes opening the same root.
+// Store is the store under one root: its content (blobs, layers, images,
+// tags, the index; the embedded Content, whose methods it offers as its
+// own), its metadata database (Meta), the build and GC lock (LockBuild,
+// LockGC) and its tmp/. It is safe for concurrent use by goroutines and by
+// other processes opening the same root.
 type Store struct {
+	*Content
+	meta *meta.File
 	root string
-
-	// dbMu serialises this process's meta.db openings: bbolt's flock is per
-	// open file, so without it two goroutines would poll for each other.
-	dbMu sync.RWMutex
 }
 
 // DefaultRoot is $BUILDER_ROOT if set, else /var/lib/builder for root, else
@@ -59,6 +56,12 @@ func Open(ctx context.Context, root string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", root, err)
 	}
 	s := &Store{root: abs}
+	s.Content = &Content{
+		dir:      filepath.Join(abs, "content"),
+		tmp:      s.TmpDir(),
+		lock:     filepath.Join(abs, "index.lock"),
+		remember: s.setLayerInfos,
+	}
 	for _, d := range []string{
 		s.root,
 		filepath.Join(s.ContentDir(), "blobs", "sha256"),
@@ -72,15 +75,8 @@ func Open(ctx context.Context, root string) (*Store, error) {
 	if err := s.initLayout(); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", root, err)
 	}
-	// Create meta.db now, so that View can open it read-only later. Only
-	// when missing: an empty transaction still commits, with two fsyncs.
-	// An empty file is as missing: bbolt creates the file before it writes
-	// its first pages, so a kill in between leaves one, which a read-only
-	// open cannot initialise.
-	if fi, err := os.Stat(s.metaPath()); errors.Is(err, os.ErrNotExist) || (err == nil && fi.Mode().IsRegular() && fi.Size() == 0) {
-		if err := s.Update(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
-			return nil, fmt.Errorf("open store %s: %w", root, err)
-		}
+	if s.meta, err = meta.Open(ctx, filepath.Join(abs, "meta.db")); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", root, err)
 	}
 	return s, nil
 }
@@ -88,8 +84,8 @@ func Open(ctx context.Context, root string) (*Store, error) {
 // Root is the store's root directory (absolute).
 func (s *Store) Root() string { return s.root }
 
-// ContentDir is the OCI image layout directory.
-func (s *Store) ContentDir() string { return filepath.Join(s.root, "content") }
+// Meta is the store's metadata database, meta.db.
+func (s *Store) Meta() *meta.File { return s.meta }
 
 // SnapshotsDir is the directory package snapshot keeps its snapshots in.
 func (s *Store) SnapshotsDir() string { return filepath.Join(s.root, "snapshots") }
@@ -97,112 +93,3 @@ func (s *Store) SnapshotsDir() string { return filepath.Join(s.root, "snapshots"
 // TmpDir is for temporary files that are later renamed into the store; it is
 // on the store's filesystem.
 func (s *Store) TmpDir() string { return filepath.Join(s.root, "tmp") }
-
-// indexFile is index.json's path in the content directory.
-const indexFile = ocispec.ImageIndexFile
-
-func (s *Store) indexPath() string  { return filepath.Join(s.ContentDir(), indexFile) }
-func (s *Store) lockPath() string   { return filepath.Join(s.root, "index.lock") }
-func (s *Store) metaPath() string   { return filepath.Join(s.root, "meta.db") }
-func (s *Store) layoutPath() string { return filepath.Join(s.ContentDir(), ocispec.ImageLayoutFile) }
-
-// initLayout writes oci-layout and an empty index.json unless present.
-func (s *Store) initLayout() error {
-	if _, err := os.Stat(s.layoutPath()); os.IsNotExist(err) {
-		b := []byte(`{"imageLayoutVersion":"` + ocispec.ImageLayoutVersion + `"}`)
-		if err := s.writeNewFile(s.layoutPath(), b); err != nil {
-			return err
-		}
-	}
-	if _, err := os.Stat(s.indexPath()); err == nil {
-		return nil // the usual case: no need to wait for the lock
-	}
-	return s.withIndexLock(func() error {
-		if _, err := os.Stat(s.indexPath()); err == nil {
-			return nil
-		}
-		return s.writeIndex(emptyIndex())
-	})
-}
-
-// writeNewFile writes path with b, synced, unless path exists: another
-// process that wrote it first wrote the same.
-func (s *Store) writeNewFile(path string, b []byte) error {
-	f, named, err := s.createTemp(filepath.Base(path) + ".*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		f.Close()
-		if named {
-			os.Remove(f.Name()) // no-op once renamed
-		}
-	}()
-	if err := writeSynced(f, b); err != nil {
-		return err
-	}
-	if err := s.linkTemp(f, named, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// replaceFile replaces path with b: written to tmp/NAME.new, synced and
-// renamed over path, then the directory synced so the rename survives a
-// crash. The caller holds a lock that all writers of path take, so the
-// temporary file can have a fixed name: one that a killed writer left is
-// simply replaced by the next writer.
-func (s *Store) replaceFile(path string, b []byte) error {
-	tmp := filepath.Join(s.TmpDir(), filepath.Base(path)+replaceSuffix)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp) // no-op once renamed
-	err = writeSynced(f, b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	crashpoint.Hit("store.index.staged")
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// replaceSuffix names replaceFile's temporary files.
-const replaceSuffix = ".new"
-
-// LockFreeTemp reports whether name, an entry of TmpDir, is a temporary
-// file written without the build lock (index.json's, under the index
-// lock), which a sweep under the GC lock must leave alone. Every other
-// entry of TmpDir belongs to a process holding the build lock.
-func LockFreeTemp(name string) bool {
-	return name == filepath.Base(indexFile)+replaceSuffix
-}
-
-// writeSynced writes b to f, mode 0644 whatever the umask, and syncs it.
-func writeSynced(f *os.File, b []byte) error {
-	if _, err := f.Write(b); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	return f.Sync()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}

@@ -24,6 +24,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/builder-dev/builder/internal/testutil"
+	"github.com/builder-dev/builder/store/meta"
 )
 
 func TestNormalizeName(t *testing.T) {
@@ -434,7 +435,7 @@ func TestMeta(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 10 {
-				err := st.Update(ctx, func(tx *bbolt.Tx) error {
+				err := st.Meta().Update(ctx, func(tx *bbolt.Tx) error {
 					b, err := tx.CreateBucketIfNotExists([]byte("test"))
 					if err != nil {
 						return err
@@ -444,7 +445,7 @@ func TestMeta(t *testing.T) {
 				if err != nil {
 					t.Error(err)
 				}
-				if err := st.View(ctx, func(tx *bbolt.Tx) error { return nil }); err != nil {
+				if err := st.Meta().View(ctx, func(tx *bbolt.Tx) error { return nil }); err != nil {
 					t.Error(err)
 				}
 			}
@@ -452,7 +453,7 @@ func TestMeta(t *testing.T) {
 	}
 	wg.Wait()
 	count := 0
-	err = s.View(ctx, func(tx *bbolt.Tx) error {
+	err = s.Meta().View(ctx, func(tx *bbolt.Tx) error {
 		return tx.Bucket([]byte("test")).ForEach(func(k, v []byte) error { count++; return nil })
 	})
 	if err != nil || count != 40 {
@@ -460,14 +461,14 @@ func TestMeta(t *testing.T) {
 	}
 	// A failed update changes nothing.
 	boom := errors.New("boom")
-	err = s.Update(ctx, func(tx *bbolt.Tx) error {
+	err = s.Meta().Update(ctx, func(tx *bbolt.Tx) error {
 		tx.Bucket([]byte("test")).Put([]byte("x"), []byte("y"))
 		return boom
 	})
 	if !errors.Is(err, boom) {
 		t.Errorf("Update error = %v", err)
 	}
-	s.View(ctx, func(tx *bbolt.Tx) error {
+	s.Meta().View(ctx, func(tx *bbolt.Tx) error {
 		if tx.Bucket([]byte("test")).Get([]byte("x")) != nil {
 			t.Error("failed update was kept")
 		}
@@ -475,7 +476,7 @@ func TestMeta(t *testing.T) {
 	})
 	// The database is closed between transactions: another open succeeds
 	// at once.
-	db, err := bbolt.Open(s.metaPath(), 0o600, &bbolt.Options{Timeout: time.Second})
+	db, err := bbolt.Open(s.Meta().Path(), 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatalf("meta.db held open: %v", err)
 	}
@@ -573,31 +574,31 @@ func TestUmociUnpacksStore(t *testing.T) {
 func TestOpenMetaEmptyOrDamaged(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
-	if err := os.Truncate(s.metaPath(), 0); err != nil {
+	if err := os.Truncate(s.Meta().Path(), 0); err != nil {
 		t.Fatal(err)
 	}
 	s, err := Open(ctx, s.Root())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.View(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
+	if err := s.Meta().View(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
 		t.Errorf("View after an empty meta.db: %v", err)
 	}
-	if err := os.WriteFile(s.metaPath(), bytes.Repeat([]byte("garbage!"), 1024), 0o600); err != nil {
+	if err := os.WriteFile(s.Meta().Path(), bytes.Repeat([]byte("garbage!"), 1024), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err = s.View(ctx, func(*bbolt.Tx) error { return nil })
-	if !errors.Is(err, ErrMetaDamaged) || !strings.Contains(err.Error(), "store verify --remove") {
+	err = s.Meta().View(ctx, func(*bbolt.Tx) error { return nil })
+	if !errors.Is(err, meta.ErrDamaged) || !strings.Contains(err.Error(), "store verify --remove") {
 		t.Errorf("View of a garbage meta.db: %v", err)
 	}
-	aside, err := s.ResetMeta(ctx)
+	aside, err := s.Meta().Reset(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(aside); err != nil || !bytes.HasPrefix(b, []byte("garbage!")) {
 		t.Errorf("the damaged meta.db was not kept at %s: %v", aside, err)
 	}
-	if err := s.View(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
-		t.Errorf("View after ResetMeta: %v", err)
+	if err := s.Meta().View(ctx, func(*bbolt.Tx) error { return nil }); err != nil {
+		t.Errorf("View after Reset: %v", err)
 	}
 }

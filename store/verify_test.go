@@ -22,12 +22,12 @@ import (
 // flip changes one byte of the blob d in the middle.
 func flip(t *testing.T, s *Store, d digest.Digest) {
 	t.Helper()
-	b, err := os.ReadFile(s.BlobPath(d))
+	b, err := os.ReadFile(s.blobPath(d))
 	if err != nil {
 		t.Fatal(err)
 	}
 	b[len(b)/2] ^= 0x20
-	if err := os.WriteFile(s.BlobPath(d), b, 0o644); err != nil {
+	if err := os.WriteFile(s.blobPath(d), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -43,11 +43,11 @@ func TestReadsVerifyDigest(t *testing.T) {
 	}{
 		{"flipped byte", flip},
 		{"truncated", func(t *testing.T, s *Store, d digest.Digest) {
-			fi, _ := os.Stat(s.BlobPath(d))
-			os.Truncate(s.BlobPath(d), fi.Size()-1)
+			fi, _ := os.Stat(s.blobPath(d))
+			os.Truncate(s.blobPath(d), fi.Size()-1)
 		}},
 		{"grown", func(t *testing.T, s *Store, d digest.Digest) {
-			f, _ := os.OpenFile(s.BlobPath(d), os.O_APPEND|os.O_WRONLY, 0)
+			f, _ := os.OpenFile(s.blobPath(d), os.O_APPEND|os.O_WRONLY, 0)
 			f.Write([]byte{0})
 			f.Close()
 		}},
@@ -140,8 +140,8 @@ func TestLayerInfos(t *testing.T) {
 		t.Errorf("old layer: %+v, want %+v", got[old.Digest], wantOld)
 	}
 	// Remembered: the blobs are not read again.
-	os.Remove(s.BlobPath(written.Digest))
-	os.Remove(s.BlobPath(old.Digest))
+	os.Remove(s.blobPath(written.Digest))
+	os.Remove(s.blobPath(old.Digest))
 	again, err := s.LayerInfos(ctx, []digest.Digest{written.Digest, old.Digest})
 	if err != nil || again[written.Digest] != want || again[old.Digest] != wantOld {
 		t.Errorf("second LayerInfos = %+v, %v", again, err)
@@ -190,7 +190,7 @@ func TestBlobNotRegularFile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openStore(t)
 			d := digest.FromBytes(secret)
-			if err := tc.plant(s.BlobPath(d)); err != nil {
+			if err := tc.plant(s.blobPath(d)); err != nil {
 				t.Fatal(err)
 			}
 			if s.HasBlob(d) {
@@ -219,10 +219,10 @@ func TestBlobNotRegularFile(t *testing.T) {
 			if err := s.RemoveBlob(ctx, d); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := os.Lstat(s.BlobPath(d)); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Lstat(s.blobPath(d)); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("RemoveBlob left it: %v", err)
 			}
-			if err := tc.plant(s.BlobPath(d)); err != nil {
+			if err := tc.plant(s.blobPath(d)); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := s.WriteJSON(ctx, ocispec.MediaTypeImageConfig, map[string]string{"secret": "outside the store"}); err != nil {
@@ -232,7 +232,7 @@ func TestBlobNotRegularFile(t *testing.T) {
 			if err != nil || !bytes.Equal(b, secret) {
 				t.Errorf("after writing it again: %q %v", b, err)
 			}
-			if fi, err := os.Lstat(s.BlobPath(d)); err != nil || !fi.Mode().IsRegular() {
+			if fi, err := os.Lstat(s.blobPath(d)); err != nil || !fi.Mode().IsRegular() {
 				t.Errorf("after writing it again: %v %v", fi, err)
 			}
 			if b, _ := os.ReadFile(outside); !bytes.Equal(b, secret) {
@@ -382,7 +382,7 @@ func TestRebuildIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Remove(s.BlobPath(m.Layers[0].Digest))
+	os.Remove(s.blobPath(m.Layers[0].Digest))
 	os.WriteFile(s.indexPath(), []byte("{garbage"), 0o644)
 	if _, err := s.Resolve(ctx, "good:1"); !errors.Is(err, ErrIndexDamaged) {
 		t.Fatalf("Resolve over a garbage index: %v", err)

@@ -19,4 +19,6 @@
 //
 // Run them with `go test -run '^$' -bench . -benchtime 3x ./bench/gobench`.
 // The package has no code of its own; it only imports what it measures.
+//
+// It may import any package of the module but cmd (nothing imports cmd).
 package gobench

@@ -1,7 +1,3 @@
-// Command builder-init is the container init of builder's RUN steps and
-// containers, installed next to the builder binary: a program of its own so
-// that each container starts a small binary rather than the whole builder
-// (see runner.InitBinaryName).
 package main
 
 import (

@@ -17,11 +17,13 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/builder-dev/builder/exporter"
 	"github.com/builder-dev/builder/frontend/dockerfile"
 	"github.com/builder-dev/builder/fsutil"
 	"github.com/builder-dev/builder/progress"
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/solver"
+	"github.com/builder-dev/builder/solver/ops"
 )
 
 type buildOptions struct {
@@ -266,7 +268,8 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	// RUN steps start their containers' inits one ahead.
 	pool := &runner.Pool{Resources: limits}
 	defer pool.Close()
-	res, err := e.solver(pool, pr.Event).Solve(ctx, def, solver.Options{ContextDir: contextDir, Dockerfile: absFile, Ignore: ignore, NoCache: o.noCache, Explain: o.explain, MaxParallelism: o.maxParallelism})
+	res, err := e.solve(ctx, def, ops.Config{Runner: pool, ContextDir: contextDir, Ignore: ignore}, pr.Event,
+		solver.Options{Dockerfile: absFile, NoCache: o.noCache, Explain: o.explain, MaxParallelism: o.maxParallelism})
 	if err != nil {
 		return err
 	}
@@ -286,7 +289,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 		}
 	}
 	for _, out := range outputs {
-		if err := exportOutput(ctx, e, manifest, res, out, o.tags); err != nil {
+		if err := exporter.Export(ctx, e.store, exporter.Built{Manifest: manifest, Layers: res.Layers, Tags: o.tags}, out); err != nil {
 			return err
 		}
 	}

@@ -44,7 +44,7 @@ func (e *env) collector() *gc.Collector {
 // containersOwn are the writable layers and directories containers own;
 // any other is a killed build's or container creation's.
 func (e *env) containersOwn(ctx context.Context) (gc.Owned, error) {
-	list, err := container.List(ctx, e.store)
+	list, err := container.List(ctx, e.store.Meta())
 	if err != nil {
 		return gc.Owned{}, err
 	}
@@ -59,7 +59,7 @@ func (e *env) containersOwn(ctx context.Context) (gc.Owned, error) {
 // containerRoots keeps the images of containers: their writable layers sit
 // on those layers, and a removed image's container still runs and commits.
 func (e *env) containerRoots(ctx context.Context) (gc.Roots, error) {
-	blobs, chains, err := container.Held(ctx, e.store)
+	blobs, chains, err := container.Held(ctx, e.store.Meta())
 	return gc.Roots{Blobs: blobs, Chains: chains}, err
 }
 

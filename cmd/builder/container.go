@@ -8,12 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -36,58 +32,17 @@ func (e *env) runtime() *container.Runtime {
 // monitorCmdName is the hidden command a detached container's monitor runs.
 const monitorCmdName = "__monitor"
 
-// monitorReport is what a monitor tells the command that spawned it, on
-// its fd 3, once the container runs (Pid) or could not start.
-type monitorReport struct {
-	Pid   int    `json:"pid,omitempty"`
-	Code  int    `json:"code,omitempty"` // the exit code when it could not start
-	Error string `json:"error,omitempty"`
-}
-
-// spawnMonitor starts a monitor process for c in a session of its own, so
-// it outlives this process and no terminal signal reaches it, and waits
-// until the container runs. It returns an exitCodeError with 126 or 127
-// (after copying the container's output, the runner's message, to our
-// stderr) when the command could not be executed.
+// spawnMonitor starts the detached container c's monitor (see
+// container.SpawnMonitor): this binary, running the hidden monitor command.
+// A command that could not be executed is the container's exit code.
 func spawnMonitor(ctx context.Context, rt *container.Runtime, c *container.Container) error {
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("start monitor: %w", err)
+	args := []string{"--root", rt.Store.Root(), monitorCmdName, c.ID}
+	err := container.SpawnMonitor(ctx, rt, c, args, os.Stderr)
+	var ne container.NotExecutedError
+	if errors.As(err, &ne) {
+		return exitCodeError{code: ne.Code}
 	}
-	defer pr.Close()
-	// The monitor's own errors, for whoever debugs a container that did
-	// not start.
-	logf, err := os.OpenFile(filepath.Join(rt.Dir(c.ID), "monitor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		pw.Close()
-		return fmt.Errorf("start monitor: %w", err)
-	}
-	cmd := exec.Command("/proc/self/exe", "--root", rt.Store.Root(), monitorCmdName, c.ID)
-	cmd.Args[0] = "builder" // what ps shows
-	cmd.Dir = "/"           // not to keep the caller's directory busy
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{pw} // fd 3
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	pw.Close()
-	logf.Close()
-	if err != nil {
-		return fmt.Errorf("start monitor: %w", err)
-	}
-	// Nobody waits for it: once we exit, init (or a subreaper) reaps it.
-	defer cmd.Process.Release()
-	var rep monitorReport
-	if err := json.NewDecoder(pr).Decode(&rep); err != nil {
-		return fmt.Errorf("start container %s: the monitor ended without a word (see %s)", c.Name, filepath.Join(rt.Dir(c.ID), "monitor.log"))
-	}
-	switch {
-	case rep.Error != "":
-		return errors.New(rep.Error)
-	case rep.Pid == 0:
-		_ = container.ReadLog(ctx, rt.LogPath(c.ID), os.Stderr, os.Stderr, container.LogOptions{})
-		return exitCodeError{code: rep.Code}
-	}
-	return nil
+	return err
 }
 
 func newMonitorCmd(g *globalOptions) *cobra.Command {
@@ -97,49 +52,13 @@ func newMonitorCmd(g *globalOptions) *cobra.Command {
 		Hidden: true,
 		Args:   exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ready := os.NewFile(3, "ready")
-			report := func(r monitorReport) {
-				if ready != nil {
-					_ = json.NewEncoder(ready).Encode(r)
-					ready.Close()
-					ready = nil
-				}
-			}
-			defer report(monitorReport{Error: "the monitor failed"})
-			ctx := cmd.Context()
-			e, err := g.open(ctx)
+			m := container.NewMonitor(os.NewFile(3, "ready"))
+			defer m.Close()
+			e, err := g.open(cmd.Context())
 			if err != nil {
-				report(monitorReport{Error: err.Error()})
-				return err
+				return m.Fail(err)
 			}
-			rt := e.runtime()
-			c, err := container.Get(ctx, e.store, args[0])
-			if err != nil {
-				report(monitorReport{Error: err.Error()})
-				return err
-			}
-			sigs := make(chan os.Signal, 16)
-			signal.Notify(sigs, forwardedSignals...)
-			rio := container.IO{Signals: sigs, Started: func(pid int) { report(monitorReport{Pid: pid}) }}
-			if c.Host.OpenStdin {
-				// -d -i: stdin stays open (and empty), as in Docker with
-				// nobody attached.
-				r, w, err := os.Pipe()
-				if err != nil {
-					report(monitorReport{Error: err.Error()})
-					return err
-				}
-				defer w.Close()
-				defer r.Close()
-				rio.Stdin = r
-			}
-			code, err := rt.Run(ctx, c.ID, rio)
-			if err != nil {
-				report(monitorReport{Error: err.Error(), Code: code})
-				return err
-			}
-			report(monitorReport{Code: code})
-			return nil
+			return m.Run(cmd.Context(), e.runtime(), args[0], forwardedSignals)
 		},
 	}
 }
@@ -254,7 +173,7 @@ func newLogsCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			running := func() bool {
-				now, err := container.Get(ctx, e.store, c.ID)
+				now, err := container.Get(ctx, e.store.Meta(), c.ID)
 				return err == nil && container.Live(now)
 			}
 			return container.ReadLog(ctx, rt.LogPath(c.ID), os.Stdout, os.Stderr,

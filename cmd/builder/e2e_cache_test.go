@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/builder-dev/builder/store"
 	digest "github.com/opencontainers/go-digest"
-
-	"github.com/builder-dev/builder/store/cache"
 )
 
 func (h *harness) cacheLs() []cacheEntryJSON {
@@ -265,7 +264,11 @@ func TestCachePruneWaitsForBuild(t *testing.T) {
 	h.buildPlain(dir, "a")
 	h.mustRun("rmi", "a")
 
-	lock, err := cache.LockBuild(context.Background(), h.root)
+	st, err := store.Open(context.Background(), h.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, err := st.LockBuild(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func (h *harness) record(ref string) *container.Container {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	c, err := container.Get(context.Background(), st, ref)
+	c, err := container.Get(context.Background(), st.Meta(), ref)
 	if err != nil {
 		h.t.Fatal(err)
 	}

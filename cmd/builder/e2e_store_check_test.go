@@ -242,7 +242,7 @@ func checkRecords(root string) []string {
 	if err != nil {
 		return []string{err.Error()}
 	}
-	recs, err := cache.List(ctx, st)
+	recs, err := cache.List(ctx, st.Meta())
 	if err != nil {
 		return []string{err.Error()}
 	}

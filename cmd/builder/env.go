@@ -10,8 +10,9 @@ import (
 
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/solver"
+	"github.com/builder-dev/builder/solver/graph"
+	"github.com/builder-dev/builder/solver/ops"
 	"github.com/builder-dev/builder/store"
-	"github.com/builder-dev/builder/store/cache"
 )
 
 // env is the opened store and what is wired on it.
@@ -36,8 +37,24 @@ func (g *globalOptions) open(ctx context.Context) (*env, error) {
 	return &env{store: st, snap: sn}, nil
 }
 
-func (e *env) solver(run solver.Runner, rep solver.Reporter) *solver.Solver {
-	return &solver.Solver{Store: e.store, Snap: e.snap, Runner: run, Reporter: rep}
+// solve builds def with its ops bound to the store, the snapshotter and
+// cfg's runner and build context.
+func (e *env) solve(ctx context.Context, def *graph.Definition, cfg ops.Config, rep solver.Reporter, opt solver.Options) (*solver.Result, error) {
+	cfg.Store, cfg.Snap = e.store, e.snap
+	r, err := ops.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &solver.Solver{Store: e.store, Ops: r, Images: r, Reporter: rep}
+	res, err := s.Solve(ctx, def, opt)
+	// After every stage has ended, whether or not the build worked.
+	if cerr := r.Close(ctx); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // imageConfig reads an image's manifest and its config in Docker's image
@@ -61,17 +78,19 @@ func (e *env) imageConfig(ctx context.Context, ref string) (ocispec.Descriptor, 
 // lockWrites takes the store's shared build lock for a command that writes
 // blobs and then names them (build, load, import): a prune waits for it, so
 // it cannot collect blobs between their write and the tag that keeps them.
+// It is the one place a command takes it: the solver does not, since the
+// lock must last past Solve until the image is written and tagged.
 //
 // When no other process holds the lock, it first removes what killed
 // processes left (gc.Sweep): that is usually nothing, found with a few
 // directory reads. A failed sweep only leaves litter for the next one, so
 // it does not stop the command.
-func (e *env) lockWrites(ctx context.Context) (*cache.Lock, error) {
-	if l, err := cache.TryLockGC(e.store.Root()); err == nil && l != nil {
+func (e *env) lockWrites(ctx context.Context) (*store.Lock, error) {
+	if l, err := e.store.TryLockGC(); err == nil && l != nil {
 		_, _ = e.collector().Sweep(ctx)
 		l.Release()
 	}
-	return cache.LockBuild(ctx, e.store.Root())
+	return e.store.LockBuild(ctx)
 }
 
 // withStore adapts a command that works on the opened store to cobra's

@@ -18,10 +18,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
-	"github.com/builder-dev/builder/container"
 	"github.com/builder-dev/builder/exporter"
 	"github.com/builder-dev/builder/frontend/dockerfile"
-	"github.com/builder-dev/builder/internal/crashpoint"
+	"github.com/builder-dev/builder/images"
+	"github.com/builder-dev/builder/source"
 	"github.com/builder-dev/builder/store"
 )
 
@@ -251,7 +251,12 @@ func newRmiCmd(g *globalOptions) *cobra.Command {
 		Args:  minArgs(1),
 		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
 			for _, ref := range args {
-				if err := removeImage(ctx, e, ref, force); err != nil {
+				err := images.Remove(ctx, e.store, ref, images.RemoveOptions{
+					Force:    force,
+					Untagged: func(n string) { fmt.Println("Untagged:", n) },
+					Deleted:  func(d digest.Digest) { fmt.Println("Deleted:", d) },
+				})
+				if err != nil {
 					return err
 				}
 			}
@@ -260,79 +265,6 @@ func newRmiCmd(g *globalOptions) *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove an image even when several names refer to it or a container uses it")
 	return cmd
-}
-
-// removeImage follows docker rmi: removing a name untags it, and the image
-// goes when no name is left; removing by ID takes every name with it, which
-// needs -f when there are several. Layer blobs stay for the cache.
-func removeImage(ctx context.Context, e *env, ref string, force bool) error {
-	desc, err := e.store.Resolve(ctx, ref)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no such image: %s", ref)
-	}
-	if err != nil {
-		// A damaged index.json is not "no such image": say what is.
-		return fmt.Errorf("remove image %s: %w", ref, err)
-	}
-	imgs, err := e.store.Images(ctx)
-	if err != nil {
-		return err
-	}
-	var names []string
-	for _, im := range imgs {
-		if im.Manifest.Digest == desc.Digest && im.Name != "" {
-			names = append(names, im.Name)
-		}
-	}
-	byName := false
-	deletes := true // the image goes, not only a name
-	if n, err := store.NormalizeName(ref); err == nil && slices.Contains(names, n) {
-		byName = true
-		deletes = len(names) == 1
-		names = []string{n}
-	}
-	if !byName && len(names) > 1 && !force {
-		return fmt.Errorf("unable to delete %s (must be forced): image is referenced in multiple repositories", ref)
-	}
-	if deletes && !force {
-		// As Docker: an image a container uses stays unless forced. Forced,
-		// the container keeps working: gc keeps what it holds.
-		id, err := imageID(ctx, e, desc)
-		if err != nil {
-			return err
-		}
-		users, err := container.Using(ctx, e.store, desc.Digest, digest.Digest(id))
-		if err != nil {
-			return err
-		}
-		if len(users) > 0 {
-			if byName {
-				return fmt.Errorf("conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ref, container.ShortID(users[0].ID), shortID(id))
-			}
-			return fmt.Errorf("conflict: unable to delete %s (must be forced) - image is being used by container %s", shortID(id), container.ShortID(users[0].ID))
-		}
-	}
-	for _, n := range names {
-		if err := e.store.Untag(ctx, n); err != nil {
-			return err
-		}
-		fmt.Println("Untagged:", n)
-		crashpoint.Hit("rmi.untagged")
-	}
-	imgs, err = e.store.Images(ctx)
-	if err != nil {
-		return err
-	}
-	for _, im := range imgs {
-		if im.Manifest.Digest == desc.Digest && im.Name != "" {
-			return nil // still named
-		}
-	}
-	if err := e.store.Remove(ctx, desc.Digest); err != nil {
-		return err
-	}
-	fmt.Println("Deleted:", desc.Digest)
-	return nil
 }
 
 func newLoadCmd(g *globalOptions) *cobra.Command {
@@ -356,7 +288,7 @@ func newLoadCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			defer lock.Release()
-			names, err := exporter.Load(ctx, e.store, r)
+			names, err := source.Load(ctx, e.store, r)
 			if err != nil {
 				return err
 			}
@@ -388,7 +320,7 @@ func newSaveCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return writeDest(out, func(w io.Writer) error {
+			return exporter.WriteDest(out, func(w io.Writer) error {
 				if format == "oci" {
 					return exporter.SaveOCI(ctx, e.store, args, w)
 				}
@@ -435,9 +367,9 @@ the image. Prints the image ID, as images shows it in full.`,
 			}
 			var desc ocispec.Descriptor
 			if args[0] == "-" {
-				desc, err = exporter.ImportReader(ctx, e.store, os.Stdin, "-", name, cfg)
+				desc, err = source.ImportReader(ctx, e.store, os.Stdin, "-", name, cfg)
 			} else {
-				desc, err = exporter.Import(ctx, e.store, args[0], name, cfg)
+				desc, err = source.Import(ctx, e.store, args[0], name, cfg)
 			}
 			if err != nil {
 				return err

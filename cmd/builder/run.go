@@ -259,7 +259,7 @@ func createContainer(ctx context.Context, e *env, rt *container.Runtime, ref str
 	// Checked again when the record is written; asked first so that a
 	// taken name does not unpack the image for nothing.
 	if co.Name != "" {
-		if c, err := container.Get(ctx, e.store, co.Name); err == nil && c.Name == co.Name {
+		if c, err := container.Get(ctx, e.store.Meta(), co.Name); err == nil && c.Name == co.Name {
 			return nil, fmt.Errorf("%w: the container name %q is already in use by container %q", container.ErrNameInUse, "/"+co.Name, c.ID)
 		}
 	}

@@ -33,4 +33,8 @@
 // limits that decide whether a build succeeds: substitution forms,
 // HEALTHCHECK durations and retries, STOPSIGNAL names, global ARG defaults
 // that fail to expand.
+//
+// It imports solver/graph (the definition it emits) and internal packages
+// only; it must not import the solver, its ops, runner, snapshot, store or
+// cmd: images it needs are resolved through Options.ResolveImage.
 package dockerfile

@@ -28,4 +28,8 @@
 // A file changed less than racyWindow before it was read is not
 // remembered: a second write within the same timestamp tick would leave
 // its stat as it was.
+//
+// It imports fsutil, store/meta (a leaf that imports only bbolt: it takes
+// the database as a meta.DB, never the store itself) and internal packages
+// only; it must not import store, the solver or anything above them.
 package statcache

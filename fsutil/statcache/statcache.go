@@ -18,14 +18,8 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/builder-dev/builder/fsutil"
+	"github.com/builder-dev/builder/store/meta"
 )
-
-// DB is the store's metadata database: one transaction per call.
-// *store.Store fits.
-type DB interface {
-	View(ctx context.Context, fn func(tx *bbolt.Tx) error) error
-	Update(ctx context.Context, fn func(tx *bbolt.Tx) error) error
-}
 
 // bucketName holds one nested bucket per context directory (its absolute
 // path), made of chunks (see chunk.go). The version is in the name: a new
@@ -48,7 +42,7 @@ const racyWindow = 2 * time.Second
 // Cache is the stat cache of one context directory. It is safe for
 // concurrent use.
 type Cache struct {
-	db     DB
+	db     meta.DB
 	dir    string // the directory: host paths start with it
 	prefix string // dir with a trailing separator
 	key    []byte // the bucket of the directory: its path
@@ -93,7 +87,7 @@ type call struct {
 // thing and walks the context while the records load. ctx bounds that
 // load, so it must last until Flush, which needs it; errors loading come
 // back from the first ReadSums or Flush that needs the records.
-func Open(ctx context.Context, db DB, dir string) (*Cache, error) {
+func Open(ctx context.Context, db meta.DB, dir string) (*Cache, error) {
 	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
 		return nil, fmt.Errorf("open stat cache of %s: not an absolute, clean path", dir)
 	}

@@ -20,37 +20,37 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/builder-dev/builder/fsutil"
-	"github.com/builder-dev/builder/store"
+	"github.com/builder-dev/builder/store/meta"
 )
 
 // countingDB counts the transactions of a store.
 type countingDB struct {
-	*store.Store
+	*meta.File
 	views, updates atomic.Int64
 }
 
 func (d *countingDB) View(ctx context.Context, fn func(*bbolt.Tx) error) error {
 	d.views.Add(1)
-	return d.Store.View(ctx, fn)
+	return d.File.View(ctx, fn)
 }
 
 func (d *countingDB) Update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 	d.updates.Add(1)
-	return d.Store.Update(ctx, fn)
+	return d.File.Update(ctx, fn)
 }
 
 func newDB(t testing.TB) *countingDB {
 	t.Helper()
-	s, err := store.Open(context.Background(), t.TempDir())
+	f, err := meta.Open(context.Background(), filepath.Join(t.TempDir(), "meta.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &countingDB{Store: s}
+	return &countingDB{File: f}
 }
 
 // open opens the cache of dir with no racy window: tests write files and
 // read them back at once, and would otherwise never see a record kept.
-func open(t testing.TB, db DB, dir string) *Cache {
+func open(t testing.TB, db meta.DB, dir string) *Cache {
 	t.Helper()
 	c, err := Open(context.Background(), db, dir)
 	if err != nil {
@@ -159,7 +159,7 @@ func TestSameAsReading(t *testing.T) {
 }
 
 // warmCache returns a cache of dir that has every file of it recorded.
-func warmCache(t *testing.T, db DB, dir string) *Cache {
+func warmCache(t *testing.T, db meta.DB, dir string) *Cache {
 	t.Helper()
 	c := open(t, db, dir)
 	sums(t, dir, c)
@@ -466,7 +466,7 @@ func (c *Cache) has(rel string) bool {
 }
 
 // chunkContents returns the bucket of dir as key -> paths in the chunk.
-func chunkContents(t *testing.T, db DB, dir string) map[string][]string {
+func chunkContents(t *testing.T, db meta.DB, dir string) map[string][]string {
 	t.Helper()
 	abs, _ := filepath.Abs(dir)
 	out := map[string][]string{}

@@ -7,4 +7,7 @@
 // names one: "NAME" kills the process with SIGKILL the first time it reaches
 // Hit(NAME), "NAME@N" the N-th time. The variable is read once, at start;
 // an unarmed Hit is one comparison.
+//
+// Like every internal package it imports the standard library and
+// third-party modules only, never a builder package.
 package crashpoint

@@ -19,5 +19,6 @@
 // to an lstat by path for a DT_UNKNOWN entry, where the layer writer must
 // stay relative to its directory descriptor.
 //
-// It imports only the standard library and golang.org/x/sys.
+// Like every internal package it imports the standard library and
+// third-party modules only (and internal/unixutil, the EINTR retry).
 package dirent

@@ -23,4 +23,7 @@
 //
 // The program is data: the runner hands it to the container's init, which
 // only installs it (see runner.Spec).
+//
+// It imports the standard library and third-party modules only; it must
+// not import runner or any other builder package.
 package seccomp

@@ -22,4 +22,7 @@
 //
 // Compression is not this package's business: callers pipe the tar through
 // pgzip (or zstd).
+//
+// It imports internal packages only; it must not import snapshot, store or
+// anything above them.
 package archive

@@ -9,14 +9,9 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
-)
 
-// DB is the part of the store the cache uses: short transactions on the
-// metadata database.
-type DB interface {
-	View(ctx context.Context, fn func(*bolt.Tx) error) error
-	Update(ctx context.Context, fn func(*bolt.Tx) error) error
-}
+	"github.com/builder-dev/builder/store/meta"
+)
 
 var (
 	recordsBucket = []byte("cache.v1")       // key -> Record (without Files)
@@ -70,7 +65,7 @@ func (s Step) identity() []byte {
 }
 
 // Get returns the record of key, or nil when there is none.
-func Get(ctx context.Context, db DB, key digest.Digest) (*Record, error) {
+func Get(ctx context.Context, db meta.Viewer, key digest.Digest) (*Record, error) {
 	var rec *Record
 	err := db.View(ctx, func(tx *bolt.Tx) error {
 		r, err := get(tx, key)
@@ -99,7 +94,7 @@ func get(tx *bolt.Tx, key digest.Digest) (*Record, error) {
 
 // Put stores recs in one transaction and makes each the latest record of
 // its step.
-func Put(ctx context.Context, db DB, recs ...Record) error {
+func Put(ctx context.Context, db meta.DB, recs ...Record) error {
 	type encoded struct{ key, v, files, id []byte }
 	enc := make([]encoded, 0, len(recs))
 	for _, rec := range recs {
@@ -147,7 +142,7 @@ func Put(ctx context.Context, db DB, recs ...Record) error {
 
 // Previous returns the latest record made by the same step (same
 // Dockerfile, stage and position) with its Files, or nil.
-func Previous(ctx context.Context, db DB, step Step) (*Record, error) {
+func Previous(ctx context.Context, db meta.Viewer, step Step) (*Record, error) {
 	var rec *Record
 	err := db.View(ctx, func(tx *bolt.Tx) error {
 		sb := tx.Bucket(stepsBucket)
@@ -174,7 +169,7 @@ func Previous(ctx context.Context, db DB, step Step) (*Record, error) {
 }
 
 // Touch sets LastUsed of the given keys to t, in one transaction.
-func Touch(ctx context.Context, db DB, keys []digest.Digest, t time.Time) error {
+func Touch(ctx context.Context, db meta.DB, keys []digest.Digest, t time.Time) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -202,7 +197,7 @@ func Touch(ctx context.Context, db DB, keys []digest.Digest, t time.Time) error 
 }
 
 // List returns every record (without Files).
-func List(ctx context.Context, db DB) ([]Record, error) {
+func List(ctx context.Context, db meta.Viewer) ([]Record, error) {
 	var out []Record
 	err := db.View(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(recordsBucket)
@@ -221,7 +216,7 @@ func List(ctx context.Context, db DB) ([]Record, error) {
 }
 
 // Delete removes the records of keys and their step index entries.
-func Delete(ctx context.Context, db DB, keys []digest.Digest) error {
+func Delete(ctx context.Context, db meta.DB, keys []digest.Digest) error {
 	if len(keys) == 0 {
 		return nil
 	}

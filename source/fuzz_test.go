@@ -1,6 +1,7 @@
-package exporter
+package source
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"flag"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/builder-dev/builder/exporter"
 	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/store"
 )
@@ -53,15 +55,15 @@ func TestFuzzLoadCorpus(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	layers := [][]byte{
-		makeTar(t, tarEntry{name: "etc/hello", body: "hi\n"}, tarEntry{name: "bin/sh", linkname: "busybox"}),
-		makeTar(t, tarEntry{name: "etc/.wh.hello"}, tarEntry{name: "../escape", body: "x"}),
+		testutil.Tar(t, testutil.TarEntry{Name: "etc/hello", Body: "hi\n"}, testutil.TarEntry{Name: "bin/sh", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "busybox"}),
+		testutil.Tar(t, testutil.TarEntry{Name: "etc/.wh.hello"}, testutil.TarEntry{Name: "../escape", Body: "x"}),
 	}
 	putImage(t, s, layers, "fuzz/app:1")
 	var docker, oci bytes.Buffer
-	if err := SaveDocker(ctx, s, []string{"fuzz/app:1"}, &docker); err != nil {
+	if err := exporter.SaveDocker(ctx, s, []string{"fuzz/app:1"}, &docker); err != nil {
 		t.Fatal(err)
 	}
-	if err := SaveOCI(ctx, s, []string{"fuzz/app:1"}, &oci); err != nil {
+	if err := exporter.SaveOCI(ctx, s, []string{"fuzz/app:1"}, &oci); err != nil {
 		t.Fatal(err)
 	}
 	legacy, _ := legacyDockerArchive(t, legacyImage{tags: []string{"fuzz/legacy:1"}, layers: layers[:1]})
@@ -72,11 +74,11 @@ func TestFuzzLoadCorpus(t *testing.T) {
 		"docker-gz":        testutil.Gzip(t, docker.Bytes()),
 		"docker-truncated": docker.Bytes()[:docker.Len()/2],
 		"oci-truncated":    oci.Bytes()[:oci.Len()*3/4],
-		"not-json":         makeTar(t, tarEntry{name: "manifest.json", body: "[{not json"}),
-		"empty-index":      makeTar(t, tarEntry{name: "index.json", body: `{"schemaVersion":2,"manifests":[]}`}),
-		"link-loop":        makeTar(t, tarEntry{name: "manifest.json", linkname: "a"}, tarEntry{name: "a", linkname: "manifest.json"}),
-		"escape": makeTar(t, tarEntry{name: "manifest.json", body: `[{"Config":"../../etc/passwd","RepoTags":["x:1"],"Layers":["/etc/shadow"]}]`},
-			tarEntry{name: "../../outside", body: "x"}),
+		"not-json":         testutil.Tar(t, testutil.TarEntry{Name: "manifest.json", Body: "[{not json"}),
+		"empty-index":      testutil.Tar(t, testutil.TarEntry{Name: "index.json", Body: `{"schemaVersion":2,"manifests":[]}`}),
+		"link-loop":        testutil.Tar(t, testutil.TarEntry{Name: "manifest.json", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "a"}, testutil.TarEntry{Name: "a", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "manifest.json"}),
+		"escape": testutil.Tar(t, testutil.TarEntry{Name: "manifest.json", Body: `[{"Config":"../../etc/passwd","RepoTags":["x:1"],"Layers":["/etc/shadow"]}]`},
+			testutil.TarEntry{Name: "../../outside", Body: "x"}),
 		"not-tar": []byte("this is not an archive\n"),
 	}
 	dir := filepath.Join("testdata", "fuzz", "FuzzLoad")

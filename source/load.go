@@ -1,4 +1,4 @@
-package exporter
+package source
 
 import (
 	"archive/tar"
@@ -26,6 +26,11 @@ import (
 // mediaTypeDockerManifestList is Docker's multi-platform index, which Load
 // follows like an OCI index.
 const mediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+// annotationImageName is containerd's (and Docker's) full image name
+// annotation, which Load prefers to ref.name (often a bare tag). The
+// exporter writes the same key; a constant is not worth a shared package.
+const annotationImageName = "io.containerd.image.name"
 
 // Load reads a docker-archive (manifest.json with RepoTags, as `docker save`
 // and `skopeo copy ... docker-archive:` write, legacy layer directories and
@@ -400,7 +405,7 @@ func checkDiffID(ctx context.Context, r io.Reader, diffID digest.Digest) (store.
 	}
 	defer zr.Close()
 	dg := digest.Canonical.Digester()
-	info, err := store.CountTar(io.TeeReader(ctxio.NewReader(ctx, zr), dg.Hash()))
+	info, err := store.CountTar(io.TeeReader(ctxio.Reader(ctx, zr), dg.Hash()))
 	if err != nil {
 		return store.LayerInfo{}, fmt.Errorf("layer: %w", err)
 	}
@@ -531,7 +536,7 @@ func newSpool(ctx context.Context, s *store.Store, r io.Reader) (*spool, error) 
 		return sp, err
 	}
 	defer rc.Close()
-	tr := tar.NewReader(ctxio.NewReader(ctx, rc))
+	tr := tar.NewReader(ctxio.Reader(ctx, rc))
 	n := 0
 	for {
 		h, err := tr.Next()

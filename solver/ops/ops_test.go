@@ -1,4 +1,4 @@
-package solver_test
+package ops_test
 
 import (
 	"context"
@@ -13,12 +13,13 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/builder-dev/builder/exporter"
 	"github.com/builder-dev/builder/frontend/dockerfile"
 	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/solver"
+	"github.com/builder-dev/builder/solver/ops"
+	"github.com/builder-dev/builder/source"
 	"github.com/builder-dev/builder/store"
 )
 
@@ -32,7 +33,9 @@ func TestMain(m *testing.M) {
 type env struct {
 	t      *testing.T
 	store  *store.Store
-	solver *solver.Solver
+	snap   *snapshot.Snapshotter
+	runner ops.Runner
+	report solver.Reporter
 	runs   atomic.Int32
 	mu     sync.Mutex
 	events []solver.Event
@@ -52,29 +55,27 @@ func newEnv(t *testing.T) *env {
 	}
 	rootfs := t.TempDir()
 	testutil.BusyboxRootfs(t, rootfs)
-	if _, err := exporter.Import(ctx, st, rootfs, "base/busybox:1", ocispec.ImageConfig{Env: []string{exporter.DefaultPath}, Cmd: []string{"sh"}}); err != nil {
+	if _, err := source.Import(ctx, st, rootfs, "base/busybox:1", ocispec.ImageConfig{Env: []string{source.DefaultPath}, Cmd: []string{"sh"}}); err != nil {
 		t.Fatal(err)
 	}
 	sn, err := snapshot.New(st.SnapshotsDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: st, ran: map[string]span{}}
-	e.solver = &solver.Solver{Store: st, Snap: sn,
-		Runner: solver.RunnerFunc(func(ctx context.Context, spec runner.Spec, stdio runner.Stdio) error {
-			e.runs.Add(1)
-			from := time.Now()
-			err := runner.Run(ctx, spec, stdio)
-			e.mu.Lock()
-			e.ran[strings.Join(spec.Args, " ")] = span{from, time.Now()}
-			e.mu.Unlock()
-			return err
-		}),
-		Reporter: func(ev solver.Event) {
-			e.mu.Lock()
-			e.events = append(e.events, ev)
-			e.mu.Unlock()
-		},
+	e := &env{t: t, store: st, snap: sn, ran: map[string]span{}}
+	e.runner = ops.RunnerFunc(func(ctx context.Context, spec runner.Spec, stdio runner.Stdio) error {
+		e.runs.Add(1)
+		from := time.Now()
+		err := runner.Run(ctx, spec, stdio)
+		e.mu.Lock()
+		e.ran[strings.Join(spec.Args, " ")] = span{from, time.Now()}
+		e.mu.Unlock()
+		return err
+	})
+	e.report = func(ev solver.Event) {
+		e.mu.Lock()
+		e.events = append(e.events, ev)
+		e.mu.Unlock()
 	}
 	return e
 }
@@ -117,7 +118,15 @@ func (e *env) build(dir string, o buildOpts) (*solver.Result, int) {
 	e.mu.Lock()
 	e.events = nil
 	e.mu.Unlock()
-	res, err := e.solver.Solve(ctx, def, solver.Options{ContextDir: dir, Dockerfile: filepath.Join(dir, "Dockerfile"), Explain: o.explain, MaxParallelism: o.maxParallel})
+	r, err := ops.New(ops.Config{Store: e.store, Snap: e.snap, Runner: e.runner, ContextDir: dir})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s := &solver.Solver{Store: e.store, Ops: r, Images: r, Reporter: e.report}
+	res, err := s.Solve(ctx, def, solver.Options{Dockerfile: filepath.Join(dir, "Dockerfile"), Explain: o.explain, MaxParallelism: o.maxParallel})
+	if cerr := r.Close(ctx); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package exporter
+package source
 
 import (
 	"archive/tar"

@@ -1,16 +1,18 @@
-package gc
+package du
 
 import (
+	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"syscall"
 )
 
-// diskUsage is what path (a file or a tree) takes on disk, like du: the
+// Size is what path (a file or a tree) takes on disk, like du: the
 // blocks allocated (st_blocks, in 512-byte units whatever the filesystem's
 // block size), each inode once so hard links count once. Unreadable parts
 // count as nothing; a missing path is 0.
-func diskUsage(path string) int64 {
+func Size(path string) int64 {
 	type inode struct{ dev, ino uint64 }
 	seen := map[inode]bool{}
 	var total int64
@@ -36,4 +38,22 @@ func diskUsage(path string) int64 {
 		return nil
 	})
 	return total
+}
+
+// Remove removes path (a file or a tree) and returns what it took on disk
+// (Size). unmount, when not nil, first detaches what is mounted at or
+// under path (mount.UnmountUnder: what a killed process left mounted
+// there), so that neither the measure nor the removal walks into a
+// mounted tree.
+func Remove(path string, unmount func(dir string) error) (int64, error) {
+	if unmount != nil {
+		if err := unmount(path); err != nil {
+			return 0, fmt.Errorf("remove %s: %w", path, err)
+		}
+	}
+	n := Size(path)
+	if err := os.RemoveAll(path); err != nil {
+		return 0, fmt.Errorf("remove %s: %w", path, err)
+	}
+	return n, nil
 }

@@ -1,4 +1,4 @@
-package cache
+package store
 
 import (
 	"context"
@@ -30,22 +30,26 @@ func (l *Lock) Release() error {
 	return err
 }
 
-// LockBuild takes the shared build lock of the store at root.
-func LockBuild(ctx context.Context, root string) (*Lock, error) {
-	return lock(ctx, root, unix.LOCK_SH, nil)
+// LockBuild takes the shared build lock: a command holds it from before it
+// writes the first blob or layer of a build (or a load, an import, a
+// commit, a container's creation) until what it wrote is named by an image
+// or a record, so that no prune can take it in between. Take it once per
+// command, around all of that; a library (the solver) never takes it.
+func (s *Store) LockBuild(ctx context.Context) (*Lock, error) {
+	return lock(ctx, s.root, unix.LOCK_SH, nil)
 }
 
-// LockGC takes the exclusive lock of the store at root; waiting is called
-// once if running builds make it wait.
-func LockGC(ctx context.Context, root string, waiting func()) (*Lock, error) {
-	return lock(ctx, root, unix.LOCK_EX, waiting)
+// LockGC takes the exclusive GC lock; waiting is called once if running
+// builds make it wait.
+func (s *Store) LockGC(ctx context.Context, waiting func()) (*Lock, error) {
+	return lock(ctx, s.root, unix.LOCK_EX, waiting)
 }
 
-// TryLockGC takes the exclusive lock of the store at root if no one holds
-// the lock, else returns nil: for work that is worth doing only while
-// nothing else runs, and never worth a wait.
-func TryLockGC(root string) (*Lock, error) {
-	f, err := os.OpenFile(filepath.Join(root, lockName), os.O_RDWR|os.O_CREATE, 0o644)
+// TryLockGC takes the exclusive GC lock if no one holds the lock, else
+// returns nil: for work that is worth doing only while nothing else runs,
+// and never worth a wait.
+func (s *Store) TryLockGC() (*Lock, error) {
+	f, err := os.OpenFile(filepath.Join(s.root, lockName), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open gc lock: %w", err)
 	}

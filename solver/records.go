@@ -3,11 +3,65 @@ package solver
 import (
 	"context"
 	"sync"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
 
 	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/store"
 	"github.com/builder-dev/builder/store/cache"
+	"github.com/builder-dev/builder/store/meta"
 )
+
+// This file is all the solver's use of the store's metadata: cache record
+// lookups, the records it writes, the marks of use. (The build lock is the
+// caller's: see Solve.)
+
+// touch marks the records of keys used now. Last-used times are advisory,
+// so they are written without the commit fsync (meta's Lazy).
+func (s *Solver) touch(ctx context.Context, keys []digest.Digest) error {
+	return cache.Touch(ctx, s.Store.Meta().Lazy(), keys, time.Now().UTC())
+}
+
+// previous is the closest earlier record of step, for explaining a miss.
+func (s *Solver) previous(ctx context.Context, step cache.Step) (*cache.Record, error) {
+	return cache.Previous(ctx, s.Store.Meta(), step)
+}
+
+// reader looks up cache records for one stage through a read session kept
+// open across the stage's cached steps, instead of opening the database
+// once per step; it is closed at the first miss, before any work, because
+// the session's shared lock keeps writers waiting.
+type reader struct {
+	store *store.Store
+	sess  *meta.ReadSession
+}
+
+// lookup returns the record of key when its layer is still in the store.
+func (r *reader) lookup(ctx context.Context, key digest.Digest) (*cache.Record, error) {
+	if r.sess == nil {
+		sess, err := r.store.Meta().OpenReadSession(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r.sess = sess
+	}
+	rec, err := cache.Get(ctx, r.sess, key)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	if !r.store.HasBlob(rec.Layer.Digest) {
+		return nil, nil // pruned: a miss
+	}
+	return rec, nil
+}
+
+func (r *reader) close() {
+	if r.sess != nil {
+		_ = r.sess.Close()
+		r.sess = nil
+	}
+}
 
 // recorder puts the steps' layer blobs into the store and writes their
 // cache records, in the background, batching what arrives while it works:
@@ -16,7 +70,7 @@ import (
 // so a record never points at a missing blob; a crash may lose the newest
 // records, which only costs a re-run.
 type recorder struct {
-	db   cache.DB
+	db   meta.DB
 	mu   sync.Mutex
 	cond *sync.Cond
 	buf  []recorded
@@ -30,7 +84,7 @@ type recorded struct {
 	rec  cache.Record
 }
 
-func newRecorder(db cache.DB) *recorder {
+func newRecorder(db meta.DB) *recorder {
 	r := &recorder{db: db}
 	r.cond = sync.NewCond(&r.mu)
 	return r

@@ -1,4 +1,4 @@
-package solver
+package ops
 
 import (
 	"context"
@@ -7,48 +7,47 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/snapshot/archive"
+	"github.com/builder-dev/builder/solver"
 	"github.com/builder-dev/builder/store"
 )
 
-type baseImage struct {
-	manifest ocispec.Descriptor
-	layers   []ocispec.Descriptor
-	diffIDs  []digest.Digest
-	config   ocispec.Image
-}
-
-// image loads an image of the store by reference.
-func (s *Solver) image(ctx context.Context, ref string) (*baseImage, error) {
-	desc, err := s.Store.Resolve(ctx, ref)
+// layer runs fn over a fresh snapshot of parent (unpacking what is not
+// unpacked yet) and makes its changes the new layer.
+func (r *Resolver) layer(ctx context.Context, parent solver.Chain, fn func(context.Context, *snapshot.Active) error) (solver.Layer, error) {
+	base, err := r.cfg.Snap.Materialize(ctx, r.cfg.Store, parent.Layers, parent.DiffIDs)
 	if err != nil {
-		return nil, fmt.Errorf("image %q: %w", ref, err)
+		return solver.Layer{}, err
 	}
-	m, cfg, err := s.Store.LoadImage(ctx, desc)
+	active, err := r.cfg.Snap.Prepare(ctx, base)
 	if err != nil {
-		return nil, fmt.Errorf("load image %q: %w", ref, err)
+		return solver.Layer{}, fmt.Errorf("prepare snapshot: %w", err)
 	}
-	if len(m.Layers) != len(cfg.RootFS.DiffIDs) {
-		return nil, fmt.Errorf("image %q: %d layers but %d diff IDs", ref, len(m.Layers), len(cfg.RootFS.DiffIDs))
+	if err := fn(ctx, active); err != nil {
+		_ = active.Remove(context.WithoutCancel(ctx))
+		return solver.Layer{}, err
 	}
-	return &baseImage{manifest: desc, layers: m.Layers, diffIDs: cfg.RootFS.DiffIDs, config: cfg}, nil
+	blob, diffID, err := r.commit(ctx, base, active)
+	if err != nil {
+		return solver.Layer{}, err
+	}
+	return solver.Layer{Blob: blob, DiffID: diffID}, nil
 }
 
 // commit writes the active snapshot's changes as a gzip layer (streamed:
 // tar -> pgzip -> a staged blob, hashing the tar for the diff ID) and
 // commits the snapshot under the new chain ID. The blob is returned staged:
-// the caller commits it into the store (see recorder), so that the next
-// step need not wait for the disk to sync it.
-func (s *Solver) commit(ctx context.Context, parent snapshot.Committed, active *snapshot.Active) (*store.StagedBlob, digest.Digest, error) {
+// the solver commits it into the store, so that the next step need not
+// wait for the disk to sync it.
+func (r *Resolver) commit(ctx context.Context, parent snapshot.Committed, active *snapshot.Active) (*store.StagedBlob, digest.Digest, error) {
 	pr, pw := io.Pipe()
 	go func() {
 		pw.CloseWithError(archive.WriteLayer(ctx, active.UpperDir(), pw, archive.WriteOptions{}))
 	}()
-	blob, diffID, err := s.Store.StageLayer(ctx, pr)
+	blob, diffID, err := r.cfg.Store.StageLayer(ctx, pr)
 	pr.CloseWithError(err)
 	if err != nil {
 		_ = active.Remove(context.WithoutCancel(ctx))
