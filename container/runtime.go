@@ -14,6 +14,7 @@ import (
 
 	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/internal/mount"
+	"github.com/builder-dev/builder/internal/stopsignal"
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/runner/seccomp"
 	"github.com/builder-dev/builder/snapshot"
@@ -489,7 +490,7 @@ const pollInterval = 20 * time.Millisecond
 // to its pid 1, then SIGKILL after timeout, and waits until its monitor
 // has recorded the exit. Stopping a stopped container does nothing.
 func (r *Runtime) Stop(ctx context.Context, c *Container, timeout time.Duration) error {
-	sig, err := ParseSignal(c.Config.StopSignal)
+	sig, err := stopsignal.Parse(c.Config.StopSignal)
 	if err != nil {
 		sig = syscall.SIGTERM
 	}

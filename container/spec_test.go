@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 )
 
 func str(s string) *string { return &s }
@@ -115,22 +114,6 @@ func TestParseMounts(t *testing.T) {
 	for _, bad := range []string{"t", "/", "/t:size=1m"} {
 		if _, err := ParseTmpfs(bad); err == nil {
 			t.Errorf("ParseTmpfs(%q) accepted", bad)
-		}
-	}
-}
-
-func TestParseSignal(t *testing.T) {
-	for s, want := range map[string]unix.Signal{
-		"": unix.SIGTERM, "SIGUSR1": unix.SIGUSR1, "usr2": unix.SIGUSR2, "9": unix.SIGKILL,
-		"SIGRTMIN": 34, "RTMIN+3": 37, "SIGRTMAX-1": 63,
-	} {
-		if got, err := ParseSignal(s); err != nil || got != want {
-			t.Errorf("ParseSignal(%q) = %v, %v; want %v", s, got, err, want)
-		}
-	}
-	for _, bad := range []string{"NOPE", "0", "-1", "65", "RTMIN+99"} {
-		if _, err := ParseSignal(bad); err == nil {
-			t.Errorf("ParseSignal(%q) accepted", bad)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -18,8 +19,8 @@ func TestExportLocalAndTar(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
-	base := makeTar(t, tarEntry{name: "etc/hello", body: "hi\n"}, tarEntry{name: "etc/gone", body: "x"})
-	top := makeTar(t, tarEntry{name: "etc/.wh.gone"}, tarEntry{name: "bin/sh", linkname: "busybox"})
+	base := testutil.Tar(t, testutil.TarEntry{Name: "etc/hello", Body: "hi\n"}, testutil.TarEntry{Name: "etc/gone", Body: "x"})
+	top := testutil.Tar(t, testutil.TarEntry{Name: "etc/.wh.gone"}, testutil.TarEntry{Name: "bin/sh", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "busybox"})
 	m := putImage(t, s, [][]byte{base, top}, "app:1")
 	_, mf, _ := loadImage(t, s, "app:1")
 	b := Built{Manifest: m, Layers: mf.Layers, Tags: []string{"app:1"}}

@@ -18,23 +18,6 @@ import (
 	"github.com/builder-dev/builder/internal/testutil"
 )
 
-// tarOf returns a small tar archive holding name with data.
-func tarOf(t *testing.T, name, data string) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(data))}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tw.Write([]byte(data)); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 func compressWith(t *testing.T, kind string, plain []byte) []byte {
 	t.Helper()
 	var b bytes.Buffer
@@ -110,7 +93,7 @@ func TestAddExtractsArchives(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			src, dst := t.TempDir(), t.TempDir()
 			// No telling extension: archives are known by their content.
-			writeTree(t, src, file("archive.bin", string(compressWith(t, kind, tarOf(t, "inner.txt", "a\n")))))
+			writeTree(t, src, file("archive.bin", string(compressWith(t, kind, testutil.Tar(t, testutil.TarEntry{Name: "inner.txt", Body: "a\n"})))))
 			writeTree(t, dst, dir("real"), symlink("link", "/real"))
 			fx := &fakeExtract{t: t}
 			err := Copy(context.Background(), CopyRequest{SrcRoot: src, DstRoot: dst, Sources: []string{"archive.bin"}, Dest: "/link/x", Extract: fx.extract})
@@ -133,7 +116,7 @@ func TestAddCopiesNonArchives(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
 	// A gzip stream that holds no tar, and a name that lies.
 	writeTree(t, src, file("notar.gz", string(compressWith(t, "gzip", []byte("a\n")))), file("fake.tar.gz", "a\n"), file("d/f", "a\n"),
-		file("archive.tar", string(tarOf(t, "inner.txt", "a\n"))))
+		file("archive.tar", string(testutil.Tar(t, testutil.TarEntry{Name: "inner.txt", Body: "a\n"}))))
 	fx := &fakeExtract{t: t}
 	err := Copy(context.Background(), CopyRequest{SrcRoot: src, DstRoot: dst, Sources: []string{"notar.gz", "fake.tar.gz", "d"}, Dest: "/o/", Extract: fx.extract})
 	if err != nil {
@@ -149,7 +132,7 @@ func TestAddCopiesNonArchives(t *testing.T) {
 	if err := Copy(context.Background(), CopyRequest{SrcRoot: src, DstRoot: dst, Sources: []string{"archive.tar"}, Dest: "/copied.tar"}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := os.ReadFile(filepath.Join(dst, "copied.tar")); !bytes.Equal(got, tarOf(t, "inner.txt", "a\n")) {
+	if got, _ := os.ReadFile(filepath.Join(dst, "copied.tar")); !bytes.Equal(got, testutil.Tar(t, testutil.TarEntry{Name: "inner.txt", Body: "a\n"})) {
 		t.Error("COPY of an archive changed it")
 	}
 }

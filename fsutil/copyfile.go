@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/builder-dev/builder/internal/unixutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -116,10 +117,11 @@ func (c *copier) copyData(in, out int, size int64) error {
 	var total int64
 	if !c.noCopyRange.Load() {
 		for {
-			n, err := unix.CopyFileRange(in, nil, out, nil, copyRangeChunk, 0)
-			if err == unix.EINTR {
-				continue
-			}
+			var n int
+			err := unixutil.IgnoringEINTR(func() (err error) {
+				n, err = unix.CopyFileRange(in, nil, out, nil, copyRangeChunk, 0)
+				return err
+			})
 			if err != nil {
 				if total == 0 && copyRangeUnsupported(err) {
 					c.noCopyRange.Store(true)
@@ -137,10 +139,7 @@ func (c *copier) copyData(in, out int, size int64) error {
 	defer copyBufs.Put(bp)
 	buf := *bp
 	for {
-		n, err := unix.Read(in, buf)
-		if err == unix.EINTR {
-			continue
-		}
+		n, err := unixutil.IgnoringEINTRIO(unix.Read, in, buf)
 		if err != nil {
 			return fmt.Errorf("read: %w", err)
 		}
@@ -173,10 +172,7 @@ func copyRangeUnsupported(err error) bool {
 
 func writeAll(fd int, b []byte) error {
 	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
+		n, err := unixutil.IgnoringEINTRIO(unix.Write, fd, b)
 		if err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
@@ -189,16 +185,15 @@ func writeAll(fd int, b []byte) error {
 }
 
 func openRetry(p string, flags int, perm uint32) (int, error) {
-	for {
-		fd, err := unix.Open(p, flags, perm)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return -1, &fs.PathError{Op: "open", Path: p, Err: err}
-		}
-		return fd, nil
+	var fd int
+	err := unixutil.IgnoringEINTR(func() (err error) {
+		fd, err = unix.Open(p, flags, perm)
+		return err
+	})
+	if err != nil {
+		return -1, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
+	return fd, nil
 }
 
 // setMetaFd is setMeta for a regular file the copy has open as out, read
@@ -235,16 +230,12 @@ func futimens(fd int, ts *[2]unix.Timespec) error {
 // rawRetry makes a system call of up to four arguments directly, again
 // when a signal interrupts it.
 func rawRetry(trap, a1, a2, a3, a4 uintptr) error {
-	for {
-		_, _, errno := unix.Syscall6(trap, a1, a2, a3, a4, 0, 0)
-		switch errno {
-		case 0:
-			return nil
-		case unix.EINTR:
-			continue
+	return unixutil.IgnoringEINTR(func() error {
+		if _, _, errno := unix.Syscall6(trap, a1, a2, a3, a4, 0, 0); errno != 0 {
+			return errno
 		}
-		return errno
-	}
+		return nil
+	})
 }
 
 // copyBufs holds read buffers for hashing and copying: a context has many

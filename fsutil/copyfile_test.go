@@ -54,7 +54,7 @@ func TestCopyContent(t *testing.T) {
 					t.Errorf("%s: mode %o owner %d:%d mtime %d", rel, st.Mode&0o7777, st.Uid, st.Gid, st.Mtim.Sec)
 				}
 			}
-			if v, err := xattr(filepath.Join(dst, "out/x"), "user.k"); err != nil || v != "v" {
+			if v, err := getXattr(filepath.Join(dst, "out/x"), "user.k"); err != nil || v != "v" {
 				// tmpfs keeps user xattrs since Linux 6.6.
 				t.Errorf("xattr user.k = %q, %v", v, err)
 			}
@@ -140,7 +140,7 @@ func lstat(t *testing.T, p string) *unix.Stat_t {
 	return &st
 }
 
-func xattr(p, name string) (string, error) {
+func getXattr(p, name string) (string, error) {
 	buf := make([]byte, 256)
 	n, err := unix.Lgetxattr(p, name, buf)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/builder-dev/builder/internal/dirent"
+	"github.com/builder-dev/builder/internal/unixutil"
 )
 
 // statInfo is an fs.FileInfo over a raw lstat. The walk makes one per
@@ -173,16 +174,15 @@ func openDir(p string, nofollow bool) (int, error) {
 	if nofollow {
 		flags |= unix.O_NOFOLLOW
 	}
-	for {
-		fd, err := unix.Open(p, flags, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return -1, &fs.PathError{Op: "open directory", Path: p, Err: err}
-		}
-		return fd, nil
+	var fd int
+	err := unixutil.IgnoringEINTR(func() (err error) {
+		fd, err = unix.Open(p, flags, 0)
+		return err
+	})
+	if err != nil {
+		return -1, &fs.PathError{Op: "open directory", Path: p, Err: err}
 	}
+	return fd, nil
 }
 
 // fstatatz lstats the single component at name, NUL-terminated, in the

@@ -2,7 +2,6 @@ package fsutil
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -158,7 +157,7 @@ func TestHostileDestinations(t *testing.T) {
 	}
 	// ADD through a symlink to "/" extracts inside DstRoot.
 	fx := &fakeExtract{t: t}
-	writeTree(t, e.src, file("a.tar", string(tarOf(t, "inner.txt", "a\n"))))
+	writeTree(t, e.src, file("a.tar", string(testutil.Tar(t, testutil.TarEntry{Name: "inner.txt", Body: "a\n"}))))
 	err = Copy(context.Background(), CopyRequest{SrcRoot: e.src, DstRoot: e.dst, Sources: []string{"a.tar"}, Dest: "/hostroot" + e.outside, Extract: fx.extract})
 	if err != nil {
 		t.Fatal(err)
@@ -174,39 +173,6 @@ func sha256hex(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// hostileTar is an archive entry list by named fields, for ADD.
-type hostileTar struct {
-	Name     string
-	Type     byte
-	Linkname string
-	Body     string
-}
-
-func tarOfEntries(t *testing.T, entries ...hostileTar) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, e := range entries {
-		h := &tar.Header{Typeflag: e.Type, Name: e.Name, Linkname: e.Linkname, Mode: 0o644, Size: int64(len(e.Body))}
-		if h.Typeflag == 0 {
-			h.Typeflag = tar.TypeReg
-		}
-		if h.Typeflag != tar.TypeReg {
-			h.Size = 0
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.WriteString(tw, e.Body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 // TestHostileAddArchives ADDs local archives whose entries try to leave the
 // destination, extracted by archive.Apply as the build does (ADD's
 // Extract), plain and gzipped. Each may fail or land inside the
@@ -216,33 +182,35 @@ func TestHostileAddArchives(t *testing.T) {
 	secret := filepath.Join(e.outside, "secret")
 	for _, tc := range []struct {
 		name    string
-		entries func() []hostileTar
+		entries func() []testutil.TarEntry
 	}{
-		{"../ climbing out", func() []hostileTar { return []hostileTar{{Name: "../../host/secret", Body: "x"}} }},
-		{"../ in the middle", func() []hostileTar { return []hostileTar{{Name: "a/../../../outside", Body: "x"}} }},
-		{"absolute name", func() []hostileTar { return []hostileTar{{Name: secret, Body: "x"}} }},
-		{"symlink to a host dir, then a file through it", func() []hostileTar {
-			return []hostileTar{{Name: "s", Type: tar.TypeSymlink, Linkname: e.outside}, {Name: "s/secret", Body: "x"}}
+		{"../ climbing out", func() []testutil.TarEntry { return []testutil.TarEntry{{Name: "../../host/secret", Body: "x"}} }},
+		{"../ in the middle", func() []testutil.TarEntry { return []testutil.TarEntry{{Name: "a/../../../outside", Body: "x"}} }},
+		{"absolute name", func() []testutil.TarEntry { return []testutil.TarEntry{{Name: secret, Body: "x"}} }},
+		{"symlink to a host dir, then a file through it", func() []testutil.TarEntry {
+			return []testutil.TarEntry{{Name: "s", Type: tar.TypeSymlink, Linkname: e.outside}, {Name: "s/secret", Body: "x"}}
 		}},
-		{"symlink climbing out, then a file through it", func() []hostileTar {
-			return []hostileTar{{Name: "up", Type: tar.TypeSymlink, Linkname: "../../../../../../.."}, {Name: "up" + secret, Body: "x"}}
+		{"symlink climbing out, then a file through it", func() []testutil.TarEntry {
+			return []testutil.TarEntry{{Name: "up", Type: tar.TypeSymlink, Linkname: "../../../../../../.."}, {Name: "up" + secret, Body: "x"}}
 		}},
-		{"symlink to /, then a directory and a file through it", func() []hostileTar {
-			return []hostileTar{{Name: "root", Type: tar.TypeSymlink, Linkname: "/"}, {Name: "root" + e.outside + "/", Type: tar.TypeDir}, {Name: "root" + e.outside + "/passwd", Body: "x"}}
+		{"symlink to /, then a directory and a file through it", func() []testutil.TarEntry {
+			return []testutil.TarEntry{{Name: "root", Type: tar.TypeSymlink, Linkname: "/"}, {Name: "root" + e.outside + "/", Type: tar.TypeDir}, {Name: "root" + e.outside + "/passwd", Body: "x"}}
 		}},
-		{"hardlink to a host file", func() []hostileTar { return []hostileTar{{Name: "h", Type: tar.TypeLink, Linkname: secret}} }},
-		{"hardlink climbing out", func() []hostileTar {
-			return []hostileTar{{Name: "h", Type: tar.TypeLink, Linkname: "../../../../../../.." + secret}}
+		{"hardlink to a host file", func() []testutil.TarEntry {
+			return []testutil.TarEntry{{Name: "h", Type: tar.TypeLink, Linkname: secret}}
 		}},
-		{"hardlink through a symlink", func() []hostileTar {
-			return []hostileTar{{Name: "s", Type: tar.TypeSymlink, Linkname: e.outside}, {Name: "h", Type: tar.TypeLink, Linkname: "s/secret"}}
+		{"hardlink climbing out", func() []testutil.TarEntry {
+			return []testutil.TarEntry{{Name: "h", Type: tar.TypeLink, Linkname: "../../../../../../.." + secret}}
 		}},
-		{"hardlink to the image's own dest symlink", func() []hostileTar {
+		{"hardlink through a symlink", func() []testutil.TarEntry {
+			return []testutil.TarEntry{{Name: "s", Type: tar.TypeSymlink, Linkname: e.outside}, {Name: "h", Type: tar.TypeLink, Linkname: "s/secret"}}
+		}},
+		{"hardlink to the image's own dest symlink", func() []testutil.TarEntry {
 			// "hostdir" is in the destination root, pointing at the host.
-			return []hostileTar{{Name: "h", Type: tar.TypeLink, Linkname: "/hostdir/secret"}}
+			return []testutil.TarEntry{{Name: "h", Type: tar.TypeLink, Linkname: "/hostdir/secret"}}
 		}},
-		{"whiteout-looking names are files in ADD", func() []hostileTar {
-			return []hostileTar{{Name: ".wh.secret", Body: "x"}, {Name: "../.wh.host", Body: "x"}}
+		{"whiteout-looking names are files in ADD", func() []testutil.TarEntry {
+			return []testutil.TarEntry{{Name: ".wh.secret", Body: "x"}, {Name: "../.wh.host", Body: "x"}}
 		}},
 	} {
 		for _, kind := range []string{"tar", "gzip"} {
@@ -250,7 +218,7 @@ func TestHostileAddArchives(t *testing.T) {
 				dst := t.TempDir()
 				writeTree(t, dst, symlink("hostdir", e.outside), dir("app"))
 				src := t.TempDir()
-				writeTree(t, src, file("a.tar", string(compressWith(t, kind, tarOfEntries(t, tc.entries()...)))))
+				writeTree(t, src, file("a.tar", string(compressWith(t, kind, testutil.Tar(t, tc.entries()...)))))
 				err := Copy(context.Background(), CopyRequest{SrcRoot: src, DstRoot: dst, Sources: []string{"a.tar"}, Dest: "/app/", Extract: applyArchive})
 				if err != nil && !strings.Contains(err.Error(), "add /a.tar: ") {
 					t.Errorf("ADD: %v, want an error naming the archive", err)

@@ -3,10 +3,11 @@ package fsutil
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"os"
 
+	"github.com/builder-dev/builder/internal/unixutil"
+	"github.com/builder-dev/builder/internal/xattr"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -25,10 +26,7 @@ type FileSums struct {
 }
 
 // Xattr is one extended attribute.
-type Xattr struct {
-	Name  string
-	Value []byte
-}
+type Xattr = xattr.Attr
 
 // ReadFileSums reads the FileSums of hostPath, whose Lstat is fi, without
 // following a symlink.
@@ -79,10 +77,7 @@ func hashFile(ctx context.Context, p string, size int64) (digest.Digest, error) 
 		if err := ctx.Err(); err != nil {
 			return "", err
 		}
-		n, err := unix.Read(fd, buf)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
+		n, err := unixutil.IgnoringEINTRIO(unix.Read, fd, buf)
 		if err != nil {
 			return "", fmt.Errorf("hash: read: %w", err)
 		}

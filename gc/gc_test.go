@@ -1,7 +1,6 @@
 package gc
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"os"
@@ -54,16 +53,7 @@ type layer struct {
 // layer stores a one-file layer.
 func (f *fixture) layer(name, content string) layer {
 	f.t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(content))}); err != nil {
-		f.t.Fatal(err)
-	}
-	tw.Write([]byte(content))
-	if err := tw.Close(); err != nil {
-		f.t.Fatal(err)
-	}
-	return f.ingest(buf.Bytes())
+	return f.ingest(testutil.Tar(f.t, testutil.TarEntry{Name: name, Body: content}))
 }
 
 func (f *fixture) ingest(tarball []byte) layer {

@@ -1,12 +1,12 @@
 package runner
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -178,56 +179,40 @@ type cgroupMounts struct {
 	v2 string            // mount point of the unified hierarchy; "" if none
 }
 
+// readCgroupMounts finds the cgroup mounts in the mountinfo file at path.
+func readCgroupMounts(path string) (cgroupMounts, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return cgroupMounts{}, err
+	}
+	defer f.Close()
+	return parseCgroupMounts(f)
+}
+
 // parseCgroupMounts finds the cgroup mounts in a mountinfo table. A v1
 // hierarchy names its controllers in its super options ("rw,cpu,cpuacct");
 // the first mount of each counts.
-func parseCgroupMounts(mountinfo []byte) cgroupMounts {
+func parseCgroupMounts(table io.Reader) (cgroupMounts, error) {
+	infos, err := mountinfo.GetMountsFromReader(table, mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	if err != nil {
+		return cgroupMounts{}, err
+	}
 	m := cgroupMounts{v1: map[string]string{}}
-	sc := bufio.NewScanner(bytes.NewReader(mountinfo))
-	for sc.Scan() {
-		fields, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		pre, rest := strings.Fields(fields), strings.Fields(post)
-		if len(pre) < 5 || len(rest) < 3 {
-			continue
-		}
-		target := unescapeMountinfo(pre[4])
-		switch rest[0] {
+	for _, i := range infos {
+		switch i.FSType {
 		case "cgroup2":
 			if m.v2 == "" {
-				m.v2 = target
+				m.v2 = i.Mountpoint
 			}
 		case "cgroup":
-			for _, opt := range strings.Split(rest[2], ",") {
+			for _, opt := range strings.Split(i.VFSOptions, ",") {
 				if _, ok := limitName[opt]; ok && m.v1[opt] == "" {
-					m.v1[opt] = target
+					m.v1[opt] = i.Mountpoint
 				}
 			}
 		}
 	}
-	return m
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of a
-// mountinfo path.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return m, nil
 }
 
 // cgroupDir is the container's cgroup in one hierarchy.
@@ -610,12 +595,12 @@ var (
 // RUN step of a build makes a cgroup.
 func findHierarchies() (hierarchies, error) {
 	hierarchiesOnce.Do(func() {
-		mi, err := os.ReadFile(mountinfoPath)
+		mounts, err := readCgroupMounts(mountinfoPath)
 		if err != nil {
 			hierarchiesErr = fmt.Errorf("runner: find cgroups: %w", err)
 			return
 		}
-		h := hierarchies{mounts: parseCgroupMounts(mi)}
+		h := hierarchies{mounts: mounts}
 		if h.mounts.v2 != "" {
 			// Not there (and not an error) when the unified hierarchy has
 			// no controllers of its own; planCgroup then reports what is

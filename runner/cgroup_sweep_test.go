@@ -110,17 +110,16 @@ func TestSweepRealCgroups(t *testing.T) {
 	t.Cleanup(func() { _ = cg.remove() })
 	busyName := "run-" + deadOwner(t) + "-busy"
 	startLimited(t, r, busyName, "sleep", "30")
-	mi, err := os.ReadFile(mountinfoPath)
+	m, err := readCgroupMounts(mountinfoPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sweepCgroupsIn(parseCgroupMounts(mi))
+	sweepCgroupsIn(m)
 	for _, d := range cg.dirs {
 		if _, err := os.Stat(d.path); err == nil {
 			t.Errorf("the dead maker's cgroup %s is kept", d.path)
 		}
 	}
-	m := parseCgroupMounts(mi)
 	root := m.v1["pids"]
 	if root == "" {
 		root = m.v2

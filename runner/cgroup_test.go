@@ -127,7 +127,10 @@ func TestParseCgroupMounts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := parseCgroupMounts([]byte(tt.mountinfo))
+			got, err := parseCgroupMounts(strings.NewReader(tt.mountinfo))
+			if err != nil {
+				t.Fatal(err)
+			}
 			if !reflect.DeepEqual(got.v1, tt.v1) || got.v2 != tt.v2 {
 				t.Fatalf("got v1 %v v2 %q, want v1 %v v2 %q", got.v1, got.v2, tt.v1, tt.v2)
 			}
@@ -265,11 +268,10 @@ func TestMissingController(t *testing.T) {
 // needs, v1 or v2.
 func requiresCgroups(t *testing.T, r Resources) {
 	t.Helper()
-	mi, err := os.ReadFile(mountinfoPath)
+	m, err := readCgroupMounts(mountinfoPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := parseCgroupMounts(mi)
 	var v2 string
 	if m.v2 != "" {
 		data, _ := os.ReadFile(filepath.Join(m.v2, "cgroup.controllers"))
@@ -421,8 +423,7 @@ func TestCgroupInUse(t *testing.T) {
 	_ = p.Wait()
 
 	// Wait removed it; make it again, empty, as a killed builder leaves it.
-	mi, _ := os.ReadFile(mountinfoPath)
-	m := parseCgroupMounts(mi)
+	m, _ := readCgroupMounts(mountinfoPath)
 	base := m.v1[ctlPids]
 	if base == "" {
 		base = m.v2

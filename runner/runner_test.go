@@ -22,6 +22,7 @@ import (
 	"github.com/builder-dev/builder/internal/mount"
 	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/runner/seccomp"
+	"github.com/moby/sys/mountinfo"
 )
 
 func TestMain(m *testing.M) {
@@ -378,16 +379,15 @@ true`
 }
 
 // containerMounts parses mountinfo lines: mount point -> mount options.
-func containerMounts(t *testing.T, mountinfo string) map[string]string {
+func containerMounts(t *testing.T, table string) map[string]string {
 	t.Helper()
+	infos, err := mountinfo.GetMountsFromReader(strings.NewReader(table), nil)
+	if err != nil {
+		t.Fatalf("bad mountinfo: %v", err)
+	}
 	m := map[string]string{}
-	sc := bufio.NewScanner(strings.NewReader(mountinfo))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 6 {
-			t.Fatalf("bad mountinfo line %q", sc.Text())
-		}
-		m[f[4]] = f[5]
+	for _, i := range infos {
+		m[i.Mountpoint] = i.Options
 	}
 	return m
 }

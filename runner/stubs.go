@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/builder-dev/builder/internal/mount"
+	"github.com/builder-dev/builder/internal/xattr"
 )
 
 // removeStubs removes the mount-point stubs the init made from upper (the
@@ -210,56 +212,29 @@ func sameDir(ufd, lfd int, up *unix.Stat_t) bool {
 	}
 	ux, err1 := xattrs(ufd)
 	lx, err2 := xattrs(lfd)
-	if err1 != nil || err2 != nil || len(ux) != len(lx) {
+	if err1 != nil || err2 != nil {
 		return false
 	}
-	for k, v := range ux {
-		if w, ok := lx[k]; !ok || !bytes.Equal(v, w) {
-			return false
-		}
-	}
-	return true
+	return slices.EqualFunc(ux, lx, func(a, b xattr.Attr) bool { return a.Name == b.Name && bytes.Equal(a.Value, b.Value) })
 }
 
-// xattrs returns the extended attributes of the file open at fd but
-// overlayfs' own bookkeeping (trusted.overlay.origin, .impure, ...), which
-// copy-up adds. An opaque marker makes it differ from any lower dir, so it
-// is reported as an error.
-func xattrs(fd int) (map[string][]byte, error) {
-	size, err := unix.Flistxattr(fd, nil)
-	if errors.Is(err, unix.ENOTSUP) {
-		return nil, nil
-	} else if err != nil {
+// xattrs returns the extended attributes of the file open at fd, sorted
+// by name, but overlayfs' own bookkeeping (trusted.overlay.origin,
+// .impure, ...), which copy-up adds. An opaque marker makes it differ from
+// any lower dir, so it is reported as an error.
+func xattrs(fd int) ([]xattr.Attr, error) {
+	opaque := false
+	xs, err := xattr.ReadFd(fd, func(name string) bool {
+		opaque = opaque || name == "trusted.overlay.opaque"
+		return !strings.HasPrefix(name, "trusted.overlay.")
+	})
+	if err != nil {
 		return nil, err
 	}
-	buf := make([]byte, size)
-	n, err := unix.Flistxattr(fd, buf)
-	if err != nil {
-		return nil, err // ERANGE: changed under us; treat as different
+	if opaque {
+		return nil, errors.New("opaque directory")
 	}
-	out := map[string][]byte{}
-	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
-		if name == "" {
-			continue
-		}
-		if strings.HasPrefix(name, "trusted.overlay.") {
-			if name == "trusted.overlay.opaque" {
-				return nil, errors.New("opaque directory")
-			}
-			continue
-		}
-		vsize, err := unix.Fgetxattr(fd, name, nil)
-		if err != nil {
-			return nil, err
-		}
-		val := make([]byte, vsize)
-		vn, err := unix.Fgetxattr(fd, name, val)
-		if err != nil {
-			return nil, err
-		}
-		out[name] = val[:vn]
-	}
-	return out, nil
+	return xs, nil
 }
 
 // openIn opens the directory rel beneath root one component at a time,

@@ -58,24 +58,15 @@ func layerTar(t *testing.T, files map[string]string) []byte {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	entries := make([]testutil.TarEntry, 0, len(names))
 	for _, n := range names {
-		h := &tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(files[n]))}
+		e := testutil.TarEntry{Name: n, Body: files[n]}
 		if strings.HasSuffix(n, "/") {
-			h = &tar.Header{Name: n, Typeflag: tar.TypeDir, Mode: 0o755}
+			e = testutil.TarEntry{Name: n, Type: tar.TypeDir}
 		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.WriteString(tw, files[n]); err != nil {
-			t.Fatal(err)
-		}
+		entries = append(entries, e)
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return testutil.Tar(t, entries...)
 }
 
 // unpack unpacks layer on top of parent under its proper chain ID.

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"flag"
@@ -54,8 +55,8 @@ func TestFuzzLoadCorpus(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	layers := [][]byte{
-		makeTar(t, tarEntry{name: "etc/hello", body: "hi\n"}, tarEntry{name: "bin/sh", linkname: "busybox"}),
-		makeTar(t, tarEntry{name: "etc/.wh.hello"}, tarEntry{name: "../escape", body: "x"}),
+		testutil.Tar(t, testutil.TarEntry{Name: "etc/hello", Body: "hi\n"}, testutil.TarEntry{Name: "bin/sh", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "busybox"}),
+		testutil.Tar(t, testutil.TarEntry{Name: "etc/.wh.hello"}, testutil.TarEntry{Name: "../escape", Body: "x"}),
 	}
 	putImage(t, s, layers, "fuzz/app:1")
 	var docker, oci bytes.Buffer
@@ -73,11 +74,11 @@ func TestFuzzLoadCorpus(t *testing.T) {
 		"docker-gz":        testutil.Gzip(t, docker.Bytes()),
 		"docker-truncated": docker.Bytes()[:docker.Len()/2],
 		"oci-truncated":    oci.Bytes()[:oci.Len()*3/4],
-		"not-json":         makeTar(t, tarEntry{name: "manifest.json", body: "[{not json"}),
-		"empty-index":      makeTar(t, tarEntry{name: "index.json", body: `{"schemaVersion":2,"manifests":[]}`}),
-		"link-loop":        makeTar(t, tarEntry{name: "manifest.json", linkname: "a"}, tarEntry{name: "a", linkname: "manifest.json"}),
-		"escape": makeTar(t, tarEntry{name: "manifest.json", body: `[{"Config":"../../etc/passwd","RepoTags":["x:1"],"Layers":["/etc/shadow"]}]`},
-			tarEntry{name: "../../outside", body: "x"}),
+		"not-json":         testutil.Tar(t, testutil.TarEntry{Name: "manifest.json", Body: "[{not json"}),
+		"empty-index":      testutil.Tar(t, testutil.TarEntry{Name: "index.json", Body: `{"schemaVersion":2,"manifests":[]}`}),
+		"link-loop":        testutil.Tar(t, testutil.TarEntry{Name: "manifest.json", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "a"}, testutil.TarEntry{Name: "a", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "manifest.json"}),
+		"escape": testutil.Tar(t, testutil.TarEntry{Name: "manifest.json", Body: `[{"Config":"../../etc/passwd","RepoTags":["x:1"],"Layers":["/etc/shadow"]}]`},
+			testutil.TarEntry{Name: "../../outside", Body: "x"}),
 		"not-tar": []byte("this is not an archive\n"),
 	}
 	dir := filepath.Join("testdata", "fuzz", "FuzzLoad")

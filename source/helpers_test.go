@@ -30,35 +30,6 @@ func newStore(t *testing.T) *store.Store {
 	return s
 }
 
-// tarEntry is one file of a test tar.
-type tarEntry struct {
-	name     string
-	body     string
-	linkname string // makes a symlink
-}
-
-func makeTar(t *testing.T, entries ...tarEntry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{Typeflag: tar.TypeReg, Name: e.name, Mode: 0o644, Size: int64(len(e.body)), ModTime: time.Unix(0, 0)}
-		if e.linkname != "" {
-			h = &tar.Header{Typeflag: tar.TypeSymlink, Name: e.name, Linkname: e.linkname, Mode: 0o777}
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(e.body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 var testCreated = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
 
 // testConfig is a config over layers (uncompressed tars).
@@ -101,7 +72,7 @@ func putImage(t *testing.T, s *store.Store, layers [][]byte, names ...string) oc
 
 // busyboxLayers are the layers of the test busybox image.
 func busyboxLayers(t *testing.T) [][]byte {
-	return [][]byte{testutil.BusyboxLayer(t), makeTar(t, tarEntry{name: "etc/hello", body: "hi\n"})}
+	return [][]byte{testutil.BusyboxLayer(t), testutil.Tar(t, testutil.TarEntry{Name: "etc/hello", Body: "hi\n"})}
 }
 
 // readTar reads a (small) tar into a map of regular files and symlinks.

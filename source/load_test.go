@@ -1,6 +1,7 @@
 package source
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -35,7 +36,7 @@ type legacyImage struct {
 // then manifest.json and repositories at the end.
 func legacyDockerArchive(t *testing.T, images ...legacyImage) (archive []byte, configs []digest.Digest) {
 	t.Helper()
-	var entries []tarEntry
+	var entries []testutil.TarEntry
 	type entry struct {
 		Config   string
 		RepoTags []string
@@ -50,12 +51,12 @@ func legacyDockerArchive(t *testing.T, images ...legacyImage) (archive []byte, c
 			d := digest.FromBytes(l)
 			id := digest.FromString(fmt.Sprintf("v1-%d-%d", i, j)).Encoded()
 			entries = append(entries,
-				tarEntry{name: id + "/VERSION", body: "1.0"},
-				tarEntry{name: id + "/json", body: `{"id":"` + id + `"}`})
+				testutil.TarEntry{Name: id + "/VERSION", Body: "1.0"},
+				testutil.TarEntry{Name: id + "/json", Body: `{"id":"` + id + `"}`})
 			if first, ok := written[d]; ok {
-				entries = append(entries, tarEntry{name: id + "/layer.tar", linkname: "../" + first + "/layer.tar"})
+				entries = append(entries, testutil.TarEntry{Name: id + "/layer.tar", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "../" + first + "/layer.tar"})
 			} else {
-				entries = append(entries, tarEntry{name: id + "/layer.tar", body: string(l)})
+				entries = append(entries, testutil.TarEntry{Name: id + "/layer.tar", Body: string(l)})
 				written[d] = id
 			}
 			paths = append(paths, id+"/layer.tar")
@@ -66,7 +67,7 @@ func legacyDockerArchive(t *testing.T, images ...legacyImage) (archive []byte, c
 		}
 		cd := digest.FromBytes(cfg)
 		configs = append(configs, cd)
-		entries = append(entries, tarEntry{name: cd.Encoded() + ".json", body: string(cfg)})
+		entries = append(entries, testutil.TarEntry{Name: cd.Encoded() + ".json", Body: string(cfg)})
 		manifest = append(manifest, entry{Config: cd.Encoded() + ".json", RepoTags: img.tags, Layers: paths})
 		for _, tag := range img.tags {
 			repo, tg, ok := strings.Cut(tag, ":")
@@ -81,8 +82,8 @@ func legacyDockerArchive(t *testing.T, images ...legacyImage) (archive []byte, c
 	}
 	mb, _ := json.Marshal(manifest)
 	rb, _ := json.Marshal(repos)
-	entries = append(entries, tarEntry{name: "manifest.json", body: string(mb)}, tarEntry{name: "repositories", body: string(rb)})
-	return makeTar(t, entries...), configs
+	entries = append(entries, testutil.TarEntry{Name: "manifest.json", Body: string(mb)}, testutil.TarEntry{Name: "repositories", Body: string(rb)})
+	return testutil.Tar(t, entries...), configs
 }
 
 // checkLoaded checks the stored image ref: its config is the archive's
@@ -234,7 +235,7 @@ func TestSaveLoadUntaggedByID(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
-	layer := makeTar(t, tarEntry{name: "a", body: "a"})
+	layer := testutil.Tar(t, testutil.TarEntry{Name: "a", Body: "a"})
 	m := putImage(t, s, [][]byte{layer})
 	_, mf, _ := loadImage(t, s, m.Digest.String())
 	id := mf.Config.Digest
@@ -266,13 +267,13 @@ func TestSaveLoadUntaggedByID(t *testing.T) {
 // ociArchive writes an OCI archive by hand: blobs, and index.json entries.
 func ociArchive(t *testing.T, blobs [][]byte, index ocispec.Index) []byte {
 	t.Helper()
-	entries := []tarEntry{{name: "oci-layout", body: `{"imageLayoutVersion":"1.0.0"}`}}
+	entries := []testutil.TarEntry{{Name: "oci-layout", Body: `{"imageLayoutVersion":"1.0.0"}`}}
 	for _, b := range blobs {
-		entries = append(entries, tarEntry{name: blobPath(digest.FromBytes(b)), body: string(b)})
+		entries = append(entries, testutil.TarEntry{Name: blobPath(digest.FromBytes(b)), Body: string(b)})
 	}
 	index.SchemaVersion = 2
 	ib, _ := json.Marshal(index)
-	return makeTar(t, append(entries, tarEntry{name: "index.json", body: string(ib)})...)
+	return testutil.Tar(t, append(entries, testutil.TarEntry{Name: "index.json", Body: string(ib)})...)
 }
 
 func descOf(mt string, b []byte) ocispec.Descriptor {
@@ -336,15 +337,15 @@ func TestLoadOCIConverts(t *testing.T) {
 func TestLoadErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	layer := makeTar(t, tarEntry{name: "a", body: "a"})
+	layer := testutil.Tar(t, testutil.TarEntry{Name: "a", Body: "a"})
 	good, _ := legacyDockerArchive(t, legacyImage{tags: []string{"x"}, layers: [][]byte{layer}})
 	files, links := readTar(t, good)
 	if len(links) != 0 {
 		t.Fatal("unexpected links")
 	}
 	// rebuild replaces or drops entries of the good archive.
-	rebuild := func(change map[string]*string, extra ...tarEntry) []byte {
-		var entries []tarEntry
+	rebuild := func(change map[string]*string, extra ...testutil.TarEntry) []byte {
+		var entries []testutil.TarEntry
 		for name, b := range files {
 			body := string(b)
 			if c, ok := change[name]; ok {
@@ -353,9 +354,9 @@ func TestLoadErrors(t *testing.T) {
 				}
 				body = *c
 			}
-			entries = append(entries, tarEntry{name: name, body: body})
+			entries = append(entries, testutil.TarEntry{Name: name, Body: body})
 		}
-		return makeTar(t, append(entries, extra...)...)
+		return testutil.Tar(t, append(entries, extra...)...)
 	}
 	var layerPath string
 	for name := range files {
@@ -363,18 +364,18 @@ func TestLoadErrors(t *testing.T) {
 			layerPath = name
 		}
 	}
-	other := string(makeTar(t, tarEntry{name: "b", body: "b"}))
+	other := string(testutil.Tar(t, testutil.TarEntry{Name: "b", Body: "b"}))
 	for _, tc := range []struct {
 		name string
 		data []byte
 		want error
 	}{
 		{"not an archive", []byte("hello"), nil},
-		{"empty archive", makeTar(t), store.ErrInvalid},
+		{"empty archive", testutil.Tar(t), store.ErrInvalid},
 		{"wrong layer content", rebuild(map[string]*string{layerPath: &other}), store.ErrInvalid},
 		{"missing layer", rebuild(map[string]*string{layerPath: nil}), store.ErrNotFound},
 		{"bad manifest.json", rebuild(map[string]*string{"manifest.json": ptr("{")}), nil},
-		{"escaping link", rebuild(map[string]*string{layerPath: nil}, tarEntry{name: layerPath, linkname: "../../../../etc/passwd"}), store.ErrNotFound},
+		{"escaping link", rebuild(map[string]*string{layerPath: nil}, testutil.TarEntry{Name: layerPath, Type: tar.TypeSymlink, Mode: 0o777, Linkname: "../../../../etc/passwd"}), store.ErrNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)

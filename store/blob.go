@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/builder-dev/builder/internal/crashpoint"
+	"github.com/builder-dev/builder/internal/ctxio"
 )
 
 // Ingest streams r into the store as a blob of mediaType: to a temporary
@@ -56,7 +57,7 @@ func (s *Content) Stage(ctx context.Context, mediaType string, r io.Reader) (*St
 	}
 	b := &StagedBlob{s: s, tmp: f, named: named}
 	dg := digest.Canonical.Digester()
-	n, err := io.Copy(io.MultiWriter(f, dg.Hash()), ctxReader{ctx, r})
+	n, err := io.Copy(io.MultiWriter(f, dg.Hash()), ctxio.Reader(ctx, r))
 	if err == nil {
 		err = f.Chmod(0o644)
 	}
@@ -280,17 +281,4 @@ func (s *Content) HasBlob(d digest.Digest) bool {
 	}
 	fi, err := os.Lstat(s.blobPath(d))
 	return err == nil && fi.Mode().IsRegular()
-}
-
-// ctxReader stops a long copy once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/builder-dev/builder/internal/ctxio"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -135,7 +136,7 @@ func (s *Content) checkBlob(ctx context.Context, d digest.Digest) error {
 		return err
 	}
 	defer rc.Close()
-	_, err = io.Copy(io.Discard, ctxReader{ctx, rc})
+	_, err = io.Copy(io.Discard, ctxio.Reader(ctx, rc))
 	if err != nil && !errors.Is(err, ErrDigest) {
 		err = fmt.Errorf("read blob %s: %w", d, err)
 	}

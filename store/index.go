@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/builder-dev/builder/internal/unixutil"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -134,12 +135,7 @@ func (s *Content) withIndexLock(fn func() error) error {
 		return fmt.Errorf("lock index: %w", err)
 	}
 	defer f.Close()
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
-	}
+	err = unixutil.IgnoringEINTR(func() error { return unix.Flock(int(f.Fd()), unix.LOCK_EX) })
 	if err != nil {
 		return fmt.Errorf("lock index: %w", err)
 	}

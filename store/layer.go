@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/builder-dev/builder/internal/ctxio"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	"github.com/opencontainers/go-digest"
@@ -180,7 +181,7 @@ func (s *Content) StageLayer(ctx context.Context, r io.Reader) (*StagedBlob, dig
 			return
 		}
 		counter := newTarCounter()
-		_, err = io.Copy(zw, io.TeeReader(ctxReader{ctx, r}, io.MultiWriter(diffID.Hash(), counter)))
+		_, err = io.Copy(zw, io.TeeReader(ctxio.Reader(ctx, r), io.MultiWriter(diffID.Hash(), counter)))
 		info, terr := counter.Close()
 		if err == nil || errors.Is(err, errNotTar) {
 			// The counter's reason, when it is what stopped the copy.

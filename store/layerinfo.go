@@ -11,6 +11,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/builder-dev/builder/internal/ctxio"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.etcd.io/bbolt"
@@ -197,7 +198,7 @@ func (s *Store) countLayer(ctx context.Context, d digest.Digest) (LayerInfo, err
 	}
 	defer rc.Close()
 	c := newTarCounter()
-	_, err = io.Copy(c, ctxReader{ctx, rc})
+	_, err = io.Copy(c, ctxio.Reader(ctx, rc))
 	li, cerr := c.Close()
 	if err == nil {
 		err = cerr

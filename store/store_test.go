@@ -1,7 +1,6 @@
 package store
 
 import (
-	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -190,16 +189,7 @@ func gz(t *testing.T, b []byte) []byte {
 // tarOf makes a one-file layer tar.
 func tarOf(t *testing.T, name, content string) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(content))}); err != nil {
-		t.Fatal(err)
-	}
-	tw.Write([]byte(content))
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return testutil.Tar(t, testutil.TarEntry{Name: name, Body: content})
 }
 
 // putImage stores an image made of the given uncompressed layer tars and,

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -109,16 +110,12 @@ func TestReadsVerifyDigest(t *testing.T) {
 func TestLayerInfos(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "d/", Mode: 0o755})
-	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "d/f", Mode: 0o644, Size: 1000})
-	tw.Write(make([]byte, 1000))
-	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeLink, Name: "d/hard", Linkname: "d/f"})
-	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "d/sym", Linkname: "f"})
-	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeChar, Name: "d/.wh.gone"})
-	tw.Close()
-	layer := buf.Bytes()
+	layer := testutil.Tar(t,
+		testutil.TarEntry{Name: "d/", Type: tar.TypeDir},
+		testutil.TarEntry{Name: "d/f", Body: string(make([]byte, 1000))},
+		testutil.TarEntry{Name: "d/hard", Type: tar.TypeLink, Linkname: "d/f"},
+		testutil.TarEntry{Name: "d/sym", Type: tar.TypeSymlink, Linkname: "f"},
+		testutil.TarEntry{Name: "d/.wh.gone", Type: tar.TypeChar})
 	want := LayerInfo{Size: 1000 + int64(len("f")), TarSize: int64(len(layer))}
 
 	written, _, err := s.IngestLayer(ctx, bytes.NewReader(layer))
@@ -301,11 +298,7 @@ func TestStageLayerRefusesEntriesLeavingRoot(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
 	hard := func(target string) []byte {
-		var buf bytes.Buffer
-		tw := tar.NewWriter(&buf)
-		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeLink, Name: "hard", Linkname: target})
-		tw.Close()
-		return buf.Bytes()
+		return testutil.Tar(t, testutil.TarEntry{Name: "hard", Type: tar.TypeLink, Linkname: target})
 	}
 	for name, layer := range map[string][]byte{
 		"dotdot":         tarOf(t, "../../x", "x"),

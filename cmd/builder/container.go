@@ -13,10 +13,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
 	"github.com/builder-dev/builder/container"
+	"github.com/builder-dev/builder/frontend/dockerfile"
 )
 
 // runtime is the container runtime of the store.
@@ -209,6 +211,7 @@ func newDiffCmd(g *globalOptions) *cobra.Command {
 
 func newCommitCmd(g *globalOptions) *cobra.Command {
 	var opts container.CommitOptions
+	var changes []string
 	cmd := &cobra.Command{
 		Use:   "commit [-m MESSAGE] [-a AUTHOR] [-c CHANGE]... CONTAINER [REPOSITORY[:TAG]]",
 		Short: "Make an image of a container's changes",
@@ -244,6 +247,9 @@ STOPSIGNAL) applied, and a history entry. Prints the new image's ID.`,
 			if err != nil {
 				return err
 			}
+			opts.Change = func(cfg *dockerspec.DockerOCIImageConfig) error {
+				return dockerfile.ApplyChanges(cfg, changes)
+			}
 			_, id, err := rt.Commit(ctx, c, opts)
 			if err != nil {
 				return err
@@ -255,7 +261,7 @@ STOPSIGNAL) applied, and a history entry. Prints the new image's ID.`,
 	f := cmd.Flags()
 	f.StringVarP(&opts.Comment, "message", "m", "", "commit message (the history entry's comment)")
 	f.StringVarP(&opts.Author, "author", "a", "", "author")
-	f.StringArrayVarP(&opts.Changes, "change", "c", nil, "apply a Dockerfile instruction to the config")
+	f.StringArrayVarP(&changes, "change", "c", nil, "apply a Dockerfile instruction to the config")
 	return cmd
 }
 

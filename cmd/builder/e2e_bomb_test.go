@@ -1,7 +1,7 @@
 package main
 
 import (
-	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"fmt"
 	"io/fs"
@@ -46,15 +46,9 @@ func writeGzipBomb(t *testing.T, p string, size int64) {
 		t.Fatal(err)
 	}
 	zw, _ := gzip.NewWriterLevel(f, gzip.BestCompression)
-	tw := tar.NewWriter(zw)
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "zeros/big", Mode: 0o644, Size: size}); err != nil {
+	tw := testutil.NewTarWriter(zw)
+	if err := tw.Add(testutil.TarEntry{Name: "zeros/big", Size: size, Content: testutil.Zeros}); err != nil {
 		t.Fatal(err)
-	}
-	zeros := make([]byte, 1<<20)
-	for left := size; left > 0; left -= int64(len(zeros)) {
-		if _, err := tw.Write(zeros[:min(left, int64(len(zeros)))]); err != nil {
-			t.Fatal(err)
-		}
 	}
 	for _, c := range []interface{ Close() error }{tw, zw, f} {
 		if err := c.Close(); err != nil {
@@ -71,11 +65,9 @@ func writeShortTar(t *testing.T, p string, size int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tw := tar.NewWriter(f)
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "huge", Mode: 0o644, Size: size}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tw.Write(make([]byte, 1024)); err != nil {
+	// Content ends after 1 KiB: Add writes that much and stops.
+	tw := testutil.NewTarWriter(f)
+	if err := tw.Add(testutil.TarEntry{Name: "huge", Size: size, Content: bytes.NewReader(make([]byte, 1024))}); err != nil {
 		t.Fatal(err)
 	}
 	// No Close: tar would pad the entry to its size. The stream just ends.

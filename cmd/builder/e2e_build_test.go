@@ -2,7 +2,6 @@ package main
 
 import (
 	"archive/tar"
-	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -11,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/builder-dev/builder/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,34 +45,11 @@ func (h *harness) inspect(ref string) inspectOut {
 	return out[0]
 }
 
-func tarFile(t *testing.T, entries []tar.Header, bodies map[string]string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, hd := range entries {
-		hd := hd
-		if b, ok := bodies[hd.Name]; ok {
-			hd.Size = int64(len(b))
-		}
-		if err := tw.WriteHeader(&hd); err != nil {
-			t.Fatal(err)
-		}
-		if b, ok := bodies[hd.Name]; ok {
-			tw.Write([]byte(b))
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 func TestBuildEveryInstruction(t *testing.T) {
 	h := newHarness(t)
-	archive := tarFile(t, []tar.Header{
-		{Name: "pkg/", Typeflag: tar.TypeDir, Mode: 0o755},
-		{Name: "pkg/a.txt", Typeflag: tar.TypeReg, Mode: 0o600},
-	}, map[string]string{"pkg/a.txt": "from-tar\n"})
+	archive := testutil.Tar(t,
+		testutil.TarEntry{Name: "pkg/", Type: tar.TypeDir, Mode: 0o755},
+		testutil.TarEntry{Name: "pkg/a.txt", Mode: 0o600, Body: "from-tar\n"})
 	dir := h.context(`# escape=`+"`"+`
 ARG BASE=base/busybox:1
 ARG GREETING=hello

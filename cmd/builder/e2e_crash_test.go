@@ -17,6 +17,7 @@ import (
 
 	"github.com/builder-dev/builder/internal/crashpoint"
 	"github.com/builder-dev/builder/internal/mount"
+	"github.com/moby/sys/mountinfo"
 )
 
 // crashAt runs the builder with the crash point armed and requires that it
@@ -230,7 +231,7 @@ func ownCgroups(p int) []string {
 	if err != nil {
 		return nil
 	}
-	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	mounts, _ := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	var out []string
 	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		f := strings.SplitN(l, ":", 3)
@@ -239,23 +240,18 @@ func ownCgroups(p int) []string {
 		}
 		// The hierarchy's mount: cgroup2 for "0::", else the cgroup
 		// mount whose options name the controllers.
-		for _, ml := range strings.Split(string(mounts), "\n") {
-			pre, post, ok := strings.Cut(ml, " - ")
-			mf, pf := strings.Fields(pre), strings.Fields(post)
-			if !ok || len(mf) < 5 || len(pf) < 3 {
-				continue
-			}
-			match := f[1] == "" && pf[0] == "cgroup2"
-			if f[1] != "" && pf[0] == "cgroup" {
+		for _, m := range mounts {
+			match := f[1] == "" && m.FSType == "cgroup2"
+			if f[1] != "" && m.FSType == "cgroup" {
 				match = true
 				for _, c := range strings.Split(f[1], ",") {
-					if !slices.Contains(strings.Split(pf[2], ","), c) {
+					if !slices.Contains(strings.Split(m.VFSOptions, ","), c) {
 						match = false
 					}
 				}
 			}
 			if match {
-				out = append(out, filepath.Join(unescapeOctal(mf[4]), f[2]))
+				out = append(out, filepath.Join(m.Mountpoint, f[2]))
 				break
 			}
 		}
@@ -317,30 +313,27 @@ func comm(p int) string {
 // source of its /etc/hosts bind mount (the run dir may be removed already,
 // so it is found by device, not by path), "" if it cannot be told.
 func runDirOf(p int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", p))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", p))
 	if err != nil {
 		return ""
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 || f[4] != "/etc/hosts" {
-			continue
-		}
-		// f[2] is the file system's device, f[3] the file's path in it
-		// ("//deleted" appended once it is unlinked).
-		src := strings.TrimSuffix(unescapeOctal(f[3]), "//deleted")
-		host, err := os.ReadFile("/proc/self/mountinfo")
-		if err != nil {
-			return ""
-		}
-		for _, hl := range strings.Split(string(host), "\n") {
-			h := strings.Fields(hl)
-			if len(h) >= 5 && h[2] == f[2] && h[3] == "/" {
-				return filepath.Join(unescapeOctal(h[4]), filepath.Dir(src))
-			}
-		}
+	defer f.Close()
+	theirs, err := mountinfo.GetMountsFromReader(f, mountinfo.SingleEntryFilter("/etc/hosts"))
+	if err != nil || len(theirs) == 0 {
+		return ""
 	}
-	return ""
+	hosts := theirs[0]
+	// Root is the file's path in its file system ("//deleted" appended
+	// once it is unlinked); the host's mount of that file system's root
+	// (same device) says where it is.
+	src := strings.TrimSuffix(hosts.Root, "//deleted")
+	mine, err := mountinfo.GetMounts(func(i *mountinfo.Info) (skip, stop bool) {
+		return i.Major != hosts.Major || i.Minor != hosts.Minor || i.Root != "/", false
+	})
+	if err != nil || len(mine) == 0 {
+		return ""
+	}
+	return filepath.Join(mine[0].Mountpoint, filepath.Dir(src))
 }
 
 // Kill -9 at random moments of a multi-step build, a few times in a row

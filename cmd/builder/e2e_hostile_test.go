@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/builder-dev/builder/internal/testutil"
 )
 
 // hostileWorld is a temporary directory standing for "the host": nothing
@@ -76,40 +78,23 @@ COPY uplink /uplink-copy
 func TestHostileArchivesStayInRoot(t *testing.T) {
 	h := newHarness(t)
 	world := newHostileWorld(t)
-	cases := map[string]struct {
-		entries []tar.Header
-		bodies  map[string]string
-	}{
-		"dotdot": {
-			entries: []tar.Header{{Name: "../../../../../../" + world.dir[1:] + "/dotdot", Typeflag: tar.TypeReg, Mode: 0o644}},
-			bodies:  map[string]string{"../../../../../../" + world.dir[1:] + "/dotdot": "x"},
-		},
-		"absolute": {
-			entries: []tar.Header{{Name: world.dir + "/absolute", Typeflag: tar.TypeReg, Mode: 0o644}},
-			bodies:  map[string]string{world.dir + "/absolute": "x"},
-		},
+	cases := map[string][]testutil.TarEntry{
+		"dotdot":   {{Name: "../../../../../../" + world.dir[1:] + "/dotdot", Body: "x"}},
+		"absolute": {{Name: world.dir + "/absolute", Body: "x"}},
 		"symlink then write through": {
-			entries: []tar.Header{
-				{Name: "link", Typeflag: tar.TypeSymlink, Linkname: world.dir},
-				{Name: "link/through", Typeflag: tar.TypeReg, Mode: 0o644},
-			},
-			bodies: map[string]string{"link/through": "x"},
+			{Name: "link", Type: tar.TypeSymlink, Linkname: world.dir},
+			{Name: "link/through", Body: "x"},
 		},
 		"relative symlink then write through": {
-			entries: []tar.Header{
-				{Name: "up", Typeflag: tar.TypeSymlink, Linkname: "../../../../../../../../" + world.dir[1:]},
-				{Name: "up/through-rel", Typeflag: tar.TypeReg, Mode: 0o644},
-			},
-			bodies: map[string]string{"up/through-rel": "x"},
+			{Name: "up", Type: tar.TypeSymlink, Linkname: "../../../../../../../../" + world.dir[1:]},
+			{Name: "up/through-rel", Body: "x"},
 		},
-		"hardlink to host file": {
-			entries: []tar.Header{{Name: "hard", Typeflag: tar.TypeLink, Linkname: world.secret}},
-		},
+		"hardlink to host file": {{Name: "hard", Type: tar.TypeLink, Linkname: world.secret}},
 	}
-	for name, c := range cases {
+	for name, entries := range cases {
 		t.Run(name, func(t *testing.T) {
 			ctxDir := t.TempDir()
-			if err := os.WriteFile(filepath.Join(ctxDir, "evil.tar"), tarFile(t, c.entries, c.bodies), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(ctxDir, "evil.tar"), testutil.Tar(t, entries...), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM base/busybox:1\nADD evil.tar /evil/\n"), 0o644); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/runner"
+	"github.com/moby/sys/mountinfo"
 )
 
 // TestSecurityDevicesDenied: device nodes do not open in a RUN or a `run`
@@ -169,22 +170,17 @@ func TestSecurityBuildPidsLimit(t *testing.T) {
 // hierarchy, else the unified one.
 func pidsHierarchy(t *testing.T) string {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	v2 := ""
-	for _, line := range strings.Split(string(data), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 3 {
-			continue
-		}
+	for _, m := range mounts {
 		switch {
-		case g[0] == "cgroup" && strings.Contains(","+g[2]+",", ",pids,"):
-			return f[4]
-		case g[0] == "cgroup2" && v2 == "":
-			v2 = f[4]
+		case m.FSType == "cgroup" && strings.Contains(","+m.VFSOptions+",", ",pids,"):
+			return m.Mountpoint
+		case m.FSType == "cgroup2" && v2 == "":
+			v2 = m.Mountpoint
 		}
 	}
 	if v2 == "" {

@@ -168,7 +168,7 @@ func diffLines(a, b string) string {
 func TestImportPrintsIDAndReadsStdin(t *testing.T) {
 	h := newHarness(t)
 	dir := t.TempDir()
-	layer := tarFile(t, []tar.Header{{Name: "hello", Typeflag: tar.TypeReg, Mode: 0o644}}, map[string]string{"hello": "hi\n"})
+	layer := testutil.Tar(t, testutil.TarEntry{Name: "hello", Body: "hi\n"})
 	if err := os.WriteFile(filepath.Join(dir, "rootfs.tar"), layer, 0o644); err != nil {
 		t.Fatal(err)
 	}

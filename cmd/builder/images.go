@@ -12,12 +12,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	units "github.com/docker/go-units"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/builder-dev/builder/exporter"
+	"github.com/builder-dev/builder/frontend/dockerfile"
 	"github.com/builder-dev/builder/images"
 	"github.com/builder-dev/builder/source"
 	"github.com/builder-dev/builder/store"
@@ -39,19 +41,10 @@ func shortID(id string) string {
 	return id
 }
 
+// humanSize is a size in decimal units with three significant digits, as
+// docker's SIZE columns and df print it ("12.3MB").
 func humanSize(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	f := float64(n)
-	for _, u := range []string{"kB", "MB", "GB", "TB"} {
-		f /= unit
-		if f < unit {
-			return fmt.Sprintf("%.3g%s", f, u)
-		}
-	}
-	return fmt.Sprintf("%.3gPB", f/unit)
+	return units.HumanSizeWithPrecision(float64(n), 3)
 }
 
 // ago is how long ago t was, as docker's CREATED columns say it.
@@ -350,24 +343,19 @@ zstd), - to read that tar from stdin, or a directory. REF, if given, tags
 the image. Prints the image ID, as images shows it in full.`,
 		Args: rangeArgs(1, 2),
 		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
-			cfg := ocispec.ImageConfig{Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}
+			var dcfg dockerspec.DockerOCIImageConfig
+			dcfg.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 			for _, c := range changes {
-				k, v, _ := strings.Cut(c, " ")
-				switch strings.ToUpper(k) {
-				case "CMD":
-					var cmdv []string
-					if err := json.Unmarshal([]byte(v), &cmdv); err != nil {
-						cmdv = []string{"/bin/sh", "-c", v}
-					}
-					cfg.Cmd = cmdv
-				case "ENV":
-					cfg.Env = append(cfg.Env, strings.Replace(v, " ", "=", 1))
-				case "WORKDIR":
-					cfg.WorkingDir = v
+				switch dockerfile.ChangeInstruction(c) {
+				case "CMD", "ENV", "WORKDIR":
 				default:
 					return usageError{fmt.Errorf("unsupported --change %q (CMD, ENV, WORKDIR)", c)}
 				}
 			}
+			if err := dockerfile.ApplyChanges(&dcfg, changes); err != nil {
+				return usageError{err}
+			}
+			cfg := dcfg.ImageConfig
 			lock, err := e.lockWrites(ctx)
 			if err != nil {
 				return err

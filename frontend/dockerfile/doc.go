@@ -19,7 +19,9 @@
 // SHELL), copy.go (COPY, ADD), workdir.go (WORKDIR, USER), args.go (ARG and
 // build args), config.go (ENV, LABEL, CMD, ENTRYPOINT, VOLUME, STOPSIGNAL,
 // HEALTHCHECK, MAINTAINER, ONBUILD), expose.go (EXPOSE), stage.go (FROM,
-// stage dependencies, ONBUILD triggers). subst.go rejects the variable
+// stage dependencies, ONBUILD triggers). changes.go applies the config
+// instructions of commit's and import's --change (ApplyChanges) to a
+// config, with the same EXPOSE parser a build uses. subst.go rejects the variable
 // substitutions that Docker 20.10's older lexer did not know. check.go runs
 // BuildKit's lint rules as "# check=" (or the BUILDKIT_DOCKERFILE_CHECK
 // build arg) configures them. limits.go keeps a conversion bounded whatever

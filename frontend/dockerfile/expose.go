@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // maxExposed bounds how many ports one EXPOSE may add, so that a range
@@ -24,27 +25,37 @@ func (c *converter) dispatchExpose(s *stage, cmd *command, ic *instructions.Expo
 		}
 		words = append(words, ws...)
 	}
+	ports, err := expose(&s.img.Config.ImageConfig, words)
+	if err != nil {
+		return err
+	}
+	// Docker 20.10's BuildKit printed the port set as a Go map.
+	return c.configStep(s, cmd, fmt.Sprintf("EXPOSE %v", ports))
+}
+
+// expose adds the ports that EXPOSE's expanded words name to cfg, for a
+// build and for commit's and import's --change alike, and returns them.
+func expose(cfg *ocispec.ImageConfig, words []string) (map[string]struct{}, error) {
 	ports := map[string]struct{}{}
 	for _, w := range words {
 		ps, err := parsePort(w)
 		if err != nil {
-			return fmt.Errorf("invalid port %q: %w", w, err)
+			return nil, fmt.Errorf("invalid port %q: %w", w, err)
 		}
 		for _, p := range ps {
 			ports[p] = struct{}{}
 		}
 	}
-	if s.img.Config.ExposedPorts == nil {
-		s.img.Config.ExposedPorts = map[string]struct{}{}
+	if cfg.ExposedPorts == nil {
+		cfg.ExposedPorts = map[string]struct{}{}
 	}
-	if len(s.img.Config.ExposedPorts)+len(ports) > maxExposed {
-		return errors.New("too many exposed ports")
+	if len(cfg.ExposedPorts)+len(ports) > maxExposed {
+		return nil, errors.New("too many exposed ports")
 	}
 	for p := range ports {
-		s.img.Config.ExposedPorts[p] = struct{}{}
+		cfg.ExposedPorts[p] = struct{}{}
 	}
-	// Docker 20.10's BuildKit printed the port set as a Go map.
-	return c.configStep(s, cmd, fmt.Sprintf("EXPOSE %v", ports))
+	return ports, nil
 }
 
 // parsePort parses [[ip:]hostport:]port[-port][/proto] as Docker does for

@@ -54,8 +54,11 @@ var layering = []struct {
 	{"store/...", []string{"store/...", "internal/..."}},
 	{"store/meta", nil}, // bbolt only: a leaf that statcache and containers take
 
-	// The standard library and third-party modules only.
-	{"internal/...", nil},
+	// The standard library and third-party modules only; and
+	// internal/unixutil, the one EINTR retry, which the leaves that make
+	// raw system calls share.
+	{"internal/...", []string{"internal/unixutil"}},
+	{"internal/unixutil", nil},
 }
 
 // matches reports whether the package p (relative to the module) is

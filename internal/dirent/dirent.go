@@ -7,6 +7,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/builder-dev/builder/internal/unixutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,10 +31,7 @@ func ReadTypes(fd int, fn func(name []byte, typ uint8)) error {
 	defer bufs.Put(bp)
 	buf := *bp
 	for {
-		n, err := unix.Getdents(fd, buf)
-		if err == unix.EINTR {
-			continue
-		}
+		n, err := unixutil.IgnoringEINTRIO(unix.Getdents, fd, buf)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,8 @@ package diskspace
 import (
 	"fmt"
 
+	"github.com/builder-dev/builder/internal/unixutil"
+	"github.com/docker/go-units"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,15 +76,8 @@ func New(fd int, show string) (*Guard, error) {
 // refresh asks the filesystem what is free and opens a new window.
 func (s *Guard) refresh() error {
 	var st unix.Statfs_t
-	for {
-		err := unix.Fstatfs(s.fd, &st)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("statfs %s: %w", s.show, err)
-		}
-		break
+	if err := unixutil.IgnoringEINTR(func() error { return unix.Fstatfs(s.fd, &st) }); err != nil {
+		return fmt.Errorf("statfs %s: %w", s.show, err)
 	}
 	s.bsize = st.Bsize
 	if s.bsize <= 0 {
@@ -156,16 +151,13 @@ func (s *Guard) Take(size int64) error {
 	return nil
 }
 
-// showBytes renders n in binary units, as df -h does.
+// showBytes renders n in binary units, as df -h does ("1.5 MiB"; "512 B"
+// below 1 KiB).
 func showBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
+	if n < 1024 {
 		return fmt.Sprintf("%d B", n)
 	}
-	f, i := float64(n), 0
-	for f >= unit && i < 6 {
-		f /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", f, "KMGTPE"[i-1])
+	return units.CustomSize("%.1f %s", float64(n), 1024, binaryAbbrs)
 }
+
+var binaryAbbrs = []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}

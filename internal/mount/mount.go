@@ -1,15 +1,14 @@
 package mount
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -162,50 +161,20 @@ func UnmountUnder(dir string) error {
 	return errors.Join(errs...)
 }
 
-// unescapeMountinfo undoes the octal escapes (\040 for a space, ...) of a
-// mountinfo path.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return filepath.Clean(b.String())
-}
-
 // PointsUnder lists the mount points of this mount namespace at or below
 // dir, in mountinfo's order (a parent before what is mounted on it).
 func PointsUnder(dir string) ([]string, error) {
-	dir = filepath.Clean(dir)
-	f, err := os.Open("/proc/self/mountinfo")
+	infos, err := mountinfo.GetMounts(mountinfo.PrefixFilter(filepath.Clean(dir)))
 	if err != nil {
 		return nil, fmt.Errorf("read mountinfo: %w", err)
 	}
-	defer f.Close()
-	var points []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(fields[4])
-		if dir == "/" || mp == dir || strings.HasPrefix(mp, dir+"/") {
-			points = append(points, mp)
-		}
+	return mountPoints(infos), nil
+}
+
+func mountPoints(infos []*mountinfo.Info) []string {
+	points := make([]string, 0, len(infos))
+	for _, i := range infos {
+		points = append(points, i.Mountpoint)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
-	}
-	return points, nil
+	return points
 }

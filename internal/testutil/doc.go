@@ -1,6 +1,8 @@
 // Package testutil holds helpers shared by the project's tests: the root
-// check, and base images made at test time from Debian's busybox-static (no
-// image blob is ever committed).
+// check, base images made at test time from Debian's busybox-static (no
+// image blob is ever committed), tree listings, and the one tar builder
+// (TarEntry by named fields; Tar for a small tar, TarWriter for a streamed
+// one) that every package's tests write their archives with.
 //
 // Like every internal package it imports the standard library and
 // third-party modules only, never a builder package (the tests that use it

@@ -2,7 +2,6 @@ package testutil
 
 import (
 	"archive/tar"
-	"bytes"
 	"debug/elf"
 	"os"
 	"os/exec"
@@ -113,37 +112,26 @@ func BusyboxLayer(t testing.TB) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	epoch := time.Unix(0, 0)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	add := func(h *tar.Header, body []byte) {
-		h.ModTime = epoch
-		h.Format = tar.FormatPAX
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if body != nil {
-			if _, err := tw.Write(body); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	var entries []TarEntry
 	for _, d := range []string{"bin/", "dev/", "etc/", "proc/", "root/", "sys/"} {
-		add(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755}, nil)
+		entries = append(entries, TarEntry{Name: d, Type: tar.TypeDir})
 	}
-	add(&tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777}, nil)
-	add(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(data))}, data)
+	entries = append(entries,
+		TarEntry{Name: "tmp/", Type: tar.TypeDir, Mode: 0o1777},
+		TarEntry{Name: "bin/busybox", Mode: 0o755, Body: string(data)})
 	applets := Applets(t, bb)
 	sort.Strings(applets)
 	for _, a := range applets {
 		if a != "busybox" {
-			add(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777}, nil)
+			entries = append(entries, TarEntry{Name: "bin/" + a, Type: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777})
 		}
 	}
-	add(&tar.Header{Typeflag: tar.TypeReg, Name: "etc/group", Mode: 0o644, Size: int64(len(Group))}, []byte(Group))
-	add(&tar.Header{Typeflag: tar.TypeReg, Name: "etc/passwd", Mode: 0o644, Size: int64(len(Passwd))}, []byte(Passwd))
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
+	entries = append(entries,
+		TarEntry{Name: "etc/group", Body: Group},
+		TarEntry{Name: "etc/passwd", Body: Passwd})
+	for i := range entries {
+		entries[i].ModTime = time.Unix(0, 0)
+		entries[i].Format = tar.FormatPAX
 	}
-	return buf.Bytes()
+	return Tar(t, entries...)
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/builder-dev/builder/internal/diskspace"
+	"github.com/builder-dev/builder/internal/unixutil"
 )
 
 // ApplyOptions says what kind of directory Apply writes into.
@@ -250,10 +251,7 @@ func (a *applier) copyTo(fd int, r io.Reader, buf []byte) error {
 	for {
 		n, rerr := r.Read(buf)
 		for b := buf[:n]; len(b) > 0; {
-			w, err := unix.Write(fd, b)
-			if err == unix.EINTR {
-				continue
-			}
+			w, err := unixutil.IgnoringEINTRIO(unix.Write, fd, b)
 			if err != nil {
 				return fmt.Errorf("write: %w", err)
 			}

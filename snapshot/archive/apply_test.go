@@ -64,10 +64,10 @@ func TestApply(t *testing.T) {
 				{Name: "bin/", Type: tar.TypeDir},
 				{Name: "bin/su", Mode: 0o4755, Body: "#!su", Xattrs: map[string]string{"security.capability": capNetBindService}},
 				{Name: "bin/sg", Mode: 0o2711, UID: 1000, GID: 50, Body: "sg"},
-				{Name: "bin/sh", Type: tar.TypeSymlink, Mode: 0o777, Link: "su"},
-				{Name: "bin/su2", Type: tar.TypeLink, Link: "bin/su"},
-				{Name: "dev/null", Type: tar.TypeChar, Mode: 0o666, Major: 1, Minor: 3},
-				{Name: "dev/loop9", Type: tar.TypeBlock, Mode: 0o660, GID: 6, Major: 7, Minor: 9},
+				{Name: "bin/sh", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "su"},
+				{Name: "bin/su2", Type: tar.TypeLink, Linkname: "bin/su"},
+				{Name: "dev/null", Type: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 3},
+				{Name: "dev/loop9", Type: tar.TypeBlock, Mode: 0o660, GID: 6, Devmajor: 7, Devminor: 9},
 				{Name: "run/fifo", Type: tar.TypeFifo, Mode: 0o600, UID: 7},
 				{Name: "tmp/", Type: tar.TypeDir, Mode: 0o1777, Xattrs: map[string]string{"user.note": "scratch"}},
 				{Name: "./etc/motd", Body: "hi\n"},
@@ -95,11 +95,11 @@ func TestApply(t *testing.T) {
 			Name: "a parent symlink resolves inside the root",
 			Layers: [][]tarEntry{{
 				{Name: "etc/", Type: tar.TypeDir},
-				{Name: "link", Type: tar.TypeSymlink, Link: "/etc"},
-				{Name: "up", Type: tar.TypeSymlink, Link: "../../.."},
+				{Name: "link", Type: tar.TypeSymlink, Linkname: "/etc"},
+				{Name: "up", Type: tar.TypeSymlink, Linkname: "../../.."},
 				{Name: "link/passwd", Body: "p"},
 				{Name: "up/etc/group", Body: "g"},
-				{Name: "h", Type: tar.TypeLink, Link: "link/passwd"},
+				{Name: "h", Type: tar.TypeLink, Linkname: "link/passwd"},
 			}},
 			Want: []string{
 				"etc 0755 0:0 dir",
@@ -190,7 +190,7 @@ func TestApply(t *testing.T) {
 		{
 			Name: "replacing a symlink never writes through it",
 			Layers: [][]tarEntry{
-				{{Name: "target", Body: "keep me"}, {Name: "s", Type: tar.TypeSymlink, Link: "target"}},
+				{{Name: "target", Body: "keep me"}, {Name: "s", Type: tar.TypeSymlink, Linkname: "target"}},
 				{{Name: "s", Body: "new"}},
 			},
 			Want: []string{
@@ -219,7 +219,7 @@ func TestApply(t *testing.T) {
 			Layers: [][]tarEntry{{
 				{Name: "d/", Type: tar.TypeDir, UID: 1},
 				{Name: "d/f", Mode: 0o4755, UID: 2, Body: "f"},
-				{Name: "d/l", Type: tar.TypeSymlink, Link: "f"},
+				{Name: "d/l", Type: tar.TypeSymlink, Linkname: "f"},
 			}},
 			Want: []string{
 				"d 0755 1234:5678 dir",
@@ -252,7 +252,7 @@ func TestApplyTimes(t *testing.T) {
 		tarEntry{Name: "d/", Type: tar.TypeDir, ModTime: old},
 		tarEntry{Name: "d/e/", Type: tar.TypeDir, ModTime: old},
 		tarEntry{Name: "d/e/f", Body: "f", ModTime: far},
-		tarEntry{Name: "d/l", Type: tar.TypeSymlink, Link: "nowhere", ModTime: old},
+		tarEntry{Name: "d/l", Type: tar.TypeSymlink, Linkname: "nowhere", ModTime: old},
 		tarEntry{Name: "d/.wh.w", ModTime: old},
 	)
 	for _, p := range []string{"d", "d/e", "d/e/f", "d/l", "d/w"} {
@@ -304,7 +304,7 @@ func TestApplyHostile(t *testing.T) {
 			Name: "symlink dir escape to nothing",
 			Entries: func(string) []tarEntry {
 				return []tarEntry{
-					{Name: "l", Type: tar.TypeSymlink, Link: "../../../../../../outside"},
+					{Name: "l", Type: tar.TypeSymlink, Linkname: "../../../../../../outside"},
 					{Name: "l/secret", Body: "x"},
 				}
 			},
@@ -315,7 +315,7 @@ func TestApplyHostile(t *testing.T) {
 			Entries: func(string) []tarEntry {
 				return []tarEntry{
 					{Name: "outside/", Type: tar.TypeDir},
-					{Name: "l", Type: tar.TypeSymlink, Link: "../../../../../../outside"},
+					{Name: "l", Type: tar.TypeSymlink, Linkname: "../../../../../../outside"},
 					{Name: "l/secret", Body: "x"},
 					{Name: "l/evil", Body: "x"},
 				}
@@ -327,7 +327,7 @@ func TestApplyHostile(t *testing.T) {
 			Entries: func(o string) []tarEntry {
 				return []tarEntry{
 					{Name: o + "/dir/", Type: tar.TypeDir},
-					{Name: "l", Type: tar.TypeSymlink, Link: o},
+					{Name: "l", Type: tar.TypeSymlink, Linkname: o},
 					{Name: "l/secret", Body: "x"},
 					{Name: "l/dir/", Type: tar.TypeDir, Mode: 0o777},
 					{Name: "l/dir/f", Body: "x"},
@@ -341,7 +341,7 @@ func TestApplyHostile(t *testing.T) {
 			Name: "symlink to file then file",
 			Entries: func(o string) []tarEntry {
 				return []tarEntry{
-					{Name: "l", Type: tar.TypeSymlink, Link: o + "/secret"},
+					{Name: "l", Type: tar.TypeSymlink, Linkname: o + "/secret"},
 					{Name: "l", Body: "x", Mode: 0o777},
 				}
 			},
@@ -351,7 +351,7 @@ func TestApplyHostile(t *testing.T) {
 			Name: "symlink to dir then dir entry",
 			Entries: func(o string) []tarEntry {
 				return []tarEntry{
-					{Name: "l", Type: tar.TypeSymlink, Link: o},
+					{Name: "l", Type: tar.TypeSymlink, Linkname: o},
 					{Name: "l/", Type: tar.TypeDir, Mode: 0o777, Xattrs: map[string]string{"user.evil": "1"}},
 				}
 			},
@@ -361,30 +361,32 @@ func TestApplyHostile(t *testing.T) {
 			Entries: func(o string) []tarEntry {
 				return []tarEntry{
 					{Name: o + "/", Type: tar.TypeDir},
-					{Name: "a", Type: tar.TypeSymlink, Link: "b/c"},
-					{Name: "b", Type: tar.TypeSymlink, Link: "/"},
-					{Name: "c", Type: tar.TypeSymlink, Link: ".." + o},
+					{Name: "a", Type: tar.TypeSymlink, Linkname: "b/c"},
+					{Name: "b", Type: tar.TypeSymlink, Linkname: "/"},
+					{Name: "c", Type: tar.TypeSymlink, Linkname: ".." + o},
 					{Name: "a/secret", Body: "x"},
 				}
 			},
 			WantX: func(o string) string { return o + "/secret" },
 		},
 		{
-			Name:    "hardlink dotdot",
-			Entries: func(string) []tarEntry { return []tarEntry{{Name: "h", Type: tar.TypeLink, Link: "../outside/secret"}} },
+			Name: "hardlink dotdot",
+			Entries: func(string) []tarEntry {
+				return []tarEntry{{Name: "h", Type: tar.TypeLink, Linkname: "../outside/secret"}}
+			},
 			WantErr: true,
 		},
 		{
 			Name:    "hardlink absolute",
-			Entries: func(o string) []tarEntry { return []tarEntry{{Name: "h", Type: tar.TypeLink, Link: o + "/secret"}} },
+			Entries: func(o string) []tarEntry { return []tarEntry{{Name: "h", Type: tar.TypeLink, Linkname: o + "/secret"}} },
 			WantErr: true,
 		},
 		{
 			Name: "hardlink through symlink then write",
 			Entries: func(o string) []tarEntry {
 				return []tarEntry{
-					{Name: "l", Type: tar.TypeSymlink, Link: o},
-					{Name: "h", Type: tar.TypeLink, Link: "l/secret"},
+					{Name: "l", Type: tar.TypeSymlink, Linkname: o},
+					{Name: "h", Type: tar.TypeLink, Linkname: "l/secret"},
 					{Name: "h", Body: "x"},
 				}
 			},
@@ -394,8 +396,8 @@ func TestApplyHostile(t *testing.T) {
 			Name: "hardlink to a symlink",
 			Entries: func(o string) []tarEntry {
 				return []tarEntry{
-					{Name: "l", Type: tar.TypeSymlink, Link: o + "/secret"},
-					{Name: "h", Type: tar.TypeLink, Link: "l"},
+					{Name: "l", Type: tar.TypeSymlink, Linkname: o + "/secret"},
+					{Name: "h", Type: tar.TypeLink, Linkname: "l"},
 					{Name: "h/x", Body: "x"},
 				}
 			},
@@ -405,7 +407,7 @@ func TestApplyHostile(t *testing.T) {
 			Name: "whiteout through symlink",
 			Entries: func(o string) []tarEntry {
 				return []tarEntry{
-					{Name: "l", Type: tar.TypeSymlink, Link: o},
+					{Name: "l", Type: tar.TypeSymlink, Linkname: o},
 					{Name: "l/.wh.secret"},
 					{Name: "l/.wh.dir"},
 				}
@@ -415,7 +417,7 @@ func TestApplyHostile(t *testing.T) {
 			Name: "opaque through symlink",
 			Entries: func(o string) []tarEntry {
 				return []tarEntry{
-					{Name: "l", Type: tar.TypeSymlink, Link: o},
+					{Name: "l", Type: tar.TypeSymlink, Linkname: o},
 					{Name: "l/.wh..wh..opq"},
 				}
 			},
@@ -426,7 +428,7 @@ func TestApplyHostile(t *testing.T) {
 			Entries: func(o string) []tarEntry {
 				return []tarEntry{
 					{Name: o + "/", Type: tar.TypeDir},
-					{Name: "l", Type: tar.TypeSymlink, Link: o},
+					{Name: "l", Type: tar.TypeSymlink, Linkname: o},
 					{Name: "l/.wh.secret"},
 					{Name: "l/dir/.wh..wh..opq"},
 				}

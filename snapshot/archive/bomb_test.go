@@ -48,23 +48,15 @@ func zeroTar(t testing.TB, files int, size int64, gz, same bool) io.Reader {
 			zw, _ = gzip.NewWriterLevel(pw, gzip.BestSpeed)
 			w = zw
 		}
-		tw := tar.NewWriter(w)
-		zeros := make([]byte, 1<<20)
+		tw := testutil.NewTarWriter(w)
 		err := func() error {
 			for i := range files {
 				name := fmt.Sprintf("zeros/%04d", i)
 				if same {
 					name = "zeros/same"
 				}
-				if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: size}); err != nil {
+				if err := tw.Add(testutil.TarEntry{Name: name, Size: size, Content: testutil.Zeros}); err != nil {
 					return err
-				}
-				for left := size; left > 0; {
-					n := min(left, int64(len(zeros)))
-					if _, err := tw.Write(zeros[:n]); err != nil {
-						return err
-					}
-					left -= n
 				}
 			}
 			if err := tw.Close(); err != nil {

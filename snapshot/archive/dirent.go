@@ -3,6 +3,7 @@ package archive
 import (
 	"sync"
 
+	"github.com/builder-dev/builder/internal/unixutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -11,34 +12,30 @@ import (
 // open and an allocation to each lstat.
 
 // openat opens name relative to dirfd, retrying on EINTR.
-func openat(dirfd int, name string, flags int) (int, error) {
-	for {
-		fd, err := unix.Openat(dirfd, name, flags, 0)
-		if err != unix.EINTR {
-			return fd, err
-		}
-	}
+func openat(dirfd int, name string, flags int) (fd int, err error) {
+	err = unixutil.IgnoringEINTR(func() error {
+		fd, err = unix.Openat(dirfd, name, flags, 0)
+		return err
+	})
+	return fd, err
 }
 
 // fstatat lstats name, a single component, in the directory dirfd.
 func fstatat(dirfd int, name string, st *unix.Stat_t) error {
-	for {
-		err := unix.Fstatat(dirfd, name, st, unix.AT_SYMLINK_NOFOLLOW)
-		if err != unix.EINTR {
-			return err
-		}
-	}
+	return unixutil.IgnoringEINTR(func() error {
+		return unix.Fstatat(dirfd, name, st, unix.AT_SYMLINK_NOFOLLOW)
+	})
 }
 
 // readlinkat returns the target of the symlink name in dirfd.
 func readlinkat(dirfd int, name string) (string, error) {
 	for size := 256; ; size *= 2 {
 		buf := make([]byte, size)
-		n, err := unix.Readlinkat(dirfd, name, buf)
-		if err == unix.EINTR {
-			size /= 2
-			continue
-		}
+		var n int
+		err := unixutil.IgnoringEINTR(func() (err error) {
+			n, err = unix.Readlinkat(dirfd, name, buf)
+			return err
+		})
 		if err != nil {
 			return "", err
 		}

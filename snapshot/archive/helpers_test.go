@@ -14,68 +14,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/builder-dev/builder/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
 // t0 is the mtime of every test entry unless a case says otherwise.
 var t0 = time.Unix(1700000000, 0)
 
-// tarEntry is one entry of a test tar, by named fields. Type defaults to a
-// regular file, Mode to 0644 (0755 for directories), ModTime to t0.
-type tarEntry struct {
-	Name         string
-	Type         byte
-	Mode         int64
-	UID, GID     int
-	Body         string
-	Link         string
-	Major, Minor int64
-	Xattrs       map[string]string
-	ModTime      time.Time
-}
+// tarEntry is one entry of a test tar; makeTar gives it this package's
+// defaults.
+type tarEntry = testutil.TarEntry
 
+// makeTar is testutil.Tar with every entry in PAX format and, unless it
+// says otherwise, mtime t0.
 func makeTar(t testing.TB, entries ...tarEntry) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{
-			Name: e.Name, Typeflag: e.Type, Mode: e.Mode, Uid: e.UID, Gid: e.GID,
-			Linkname: e.Link, Devmajor: e.Major, Devminor: e.Minor,
-			ModTime: e.ModTime, Format: tar.FormatPAX,
+	for i := range entries {
+		if entries[i].ModTime.IsZero() {
+			entries[i].ModTime = t0
 		}
-		if h.Typeflag == 0 {
-			h.Typeflag = tar.TypeReg
-		}
-		if h.Mode == 0 {
-			h.Mode = 0o644
-			if h.Typeflag == tar.TypeDir {
-				h.Mode = 0o755
-			}
-		}
-		if h.ModTime.IsZero() {
-			h.ModTime = t0
-		}
-		if h.Typeflag == tar.TypeReg {
-			h.Size = int64(len(e.Body))
-		}
-		for k, v := range e.Xattrs {
-			if h.PAXRecords == nil {
-				h.PAXRecords = map[string]string{}
-			}
-			h.PAXRecords[paxXattr+k] = v
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.WriteString(tw, e.Body); err != nil {
-			t.Fatal(err)
-		}
+		entries[i].Format = tar.FormatPAX
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return testutil.Tar(t, entries...)
 }
 
 // listTar renders a tar as one line per entry, in order:
@@ -186,8 +146,8 @@ func describeTree(t testing.TB, dir string) []string {
 			return err
 		}
 		var xs []string
-		for k, v := range xattrs {
-			xs = append(xs, k+"="+showXattr(string(v)))
+		for _, x := range xattrs {
+			xs = append(xs, x.Name+"="+showXattr(string(x.Value)))
 		}
 		sort.Strings(xs)
 		for _, x := range xs {

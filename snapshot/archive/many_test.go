@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/builder-dev/builder/internal/testutil"
 )
 
 // manyEntriesTar streams a layer of n entries, made as it is read: modules
@@ -18,28 +20,23 @@ func manyEntriesTar(t testing.TB, n int) io.Reader {
 	pr, pw := io.Pipe()
 	t.Cleanup(func() { pr.Close() })
 	go func() {
-		tw := tar.NewWriter(pw)
+		tw := testutil.NewTarWriter(pw)
 		err := func() error {
 			var dir string
 			for i := range n {
-				h := &tar.Header{Typeflag: tar.TypeReg, Mode: 0o644, ModTime: t0, Size: 1, Format: tar.FormatPAX}
+				e := tarEntry{ModTime: t0, Format: tar.FormatPAX}
 				switch f := i % 16; {
 				case f == 0:
 					dir = fmt.Sprintf("usr/share/application/modules/m%07d", i/16)
-					h.Typeflag, h.Name, h.Mode, h.Size = tar.TypeDir, dir+"/", 0o755, 0
+					e.Type, e.Name = tar.TypeDir, dir+"/"
 				case f%4 == 0:
-					h.Typeflag, h.Name, h.Size = tar.TypeLink, fmt.Sprintf("%s/file%02d.txt", dir, f), 0
-					h.Linkname = fmt.Sprintf("%s/file%02d.txt", dir, f-1)
+					e.Type, e.Name = tar.TypeLink, fmt.Sprintf("%s/file%02d.txt", dir, f)
+					e.Linkname = fmt.Sprintf("%s/file%02d.txt", dir, f-1)
 				default:
-					h.Name = fmt.Sprintf("%s/file%02d.txt", dir, f)
+					e.Name, e.Body = fmt.Sprintf("%s/file%02d.txt", dir, f), "x"
 				}
-				if err := tw.WriteHeader(h); err != nil {
+				if err := tw.Add(e); err != nil {
 					return err
-				}
-				if h.Size == 1 {
-					if _, err := tw.Write([]byte("x")); err != nil {
-						return err
-					}
 				}
 			}
 			return tw.Close()
@@ -198,15 +195,15 @@ func TestApplyDirTimesSpilled(t *testing.T) {
 	n := maxDirTimesInMemory + 1000
 	pr, pw := io.Pipe()
 	go func() {
-		tw := tar.NewWriter(pw)
+		tw := testutil.NewTarWriter(pw)
 		err := func() error {
 			for pass := range 2 {
 				for i := range n {
-					h := &tar.Header{Typeflag: tar.TypeDir, Name: fmt.Sprintf("d%05d/", i), Mode: 0o755, ModTime: t0.Add(time.Duration(i) * time.Second)}
+					e := tarEntry{Type: tar.TypeDir, Name: fmt.Sprintf("d%05d/", i), ModTime: t0.Add(time.Duration(i) * time.Second)}
 					if pass == 1 {
-						h = &tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("d%05d/f", i), Mode: 0o644, ModTime: t0}
+						e = tarEntry{Name: fmt.Sprintf("d%05d/f", i), ModTime: t0}
 					}
-					if err := tw.WriteHeader(h); err != nil {
+					if err := tw.Add(e); err != nil {
 						return err
 					}
 				}

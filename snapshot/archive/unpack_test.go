@@ -1,7 +1,6 @@
 package archive_test
 
 import (
-	"archive/tar"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -42,14 +41,10 @@ func TestUnpackBombLeavesNoLayer(t *testing.T) {
 	defer pr.Close()
 	go func() {
 		zw := gzip.NewWriter(pw)
-		tw := tar.NewWriter(zw)
-		zeros := make([]byte, 1<<20)
+		tw := testutil.NewTarWriter(zw)
 		err := func() error {
 			for i := range 1024 {
-				if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("bomb/%04d", i), Mode: 0o644, Size: int64(len(zeros))}); err != nil {
-					return err
-				}
-				if _, err := tw.Write(zeros); err != nil {
+				if err := tw.Add(testutil.TarEntry{Name: fmt.Sprintf("bomb/%04d", i), Size: 1 << 20, Content: testutil.Zeros}); err != nil {
 					return err
 				}
 			}

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/builder-dev/builder/internal/dirent"
+	"github.com/builder-dev/builder/internal/unixutil"
+	"github.com/builder-dev/builder/internal/xattr"
 )
 
 // WriteOptions tunes WriteLayer.
@@ -232,7 +234,7 @@ func (lw *layerWriter) entry(dirfd int, rel string, c *child, st *unix.Stat_t) e
 		}
 		defer unix.Close(fd)
 	}
-	var xattrs map[string][]byte
+	var xattrs []xattr.Attr
 	var err error
 	if fd >= 0 {
 		xattrs, err = listXattrsFd(fd, name)
@@ -242,15 +244,18 @@ func (lw *layerWriter) entry(dirfd int, rel string, c *child, st *unix.Stat_t) e
 	if err != nil {
 		return err
 	}
-	opaque := string(xattrs[overlayOpaque]) == "y"
-	for k, v := range xattrs {
-		if isOverlayXattr(k) {
+	opaque := false
+	for _, x := range xattrs {
+		if x.Name == overlayOpaque {
+			opaque = string(x.Value) == "y"
+		}
+		if isOverlayXattr(x.Name) {
 			continue
 		}
 		if hdr.PAXRecords == nil {
 			hdr.PAXRecords = map[string]string{}
 		}
-		hdr.PAXRecords[paxXattr+k] = string(v)
+		hdr.PAXRecords[paxXattr+x.Name] = string(x.Value)
 	}
 
 	switch ft {
@@ -330,10 +335,7 @@ func (lw *layerWriter) copyFile(fd int, name string, size int64) error {
 		if left < int64(want) {
 			want = int(left) + 1
 		}
-		n, err := unix.Read(fd, lw.buf[:want])
-		if err == unix.EINTR {
-			continue
-		}
+		n, err := unixutil.IgnoringEINTRIO(unix.Read, fd, lw.buf[:want])
 		if err != nil {
 			return fmt.Errorf("read %s: %w", name, err)
 		}
