@@ -44,7 +44,7 @@ var emptyLayerDiffID = digest.FromBytes(make([]byte, 1024))
 // writes meanwhile may be caught half-written.
 func (r *Runtime) Commit(ctx context.Context, c *Container, opts CommitOptions) (ocispec.Descriptor, digest.Digest, error) {
 	var img dockerspec.DockerOCIImage
-	if err := r.Store.ReadJSON(ctx, c.Image.ID, &img); err != nil {
+	if err := r.Store.Content().ReadJSON(ctx, c.Image.ID, &img); err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("commit %s: read image config: %w", c.Name, err)
 	}
 	img.Config = imageConfig(img.Config, c)
@@ -69,7 +69,7 @@ func (r *Runtime) Commit(ctx context.Context, c *Container, opts CommitOptions) 
 	go func() {
 		pw.CloseWithError(writeLayer(ctx, a.UpperDir(), pw, skip))
 	}()
-	layer, diffID, err := r.Store.IngestLayer(ctx, pr)
+	layer, diffID, err := r.Store.Content().IngestLayer(ctx, pr)
 	pr.CloseWithError(io.ErrClosedPipe) // unblocks the writer if Ingest stopped early
 	if err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("commit %s: %w", c.Name, err)
@@ -90,12 +90,12 @@ func (r *Runtime) Commit(ctx context.Context, c *Container, opts CommitOptions) 
 		img.RootFS.DiffIDs = append(img.RootFS.DiffIDs, diffID)
 	}
 	img.History = append(img.History, h)
-	mdesc, cdesc, err := r.Store.PutImage(ctx, img, layers)
+	mdesc, cdesc, err := r.Store.Content().PutImage(ctx, img, layers)
 	if err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("commit %s: %w", c.Name, err)
 	}
 	if opts.Ref != "" {
-		if err := r.Store.Tag(ctx, opts.Ref, mdesc); err != nil {
+		if err := r.Store.Content().Tag(ctx, opts.Ref, mdesc); err != nil {
 			return ocispec.Descriptor{}, "", fmt.Errorf("commit %s: %w", c.Name, err)
 		}
 	}

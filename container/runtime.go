@@ -76,7 +76,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Container, er
 	if c.Host.Hostname == "" {
 		c.Host.Hostname = ShortID(c.ID)
 	}
-	parent, err := r.Snap.Materialize(ctx, r.Store, o.Image.Layers, o.Image.DiffIDs)
+	parent, err := r.Snap.Materialize(ctx, r.Store.Content(), o.Image.Layers, o.Image.DiffIDs)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
@@ -396,7 +396,7 @@ func (r *Runtime) start(ctx context.Context, c *Container, stdio runner.Stdio, s
 	}
 	// Garbage collection keeps a container's layers, but a store pruned
 	// by an older builder may miss some: unpack whatever is missing.
-	if _, err := r.Snap.Materialize(ctx, r.Store, c.Image.Layers, c.Image.DiffIDs); err != nil {
+	if _, err := r.Snap.Materialize(ctx, r.Store.Content(), c.Image.Layers, c.Image.DiffIDs); err != nil {
 		return nil, err
 	}
 	a, err := r.active(c)

@@ -179,11 +179,11 @@ func topLayer(img v1.Image) string {
 // layers are the uncompressed tars, named by diff ID. It also returns its
 // top layer's hex.
 func dockerImage(ctx context.Context, s *store.Store, manifest ocispec.Descriptor, shownAs string) (v1.Image, string, error) {
-	m, _, err := s.LoadImage(ctx, manifest)
+	m, _, err := s.Content().LoadImage(ctx, manifest)
 	if err != nil {
 		return nil, "", err
 	}
-	rawConfig, err := s.ReadBlob(ctx, m.Config.Digest)
+	rawConfig, err := s.Content().ReadBlob(ctx, m.Config.Digest)
 	if err != nil {
 		return nil, "", err
 	}
@@ -272,7 +272,7 @@ func (l *dockerLayer) Size() (int64, error)                { return l.size, nil 
 func (l *dockerLayer) MediaType() (types.MediaType, error) { return types.DockerUncompressedLayer, nil }
 
 func (l *dockerLayer) Compressed() (io.ReadCloser, error) {
-	rc, err := l.s.OpenLayer(l.ctx, l.blob)
+	rc, err := l.s.Content().OpenLayer(l.ctx, l.blob)
 	if err != nil {
 		return nil, err
 	}

@@ -14,12 +14,12 @@ import (
 // It returns the manifest and config descriptors; the config's digest is
 // the image ID.
 func StoreImage(ctx context.Context, s *store.Store, config any, layers []ocispec.Descriptor, tags []string) (manifest, cfg ocispec.Descriptor, err error) {
-	manifest, cfg, err = s.PutImage(ctx, config, layers)
+	manifest, cfg, err = s.Content().PutImage(ctx, config, layers)
 	if err != nil {
 		return ocispec.Descriptor{}, ocispec.Descriptor{}, fmt.Errorf("write image: %w", err)
 	}
 	for _, t := range tags {
-		if err := s.Tag(ctx, t, manifest); err != nil {
+		if err := s.Content().Tag(ctx, t, manifest); err != nil {
 			return ocispec.Descriptor{}, ocispec.Descriptor{}, fmt.Errorf("tag %s: %w", t, err)
 		}
 	}

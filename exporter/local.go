@@ -78,7 +78,7 @@ func Local(ctx context.Context, s *store.Store, layers []ocispec.Descriptor, dir
 		return err
 	}
 	for _, l := range layers {
-		rc, err := s.OpenLayer(ctx, l.Digest)
+		rc, err := s.Content().OpenLayer(ctx, l.Digest)
 		if err != nil {
 			return err
 		}

@@ -48,7 +48,7 @@ func SaveOCI(ctx context.Context, s *store.Store, refs []string, w io.Writer) er
 	written := map[digest.Digest]bool{}
 	for _, t := range targets {
 		var m ocispec.Manifest
-		if err := s.ReadJSON(ctx, t.manifest.Digest, &m); err != nil {
+		if err := s.Content().ReadJSON(ctx, t.manifest.Digest, &m); err != nil {
 			return fmt.Errorf("save oci archive: image %s: %w", t.shownAs(), err)
 		}
 		for _, d := range append([]ocispec.Descriptor{t.manifest, m.Config}, m.Layers...) {
@@ -97,7 +97,7 @@ func writeFile(tw *tar.Writer, name string, b []byte) error {
 // blobs/<alg>/<hex>, checking it against its digest on the way (the copy
 // fails at the end on a changed blob).
 func writeBlob(ctx context.Context, tw *tar.Writer, s *store.Store, d ocispec.Descriptor) error {
-	rc, err := s.OpenBlob(ctx, d.Digest)
+	rc, err := s.Content().OpenBlob(ctx, d.Digest)
 	if err != nil {
 		return fmt.Errorf("write blob %s: %w", d.Digest, err)
 	}

@@ -30,7 +30,7 @@ func resolveRefs(ctx context.Context, s *store.Store, refs []string) ([]target, 
 	if len(refs) == 0 {
 		return nil, fmt.Errorf("no image to save: %w", store.ErrInvalid)
 	}
-	imgs, err := s.Images(ctx)
+	imgs, err := s.Content().Images(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +43,7 @@ func resolveRefs(ctx context.Context, s *store.Store, refs []string) ([]target, 
 	var out []target
 	seen := map[string]bool{}
 	for _, ref := range refs {
-		desc, err := s.Resolve(ctx, ref)
+		desc, err := s.Content().Resolve(ctx, ref)
 		if err != nil {
 			return nil, err
 		}

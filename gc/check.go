@@ -62,12 +62,12 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 		return dmg, fmt.Errorf("check: %w", err)
 	}
 	defer lock.Release()
-	dmg.Blobs, err = c.Store.Verify(ctx)
+	dmg.Blobs, err = c.Store.Content().Verify(ctx)
 	if errors.Is(err, store.ErrIndexDamaged) && repair {
-		if dmg.IndexMovedTo, dmg.IndexRecovered, err = c.Store.RebuildIndex(ctx); err != nil {
+		if dmg.IndexMovedTo, dmg.IndexRecovered, err = c.Store.Content().RebuildIndex(ctx); err != nil {
 			return dmg, fmt.Errorf("repair: %w", err)
 		}
-		dmg.Blobs, err = c.Store.Verify(ctx)
+		dmg.Blobs, err = c.Store.Content().Verify(ctx)
 	}
 	if err != nil {
 		return dmg, fmt.Errorf("check: %w", err)
@@ -151,7 +151,7 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 		return dmg, fmt.Errorf("repair: delete cache records: %w", err)
 	}
 	for _, m := range dmg.Images {
-		if err := c.Store.Remove(ctx, m); err != nil {
+		if err := c.Store.Content().Remove(ctx, m); err != nil {
 			return dmg, fmt.Errorf("repair: %w", err)
 		}
 	}
@@ -164,7 +164,7 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 		if b.Missing {
 			continue
 		}
-		if err := c.Store.RemoveBlob(ctx, b.Digest); err != nil {
+		if err := c.Store.Content().RemoveBlob(ctx, b.Digest); err != nil {
 			return dmg, fmt.Errorf("repair: %w", err)
 		}
 	}

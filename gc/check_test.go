@@ -68,10 +68,10 @@ func TestCheckRepairsCorruptLayer(t *testing.T) {
 	if !slices.Equal(f.keys(), []digest.Digest{other.Key}) {
 		t.Errorf("records left: %v, want only the unrelated one", f.keys())
 	}
-	if _, err := f.st.Resolve(f.ctx, "app:1"); err == nil {
+	if _, err := f.st.Content().Resolve(f.ctx, "app:1"); err == nil {
 		t.Error("app:1 is still listed")
 	}
-	if d, err := f.st.Resolve(f.ctx, "base:1"); err != nil || d.Digest != baseM.Digest {
+	if d, err := f.st.Content().Resolve(f.ctx, "base:1"); err != nil || d.Digest != baseM.Digest {
 		t.Errorf("base:1: %v", err)
 	}
 	if dmg, err := f.c.Check(f.ctx, false); err != nil || !dmg.Clean() {

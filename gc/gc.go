@@ -93,7 +93,7 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		if err := c.Store.RemoveBlob(ctx, d); err != nil {
+		if err := c.Store.Content().RemoveBlob(ctx, d); err != nil {
 			return rep, fmt.Errorf("prune: %w", err)
 		}
 		rep.Blobs++

@@ -58,7 +58,7 @@ func (f *fixture) layer(name, content string) layer {
 
 func (f *fixture) ingest(tarball []byte) layer {
 	f.t.Helper()
-	desc, diffID, err := f.st.IngestLayer(f.ctx, bytes.NewReader(tarball))
+	desc, diffID, err := f.st.Content().IngestLayer(f.ctx, bytes.NewReader(tarball))
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -76,16 +76,16 @@ func (f *fixture) image(name string, layers ...layer) (ocispec.Descriptor, ocisp
 		descs = append(descs, l.desc)
 		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, l.diffID)
 	}
-	m, _, err := f.st.PutImage(f.ctx, cfg, descs)
+	m, _, err := f.st.Content().PutImage(f.ctx, cfg, descs)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	if name != "" {
-		if err := f.st.Tag(f.ctx, name, m); err != nil {
+		if err := f.st.Content().Tag(f.ctx, name, m); err != nil {
 			f.t.Fatal(err)
 		}
 	}
-	mf, _, err := f.st.LoadImage(f.ctx, m)
+	mf, _, err := f.st.Content().LoadImage(f.ctx, m)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func newWorld(t *testing.T) *world {
 	}
 	w.active = a.UpperDir()
 
-	d, err := f.st.Ingest(f.ctx, "application/octet-stream", strings.NewReader("junk"))
+	d, err := f.st.Content().Ingest(f.ctx, "application/octet-stream", strings.NewReader("junk"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,16 +237,16 @@ func (w *world) imageBlobs() []digest.Digest {
 func (w *world) checkImagesIntact() {
 	w.t.Helper()
 	for _, ref := range []string{"base:1", "app:latest"} {
-		desc, err := w.st.Resolve(w.ctx, ref)
+		desc, err := w.st.Content().Resolve(w.ctx, ref)
 		if err != nil {
 			w.t.Fatalf("%s: %v", ref, err)
 		}
-		if !w.st.HasBlob(desc.Digest) {
+		if !w.st.Content().HasBlob(desc.Digest) {
 			w.t.Errorf("%s: manifest blob gone", ref)
 		}
 	}
 	for _, d := range w.imageBlobs() {
-		if !w.st.HasBlob(d) {
+		if !w.st.Content().HasBlob(d) {
 			w.t.Errorf("image blob %s gone", d)
 		}
 	}
@@ -286,11 +286,11 @@ func TestPruneDefault(t *testing.T) {
 	}
 	w.checkImagesIntact()
 	for _, l := range []layer{w.l2, w.l3, w.l4, w.l5} {
-		if w.st.HasBlob(l.desc.Digest) {
+		if w.st.Content().HasBlob(l.desc.Digest) {
 			t.Errorf("blob of an unused record %s kept", l.desc.Digest)
 		}
 	}
-	if w.st.HasBlob(w.junk) {
+	if w.st.Content().HasBlob(w.junk) {
 		t.Error("unreferenced blob kept")
 	}
 	// Temporary files go, however fresh: under the GC lock no process
@@ -321,34 +321,34 @@ func TestPruneAllKeepsImages(t *testing.T) {
 	}
 	// r1's layer and unpacked layer stay for app.
 	w.checkImagesIntact()
-	if w.st.HasBlob(w.l2.desc.Digest) || exists(w.dirR2) {
+	if w.st.Content().HasBlob(w.l2.desc.Digest) || exists(w.dirR2) {
 		t.Error("r2's data kept")
 	}
 	// Untagging app leaves it listed untagged: still kept.
-	if err := w.st.Untag(w.ctx, "app:latest"); err != nil {
+	if err := w.st.Content().Untag(w.ctx, "app:latest"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.c.Prune(w.ctx, PruneOptions{All: true}); err != nil {
 		t.Fatal(err)
 	}
-	if !w.st.HasBlob(w.l1.desc.Digest) || !exists(w.dirR1) {
+	if !w.st.Content().HasBlob(w.l1.desc.Digest) || !exists(w.dirR1) {
 		t.Error("an untagged listed image lost its data")
 	}
 	// Removed from the index, it goes, but the base stays.
-	app, err := w.st.Resolve(w.ctx, w.appM.Config.Digest.String())
+	app, err := w.st.Content().Resolve(w.ctx, w.appM.Config.Digest.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.st.Remove(w.ctx, app.Digest); err != nil {
+	if err := w.st.Content().Remove(w.ctx, app.Digest); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.c.Prune(w.ctx, PruneOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if w.st.HasBlob(w.l1.desc.Digest) || w.st.HasBlob(app.Digest) || w.st.HasBlob(w.appM.Config.Digest) || exists(w.dirR1) {
+	if w.st.Content().HasBlob(w.l1.desc.Digest) || w.st.Content().HasBlob(app.Digest) || w.st.Content().HasBlob(w.appM.Config.Digest) || exists(w.dirR1) {
 		t.Error("a removed image's data kept")
 	}
-	if !w.st.HasBlob(w.base.desc.Digest) || !exists(w.dirBase) || !exists(w.active) {
+	if !w.st.Content().HasBlob(w.base.desc.Digest) || !exists(w.dirBase) || !exists(w.active) {
 		t.Error("base image data or active snapshot gone")
 	}
 }
@@ -366,7 +366,7 @@ func TestPruneUntil(t *testing.T) {
 	if got := w.keys(); !slices.Equal(got, sorted(w.r1.Key, w.r2.Key, w.r5.Key)) {
 		t.Errorf("records left %v", got)
 	}
-	if w.st.HasBlob(w.l3.desc.Digest) || !w.st.HasBlob(w.l5.desc.Digest) || !w.st.HasBlob(w.l2.desc.Digest) {
+	if w.st.Content().HasBlob(w.l3.desc.Digest) || !w.st.Content().HasBlob(w.l5.desc.Digest) || !w.st.Content().HasBlob(w.l2.desc.Digest) {
 		t.Error("wrong blobs removed")
 	}
 	// r5's unpacked layer was found by matching and is kept with it.
@@ -488,7 +488,7 @@ func TestPruneSparesContainerLayers(t *testing.T) {
 			t.Errorf("%+v: records left %v, want r1 and r3", opt, got)
 		}
 	}
-	if !w.st.HasBlob(w.l3.desc.Digest) || !exists(w.dirR3) {
+	if !w.st.Content().HasBlob(w.l3.desc.Digest) || !exists(w.dirR3) {
 		t.Error("the container's layer went")
 	}
 }
@@ -580,7 +580,7 @@ func TestDiskUsage(t *testing.T) {
 
 func TestList(t *testing.T) {
 	w := newWorld(t)
-	if err := w.st.Tag(w.ctx, "other:2", mustResolve(t, w, "app:latest")); err != nil {
+	if err := w.st.Content().Tag(w.ctx, "other:2", mustResolve(t, w, "app:latest")); err != nil {
 		t.Fatal(err)
 	}
 	// A record whose layer blob is gone.
@@ -619,10 +619,10 @@ func TestList(t *testing.T) {
 		}
 	}
 	// An untagged image shows as its short ID.
-	if err := w.st.Untag(w.ctx, "app:latest"); err != nil {
+	if err := w.st.Content().Untag(w.ctx, "app:latest"); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.st.Untag(w.ctx, "other:2"); err != nil {
+	if err := w.st.Content().Untag(w.ctx, "other:2"); err != nil {
 		t.Fatal(err)
 	}
 	entries, err = w.c.List(w.ctx)
@@ -645,7 +645,7 @@ func TestList(t *testing.T) {
 
 func mustResolve(t *testing.T, w *world, ref string) ocispec.Descriptor {
 	t.Helper()
-	d, err := w.st.Resolve(w.ctx, ref)
+	d, err := w.st.Content().Resolve(w.ctx, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -682,13 +682,13 @@ func TestPruneRealUnpackedLayers(t *testing.T) {
 	if _, err := f.c.Prune(f.ctx, PruneOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if !f.snap.Has(c.Chain[0]) || f.snap.Has(c.Chain[1]) || f.st.HasBlob(r.Layer.Digest) {
+	if !f.snap.Has(c.Chain[0]) || f.snap.Has(c.Chain[1]) || f.st.Content().HasBlob(r.Layer.Digest) {
 		t.Error("after prune: want the base unpacked and r's layer gone")
 	}
 }
 
 func unpack(f *fixture, parent snapshot.Committed, l layer) (snapshot.Committed, error) {
-	rc, err := f.st.OpenLayer(f.ctx, l.desc.Digest)
+	rc, err := f.st.Content().OpenLayer(f.ctx, l.desc.Digest)
 	if err != nil {
 		return snapshot.Committed{}, err
 	}
@@ -703,5 +703,5 @@ func unpack(f *fixture, parent snapshot.Committed, l layer) (snapshot.Committed,
 // blobPath is where the store keeps the blob d, for tests that damage it
 // (gc itself never computes it: it asks the store).
 func blobPath(st *store.Store, d digest.Digest) string {
-	return filepath.Join(st.ContentDir(), "blobs", d.Algorithm().String(), d.Encoded())
+	return filepath.Join(st.Content().ContentDir(), "blobs", d.Algorithm().String(), d.Encoded())
 }

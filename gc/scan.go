@@ -117,7 +117,7 @@ func (c *Collector) scan(ctx context.Context, skipDamaged bool) (*state, error) 
 	for _, r := range recs {
 		s.records[r.Key] = r
 	}
-	err = c.Store.Walk(ctx, func(d digest.Digest, size int64) error {
+	err = c.Store.Content().Walk(ctx, func(d digest.Digest, size int64) error {
 		s.blobs[d] = size
 		return nil
 	})
@@ -158,7 +158,7 @@ func (c *Collector) scan(ctx context.Context, skipDamaged bool) (*state, error) 
 // scanImages reads every listed image. An image that cannot be read stops
 // the scan: without knowing what it holds nothing can safely be removed.
 func (s *state) scanImages(ctx context.Context, skipDamaged bool) error {
-	list, err := s.c.Store.Images(ctx)
+	list, err := s.c.Store.Content().Images(ctx)
 	if err != nil {
 		return fmt.Errorf("scan images: %w", err)
 	}
@@ -172,7 +172,7 @@ func (s *state) scanImages(ctx context.Context, skipDamaged bool) error {
 		}
 		im := byManifest[li.Manifest.Digest]
 		if im == nil {
-			m, cfg, err := s.c.Store.LoadImage(ctx, li.Manifest)
+			m, cfg, err := s.c.Store.Content().LoadImage(ctx, li.Manifest)
 			if err != nil && skipDamaged {
 				continue
 			}

@@ -31,7 +31,7 @@ type RemoveOptions struct {
 // needs Force when there are several. An image a container uses stays
 // unless forced. Layer blobs stay for the cache.
 func Remove(ctx context.Context, s *store.Store, ref string, o RemoveOptions) error {
-	desc, err := s.Resolve(ctx, ref)
+	desc, err := s.Content().Resolve(ctx, ref)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("no such image: %s", ref)
 	}
@@ -39,7 +39,7 @@ func Remove(ctx context.Context, s *store.Store, ref string, o RemoveOptions) er
 		// A damaged index.json is not "no such image": say what is.
 		return fmt.Errorf("remove image %s: %w", ref, err)
 	}
-	imgs, err := s.Images(ctx)
+	imgs, err := s.Content().Images(ctx)
 	if err != nil {
 		return err
 	}
@@ -62,7 +62,7 @@ func Remove(ctx context.Context, s *store.Store, ref string, o RemoveOptions) er
 	if deletes && !o.Force {
 		// As Docker: an image a container uses stays unless forced. Forced,
 		// the container keeps working: gc keeps what it holds.
-		m, _, err := s.LoadImage(ctx, desc)
+		m, _, err := s.Content().LoadImage(ctx, desc)
 		if err != nil {
 			return err
 		}
@@ -79,7 +79,7 @@ func Remove(ctx context.Context, s *store.Store, ref string, o RemoveOptions) er
 		}
 	}
 	for _, n := range names {
-		if err := s.Untag(ctx, n); err != nil {
+		if err := s.Content().Untag(ctx, n); err != nil {
 			return err
 		}
 		if o.Untagged != nil {
@@ -87,7 +87,7 @@ func Remove(ctx context.Context, s *store.Store, ref string, o RemoveOptions) er
 		}
 		crashpoint.Hit("rmi.untagged")
 	}
-	imgs, err = s.Images(ctx)
+	imgs, err = s.Content().Images(ctx)
 	if err != nil {
 		return err
 	}
@@ -96,7 +96,7 @@ func Remove(ctx context.Context, s *store.Store, ref string, o RemoveOptions) er
 			return nil // still named
 		}
 	}
-	if err := s.Remove(ctx, desc.Digest); err != nil {
+	if err := s.Content().Remove(ctx, desc.Digest); err != nil {
 		return err
 	}
 	if o.Deleted != nil {

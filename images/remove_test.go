@@ -19,18 +19,18 @@ func putImage(t *testing.T, s *store.Store, names ...string) (ocispec.Descriptor
 	t.Helper()
 	ctx := context.Background()
 	emptyTar := make([]byte, 1024)
-	l, err := s.Ingest(ctx, ocispec.MediaTypeImageLayerGzip, bytes.NewReader(testutil.Gzip(t, emptyTar)))
+	l, err := s.Content().Ingest(ctx, ocispec.MediaTypeImageLayerGzip, bytes.NewReader(testutil.Gzip(t, emptyTar)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}}
 	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromBytes(emptyTar)}}
-	m, c, err := s.PutImage(ctx, cfg, []ocispec.Descriptor{l})
+	m, c, err := s.Content().PutImage(ctx, cfg, []ocispec.Descriptor{l})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range names {
-		if err := s.Tag(ctx, n, m); err != nil {
+		if err := s.Content().Tag(ctx, n, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -66,7 +66,7 @@ func TestRemove(t *testing.T) {
 	}
 
 	// By ID with several names: must be forced.
-	if err := s.Tag(ctx, "app:3", m); err != nil {
+	if err := s.Content().Tag(ctx, "app:3", m); err != nil {
 		t.Fatal(err)
 	}
 	err = Remove(ctx, s, id.Encoded()[:12], st.options(false))
@@ -86,7 +86,7 @@ func TestRemove(t *testing.T) {
 	if err == nil || err.Error() != "no such image: app:2" {
 		t.Errorf("removed again: %v", err)
 	}
-	if imgs, err := s.Images(ctx); err != nil || len(imgs) != 0 {
+	if imgs, err := s.Content().Images(ctx); err != nil || len(imgs) != 0 {
 		t.Errorf("images left: %+v, %v", imgs, err)
 	}
 }

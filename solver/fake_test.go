@@ -183,7 +183,7 @@ func (o *fakeOp) Exec(ctx context.Context, parent solver.Chain, inputs []solver.
 		}
 	}
 	fmt.Fprintf(log, "ran %s\n", o.name)
-	blob, diffID, err := f.st.StageLayer(ctx, bytes.NewReader(tarOf(body)))
+	blob, diffID, err := f.st.Content().StageLayer(ctx, bytes.NewReader(tarOf(body)))
 	if err != nil {
 		return solver.Layer{}, err
 	}

@@ -50,7 +50,7 @@ func (r *reader) lookup(ctx context.Context, key digest.Digest) (*cache.Record, 
 	if err != nil || rec == nil {
 		return nil, err
 	}
-	if !r.store.HasBlob(rec.Layer.Digest) {
+	if !r.store.Content().HasBlob(rec.Layer.Digest) {
 		return nil, nil // pruned: a miss
 	}
 	return rec, nil

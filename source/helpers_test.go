@@ -52,18 +52,18 @@ func putImage(t *testing.T, s *store.Store, layers [][]byte, names ...string) oc
 	ctx := context.Background()
 	var descs []ocispec.Descriptor
 	for _, l := range layers {
-		d, err := s.Ingest(ctx, ocispec.MediaTypeImageLayerGzip, bytes.NewReader(testutil.Gzip(t, l)))
+		d, err := s.Content().Ingest(ctx, ocispec.MediaTypeImageLayerGzip, bytes.NewReader(testutil.Gzip(t, l)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		descs = append(descs, d)
 	}
-	m, _, err := s.PutImage(ctx, testConfig(layers...), descs)
+	m, _, err := s.Content().PutImage(ctx, testConfig(layers...), descs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range names {
-		if err := s.Tag(ctx, n, m); err != nil {
+		if err := s.Content().Tag(ctx, n, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -105,7 +105,7 @@ func readTar(t *testing.T, b []byte) (files map[string][]byte, links map[string]
 // image m: digests, sizes and diff_ids all checked against the blobs.
 func validateStoreImage(t *testing.T, s *store.Store, m ocispec.Descriptor) {
 	t.Helper()
-	validateLayout(t, s.ContentDir(), m.Digest)
+	validateLayout(t, s.Content().ContentDir(), m.Digest)
 }
 
 func validateLayout(t *testing.T, dir string, m digest.Digest) {
@@ -157,11 +157,11 @@ func writeFileT(t *testing.T, dir, name string, b []byte) string {
 func loadImage(t *testing.T, s *store.Store, ref string) (ocispec.Descriptor, ocispec.Manifest, ocispec.Image) {
 	t.Helper()
 	ctx := context.Background()
-	d, err := s.Resolve(ctx, ref)
+	d, err := s.Content().Resolve(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, cfg, err := s.LoadImage(ctx, d)
+	m, cfg, err := s.Content().LoadImage(ctx, d)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,11 +22,11 @@ type Image struct {
 // Lookup finds the image ref names in st. Its layers are not unpacked:
 // snapshot.Snapshotter.Materialize does that when a step needs them.
 func Lookup(ctx context.Context, st *store.Store, ref string) (Image, error) {
-	desc, err := st.Resolve(ctx, ref)
+	desc, err := st.Content().Resolve(ctx, ref)
 	if err != nil {
 		return Image{}, fmt.Errorf("image %q: %w", ref, err)
 	}
-	m, cfg, err := st.LoadImage(ctx, desc)
+	m, cfg, err := st.Content().LoadImage(ctx, desc)
 	if err != nil {
 		return Image{}, fmt.Errorf("load image %q: %w", ref, err)
 	}

@@ -85,7 +85,7 @@ type stagedLayer struct {
 }
 
 func stageLayer(ctx context.Context, s *store.Store, r io.Reader) (stagedLayer, error) {
-	b, diffID, err := s.StageLayer(ctx, r)
+	b, diffID, err := s.Content().StageLayer(ctx, r)
 	return stagedLayer{b, diffID}, err
 }
 
@@ -105,12 +105,12 @@ func putImported(ctx context.Context, s *store.Store, layer stagedLayer, src, na
 		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layer.diffID}},
 		History:  []ocispec.History{{Created: &created, Comment: "Imported from " + src}},
 	}
-	m, _, err := s.PutImage(ctx, img, []ocispec.Descriptor{layer.blob.Desc})
+	m, _, err := s.Content().PutImage(ctx, img, []ocispec.Descriptor{layer.blob.Desc})
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("import %s: %w", src, err)
 	}
 	if name != "" {
-		if err := s.Tag(ctx, name, m); err != nil {
+		if err := s.Content().Tag(ctx, name, m); err != nil {
 			return ocispec.Descriptor{}, fmt.Errorf("import %s: %w", src, err)
 		}
 	}

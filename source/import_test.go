@@ -22,7 +22,7 @@ import (
 // layerEntries lists the entries of the store layer d by name.
 func layerEntries(t *testing.T, s *store.Store, d digest.Digest) map[string]*tar.Header {
 	t.Helper()
-	rc, err := s.OpenLayer(context.Background(), d)
+	rc, err := s.Content().OpenLayer(context.Background(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func layerEntries(t *testing.T, s *store.Store, d digest.Digest) map[string]*tar
 
 func checkImported(t *testing.T, s *store.Store, m ocispec.Descriptor, src string) ocispec.Image {
 	t.Helper()
-	mf, cfg, err := s.LoadImage(context.Background(), m)
+	mf, cfg, err := s.Content().LoadImage(context.Background(), m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestImportDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Resolve(ctx, "imported/busybox:latest"); err != nil || got.Digest != m.Digest {
+	if got, err := s.Content().Resolve(ctx, "imported/busybox:latest"); err != nil || got.Digest != m.Digest {
 		t.Errorf("Resolve = %v, %v", got, err)
 	}
 	cfg := checkImported(t, s, m, rootfs)
@@ -89,7 +89,7 @@ func TestImportDir(t *testing.T) {
 	testutil.RequiresRoot(t)
 	umoci := lookTool(t, "umoci")
 	bundle := filepath.Join(t.TempDir(), "bundle")
-	out, err := exec.Command(umoci, "unpack", "--image", s.ContentDir()+":imported/busybox:latest", bundle).CombinedOutput()
+	out, err := exec.Command(umoci, "unpack", "--image", s.Content().ContentDir()+":imported/busybox:latest", bundle).CombinedOutput()
 	if err != nil {
 		t.Fatalf("umoci unpack: %v\n%s", err, out)
 	}
@@ -126,7 +126,7 @@ func TestImportTarFile(t *testing.T) {
 				t.Errorf("env = %v: a given PATH stays", cfg.Config.Env)
 			}
 			// Untagged: listed without a name.
-			imgs, err := s.Images(ctx)
+			imgs, err := s.Content().Images(ctx)
 			if err != nil || len(imgs) != 1 || imgs[0].Name != "" {
 				t.Errorf("Images = %+v, %v", imgs, err)
 			}

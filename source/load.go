@@ -99,7 +99,7 @@ type plannedImage struct {
 
 // stage writes b into the store's temporary area until commit.
 func (l *loader) stage(ctx context.Context, mediaType string, r io.Reader) (*store.StagedBlob, error) {
-	b, err := l.s.Stage(ctx, mediaType, r)
+	b, err := l.s.Content().Stage(ctx, mediaType, r)
 	if err != nil {
 		return nil, err
 	}
@@ -131,9 +131,9 @@ func (l *loader) commit(ctx context.Context) ([]string, error) {
 		var err error
 		if im.manifest != nil {
 			m = *im.manifest
-			err = l.s.AddManifest(ctx, m)
+			err = l.s.Content().AddManifest(ctx, m)
 		} else {
-			m, err = l.s.PutManifest(ctx, im.config, im.layers)
+			m, err = l.s.Content().PutManifest(ctx, im.config, im.layers)
 		}
 		if err != nil {
 			return nil, err
@@ -142,7 +142,7 @@ func (l *loader) commit(ctx context.Context) ([]string, error) {
 			names = appendNew(names, im.config.Digest.String())
 		}
 		for _, n := range im.tags {
-			if err := l.s.Tag(ctx, n, m); err != nil {
+			if err := l.s.Content().Tag(ctx, n, m); err != nil {
 				return nil, err
 			}
 			names = appendNew(names, n)
@@ -356,7 +356,7 @@ func (l *loader) storeLayer(ctx context.Context, f spooled, diffID digest.Digest
 		if f.digest != diffID {
 			return ocispec.Descriptor{}, false, diffIDMismatch(f.digest, diffID)
 		}
-		b, _, err = l.s.StageLayer(ctx, br)
+		b, _, err = l.s.Content().StageLayer(ctx, br)
 		if err == nil {
 			l.staged = append(l.staged, b)
 		}
@@ -380,7 +380,7 @@ func (l *loader) storeLayer(ctx context.Context, f spooled, diffID digest.Digest
 		if rc, err = store.Decompress(br); err != nil {
 			return ocispec.Descriptor{}, false, err
 		}
-		b, got, err = l.s.StageLayer(ctx, rc)
+		b, got, err = l.s.Content().StageLayer(ctx, rc)
 		rc.Close()
 		if err == nil {
 			l.staged = append(l.staged, b)

@@ -103,7 +103,7 @@ func checkLoaded(t *testing.T, s *store.Store, ref string, config digest.Digest,
 		if l.MediaType != ocispec.MediaTypeImageLayerGzip {
 			t.Errorf("%s layer %d: media type %s", ref, i, l.MediaType)
 		}
-		rc, err := s.OpenLayer(ctx, l.Digest)
+		rc, err := s.Content().OpenLayer(ctx, l.Digest)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,7 +170,7 @@ func TestLoadSkopeoDockerArchive(t *testing.T) {
 	_, _, cfg := loadImage(t, src, "app")
 
 	archive := filepath.Join(t.TempDir(), "x.tar")
-	run(t, skopeo, "copy", "oci:"+src.ContentDir()+":app:latest", "docker-archive:"+archive+":img/x:1")
+	run(t, skopeo, "copy", "oci:"+src.Content().ContentDir()+":app:latest", "docker-archive:"+archive+":img/x:1")
 	f, err := os.Open(archive)
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +258,7 @@ func TestSaveLoadUntaggedByID(t *testing.T) {
 	if !slices.Equal(names, []string{id.String()}) {
 		t.Errorf("Load names = %v, want the ID", names)
 	}
-	imgs, err := s2.Images(ctx)
+	imgs, err := s2.Content().Images(ctx)
 	if err != nil || len(imgs) != 1 || imgs[0].Name != "" || imgs[0].Config.Digest != id {
 		t.Errorf("Images = %+v, %v", imgs, err)
 	}
@@ -383,7 +383,7 @@ func TestLoadErrors(t *testing.T) {
 			if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
 				t.Fatalf("Load = %v, want %v", err, tc.want)
 			}
-			if imgs, _ := s.Images(ctx); len(imgs) != 0 {
+			if imgs, _ := s.Content().Images(ctx); len(imgs) != 0 {
 				t.Errorf("images after a failed load: %+v", imgs)
 			}
 			if entries, _ := os.ReadDir(s.TmpDir()); len(entries) != 0 {

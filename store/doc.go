@@ -10,8 +10,9 @@
 //
 //   - Content (content/): blobs, layers and their compression, images,
 //     tags, the OCI index, Verify, and Walk, which lists the blobs present
-//     so that no one else needs to know where a blob lives. Store embeds
-//     it, so its methods are the store's.
+//     so that no one else needs to know where a blob lives:
+//     Store.Content. Every use of the content names it, as every use of
+//     the database names Meta.
 //   - The metadata database (meta.db), package store/meta: Store.Meta. Its
 //     users (store/cache, container, fsutil/statcache) take a meta.DB, or
 //     a meta.Viewer when they only read; the Store itself is neither, so

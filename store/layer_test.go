@@ -55,19 +55,19 @@ func TestIngestLayer(t *testing.T) {
 	for i := 0; len(layer) < 3<<20; i++ {
 		layer = append(layer, tarOf(t, "f", string(rune('a'+i%26))+string(make([]byte, 4096)))...)
 	}
-	desc, diffID, err := s.IngestLayer(ctx, bytes.NewReader(layer))
+	desc, diffID, err := s.Content().IngestLayer(ctx, bytes.NewReader(layer))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diffID != digest.FromBytes(layer) || desc.MediaType != ocispec.MediaTypeImageLayerGzip || !s.HasBlob(desc.Digest) {
+	if diffID != digest.FromBytes(layer) || desc.MediaType != ocispec.MediaTypeImageLayerGzip || !s.Content().HasBlob(desc.Digest) {
 		t.Errorf("IngestLayer = %+v, %s", desc, diffID)
 	}
 	// The same input gives the same blob: layers are reproducible.
-	again, _, err := s.IngestLayer(ctx, bytes.NewReader(layer))
+	again, _, err := s.Content().IngestLayer(ctx, bytes.NewReader(layer))
 	if err != nil || again.Digest != desc.Digest {
 		t.Errorf("second IngestLayer = %s, %v; want %s", again.Digest, err, desc.Digest)
 	}
-	rc, err := s.OpenLayer(ctx, desc.Digest)
+	rc, err := s.Content().OpenLayer(ctx, desc.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,11 +82,11 @@ func TestIngestLayer(t *testing.T) {
 		t.Error("OpenLayer does not give the layer back")
 	}
 	// A plain tar blob opens as it is.
-	plainDesc, err := s.Ingest(ctx, ocispec.MediaTypeImageLayer, bytes.NewReader(layer[:1024]))
+	plainDesc, err := s.Content().Ingest(ctx, ocispec.MediaTypeImageLayer, bytes.NewReader(layer[:1024]))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err = s.OpenLayer(ctx, plainDesc.Digest)
+	rc, err = s.Content().OpenLayer(ctx, plainDesc.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestIngestLayer(t *testing.T) {
 		t.Error("OpenLayer of a plain tar")
 	}
 	// A failing reader fails the ingest and leaves nothing behind.
-	if _, _, err := s.IngestLayer(ctx, io.MultiReader(bytes.NewReader(layer[:100]), errReader{})); err == nil {
+	if _, _, err := s.Content().IngestLayer(ctx, io.MultiReader(bytes.NewReader(layer[:100]), errReader{})); err == nil {
 		t.Error("IngestLayer of a failing reader succeeded")
 	}
 	if entries, _ := os.ReadDir(s.TmpDir()); len(entries) != 0 {

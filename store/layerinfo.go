@@ -192,7 +192,7 @@ func (s *Store) LayerInfos(ctx context.Context, blobs []digest.Digest) (map[dige
 
 // countLayer reads the layer blob d through and counts its LayerInfo.
 func (s *Store) countLayer(ctx context.Context, d digest.Digest) (LayerInfo, error) {
-	rc, err := s.OpenLayer(ctx, d)
+	rc, err := s.content.OpenLayer(ctx, d)
 	if err != nil {
 		return LayerInfo{}, fmt.Errorf("size of layer %s: %w", d, err)
 	}

@@ -15,7 +15,7 @@ import (
 func TestStagedBlobHasNoName(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
-	b, err := s.Stage(ctx, "application/octet-stream", strings.NewReader("staged"))
+	b, err := s.Content().Stage(ctx, "application/octet-stream", strings.NewReader("staged"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,21 +26,21 @@ func TestStagedBlobHasNoName(t *testing.T) {
 	if got := tmpEntries(t, s); len(got) != 0 {
 		t.Errorf("tmp/ holds %v while a blob is staged", got)
 	}
-	if s.HasBlob(b.Desc.Digest) {
+	if s.Content().HasBlob(b.Desc.Digest) {
 		t.Error("the blob is in the store before its commit")
 	}
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := os.ReadFile(s.blobPath(b.Desc.Digest)); err != nil || string(got) != "staged" {
+	if got, err := os.ReadFile(s.Content().blobPath(b.Desc.Digest)); err != nil || string(got) != "staged" {
 		t.Errorf("committed blob: %q, %v", got, err)
 	}
-	fi, err := os.Stat(s.blobPath(b.Desc.Digest))
+	fi, err := os.Stat(s.Content().blobPath(b.Desc.Digest))
 	if err != nil || fi.Mode().Perm() != 0o644 {
 		t.Errorf("committed blob mode: %v, %v", fi.Mode(), err)
 	}
 	// The same content committed again (as another process would) is fine.
-	again, err := s.Stage(ctx, "application/octet-stream", strings.NewReader("staged"))
+	again, err := s.Content().Stage(ctx, "application/octet-stream", strings.NewReader("staged"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,17 +64,17 @@ func TestIndexTempReplaced(t *testing.T) {
 	if !lockFreeTemp("index.json" + replaceSuffix) {
 		t.Error("index.json's temporary file is not known as written without the build lock")
 	}
-	d, err := s.WriteJSON(ctx, "application/vnd.oci.image.manifest.v1+json", map[string]any{"config": map[string]any{"digest": "sha256:" + strings.Repeat("0", 64)}})
+	d, err := s.Content().WriteJSON(ctx, "application/vnd.oci.image.manifest.v1+json", map[string]any{"config": map[string]any{"digest": "sha256:" + strings.Repeat("0", 64)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddManifest(ctx, d); err != nil {
+	if err := s.Content().AddManifest(ctx, d); err != nil {
 		t.Fatal(err)
 	}
 	if got := tmpEntries(t, s); len(got) != 0 {
 		t.Errorf("tmp/ holds %v after an index write", got)
 	}
-	if _, err := s.readIndex(); err != nil {
+	if _, err := s.Content().readIndex(); err != nil {
 		t.Error(err)
 	}
 }

@@ -17,15 +17,14 @@ var (
 	ErrInvalid  = errors.New("invalid")
 )
 
-// Store is the store under one root: its content (blobs, layers, images,
-// tags, the index; the embedded Content, whose methods it offers as its
-// own), its metadata database (Meta), the build and GC lock (LockBuild,
-// LockGC) and its tmp/. It is safe for concurrent use by goroutines and by
+// Store is the store under one root: its content (Content: blobs,
+// layers, images, tags, the index), its metadata database (Meta), the
+// build and GC lock (LockBuild, LockGC) and its tmp/. It is safe for concurrent use by goroutines and by
 // other processes opening the same root.
 type Store struct {
-	*Content
-	meta *meta.File
-	root string
+	content *Content
+	meta    *meta.File
+	root    string
 }
 
 // DefaultRoot is $BUILDER_ROOT if set, else /var/lib/builder for root, else
@@ -56,7 +55,7 @@ func Open(ctx context.Context, root string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", root, err)
 	}
 	s := &Store{root: abs}
-	s.Content = &Content{
+	s.content = &Content{
 		dir:      filepath.Join(abs, "content"),
 		tmp:      s.TmpDir(),
 		lock:     filepath.Join(abs, "index.lock"),
@@ -64,7 +63,7 @@ func Open(ctx context.Context, root string) (*Store, error) {
 	}
 	for _, d := range []string{
 		s.root,
-		filepath.Join(s.ContentDir(), "blobs", "sha256"),
+		filepath.Join(s.content.ContentDir(), "blobs", "sha256"),
 		s.SnapshotsDir(),
 		s.TmpDir(),
 	} {
@@ -72,7 +71,7 @@ func Open(ctx context.Context, root string) (*Store, error) {
 			return nil, fmt.Errorf("open store %s: %w", root, err)
 		}
 	}
-	if err := s.initLayout(); err != nil {
+	if err := s.content.initLayout(); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", root, err)
 	}
 	if s.meta, err = meta.Open(ctx, filepath.Join(abs, "meta.db")); err != nil {
@@ -86,6 +85,10 @@ func (s *Store) Root() string { return s.root }
 
 // Meta is the store's metadata database, meta.db.
 func (s *Store) Meta() *meta.File { return s.meta }
+
+// Content is the store's content part: blobs, layers, images, tags and
+// the OCI index.
+func (s *Store) Content() *Content { return s.content }
 
 // SnapshotsDir is the directory package snapshot keeps its snapshots in.
 func (s *Store) SnapshotsDir() string { return filepath.Join(s.root, "snapshots") }

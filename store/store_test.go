@@ -105,7 +105,7 @@ func TestOpenLayout(t *testing.T) {
 		}
 	}
 	var layout ocispec.ImageLayout
-	b, _ := os.ReadFile(filepath.Join(s.ContentDir(), "oci-layout"))
+	b, _ := os.ReadFile(filepath.Join(s.Content().ContentDir(), "oci-layout"))
 	if err := json.Unmarshal(b, &layout); err != nil || layout.Version != "1.0.0" {
 		t.Errorf("oci-layout = %s", b)
 	}
@@ -115,7 +115,7 @@ func TestOpenLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s2.Resolve(ctx, "again"); err != nil || got.Digest != desc.Digest {
+	if got, err := s2.Content().Resolve(ctx, "again"); err != nil || got.Digest != desc.Digest {
 		t.Errorf("Resolve after reopen = %v, %v", got, err)
 	}
 }
@@ -124,7 +124,7 @@ func TestBlobs(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
 	data := []byte("hello blob")
-	desc, err := s.Ingest(ctx, "text/plain", bytes.NewReader(data))
+	desc, err := s.Content().Ingest(ctx, "text/plain", bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,13 +132,13 @@ func TestBlobs(t *testing.T) {
 		t.Errorf("Ingest = %+v", desc)
 	}
 	// Ingesting the same content again is fine.
-	if again, err := s.Ingest(ctx, "text/plain", bytes.NewReader(data)); err != nil || again.Digest != desc.Digest {
+	if again, err := s.Content().Ingest(ctx, "text/plain", bytes.NewReader(data)); err != nil || again.Digest != desc.Digest {
 		t.Errorf("second Ingest = %v, %v", again, err)
 	}
-	if !s.HasBlob(desc.Digest) || s.HasBlob(digest.FromString("other")) || s.HasBlob("bogus") {
+	if !s.Content().HasBlob(desc.Digest) || s.Content().HasBlob(digest.FromString("other")) || s.Content().HasBlob("bogus") {
 		t.Error("HasBlob wrong")
 	}
-	rc, err := s.OpenBlob(ctx, desc.Digest)
+	rc, err := s.Content().OpenBlob(ctx, desc.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,20 +147,20 @@ func TestBlobs(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Errorf("OpenBlob read %q", got)
 	}
-	if _, err := s.OpenBlob(ctx, digest.FromString("missing")); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Content().OpenBlob(ctx, digest.FromString("missing")); !errors.Is(err, ErrNotFound) {
 		t.Errorf("OpenBlob(missing) = %v, want ErrNotFound", err)
 	}
-	if _, err := s.OpenBlob(ctx, "sha256:../../etc"); !errors.Is(err, ErrInvalid) {
+	if _, err := s.Content().OpenBlob(ctx, "sha256:../../etc"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("OpenBlob(bad digest) = %v, want ErrInvalid", err)
 	}
 
 	type doc struct{ A, B string }
-	jd, err := s.WriteJSON(ctx, "application/json", doc{"x", "y"})
+	jd, err := s.Content().WriteJSON(ctx, "application/json", doc{"x", "y"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var back doc
-	if err := s.ReadJSON(ctx, jd.Digest, &back); err != nil || back != (doc{"x", "y"}) {
+	if err := s.Content().ReadJSON(ctx, jd.Digest, &back); err != nil || back != (doc{"x", "y"}) {
 		t.Errorf("ReadJSON = %+v, %v", back, err)
 	}
 	if entries, _ := os.ReadDir(s.TmpDir()); len(entries) != 0 {
@@ -169,7 +169,7 @@ func TestBlobs(t *testing.T) {
 	// A cancelled ingest writes nothing.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := s.Ingest(cctx, "text/plain", strings.NewReader("never")); err == nil || s.HasBlob(digest.FromString("never")) {
+	if _, err := s.Content().Ingest(cctx, "text/plain", strings.NewReader("never")); err == nil || s.Content().HasBlob(digest.FromString("never")) {
 		t.Errorf("cancelled Ingest = %v", err)
 	}
 }
@@ -203,7 +203,7 @@ func putImage(t *testing.T, s *Store, name string, layers ...[]byte) ocispec.Des
 	cfg.Config.Env = []string{"PATH=/bin", "NAME=" + name}
 	var descs []ocispec.Descriptor
 	for _, l := range layers {
-		d, err := s.Ingest(ctx, ocispec.MediaTypeImageLayerGzip, bytes.NewReader(gz(t, l)))
+		d, err := s.Content().Ingest(ctx, ocispec.MediaTypeImageLayerGzip, bytes.NewReader(gz(t, l)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,12 +211,12 @@ func putImage(t *testing.T, s *Store, name string, layers ...[]byte) ocispec.Des
 		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, digest.FromBytes(l))
 		cfg.History = append(cfg.History, ocispec.History{Created: &created, CreatedBy: "test"})
 	}
-	m, _, err := s.PutImage(ctx, cfg, descs)
+	m, _, err := s.Content().PutImage(ctx, cfg, descs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if name != "" {
-		if err := s.Tag(ctx, name, m); err != nil {
+		if err := s.Content().Tag(ctx, name, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -225,7 +225,7 @@ func putImage(t *testing.T, s *Store, name string, layers ...[]byte) ocispec.Des
 
 func readIndex(t *testing.T, s *Store) ocispec.Index {
 	t.Helper()
-	idx, err := s.readIndex()
+	idx, err := s.Content().readIndex()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestTagResolveUntag(t *testing.T) {
 	b := putImage(t, s, "", tarOf(t, "b", "b"))
 
 	// b is listed untagged.
-	imgs, err := s.Images(ctx)
+	imgs, err := s.Content().Images(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestTagResolveUntag(t *testing.T) {
 	if byName[""].Manifest.Digest != b.Digest || byName["acceptance-diff/001-x:latest"].Manifest.Digest != a.Digest {
 		t.Errorf("Images = %+v", imgs)
 	}
-	ma, ca, err := s.LoadImage(ctx, a)
+	ma, ca, err := s.Content().LoadImage(ctx, a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestTagResolveUntag(t *testing.T) {
 	}
 
 	for _, name := range []string{"b", "reg:5000/x/y:t", "docker.io/library/c:1", "b:other"} {
-		if err := s.Tag(ctx, name, b); err != nil {
+		if err := s.Content().Tag(ctx, name, b); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -273,7 +273,7 @@ func TestTagResolveUntag(t *testing.T) {
 			t.Errorf("untagged entry left: %+v", e)
 		}
 	}
-	mb, _, err := s.LoadImage(ctx, b)
+	mb, _, err := s.Content().LoadImage(ctx, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func TestTagResolveUntag(t *testing.T) {
 		idB.Encoded()[:12]:             b.Digest,
 		"sha256:" + idB.Encoded()[:12]: b.Digest,
 	} {
-		got, err := s.Resolve(ctx, ref)
+		got, err := s.Content().Resolve(ctx, ref)
 		if err != nil || got.Digest != want {
 			t.Errorf("Resolve(%q) = %v, %v; want %s", ref, got.Digest, err, want)
 		}
@@ -302,41 +302,41 @@ func TestTagResolveUntag(t *testing.T) {
 		}
 	}
 	for _, ref := range []string{"nope", "b:nope", digest.FromString("x").String(), "abc", "fffffffff"} {
-		if _, err := s.Resolve(ctx, ref); !errors.Is(err, ErrNotFound) {
+		if _, err := s.Content().Resolve(ctx, ref); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Resolve(%q) = %v, want ErrNotFound", ref, err)
 		}
 	}
 
 	// Re-tagging moves the name; a's last tag goes so a stays untagged.
-	if err := s.Tag(ctx, "acceptance-diff/001-x", b); err != nil {
+	if err := s.Content().Tag(ctx, "acceptance-diff/001-x", b); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.Resolve(ctx, "acceptance-diff/001-x"); got.Digest != b.Digest {
+	if got, _ := s.Content().Resolve(ctx, "acceptance-diff/001-x"); got.Digest != b.Digest {
 		t.Errorf("retag: resolves to %s", got.Digest)
 	}
-	if got, err := s.Resolve(ctx, idA.Encoded()[:8]); err != nil || got.Digest != a.Digest {
+	if got, err := s.Content().Resolve(ctx, idA.Encoded()[:8]); err != nil || got.Digest != a.Digest {
 		t.Errorf("untagged a by ID = %v, %v", got.Digest, err)
 	}
-	if err := s.Untag(ctx, "b:other"); err != nil {
+	if err := s.Content().Untag(ctx, "b:other"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Resolve(ctx, "b:other"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Content().Resolve(ctx, "b:other"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("after Untag: %v", err)
 	}
-	if err := s.Untag(ctx, "b:other"); !errors.Is(err, ErrNotFound) {
+	if err := s.Content().Untag(ctx, "b:other"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Untag twice = %v", err)
 	}
-	if err := s.Tag(ctx, "x", ocispec.Descriptor{Digest: digest.FromString("nothing")}); !errors.Is(err, ErrNotFound) {
+	if err := s.Content().Tag(ctx, "x", ocispec.Descriptor{Digest: digest.FromString("nothing")}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Tag(missing manifest) = %v", err)
 	}
-	if err := s.Tag(ctx, "Bad Name", b); !errors.Is(err, ErrInvalid) {
+	if err := s.Content().Tag(ctx, "Bad Name", b); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Tag(bad name) = %v", err)
 	}
-	if err := s.Tag(ctx, "x@"+b.Digest.String(), b); !errors.Is(err, ErrInvalid) {
+	if err := s.Content().Tag(ctx, "x@"+b.Digest.String(), b); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Tag(digest name) = %v", err)
 	}
 
-	if err := s.Remove(ctx, b.Digest); err != nil {
+	if err := s.Content().Remove(ctx, b.Digest); err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range readIndex(t, s).Manifests {
@@ -344,11 +344,11 @@ func TestTagResolveUntag(t *testing.T) {
 			t.Errorf("Remove left %+v", e)
 		}
 	}
-	if err := s.Remove(ctx, b.Digest); !errors.Is(err, ErrNotFound) {
+	if err := s.Content().Remove(ctx, b.Digest); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Remove twice = %v", err)
 	}
 	// The manifest blob is still there, so its digest still resolves.
-	if got, err := s.Resolve(ctx, b.Digest.String()); err != nil || got.Digest != b.Digest {
+	if got, err := s.Content().Resolve(ctx, b.Digest.String()); err != nil || got.Digest != b.Digest {
 		t.Errorf("Resolve(removed manifest digest) = %v, %v", got, err)
 	}
 }
@@ -362,16 +362,16 @@ func TestResolveAmbiguousPrefix(t *testing.T) {
 	seen := map[string]digest.Digest{}
 	for i := range 17 {
 		m := putImage(t, s, "", tarOf(t, "f", fmt.Sprint(i)))
-		mf, _, err := s.LoadImage(ctx, m)
+		mf, _, err := s.Content().LoadImage(ctx, m)
 		if err != nil {
 			t.Fatal(err)
 		}
 		p := mf.Config.Digest.Encoded()[:1]
 		if _, ok := seen[p]; ok {
-			if _, err := s.Resolve(ctx, p); !errors.Is(err, ErrNotFound) {
+			if _, err := s.Content().Resolve(ctx, p); !errors.Is(err, ErrNotFound) {
 				t.Errorf("Resolve(%q) = %v, want ErrNotFound: too short for an ID", p, err)
 			}
-			if _, err := s.resolveIDPrefix(ctx, readIndex(t, s), p, p); !errors.Is(err, ErrInvalid) {
+			if _, err := s.Content().resolveIDPrefix(ctx, readIndex(t, s), p, p); !errors.Is(err, ErrInvalid) {
 				t.Errorf("ambiguous prefix %q: %v, want ErrInvalid", p, err)
 			}
 			return
@@ -398,7 +398,7 @@ func TestConcurrentTags(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range n {
-				errs <- st.Tag(ctx, fmt.Sprintf("g%d/img:%d", g, i), m)
+				errs <- st.Content().Tag(ctx, fmt.Sprintf("g%d/img:%d", g, i), m)
 			}
 		}()
 	}
@@ -415,7 +415,7 @@ func TestConcurrentTags(t *testing.T) {
 	}
 	for g := range 2 {
 		for i := range n {
-			if _, err := s.Resolve(ctx, fmt.Sprintf("g%d/img:%d", g, i)); err != nil {
+			if _, err := s.Content().Resolve(ctx, fmt.Sprintf("g%d/img:%d", g, i)); err != nil {
 				t.Error(err)
 			}
 		}
@@ -492,7 +492,7 @@ func storeWithBusybox(t *testing.T, name string) (*Store, ocispec.Descriptor) {
 
 func TestValidateWithGGCR(t *testing.T) {
 	s, m := storeWithBusybox(t, "base/busybox:1")
-	p, err := layout.FromPath(s.ContentDir())
+	p, err := layout.FromPath(s.Content().ContentDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,19 +523,19 @@ func TestSkopeoReadsStore(t *testing.T) {
 	names := []string{"app:latest", "acceptance-diff/001-x:latest", "reg:5000/x/y:t"}
 	s, m := storeWithBusybox(t, names[0])
 	for _, n := range names[1:] {
-		if err := s.Tag(context.Background(), n, m); err != nil {
+		if err := s.Content().Tag(context.Background(), n, m); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, n := range names {
-		out, err := exec.Command(skopeo, "inspect", "--raw", "oci:"+s.ContentDir()+":"+n).CombinedOutput()
+		out, err := exec.Command(skopeo, "inspect", "--raw", "oci:"+s.Content().ContentDir()+":"+n).CombinedOutput()
 		if err != nil {
 			t.Fatalf("skopeo inspect %s: %v\n%s", n, err, out)
 		}
 		if digest.FromBytes(out) != m.Digest {
 			t.Errorf("skopeo inspect --raw %s: got another manifest: %s", n, out)
 		}
-		out, err = exec.Command(skopeo, "inspect", "oci:"+s.ContentDir()+":"+n).CombinedOutput()
+		out, err = exec.Command(skopeo, "inspect", "oci:"+s.Content().ContentDir()+":"+n).CombinedOutput()
 		if err != nil {
 			t.Fatalf("skopeo inspect %s: %v\n%s", n, err, out)
 		}
@@ -554,7 +554,7 @@ func TestUmociUnpacksStore(t *testing.T) {
 	umoci := lookTool(t, "umoci")
 	s, _ := storeWithBusybox(t, "acceptance-diff/001-x:latest")
 	bundle := filepath.Join(t.TempDir(), "bundle")
-	out, err := exec.Command(umoci, "unpack", "--image", s.ContentDir()+":acceptance-diff/001-x:latest", bundle).CombinedOutput()
+	out, err := exec.Command(umoci, "unpack", "--image", s.Content().ContentDir()+":acceptance-diff/001-x:latest", bundle).CombinedOutput()
 	if err != nil {
 		t.Fatalf("umoci unpack: %v\n%s", err, out)
 	}

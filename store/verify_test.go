@@ -22,12 +22,12 @@ import (
 // flip changes one byte of the blob d in the middle.
 func flip(t *testing.T, s *Store, d digest.Digest) {
 	t.Helper()
-	b, err := os.ReadFile(s.blobPath(d))
+	b, err := os.ReadFile(s.Content().blobPath(d))
 	if err != nil {
 		t.Fatal(err)
 	}
 	b[len(b)/2] ^= 0x20
-	if err := os.WriteFile(s.blobPath(d), b, 0o644); err != nil {
+	if err := os.WriteFile(s.Content().blobPath(d), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -43,22 +43,22 @@ func TestReadsVerifyDigest(t *testing.T) {
 	}{
 		{"flipped byte", flip},
 		{"truncated", func(t *testing.T, s *Store, d digest.Digest) {
-			fi, _ := os.Stat(s.blobPath(d))
-			os.Truncate(s.blobPath(d), fi.Size()-1)
+			fi, _ := os.Stat(s.Content().blobPath(d))
+			os.Truncate(s.Content().blobPath(d), fi.Size()-1)
 		}},
 		{"grown", func(t *testing.T, s *Store, d digest.Digest) {
-			f, _ := os.OpenFile(s.blobPath(d), os.O_APPEND|os.O_WRONLY, 0)
+			f, _ := os.OpenFile(s.Content().blobPath(d), os.O_APPEND|os.O_WRONLY, 0)
 			f.Write([]byte{0})
 			f.Close()
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openStore(t)
-			cfg, err := s.WriteJSON(ctx, ocispec.MediaTypeImageConfig, map[string]string{"a": strings.Repeat("b", 100)})
+			cfg, err := s.Content().WriteJSON(ctx, ocispec.MediaTypeImageConfig, map[string]string{"a": strings.Repeat("b", 100)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			layer, _, err := s.IngestLayer(ctx, bytes.NewReader(tarOf(t, "f", strings.Repeat("x", 10000))))
+			layer, _, err := s.Content().IngestLayer(ctx, bytes.NewReader(tarOf(t, "f", strings.Repeat("x", 10000))))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -66,10 +66,10 @@ func TestReadsVerifyDigest(t *testing.T) {
 			tc.change(t, s, layer.Digest)
 
 			var v map[string]string
-			if err := s.ReadJSON(ctx, cfg.Digest, &v); !errors.Is(err, ErrDigest) || !strings.Contains(err.Error(), cfg.Digest.String()) {
+			if err := s.Content().ReadJSON(ctx, cfg.Digest, &v); !errors.Is(err, ErrDigest) || !strings.Contains(err.Error(), cfg.Digest.String()) {
 				t.Errorf("ReadJSON of a changed config: %v", err)
 			}
-			rc, err := s.OpenLayer(ctx, layer.Digest)
+			rc, err := s.Content().OpenLayer(ctx, layer.Digest)
 			if err == nil {
 				_, err = io.ReadAll(rc)
 				rc.Close()
@@ -78,7 +78,7 @@ func TestReadsVerifyDigest(t *testing.T) {
 				t.Errorf("reading a changed layer to its end: %v", err)
 			}
 			// As an unpacker does: the tar, then the rest.
-			rc, err = s.OpenLayer(ctx, layer.Digest)
+			rc, err = s.Content().OpenLayer(ctx, layer.Digest)
 			if err == nil {
 				tr := tar.NewReader(rc)
 				for err == nil {
@@ -93,7 +93,7 @@ func TestReadsVerifyDigest(t *testing.T) {
 			if !errors.Is(err, ErrDigest) {
 				t.Errorf("unpacking a changed layer: %v", err)
 			}
-			bad, err := s.Verify(ctx)
+			bad, err := s.Content().Verify(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,12 +118,12 @@ func TestLayerInfos(t *testing.T) {
 		testutil.TarEntry{Name: "d/.wh.gone", Type: tar.TypeChar})
 	want := LayerInfo{Size: 1000 + int64(len("f")), TarSize: int64(len(layer))}
 
-	written, _, err := s.IngestLayer(ctx, bytes.NewReader(layer))
+	written, _, err := s.Content().IngestLayer(ctx, bytes.NewReader(layer))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Stored as it came, as a store from before sizes were kept has it.
-	old, err := s.Ingest(ctx, ocispec.MediaTypeImageLayerGzip, bytes.NewReader(gz(t, append(layer, 0))))
+	old, err := s.Content().Ingest(ctx, ocispec.MediaTypeImageLayerGzip, bytes.NewReader(gz(t, append(layer, 0))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,8 +140,8 @@ func TestLayerInfos(t *testing.T) {
 		t.Errorf("old layer: %+v, want %+v", got[old.Digest], wantOld)
 	}
 	// Remembered: the blobs are not read again.
-	os.Remove(s.blobPath(written.Digest))
-	os.Remove(s.blobPath(old.Digest))
+	os.Remove(s.Content().blobPath(written.Digest))
+	os.Remove(s.Content().blobPath(old.Digest))
 	again, err := s.LayerInfos(ctx, []digest.Digest{written.Digest, old.Digest})
 	if err != nil || again[written.Digest] != want || again[old.Digest] != wantOld {
 		t.Errorf("second LayerInfos = %+v, %v", again, err)
@@ -153,7 +153,7 @@ func TestStageLayerRefusesNonTar(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
 	for _, in := range []string{"", "not a tar archive at all\n", strings.Repeat("x", 2000)} {
-		if b, _, err := s.StageLayer(ctx, strings.NewReader(in)); !errors.Is(err, ErrInvalid) {
+		if b, _, err := s.Content().StageLayer(ctx, strings.NewReader(in)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("StageLayer(%.10q) = %v, want ErrInvalid", in, err)
 			if b != nil {
 				b.Discard()
@@ -190,16 +190,16 @@ func TestBlobNotRegularFile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openStore(t)
 			d := digest.FromBytes(secret)
-			if err := tc.plant(s.blobPath(d)); err != nil {
+			if err := tc.plant(s.Content().blobPath(d)); err != nil {
 				t.Fatal(err)
 			}
-			if s.HasBlob(d) {
+			if s.Content().HasBlob(d) {
 				t.Error("HasBlob is true")
 			}
 			done := make(chan error, 1)
 			go func() {
 				var v map[string]string
-				done <- s.ReadJSON(ctx, d, &v)
+				done <- s.Content().ReadJSON(ctx, d, &v)
 			}()
 			select {
 			case err := <-done:
@@ -209,30 +209,30 @@ func TestBlobNotRegularFile(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("ReadJSON blocks") // the FIFO: fails the test rather than hang it
 			}
-			bad, err := s.Verify(ctx)
+			bad, err := s.Content().Verify(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(bad) != 1 || bad[0].Digest != d || bad[0].Missing {
 				t.Errorf("Verify = %+v, want %s bad", bad, d)
 			}
-			if err := s.RemoveBlob(ctx, d); err != nil {
+			if err := s.Content().RemoveBlob(ctx, d); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := os.Lstat(s.blobPath(d)); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Lstat(s.Content().blobPath(d)); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("RemoveBlob left it: %v", err)
 			}
-			if err := tc.plant(s.blobPath(d)); err != nil {
+			if err := tc.plant(s.Content().blobPath(d)); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.WriteJSON(ctx, ocispec.MediaTypeImageConfig, map[string]string{"secret": "outside the store"}); err != nil {
+			if _, err := s.Content().WriteJSON(ctx, ocispec.MediaTypeImageConfig, map[string]string{"secret": "outside the store"}); err != nil {
 				t.Fatal(err)
 			}
-			b, err := s.ReadBlob(ctx, d)
+			b, err := s.Content().ReadBlob(ctx, d)
 			if err != nil || !bytes.Equal(b, secret) {
 				t.Errorf("after writing it again: %q %v", b, err)
 			}
-			if fi, err := os.Lstat(s.blobPath(d)); err != nil || !fi.Mode().IsRegular() {
+			if fi, err := os.Lstat(s.Content().blobPath(d)); err != nil || !fi.Mode().IsRegular() {
 				t.Errorf("after writing it again: %v %v", fi, err)
 			}
 			if b, _ := os.ReadFile(outside); !bytes.Equal(b, secret) {
@@ -256,7 +256,7 @@ func TestVerifyInconsistentImage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openStore(t)
-			layer, diffID, err := s.IngestLayer(ctx, bytes.NewReader(tarOf(t, "f", "x")))
+			layer, diffID, err := s.Content().IngestLayer(ctx, bytes.NewReader(tarOf(t, "f", "x")))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -264,23 +264,23 @@ func TestVerifyInconsistentImage(t *testing.T) {
 			m := ocispec.Manifest{Layers: []ocispec.Descriptor{layer}}
 			// The config first, for its descriptor; written again
 			// after the change (the same blob when unchanged).
-			m.Config, err = s.WriteJSON(ctx, ocispec.MediaTypeImageConfig, cfg)
+			m.Config, err = s.Content().WriteJSON(ctx, ocispec.MediaTypeImageConfig, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			tc.change(&m, &cfg)
-			if m.Config, err = s.WriteJSON(ctx, ocispec.MediaTypeImageConfig, cfg); err != nil {
+			if m.Config, err = s.Content().WriteJSON(ctx, ocispec.MediaTypeImageConfig, cfg); err != nil {
 				t.Fatal(err)
 			}
 			m.SchemaVersion = 2
-			md, err := s.WriteJSON(ctx, ocispec.MediaTypeImageManifest, m)
+			md, err := s.Content().WriteJSON(ctx, ocispec.MediaTypeImageManifest, m)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Tag(ctx, "bad:1", md); err != nil {
+			if err := s.Content().Tag(ctx, "bad:1", md); err != nil {
 				t.Fatal(err)
 			}
-			bad, err := s.Verify(ctx)
+			bad, err := s.Content().Verify(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -305,7 +305,7 @@ func TestStageLayerRefusesEntriesLeavingRoot(t *testing.T) {
 		"inner dotdot":   tarOf(t, "a/../../x", "x"),
 		"hardlink above": hard("../../etc/passwd"),
 	} {
-		if b, _, err := s.StageLayer(ctx, bytes.NewReader(layer)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "leaves the root") {
+		if b, _, err := s.Content().StageLayer(ctx, bytes.NewReader(layer)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "leaves the root") {
 			t.Errorf("%s: StageLayer = %v, want refused", name, err)
 			if b != nil {
 				b.Discard()
@@ -320,7 +320,7 @@ func TestStageLayerRefusesEntriesLeavingRoot(t *testing.T) {
 		"dotdot inside":     tarOf(t, "a/../x", "x"),
 		"absolute hardlink": hard("/etc/passwd"),
 	} {
-		b, _, err := s.StageLayer(ctx, bytes.NewReader(layer))
+		b, _, err := s.Content().StageLayer(ctx, bytes.NewReader(layer))
 		if err != nil {
 			t.Errorf("%s: StageLayer = %v", name, err)
 			continue
@@ -357,7 +357,7 @@ func TestStageLayerEndlessStream(t *testing.T) {
 	s := openStore(t)
 	for _, fill := range []byte{0, 7} {
 		e := &endless{fill: fill}
-		b, _, err := s.StageLayer(ctx, e)
+		b, _, err := s.Content().StageLayer(ctx, e)
 		if !errors.Is(err, ErrInvalid) {
 			t.Errorf("fill %d: StageLayer = %v, want ErrInvalid", fill, err)
 			if b != nil {
@@ -378,23 +378,23 @@ func TestRebuildIndex(t *testing.T) {
 	s := openStore(t)
 	good := putImage(t, s, "good:1", tarOf(t, "a", "a"))
 	broken := putImage(t, s, "broken:1", tarOf(t, "b", "b"))
-	m, err := s.readManifest(ctx, broken.Digest)
+	m, err := s.Content().readManifest(ctx, broken.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Remove(s.blobPath(m.Layers[0].Digest))
-	os.WriteFile(s.indexPath(), []byte("{garbage"), 0o644)
-	if _, err := s.Resolve(ctx, "good:1"); !errors.Is(err, ErrIndexDamaged) {
+	os.Remove(s.Content().blobPath(m.Layers[0].Digest))
+	os.WriteFile(s.Content().indexPath(), []byte("{garbage"), 0o644)
+	if _, err := s.Content().Resolve(ctx, "good:1"); !errors.Is(err, ErrIndexDamaged) {
 		t.Fatalf("Resolve over a garbage index: %v", err)
 	}
-	aside, n, err := s.RebuildIndex(ctx)
+	aside, n, err := s.Content().RebuildIndex(ctx)
 	if err != nil || n != 1 {
 		t.Fatalf("RebuildIndex = %d, %v", n, err)
 	}
 	if b, _ := os.ReadFile(aside); string(b) != "{garbage" {
 		t.Errorf("the old index is not at %s: %q", aside, b)
 	}
-	imgs, err := s.Images(ctx)
+	imgs, err := s.Content().Images(ctx)
 	if err != nil || len(imgs) != 1 || imgs[0].Manifest.Digest != good.Digest || imgs[0].Name != "" {
 		t.Errorf("Images after RebuildIndex = %+v, %v", imgs, err)
 	}

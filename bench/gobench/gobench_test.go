@@ -136,7 +136,7 @@ func BenchmarkIngestLayer100MB(b *testing.B) {
 		// A new seed each time: a blob that is already stored is not
 		// what this measures.
 		seed++
-		if _, _, err := s.IngestLayer(ctx, newMixed(size, seed)); err != nil {
+		if _, _, err := s.Content().IngestLayer(ctx, newMixed(size, seed)); err != nil {
 			b.Fatal(err)
 		}
 	}

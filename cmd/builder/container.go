@@ -419,7 +419,7 @@ func printPs(w io.Writer, rows []psRow, size bool) error {
 // with while it still names the same image, else the image's short ID,
 // as Docker shows it.
 func imageName(ctx context.Context, e *env, c *container.Container) string {
-	if desc, err := e.store.Resolve(ctx, c.Image.Ref); err == nil && desc.Digest == c.Image.Manifest.Digest {
+	if desc, err := e.store.Content().Resolve(ctx, c.Image.Ref); err == nil && desc.Digest == c.Image.Manifest.Digest {
 		return c.Image.Ref
 	}
 	return shortID(c.Image.ID.String())

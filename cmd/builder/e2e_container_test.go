@@ -346,15 +346,15 @@ func lastLayerEntries(t *testing.T, h *harness, ref string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc, err := st.Resolve(ctx, ref)
+	desc, err := st.Content().Resolve(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, _, err := st.LoadImage(ctx, desc)
+	m, _, err := st.Content().LoadImage(ctx, desc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := st.OpenLayer(ctx, m.Layers[len(m.Layers)-1].Digest)
+	rc, err := st.Content().OpenLayer(ctx, m.Layers[len(m.Layers)-1].Digest)
 	if err != nil {
 		t.Fatal(err)
 	}

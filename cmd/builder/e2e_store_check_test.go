@@ -248,7 +248,7 @@ func checkRecords(root string) []string {
 	}
 	var out []string
 	for _, r := range recs {
-		if p := checkBlobDesc(st.ContentDir(), r.Layer); p != "" {
+		if p := checkBlobDesc(st.Content().ContentDir(), r.Layer); p != "" {
 			out = append(out, fmt.Sprintf("record %s (%s): %s", r.Key, r.Step.Text, p))
 		}
 	}

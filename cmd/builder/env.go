@@ -61,15 +61,15 @@ func (e *env) solve(ctx context.Context, def *graph.Definition, cfg ops.Config, 
 // type, which keeps Healthcheck, OnBuild and Shell.
 func (e *env) imageConfig(ctx context.Context, ref string) (ocispec.Descriptor, ocispec.Manifest, dockerspec.DockerOCIImage, error) {
 	var cfg dockerspec.DockerOCIImage
-	desc, err := e.store.Resolve(ctx, ref)
+	desc, err := e.store.Content().Resolve(ctx, ref)
 	if err != nil {
 		return desc, ocispec.Manifest{}, cfg, fmt.Errorf("image %q: %w", ref, err)
 	}
-	m, _, err := e.store.LoadImage(ctx, desc)
+	m, _, err := e.store.Content().LoadImage(ctx, desc)
 	if err != nil {
 		return desc, m, cfg, err
 	}
-	if err := e.store.ReadJSON(ctx, m.Config.Digest, &cfg); err != nil {
+	if err := e.store.Content().ReadJSON(ctx, m.Config.Digest, &cfg); err != nil {
 		return desc, m, cfg, fmt.Errorf("read config of %q: %w", ref, err)
 	}
 	return desc, m, cfg, nil

@@ -26,7 +26,7 @@ import (
 )
 
 func imageID(ctx context.Context, e *env, manifest ocispec.Descriptor) (string, error) {
-	m, _, err := e.store.LoadImage(ctx, manifest)
+	m, _, err := e.store.Content().LoadImage(ctx, manifest)
 	if err != nil {
 		return "", err
 	}
@@ -63,7 +63,7 @@ func newImagesCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			imgs, err := e.store.Images(cmd.Context())
+			imgs, err := e.store.Content().Images(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -147,7 +147,7 @@ func newInspectCmd(g *globalOptions) *cobra.Command {
 				Manifest     ocispec.Manifest                `json:"Manifest"`
 			}
 			var out []inspected
-			imgs, err := e.store.Images(ctx)
+			imgs, err := e.store.Content().Images(ctx)
 			if err != nil {
 				return err
 			}
@@ -182,11 +182,11 @@ func newHistoryCmd(g *globalOptions) *cobra.Command {
 		Short: "Show the history of an image",
 		Args:  exactArgs(1),
 		RunE: g.withStore(func(ctx context.Context, e *env, args []string) error {
-			desc, err := e.store.Resolve(ctx, args[0])
+			desc, err := e.store.Content().Resolve(ctx, args[0])
 			if err != nil {
 				return fmt.Errorf("no such image: %s: %w", args[0], err)
 			}
-			m, cfg, err := e.store.LoadImage(ctx, desc)
+			m, cfg, err := e.store.Content().LoadImage(ctx, desc)
 			if err != nil {
 				return err
 			}
@@ -234,11 +234,11 @@ func newTagCmd(g *globalOptions) *cobra.Command {
 			if err := checkTagTarget(args[1]); err != nil {
 				return err
 			}
-			desc, err := e.store.Resolve(ctx, args[0])
+			desc, err := e.store.Content().Resolve(ctx, args[0])
 			if err != nil {
 				return fmt.Errorf("no such image: %s: %w", args[0], err)
 			}
-			return e.store.Tag(ctx, args[1], desc)
+			return e.store.Content().Tag(ctx, args[1], desc)
 		}),
 	}
 }

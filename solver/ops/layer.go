@@ -18,7 +18,7 @@ import (
 // layer runs fn over a fresh snapshot of parent (unpacking what is not
 // unpacked yet) and makes its changes the new layer.
 func (r *Resolver) layer(ctx context.Context, parent solver.Chain, fn func(context.Context, *snapshot.Active) error) (solver.Layer, error) {
-	base, err := r.cfg.Snap.Materialize(ctx, r.cfg.Store, parent.Layers, parent.DiffIDs)
+	base, err := r.cfg.Snap.Materialize(ctx, r.cfg.Store.Content(), parent.Layers, parent.DiffIDs)
 	if err != nil {
 		return solver.Layer{}, err
 	}
@@ -47,7 +47,7 @@ func (r *Resolver) commit(ctx context.Context, parent snapshot.Committed, active
 	go func() {
 		pw.CloseWithError(archive.WriteLayer(ctx, active.UpperDir(), pw, archive.WriteOptions{}))
 	}()
-	blob, diffID, err := r.cfg.Store.StageLayer(ctx, pr)
+	blob, diffID, err := r.cfg.Store.Content().StageLayer(ctx, pr)
 	pr.CloseWithError(err)
 	if err != nil {
 		_ = active.Remove(context.WithoutCancel(ctx))

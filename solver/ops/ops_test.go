@@ -100,15 +100,15 @@ func (e *env) build(dir string, o buildOpts) (*solver.Result, int) {
 		File: filepath.Join(dir, "Dockerfile"), BuildArgs: o.args, Target: o.target,
 		ResolveImage: func(ctx context.Context, ref string) (dockerspec.DockerOCIImage, error) {
 			var img dockerspec.DockerOCIImage
-			desc, err := e.store.Resolve(ctx, ref)
+			desc, err := e.store.Content().Resolve(ctx, ref)
 			if err != nil {
 				return img, err
 			}
-			m, _, err := e.store.LoadImage(ctx, desc)
+			m, _, err := e.store.Content().LoadImage(ctx, desc)
 			if err != nil {
 				return img, err
 			}
-			return img, e.store.ReadJSON(ctx, m.Config.Digest, &img)
+			return img, e.store.Content().ReadJSON(ctx, m.Config.Digest, &img)
 		},
 	})
 	if err != nil {
