@@ -4,20 +4,31 @@ import (
 	"context"
 	"fmt"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/builder-dev/builder/store"
 )
 
-// Image is an image of the store as a build reads it: its manifest, its
-// configuration and its layers with their diff IDs, bottom first.
+// Image is an image as a build, a container or inspect reads it. Every
+// reader of an image by reference goes through Lookup, so that the next
+// source (a registry) is one place to add.
 type Image struct {
-	Manifest ocispec.Descriptor
-	Config   ocispec.Image
-	Layers   []ocispec.Descriptor
-	DiffIDs  []digest.Digest
+	// Descriptor is the manifest's: its digest names the image in cache
+	// keys.
+	Descriptor ocispec.Descriptor
+	Manifest   ocispec.Manifest
+	// Config is Docker's image type, which keeps Healthcheck, OnBuild and
+	// Shell; its digest (Manifest.Config.Digest) is the image ID.
+	Config dockerspec.DockerOCIImage
+	// Layers and DiffIDs are in step, bottom first.
+	Layers  []ocispec.Descriptor
+	DiffIDs []digest.Digest
 }
+
+// ID is the image ID: its config's digest.
+func (i Image) ID() digest.Digest { return i.Manifest.Config.Digest }
 
 // Lookup finds the image ref names in st. Its layers are not unpacked:
 // snapshot.Snapshotter.Materialize does that when a step needs them.
@@ -26,12 +37,18 @@ func Lookup(ctx context.Context, st *store.Store, ref string) (Image, error) {
 	if err != nil {
 		return Image{}, fmt.Errorf("image %q: %w", ref, err)
 	}
-	m, cfg, err := st.Content().LoadImage(ctx, desc)
+	// LoadImage checks the manifest; the config is read again in Docker's
+	// type, which the OCI type LoadImage gives lacks.
+	m, _, err := st.Content().LoadImage(ctx, desc)
 	if err != nil {
-		return Image{}, fmt.Errorf("load image %q: %w", ref, err)
+		return Image{}, err // it says "load image <digest>"
+	}
+	var cfg dockerspec.DockerOCIImage
+	if err := st.Content().ReadJSON(ctx, m.Config.Digest, &cfg); err != nil {
+		return Image{}, fmt.Errorf("read config of %q: %w", ref, err)
 	}
 	if len(m.Layers) != len(cfg.RootFS.DiffIDs) {
 		return Image{}, fmt.Errorf("image %q: %d layers but %d diff IDs", ref, len(m.Layers), len(cfg.RootFS.DiffIDs))
 	}
-	return Image{Manifest: desc, Config: cfg, Layers: m.Layers, DiffIDs: cfg.RootFS.DiffIDs}, nil
+	return Image{Descriptor: desc, Manifest: m, Config: cfg, Layers: m.Layers, DiffIDs: cfg.RootFS.DiffIDs}, nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/builder-dev/builder/runner"
 	"github.com/builder-dev/builder/solver"
 	"github.com/builder-dev/builder/solver/ops"
+	"github.com/builder-dev/builder/source"
 )
 
 type buildOptions struct {
@@ -249,8 +250,8 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 		Platform:  ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
 		Warnings:  &warnings,
 		ResolveImage: func(ctx context.Context, ref string) (dockerspec.DockerOCIImage, error) {
-			_, _, cfg, err := e.imageConfig(ctx, ref)
-			return cfg, err
+			img, err := source.Lookup(ctx, e.store, ref)
+			return img.Config, err
 		},
 	})
 	// Warnings first: with # check=error=true they explain the error.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/builder-dev/builder/snapshot"
@@ -55,24 +53,6 @@ func (e *env) solve(ctx context.Context, def *graph.Definition, cfg ops.Config, 
 		return nil, err
 	}
 	return res, nil
-}
-
-// imageConfig reads an image's manifest and its config in Docker's image
-// type, which keeps Healthcheck, OnBuild and Shell.
-func (e *env) imageConfig(ctx context.Context, ref string) (ocispec.Descriptor, ocispec.Manifest, dockerspec.DockerOCIImage, error) {
-	var cfg dockerspec.DockerOCIImage
-	desc, err := e.store.Content().Resolve(ctx, ref)
-	if err != nil {
-		return desc, ocispec.Manifest{}, cfg, fmt.Errorf("image %q: %w", ref, err)
-	}
-	m, _, err := e.store.Content().LoadImage(ctx, desc)
-	if err != nil {
-		return desc, m, cfg, err
-	}
-	if err := e.store.Content().ReadJSON(ctx, m.Config.Digest, &cfg); err != nil {
-		return desc, m, cfg, fmt.Errorf("read config of %q: %w", ref, err)
-	}
-	return desc, m, cfg, nil
 }
 
 // lockWrites takes the store's shared build lock for a command that writes

@@ -152,10 +152,11 @@ func newInspectCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			for _, ref := range args {
-				desc, m, cfg, err := e.imageConfig(ctx, ref)
+				img, err := source.Lookup(ctx, e.store, ref)
 				if err != nil {
 					return err
 				}
+				desc, m, cfg := img.Descriptor, img.Manifest, img.Config
 				it := inspected{ID: m.Config.Digest.String(), RepoTags: []string{}, Digest: desc.Digest.String(), Created: cfg.Created,
 					Author: cfg.Author, Architecture: cfg.Architecture, Os: cfg.OS, Config: cfg.Config, RootFS: cfg.RootFS, History: cfg.History, Manifest: m}
 				if it.Size, err = e.store.ContentSize(ctx, m.Layers); err != nil {

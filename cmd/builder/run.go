@@ -15,6 +15,7 @@ import (
 
 	"github.com/builder-dev/builder/container"
 	"github.com/builder-dev/builder/runner"
+	"github.com/builder-dev/builder/source"
 )
 
 type runOptions struct {
@@ -263,15 +264,15 @@ func createContainer(ctx context.Context, e *env, rt *container.Runtime, ref str
 			return nil, fmt.Errorf("%w: the container name %q is already in use by container %q", container.ErrNameInUse, "/"+co.Name, c.ID)
 		}
 	}
-	desc, m, cfg, err := e.imageConfig(ctx, ref)
+	img, err := source.Lookup(ctx, e.store, ref)
 	if err != nil {
 		return nil, fmt.Errorf("unable to find image %q: %w", ref, err)
 	}
-	co.Config, err = container.MakeConfig(cfg.Config.ImageConfig, ov, os.LookupEnv)
+	co.Config, err = container.MakeConfig(img.Config.Config.ImageConfig, ov, os.LookupEnv)
 	if err != nil {
 		return nil, usageError{err}
 	}
-	co.Image = container.Image{Ref: ref, ID: m.Config.Digest, Manifest: desc, Layers: m.Layers, DiffIDs: cfg.RootFS.DiffIDs}
+	co.Image = container.Image{Ref: ref, ID: img.ID(), Manifest: img.Descriptor, Layers: img.Layers, DiffIDs: img.DiffIDs}
 	return rt.Create(ctx, co)
 }
 
