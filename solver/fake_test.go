@@ -1,7 +1,6 @@
 package solver_test
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,6 +14,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/solver"
 	"github.com/builder-dev/builder/solver/graph"
 	"github.com/builder-dev/builder/store"
@@ -193,10 +193,9 @@ func (o *fakeOp) Exec(ctx context.Context, parent solver.Chain, inputs []solver.
 // tarOf is a layer with one file holding body.
 func tarOf(body string) []byte {
 	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	_ = tw.WriteHeader(&tar.Header{Name: "f", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)})
-	_, _ = tw.Write([]byte(body))
-	_ = tw.Close()
+	w := testutil.NewTarWriter(&buf)
+	_ = w.Add(testutil.TarEntry{Name: "f", Body: body, ModTime: time.Unix(0, 0)})
+	_ = w.Close()
 	return buf.Bytes()
 }
 
