@@ -679,3 +679,18 @@ func StatusText(c *Container, now time.Time) string {
 	}
 	return "Created"
 }
+
+// DiscardUnstarted removes container id when it never started (a user its
+// image lacks, a mount that fails), so that bad input to run leaves
+// nothing behind; a container that ran, or is gone already (--rm), is left
+// alone.
+func (r *Runtime) DiscardUnstarted(ctx context.Context, id string) error {
+	c, err := r.Get(ctx, id)
+	if err != nil || c.State.Status != Created || !c.State.StartedAt.IsZero() {
+		return nil
+	}
+	if err := r.Remove(ctx, c, false); err != nil {
+		return fmt.Errorf("remove container %s that did not start: %w", c.Name, err)
+	}
+	return nil
+}

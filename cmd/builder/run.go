@@ -230,21 +230,15 @@ func runContainer(ctx context.Context, g *globalOptions, o *runOptions, ref stri
 }
 
 // discardUnstarted removes the container run just made when it could not
-// start at all (a user its image lacks, a mount that fails): the bad
-// input leaves nothing behind. A command that could not be executed (126,
-// 127) is the container's own exit, as in Docker, and stays.
+// start at all. A command that could not be executed (126, 127) is the
+// container's own exit, as in Docker, and stays.
 func discardUnstarted(ctx context.Context, rt *container.Runtime, id string, runErr error) {
 	var ec exitCodeError
 	if errors.As(runErr, &ec) {
 		return
 	}
-	ctx = context.WithoutCancel(ctx)
-	c, err := rt.Get(ctx, id)
-	if err != nil || c.State.Status != container.Created || !c.State.StartedAt.IsZero() {
-		return // gone already (--rm), or it ran
-	}
-	if err := rt.Remove(ctx, c, false); err != nil {
-		fmt.Fprintf(os.Stderr, "remove container %s that did not start: %v\n", c.Name, err)
+	if err := rt.DiscardUnstarted(context.WithoutCancel(ctx), id); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 	}
 }
 
