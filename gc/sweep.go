@@ -2,9 +2,7 @@ package gc
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 
@@ -63,7 +61,7 @@ func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 	}
 	var dirs []string
 	if c.ContainersDir != "" {
-		if dirs, err = readDirNames(c.ContainersDir); err != nil {
+		if dirs, err = du.Names(c.ContainersDir); err != nil {
 			return rep, fmt.Errorf("sweep: %w", err)
 		}
 	}
@@ -100,21 +98,4 @@ func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 		rep.Reclaimed += n
 	}
 	return rep, nil
-}
-
-// readDirNames lists dir; a missing dir has nothing.
-func readDirNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", dir, err)
-	}
-	return names, nil
 }

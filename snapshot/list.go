@@ -41,7 +41,7 @@ func (s *Snapshotter) Walk(ctx context.Context, fn func(chainID digest.Digest, d
 
 // Actives lists the IDs of the active (writable) snapshots present.
 func (s *Snapshotter) Actives() ([]string, error) {
-	return readDirNames(s.activeDir())
+	return du.Names(s.activeDir())
 }
 
 // SweepActive removes the active snapshot id that a killed process left
@@ -64,56 +64,19 @@ func (s *Snapshotter) SweepActive(ctx context.Context, id string) (int64, error)
 // the store's GC lock: every process that unpacks or removes a layer
 // holds the build or GC lock meanwhile, so nothing there is in use.
 func (s *Snapshotter) SweepTmp(ctx context.Context) (int, int64, error) {
-	names, err := readDirNames(s.tmpDir())
+	names, err := du.Names(s.tmpDir())
 	if err != nil {
 		return 0, 0, err
 	}
-	var n int
-	var freed int64
-	for _, name := range names {
-		if err := ctx.Err(); err != nil {
-			return n, freed, err
-		}
-		size, err := du.Remove(filepath.Join(s.tmpDir(), name), mount.UnmountUnder)
-		if err != nil {
-			return n, freed, err
-		}
-		n++
-		freed += size
-	}
-	return n, freed, nil
+	return du.RemoveEntries(ctx, s.tmpDir(), names, mount.UnmountUnder)
 }
 
 // TmpUsage is the disk usage of what SweepTmp would remove (of a running
 // unpack too).
 func (s *Snapshotter) TmpUsage(ctx context.Context) (int64, error) {
-	names, err := readDirNames(s.tmpDir())
+	names, err := du.Names(s.tmpDir())
 	if err != nil {
 		return 0, err
 	}
-	var n int64
-	for _, name := range names {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		n += du.Size(filepath.Join(s.tmpDir(), name))
-	}
-	return n, nil
-}
-
-// readDirNames lists dir; a missing dir has nothing.
-func readDirNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", dir, err)
-	}
-	return names, nil
+	return du.SizeOfEntries(ctx, s.tmpDir(), names)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/builder-dev/builder/internal/du"
 	"github.com/builder-dev/builder/internal/mount"
 	"github.com/builder-dev/builder/internal/testutil"
 )
@@ -65,7 +66,7 @@ func TestSweep(t *testing.T) {
 	if err != nil || n != 1 || freed != usage {
 		t.Errorf("SweepTmp = %d, %d, %v; want 1, %d", n, freed, err, usage)
 	}
-	if names, _ := readDirNames(s.tmpDir()); len(names) != 0 {
+	if names, _ := du.Names(s.tmpDir()); len(names) != 0 {
 		t.Errorf("tmp/ keeps %v", names)
 	}
 

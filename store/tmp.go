@@ -2,10 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/builder-dev/builder/internal/du"
 	"github.com/builder-dev/builder/internal/mount"
@@ -24,20 +20,7 @@ func (s *Store) SweepTmp(ctx context.Context) (int, int64, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	var n int
-	var freed int64
-	for _, name := range names {
-		if err := ctx.Err(); err != nil {
-			return n, freed, err
-		}
-		size, err := du.Remove(filepath.Join(s.TmpDir(), name), mount.UnmountUnder)
-		if err != nil {
-			return n, freed, err
-		}
-		n++
-		freed += size
-	}
-	return n, freed, nil
+	return du.RemoveEntries(ctx, s.TmpDir(), names, mount.UnmountUnder)
 }
 
 // TmpUsage is the disk usage of what SweepTmp would remove (of a running
@@ -47,29 +30,14 @@ func (s *Store) TmpUsage(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var n int64
-	for _, name := range names {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		n += du.Size(filepath.Join(s.TmpDir(), name))
-	}
-	return n, nil
+	return du.SizeOfEntries(ctx, s.TmpDir(), names)
 }
 
 // tmpLitter lists the entries of tmp/ that SweepTmp removes.
 func (s *Store) tmpLitter() ([]string, error) {
-	f, err := os.Open(s.TmpDir())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	names, err := du.Names(s.TmpDir())
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", s.TmpDir(), err)
 	}
 	out := names[:0]
 	for _, name := range names {

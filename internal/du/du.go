@@ -1,6 +1,8 @@
 package du
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -56,4 +58,53 @@ func Remove(path string, unmount func(dir string) error) (int64, error) {
 		return 0, fmt.Errorf("remove %s: %w", path, err)
 	}
 	return n, nil
+}
+
+// Names lists the entries of dir; a missing dir has none.
+func Names(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	return names, nil
+}
+
+// RemoveEntries removes the named entries of dir (Remove, with unmount)
+// and returns how many went and what they took on disk; it stops at the
+// first error or when ctx ends, reporting what went until then.
+func RemoveEntries(ctx context.Context, dir string, names []string, unmount func(dir string) error) (int, int64, error) {
+	var n int
+	var freed int64
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return n, freed, err
+		}
+		size, err := Remove(filepath.Join(dir, name), unmount)
+		if err != nil {
+			return n, freed, err
+		}
+		n++
+		freed += size
+	}
+	return n, freed, nil
+}
+
+// SizeOfEntries is what the named entries of dir take on disk together.
+func SizeOfEntries(ctx context.Context, dir string, names []string) (int64, error) {
+	var total int64
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		total += Size(filepath.Join(dir, name))
+	}
+	return total, nil
 }

@@ -1,6 +1,7 @@
 package du
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -54,5 +55,38 @@ func TestRemove(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("still there: %v", err)
+	}
+}
+
+func TestEntries(t *testing.T) {
+	dir := t.TempDir()
+	if names, err := Names(filepath.Join(dir, "missing")); err != nil || names != nil {
+		t.Fatalf("Names(missing) = %v, %v; want none", names, err)
+	}
+	for _, n := range []string{"a", "b", "keep"} {
+		if err := os.WriteFile(filepath.Join(dir, n), make([]byte, 8192), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names, err := Names(dir)
+	if err != nil || len(names) != 3 {
+		t.Fatalf("Names = %v, %v", names, err)
+	}
+	ctx := context.Background()
+	want := Size(filepath.Join(dir, "a")) + Size(filepath.Join(dir, "b"))
+	if got, err := SizeOfEntries(ctx, dir, []string{"a", "b"}); err != nil || got != want || got == 0 {
+		t.Fatalf("SizeOfEntries = %d, %v; want %d", got, err, want)
+	}
+	n, freed, err := RemoveEntries(ctx, dir, []string{"a", "b"}, nil)
+	if err != nil || n != 2 || freed != want {
+		t.Fatalf("RemoveEntries = %d, %d, %v; want 2, %d", n, freed, err, want)
+	}
+	if names, _ := Names(dir); len(names) != 1 || names[0] != "keep" {
+		t.Fatalf("left %v, want [keep]", names)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if n, _, err := RemoveEntries(cancelled, dir, []string{"keep"}, nil); n != 0 || err == nil {
+		t.Fatalf("RemoveEntries after cancel = %d, %v; want 0 and an error", n, err)
 	}
 }
