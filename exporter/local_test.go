@@ -12,17 +12,18 @@ import (
 
 	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/store"
+	"github.com/builder-dev/builder/store/storetest"
 )
 
 func TestExportLocalAndTar(t *testing.T) {
 	testutil.RequiresRoot(t) // applying a layer chowns its entries
 	t.Parallel()
 	ctx := context.Background()
-	s := newStore(t)
+	s := storetest.NewStore(t)
 	base := testutil.Tar(t, testutil.TarEntry{Name: "etc/hello", Body: "hi\n"}, testutil.TarEntry{Name: "etc/gone", Body: "x"})
 	top := testutil.Tar(t, testutil.TarEntry{Name: "etc/.wh.gone"}, testutil.TarEntry{Name: "bin/sh", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "busybox"})
-	m := putImage(t, s, [][]byte{base, top}, "app:1")
-	_, mf, _ := loadImage(t, s, "app:1")
+	m := storetest.PutImage(t, s, [][]byte{base, top}, "app:1")
+	_, mf, _ := storetest.LoadImage(t, s, "app:1")
 	b := Built{Manifest: m, Layers: mf.Layers, Tags: []string{"app:1"}}
 
 	dir := filepath.Join(t.TempDir(), "out")
@@ -47,7 +48,7 @@ func TestExportLocalAndTar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, links := readTar(t, data)
+	files, links := testutil.ReadTar(t, data)
 	if string(files["etc/hello"]) != "hi\n" || links["bin/sh"] != "busybox" {
 		t.Errorf("tar files %v, links %v", files, links)
 	}

@@ -12,23 +12,25 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/store"
+	"github.com/builder-dev/builder/store/storetest"
 )
 
 func TestSaveDocker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := newStore(t)
-	layers := busyboxLayers(t)
-	putImage(t, s, layers, "base/busybox:1", "app")
-	putImage(t, s, [][]byte{layers[0]}, "reg:5000/x/y:t")
-	_, mf, cfg := loadImage(t, s, "app")
+	s := storetest.NewStore(t)
+	layers := storetest.BusyboxLayers(t)
+	storetest.PutImage(t, s, layers, "base/busybox:1", "app")
+	storetest.PutImage(t, s, [][]byte{layers[0]}, "reg:5000/x/y:t")
+	_, mf, cfg := storetest.LoadImage(t, s, "app")
 
 	var buf bytes.Buffer
 	if err := SaveDocker(ctx, s, []string{"base/busybox:1", "app", "reg:5000/x/y:t", "app:latest"}, &buf); err != nil {
 		t.Fatal(err)
 	}
-	files, _ := readTar(t, buf.Bytes())
+	files, _ := testutil.ReadTar(t, buf.Bytes())
 
 	var manifest []struct {
 		Config   string
@@ -74,8 +76,8 @@ func TestSaveDocker(t *testing.T) {
 	}
 
 	// skopeo reads it, by each name, and copies it to an OCI layout.
-	skopeo := lookTool(t, "skopeo")
-	archive := writeFileT(t, t.TempDir(), "x.tar", buf.Bytes())
+	skopeo := testutil.LookTool(t, "skopeo")
+	archive := testutil.WriteFile(t, t.TempDir(), "x.tar", buf.Bytes())
 	for _, n := range []string{"base/busybox:1", "app:latest", "reg:5000/x/y:t"} {
 		got := skopeoConfig(t, "docker-archive:"+archive+":"+n)
 		want := cfg.RootFS.DiffIDs
@@ -87,7 +89,7 @@ func TestSaveDocker(t *testing.T) {
 		}
 	}
 	dst := filepath.Join(t.TempDir(), "oci")
-	run(t, skopeo, "copy", "docker-archive:"+archive+":app:latest", "oci:"+dst+":copied")
+	testutil.Run(t, skopeo, "copy", "docker-archive:"+archive+":app:latest", "oci:"+dst+":copied")
 	got := skopeoConfig(t, "oci:"+dst+":copied")
 	if !slices.Equal(got.RootFS.DiffIDs, cfg.RootFS.DiffIDs) || !slices.Equal(got.Config.Env, cfg.Config.Env) {
 		t.Errorf("copied config = %+v", got)
@@ -97,16 +99,16 @@ func TestSaveDocker(t *testing.T) {
 func TestSaveOCI(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := newStore(t)
-	layers := busyboxLayers(t)
-	m := putImage(t, s, layers, "acceptance-diff/001-x", "app")
-	_, mf, cfg := loadImage(t, s, "app")
+	s := storetest.NewStore(t)
+	layers := storetest.BusyboxLayers(t)
+	m := storetest.PutImage(t, s, layers, "acceptance-diff/001-x", "app")
+	_, mf, cfg := storetest.LoadImage(t, s, "app")
 
 	var buf bytes.Buffer
 	if err := SaveOCI(ctx, s, []string{"acceptance-diff/001-x", "app", mf.Config.Digest.Encoded()[:8]}, &buf); err != nil {
 		t.Fatal(err)
 	}
-	files, _ := readTar(t, buf.Bytes())
+	files, _ := testutil.ReadTar(t, buf.Bytes())
 	var idx ocispec.Index
 	if err := json.Unmarshal(files["index.json"], &idx); err != nil {
 		t.Fatal(err)
@@ -140,17 +142,17 @@ func TestSaveOCI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	validateLayout(t, dir, m.Digest)
+	storetest.ValidateLayout(t, dir, m.Digest)
 
-	skopeo := lookTool(t, "skopeo")
-	archive := writeFileT(t, t.TempDir(), "x.oci.tar", buf.Bytes())
+	skopeo := testutil.LookTool(t, "skopeo")
+	archive := testutil.WriteFile(t, t.TempDir(), "x.oci.tar", buf.Bytes())
 	got := skopeoConfig(t, "oci-archive:"+archive+":acceptance-diff/001-x:latest")
 	if !slices.Equal(got.RootFS.DiffIDs, cfg.RootFS.DiffIDs) {
 		t.Errorf("skopeo: diff_ids %v", got.RootFS.DiffIDs)
 	}
 	dst := filepath.Join(t.TempDir(), "oci")
-	run(t, skopeo, "copy", "oci-archive:"+archive+":app:latest", "oci:"+dst+":copied")
-	out := run(t, skopeo, "inspect", "--raw", "oci:"+dst+":copied")
+	testutil.Run(t, skopeo, "copy", "oci-archive:"+archive+":app:latest", "oci:"+dst+":copied")
+	out := testutil.Run(t, skopeo, "inspect", "--raw", "oci:"+dst+":copied")
 	if digest.FromBytes(out) != m.Digest {
 		t.Errorf("skopeo copy changed the manifest:\n%s", out)
 	}
@@ -159,7 +161,7 @@ func TestSaveOCI(t *testing.T) {
 func TestSaveErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := newStore(t)
+	s := storetest.NewStore(t)
 	var buf bytes.Buffer
 	for name, save := range map[string]func(context.Context, *store.Store, []string, *bytes.Buffer) error{
 		"docker": func(ctx context.Context, s *store.Store, r []string, w *bytes.Buffer) error {

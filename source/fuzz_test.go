@@ -13,6 +13,7 @@ import (
 	"github.com/builder-dev/builder/exporter"
 	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/store"
+	"github.com/builder-dev/builder/store/storetest"
 )
 
 // FuzzLoad feeds archives to Load: whatever the bytes, it must not panic,
@@ -53,12 +54,12 @@ func TestFuzzLoadCorpus(t *testing.T) {
 		t.Skip("run with -update-corpus to rewrite the seed corpus")
 	}
 	ctx := context.Background()
-	s := newStore(t)
+	s := storetest.NewStore(t)
 	layers := [][]byte{
 		testutil.Tar(t, testutil.TarEntry{Name: "etc/hello", Body: "hi\n"}, testutil.TarEntry{Name: "bin/sh", Type: tar.TypeSymlink, Mode: 0o777, Linkname: "busybox"}),
 		testutil.Tar(t, testutil.TarEntry{Name: "etc/.wh.hello"}, testutil.TarEntry{Name: "../escape", Body: "x"}),
 	}
-	putImage(t, s, layers, "fuzz/app:1")
+	storetest.PutImage(t, s, layers, "fuzz/app:1")
 	var docker, oci bytes.Buffer
 	if err := exporter.SaveDocker(ctx, s, []string{"fuzz/app:1"}, &docker); err != nil {
 		t.Fatal(err)

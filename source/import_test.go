@@ -17,6 +17,7 @@ import (
 
 	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/store"
+	"github.com/builder-dev/builder/store/storetest"
 )
 
 // layerEntries lists the entries of the store layer d by name.
@@ -70,7 +71,7 @@ func checkImported(t *testing.T, s *store.Store, m ocispec.Descriptor, src strin
 func TestImportDir(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := newStore(t)
+	s := storetest.NewStore(t)
 	rootfs := t.TempDir()
 	testutil.BusyboxRootfs(t, rootfs)
 	m, err := Import(ctx, s, rootfs, "imported/busybox", ocispec.ImageConfig{Cmd: []string{"/bin/sh"}, Env: []string{"A=b"}})
@@ -87,7 +88,7 @@ func TestImportDir(t *testing.T) {
 
 	// umoci unpacks it from the store's layout.
 	testutil.RequiresRoot(t)
-	umoci := lookTool(t, "umoci")
+	umoci := testutil.LookTool(t, "umoci")
 	bundle := filepath.Join(t.TempDir(), "bundle")
 	out, err := exec.Command(umoci, "unpack", "--image", s.Content().ContentDir()+":imported/busybox:latest", bundle).CombinedOutput()
 	if err != nil {
@@ -112,8 +113,8 @@ func TestImportTarFile(t *testing.T) {
 		{"rootfs.tar.gz", testutil.Gzip(t, layer)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newStore(t)
-			src := writeFileT(t, dir, tc.name, tc.data)
+			s := storetest.NewStore(t)
+			src := testutil.WriteFile(t, dir, tc.name, tc.data)
 			m, err := Import(ctx, s, src, "", ocispec.ImageConfig{Env: []string{"PATH=/bin"}})
 			if err != nil {
 				t.Fatal(err)
@@ -137,7 +138,7 @@ func TestImportTarFile(t *testing.T) {
 func TestImportErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := newStore(t)
+	s := storetest.NewStore(t)
 	if _, err := Import(ctx, s, t.TempDir(), "Bad Name", ocispec.ImageConfig{}); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("bad name: %v", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/builder-dev/builder/exporter"
 	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/store"
+	"github.com/builder-dev/builder/store/storetest"
 )
 
 // legacyImage is one image of a docker-save archive built by hand.
@@ -61,7 +62,7 @@ func legacyDockerArchive(t *testing.T, images ...legacyImage) (archive []byte, c
 			}
 			paths = append(paths, id+"/layer.tar")
 		}
-		cfg, err := json.Marshal(testConfig(img.layers...))
+		cfg, err := json.Marshal(storetest.Config(img.layers...))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +93,7 @@ func legacyDockerArchive(t *testing.T, images ...legacyImage) (archive []byte, c
 func checkLoaded(t *testing.T, s *store.Store, ref string, config digest.Digest, layers [][]byte) {
 	t.Helper()
 	ctx := context.Background()
-	d, m, cfg := loadImage(t, s, ref)
+	d, m, cfg := storetest.LoadImage(t, s, ref)
 	if m.Config.Digest != config || m.Config.MediaType != ocispec.MediaTypeImageConfig || m.MediaType != ocispec.MediaTypeImageManifest {
 		t.Errorf("%s: manifest %+v, want config %s", ref, m, config)
 	}
@@ -122,7 +123,7 @@ func checkLoaded(t *testing.T, s *store.Store, ref string, config digest.Digest,
 func TestLoadLegacyDockerArchive(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	bb := busyboxLayers(t)
+	bb := storetest.BusyboxLayers(t)
 	archive, configs := legacyDockerArchive(t,
 		legacyImage{tags: []string{"base/busybox:1"}, layers: bb[:1]},
 		legacyImage{tags: []string{"app:1", "docker.io/library/app:2"}, layers: bb},
@@ -135,7 +136,7 @@ func TestLoadLegacyDockerArchive(t *testing.T) {
 		{"gzip", testutil.Gzip(t, archive)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newStore(t)
+			s := storetest.NewStore(t)
 			names, err := Load(ctx, s, bytes.NewReader(tc.data))
 			if err != nil {
 				t.Fatal(err)
@@ -147,8 +148,8 @@ func TestLoadLegacyDockerArchive(t *testing.T) {
 			checkLoaded(t, s, "app:1", configs[1], bb)
 			checkLoaded(t, s, "app:2", configs[1], bb)
 			// The shared layer is stored once.
-			_, m1, _ := loadImage(t, s, "base/busybox:1")
-			_, m2, _ := loadImage(t, s, "app:1")
+			_, m1, _ := storetest.LoadImage(t, s, "base/busybox:1")
+			_, m2, _ := storetest.LoadImage(t, s, "app:1")
 			if m1.Layers[0].Digest != m2.Layers[0].Digest {
 				t.Error("shared layer stored twice")
 			}
@@ -162,21 +163,21 @@ func TestLoadLegacyDockerArchive(t *testing.T) {
 // TestLoadSkopeoDockerArchive loads what skopeo writes as a docker-archive.
 func TestLoadSkopeoDockerArchive(t *testing.T) {
 	t.Parallel()
-	skopeo := lookTool(t, "skopeo")
+	skopeo := testutil.LookTool(t, "skopeo")
 	ctx := context.Background()
-	src := newStore(t)
-	layers := busyboxLayers(t)
-	putImage(t, src, layers, "app")
-	_, _, cfg := loadImage(t, src, "app")
+	src := storetest.NewStore(t)
+	layers := storetest.BusyboxLayers(t)
+	storetest.PutImage(t, src, layers, "app")
+	_, _, cfg := storetest.LoadImage(t, src, "app")
 
 	archive := filepath.Join(t.TempDir(), "x.tar")
-	run(t, skopeo, "copy", "oci:"+src.Content().ContentDir()+":app:latest", "docker-archive:"+archive+":img/x:1")
+	testutil.Run(t, skopeo, "copy", "oci:"+src.Content().ContentDir()+":app:latest", "docker-archive:"+archive+":img/x:1")
 	f, err := os.Open(archive)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	s := newStore(t)
+	s := storetest.NewStore(t)
 	names, err := Load(ctx, s, f)
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +185,7 @@ func TestLoadSkopeoDockerArchive(t *testing.T) {
 	if !slices.Equal(names, []string{"img/x:1"}) {
 		t.Errorf("names = %v", names)
 	}
-	_, m, got := loadImage(t, s, "img/x:1")
+	_, m, got := storetest.LoadImage(t, s, "img/x:1")
 	if !slices.Equal(got.RootFS.DiffIDs, cfg.RootFS.DiffIDs) || !slices.Equal(got.Config.Env, cfg.Config.Env) {
 		t.Errorf("config = %+v", got)
 	}
@@ -194,10 +195,10 @@ func TestLoadSkopeoDockerArchive(t *testing.T) {
 func TestSaveLoadRoundTrip(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	src := newStore(t)
-	layers := busyboxLayers(t)
-	m := putImage(t, src, layers, "acceptance-diff/001-x", "reg:5000/x/y:t")
-	_, mf, _ := loadImage(t, src, "reg:5000/x/y:t")
+	src := storetest.NewStore(t)
+	layers := storetest.BusyboxLayers(t)
+	m := storetest.PutImage(t, src, layers, "acceptance-diff/001-x", "reg:5000/x/y:t")
+	_, mf, _ := storetest.LoadImage(t, src, "reg:5000/x/y:t")
 	for name, save := range map[string]func(context.Context, *store.Store, []string, io.Writer) error{
 		"docker": exporter.SaveDocker,
 		"oci":    exporter.SaveOCI,
@@ -207,7 +208,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			if err := save(ctx, src, []string{"acceptance-diff/001-x", "reg:5000/x/y:t"}, &buf); err != nil {
 				t.Fatal(err)
 			}
-			s := newStore(t)
+			s := storetest.NewStore(t)
 			names, err := Load(ctx, s, &buf)
 			if err != nil {
 				t.Fatal(err)
@@ -221,7 +222,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			}
 			if name == "oci" {
 				// Nothing to convert: the manifest keeps its digest.
-				if d, _, _ := loadImage(t, s, names[0]); d.Digest != m.Digest {
+				if d, _, _ := storetest.LoadImage(t, s, names[0]); d.Digest != m.Digest {
 					t.Errorf("manifest %s, saved %s", d.Digest, m.Digest)
 				}
 			}
@@ -234,23 +235,23 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 func TestSaveLoadUntaggedByID(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := newStore(t)
+	s := storetest.NewStore(t)
 	layer := testutil.Tar(t, testutil.TarEntry{Name: "a", Body: "a"})
-	m := putImage(t, s, [][]byte{layer})
-	_, mf, _ := loadImage(t, s, m.Digest.String())
+	m := storetest.PutImage(t, s, [][]byte{layer})
+	_, mf, _ := storetest.LoadImage(t, s, m.Digest.String())
 	id := mf.Config.Digest
 
 	var buf bytes.Buffer
 	if err := exporter.SaveDocker(ctx, s, []string{id.Encoded()[:12]}, &buf); err != nil {
 		t.Fatal(err)
 	}
-	files, _ := readTar(t, buf.Bytes())
+	files, _ := testutil.ReadTar(t, buf.Bytes())
 	var manifest []struct{ RepoTags []string }
 	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil || len(manifest) != 1 || len(manifest[0].RepoTags) != 0 {
 		t.Errorf("manifest.json = %s, %v", files["manifest.json"], err)
 	}
 	// Loaded back, it is known by its ID, untagged.
-	s2 := newStore(t)
+	s2 := storetest.NewStore(t)
 	names, err := Load(ctx, s2, &buf)
 	if err != nil {
 		t.Fatal(err)
@@ -286,8 +287,8 @@ func descOf(mt string, b []byte) ocispec.Descriptor {
 func TestLoadOCIConverts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	layers := busyboxLayers(t)
-	cfg, _ := json.Marshal(testConfig(layers...))
+	layers := storetest.BusyboxLayers(t)
+	cfg, _ := json.Marshal(storetest.Config(layers...))
 	man, _ := json.Marshal(map[string]any{
 		"schemaVersion": 2,
 		"mediaType":     store.MediaTypeDockerManifest,
@@ -317,7 +318,7 @@ func TestLoadOCIConverts(t *testing.T) {
 	archive := ociArchive(t, [][]byte{cfg, man, nested, testutil.Gzip(t, layers[0]), layers[1]},
 		ocispec.Index{Manifests: []ocispec.Descriptor{top, untagged}})
 
-	s := newStore(t)
+	s := storetest.NewStore(t)
 	names, err := Load(ctx, s, bytes.NewReader(archive))
 	if err != nil {
 		t.Fatal(err)
@@ -328,7 +329,7 @@ func TestLoadOCIConverts(t *testing.T) {
 	}
 	checkLoaded(t, s, "conv:1", id, layers)
 	// The gzip layer kept its bytes; the plain one was compressed.
-	_, m, _ := loadImage(t, s, "conv:1")
+	_, m, _ := storetest.LoadImage(t, s, "conv:1")
 	if m.Layers[0].Digest != digest.FromBytes(testutil.Gzip(t, layers[0])) {
 		t.Error("gzip layer was recompressed")
 	}
@@ -339,7 +340,7 @@ func TestLoadErrors(t *testing.T) {
 	ctx := context.Background()
 	layer := testutil.Tar(t, testutil.TarEntry{Name: "a", Body: "a"})
 	good, _ := legacyDockerArchive(t, legacyImage{tags: []string{"x"}, layers: [][]byte{layer}})
-	files, links := readTar(t, good)
+	files, links := testutil.ReadTar(t, good)
 	if len(links) != 0 {
 		t.Fatal("unexpected links")
 	}
@@ -378,7 +379,7 @@ func TestLoadErrors(t *testing.T) {
 		{"escaping link", rebuild(map[string]*string{layerPath: nil}, testutil.TarEntry{Name: layerPath, Type: tar.TypeSymlink, Mode: 0o777, Linkname: "../../../../etc/passwd"}), store.ErrNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newStore(t)
+			s := storetest.NewStore(t)
 			_, err := Load(ctx, s, bytes.NewReader(tc.data))
 			if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
 				t.Fatalf("Load = %v, want %v", err, tc.want)

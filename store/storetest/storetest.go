@@ -1,0 +1,112 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builder-dev/builder/internal/testutil"
+	"github.com/builder-dev/builder/store"
+)
+
+// NewStore opens a store on a temporary root.
+func NewStore(t testing.TB) *store.Store {
+	t.Helper()
+	s, err := store.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Created is the creation time of Config's images and history.
+var Created = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+
+// Config is an image config over layers (uncompressed tars).
+func Config(layers ...[]byte) ocispec.Image {
+	cfg := ocispec.Image{Created: &Created, Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}}
+	cfg.Config.Env = []string{"PATH=/bin"}
+	cfg.Config.Cmd = []string{"/bin/sh"}
+	cfg.RootFS.Type = "layers"
+	for _, l := range layers {
+		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, digest.FromBytes(l))
+		cfg.History = append(cfg.History, ocispec.History{Created: &Created, CreatedBy: "test"})
+	}
+	return cfg
+}
+
+// PutImage stores an image of layers (uncompressed tars, stored gzip)
+// with Config's config and tags it with names.
+func PutImage(t testing.TB, s *store.Store, layers [][]byte, names ...string) ocispec.Descriptor {
+	t.Helper()
+	ctx := context.Background()
+	var descs []ocispec.Descriptor
+	for _, l := range layers {
+		d, err := s.Content().Ingest(ctx, ocispec.MediaTypeImageLayerGzip, bytes.NewReader(testutil.Gzip(t, l)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		descs = append(descs, d)
+	}
+	m, _, err := s.Content().PutImage(ctx, Config(layers...), descs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if err := s.Content().Tag(ctx, n, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
+}
+
+// BusyboxLayers are the layers of a small busybox image: busybox-static's
+// root file system and a layer adding /etc/hello.
+func BusyboxLayers(t testing.TB) [][]byte {
+	return [][]byte{testutil.BusyboxLayer(t), testutil.Tar(t, testutil.TarEntry{Name: "etc/hello", Body: "hi\n"})}
+}
+
+// LoadImage reads the image ref back: its manifest descriptor, manifest
+// and config.
+func LoadImage(t testing.TB, s *store.Store, ref string) (ocispec.Descriptor, ocispec.Manifest, ocispec.Image) {
+	t.Helper()
+	ctx := context.Background()
+	d, err := s.Content().Resolve(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, cfg, err := s.Content().LoadImage(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, m, cfg
+}
+
+// ValidateLayout runs go-containerregistry's validator over the image m
+// of the OCI layout dir: digests, sizes and diff_ids all checked against
+// the blobs.
+func ValidateLayout(t testing.TB, dir string, m digest.Digest) {
+	t.Helper()
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := v1.NewHash(m.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := p.Image(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Image(img); err != nil {
+		t.Fatalf("validate %s: %v", m, err)
+	}
+}
