@@ -74,7 +74,7 @@ func (s source) get(name string, buf []byte) (int, error) {
 	return unix.Lgetxattr(s.path, name, buf)
 }
 
-func read(f file, keep func(string) bool) ([]Attr, error) {
+func read[F file](f F, keep func(string) bool) ([]Attr, error) {
 	names, err := names(f)
 	if err != nil {
 		return nil, err
@@ -96,27 +96,29 @@ func read(f file, keep func(string) bool) ([]Attr, error) {
 	return out, nil
 }
 
-func names(f file) ([]string, error) {
-	// Most files have no xattrs at all: ask with a buffer on the stack
-	// first, and allocate only for a list that is there.
-	var small [256]byte
-	for size := len(small); size <= MaxBuf; size *= 4 {
-		buf := small[:]
-		if size > len(small) {
-			buf = make([]byte, size)
-		}
+func names[F file](f F) ([]string, error) {
+	// Most files have no xattrs at all: ask for the list's size first,
+	// which needs no buffer, and allocate only for a list that is there.
+	size, err := f.list(nil)
+	switch {
+	case errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP):
+		return nil, nil
+	case errors.Is(err, unix.ERANGE):
+		size = 256 // no size to go by: grow from a small buffer
+	case err != nil:
+		return nil, &Error{Err: err}
+	case size == 0:
+		return nil, nil
+	}
+	// The list may grow between the calls: grow with it, up to MaxBuf.
+	for size = max(size, 256); size <= MaxBuf; size *= 4 {
+		buf := make([]byte, size)
 		n, err := f.list(buf)
 		if errors.Is(err, unix.ERANGE) {
 			continue
 		}
-		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
-			return nil, nil
-		}
 		if err != nil {
 			return nil, &Error{Err: err}
-		}
-		if n == 0 {
-			return nil, nil
 		}
 		var names []string
 		for _, b := range bytes.Split(buf[:n], []byte{0}) {
@@ -130,7 +132,7 @@ func names(f file) ([]string, error) {
 	return nil, &Error{Err: unix.ERANGE}
 }
 
-func value(f file, name string) ([]byte, error) {
+func value[F file](f F, name string) ([]byte, error) {
 	for size := 256; size <= MaxBuf; size *= 4 {
 		buf := make([]byte, size)
 		n, err := f.get(name, buf)
