@@ -73,6 +73,7 @@ fuzz:
 BENCH_ARGS ?=
 bench: deps build
 	bench/run.sh $(BENCH_ARGS)
+	bench/ci-cache.sh
 
 # bench-go runs the Go micro-benchmarks (bench/gobench and the packages' own).
 bench-go:
