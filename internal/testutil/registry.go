@@ -126,6 +126,7 @@ storage:
       enabled: false
 http:
   addr: %s
+  secret: builder-test
 `, r.Storage, r.host)
 	if opts.TLS {
 		cert, key, pool := r.writeCerts(dir)
