@@ -59,6 +59,9 @@ type pushImage struct {
 	desc     ocispec.Descriptor
 	manifest ocispec.Manifest
 	layers   []v1.Layer
+	// configFrom is a repository of the registry that has the config
+	// blob, nil if none is known.
+	configFrom name.Reference
 }
 
 func newPushImage(ctx context.Context, s *store.Store, desc ocispec.Descriptor, target name.Reference) (*pushImage, error) {
@@ -104,7 +107,7 @@ func newPushImage(ctx context.Context, s *store.Store, desc ocispec.Descriptor, 
 		return nil, err
 	}
 	mounts := mountSources(ctx, c, target)
-	img := &pushImage{Image: base, desc: desc, manifest: m}
+	img := &pushImage{Image: base, desc: desc, manifest: m, configFrom: mounts[m.Config.Digest]}
 	for _, l := range m.Layers {
 		cl, err := core.LayerByDigest(v1.Hash{Algorithm: l.Digest.Algorithm().String(), Hex: l.Digest.Encoded()})
 		if err != nil {
@@ -125,6 +128,16 @@ func newPushImage(ctx context.Context, s *store.Store, desc ocispec.Descriptor, 
 // Layers are the image's layers, as mountable ones where a source
 // repository is known: go-containerregistry mounts only those.
 func (i *pushImage) Layers() ([]v1.Layer, error) { return i.layers, nil }
+
+// ConfigLayer is the config blob, mountable where a source repository is
+// known (partial.ConfigLayer asks the image for it first).
+func (i *pushImage) ConfigLayer() (v1.Layer, error) {
+	l, err := partial.ConfigLayer(i.Image)
+	if err != nil || i.configFrom == nil {
+		return l, err
+	}
+	return &remote.MountableLayer{Layer: l, Reference: i.configFrom}, nil
+}
 
 // pushLayer is the blob a push sends for the stored layer l: l itself
 // when it is compressed; an uncompressed layer is compressed with gzip
@@ -166,7 +179,7 @@ func mountSources(ctx context.Context, c *store.Content, target name.Reference) 
 			r.Context().RepositoryStr() == target.Context().RepositoryStr() {
 			continue
 		}
-		for _, l := range im.Layers {
+		for _, l := range append([]ocispec.Descriptor{im.Config}, im.Layers...) {
 			if _, ok := out[l.Digest]; !ok {
 				out[l.Digest] = r
 			}

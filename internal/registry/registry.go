@@ -67,6 +67,17 @@ func (o *Options) Insecure(host string) bool {
 	if h == "localhost" || h == "127.0.0.1" || h == "::1" {
 		return true
 	}
+	return o.listedInsecure(host)
+}
+
+// listedInsecure reports whether the user listed host as insecure: only
+// then is a TLS certificate not checked. A loopback host may speak plain
+// HTTP, but one that speaks TLS must show a valid certificate.
+func (o *Options) listedInsecure(host string) bool {
+	h := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
+	}
 	return slices.ContainsFunc(o.InsecureRegistries, func(s string) bool {
 		s = strings.TrimPrefix(strings.TrimPrefix(s, "http://"), "https://")
 		return s == host || s == h
@@ -106,8 +117,8 @@ func (o *Options) Remote(ctx context.Context, reg name.Registry) ([]remote.Optio
 }
 
 // Transport is the HTTP transport for host (host[:port]): the CA files
-// trusted besides the system's; certificates not checked for an insecure
-// host (which also falls back to plain HTTP).
+// trusted besides the system's; certificates not checked for a host
+// listed as insecure.
 func (o *Options) Transport(host string) (http.RoundTripper, error) { return o.transport(host) }
 
 func (o *Options) transport(host string) (*http.Transport, error) {
@@ -128,7 +139,7 @@ func (o *Options) transport(host string) (*http.Transport, error) {
 		}
 		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	if o.Insecure(host) {
+	if o.listedInsecure(host) {
 		if t.TLSClientConfig == nil {
 			t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
