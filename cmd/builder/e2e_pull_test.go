@@ -87,6 +87,13 @@ func TestPullReferences(t *testing.T) {
 		}
 	})
 
+	t.Run("run pulls a missing image", func(t *testing.T) {
+		e := emptyRoot(t)
+		if out := e.runImage(appRef, "cat", "/p"); out != "pinned\n" {
+			t.Errorf("run of an image only in the registry printed %q", out)
+		}
+	})
+
 	t.Run("errors", func(t *testing.T) {
 		e := emptyRoot(t)
 		msg := e.fail("pull", host+"/refs/nothing:1")
