@@ -8,6 +8,10 @@ import (
 	"testing"
 
 	"github.com/builder-dev/builder/internal/testutil"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // TestPullReferences: the reference forms of pull and FROM against a
@@ -84,6 +88,38 @@ func TestPullReferences(t *testing.T) {
 		e.build(dir, "fromidx:1")
 		if reqs := reg.Requests()[mark:]; len(reqs) != 0 {
 			t.Errorf("a rebuild FROM a pulled index digest went to the registry:\n%s", reqs)
+		}
+	})
+
+	t.Run("docker schema2 image", func(t *testing.T) {
+		// Docker Hub's images are Docker schema2: kept as served, built
+		// on, saved and loaded like OCI ones.
+		ref := host + "/refs/docker:1"
+		br, _ := name.ParseReference(appRef, name.Insecure)
+		base, err := remote.Image(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := mutate.ConfigMediaType(mutate.MediaType(base, types.DockerManifestSchema2), types.DockerConfigJSON)
+		r, _ := name.ParseReference(ref, name.Insecure)
+		if err := remote.Write(r, img); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := img.Digest()
+		e := emptyRoot(t)
+		e.mustRun("pull", ref)
+		if got := e.platformOf(ref).Digest; got != want.String() {
+			t.Errorf("pulled %s, registry has %s", got, want)
+		}
+		e.build(e.context("FROM "+ref+"\nRUN cat /p > /q\n", map[string]string{}), "ondocker:1")
+		for _, format := range []string{"docker", "oci"} {
+			tar := filepath.Join(t.TempDir(), "x.tar")
+			e.mustRun("save", "--format", format, "-o", tar, ref, "ondocker:1")
+			l := emptyRoot(t)
+			l.mustRun("load", "-i", tar)
+			if out := l.runImage("ondocker:1", "cat", "/q"); out != "pinned\n" {
+				t.Errorf("%s archive: the loaded image runs with %q", format, out)
+			}
 		}
 	})
 
