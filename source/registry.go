@@ -106,6 +106,7 @@ func (p *Puller) pullFrom(ctx context.Context, st *store.Store, ref string, r na
 	c := st.Content()
 	mdesc, raw := desc.Descriptor, desc.Manifest
 	var index *v1.Descriptor
+	var indexRaw []byte
 	if mdesc.MediaType.IsIndex() {
 		idx, err := v1.ParseIndexManifest(bytes.NewReader(raw))
 		if err != nil {
@@ -115,10 +116,7 @@ func (p *Puller) pullFrom(ctx context.Context, st *store.Store, ref string, r na
 		if err != nil {
 			return Image{}, wrap(fmt.Errorf("index %s: %w", mdesc.Digest, err))
 		}
-		index = &mdesc
-		if _, err := c.Ingest(ctx, string(mdesc.MediaType), bytes.NewReader(raw)); err != nil {
-			return Image{}, err
-		}
+		index, indexRaw = &mdesc, raw
 		if raw, err = p.manifest(ctx, c, r, pick, opts); err != nil {
 			return Image{}, wrap(err)
 		}
@@ -141,6 +139,12 @@ func (p *Puller) pullFrom(ctx context.Context, st *store.Store, ref string, r na
 	}
 	if got.Digest != md.Digest {
 		return Image{}, wrap(digestMismatch(md.Digest, got.Digest))
+	}
+	if index != nil {
+		// Last, with the image: a failed pull leaves nothing behind.
+		if _, err := c.Ingest(ctx, string(index.MediaType), bytes.NewReader(indexRaw)); err != nil {
+			return Image{}, err
+		}
 	}
 	if err := c.AddManifest(ctx, md); err != nil {
 		return Image{}, err
@@ -216,7 +220,11 @@ func (p *Puller) fetchBlobs(ctx context.Context, c *store.Content, r name.Refere
 		}
 	}()
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, p.Registry.Jobs, 4))
+	jobs := p.Registry.Jobs
+	if jobs <= 0 {
+		jobs = 4
+	}
+	g.SetLimit(jobs)
 	seen := map[digest.Digest]bool{}
 	for i, l := range m.Layers {
 		if c.HasBlob(l.Digest) || seen[l.Digest] {

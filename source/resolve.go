@@ -55,7 +55,9 @@ func (r *Resolver) lookup(ctx context.Context, ref string) (Image, error) {
 	if r.Puller != nil {
 		platform = r.Puller.platform()
 	}
-	if !r.Pull || r.Puller == nil {
+	// A digest names the same image for ever: even Pull need not ask the
+	// registry again once the store has it.
+	if !r.Pull || r.Puller == nil || strings.Contains(ref, "@") {
 		img, err := lookupFor(ctx, r.Store, ref, platform)
 		if err == nil || r.Puller == nil || !errors.Is(err, store.ErrNotFound) || !pullable(ref) {
 			return img, err
