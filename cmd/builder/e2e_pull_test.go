@@ -158,6 +158,11 @@ func TestLoginLogoutConfig(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"auths":{"keep.example":{"auth":"eDp5"}},"psFormat":"table"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Without the CA the certificate is refused, unless the host is
+	// listed as insecure.
+	msg := h.fail("login", "-u", "bob", "-p", "pw", host)
+	wantIn(t, "login without the CA", msg, host, "certificate")
+	h.mustRun("--insecure-registry", host, "login", "-u", "bob", "-p", "pw", host)
 	h.mustRun("--registry-ca", reg.CAFile, "login", "-u", "bob", "-p", "pw", host)
 	b, _ := os.ReadFile(path)
 	var file struct {
@@ -178,7 +183,7 @@ func TestLoginLogoutConfig(t *testing.T) {
 	if strings.Contains(string(b), host) || !strings.Contains(string(b), "keep.example") || !strings.Contains(string(b), "psFormat") {
 		t.Errorf("config.json after logout:\n%s", b)
 	}
-	msg := h.fail("logout", host)
+	msg = h.fail("logout", host)
 	wantIn(t, "second logout", msg, host)
 
 	if err := os.WriteFile(path, []byte(`{"credsStore":"pass"}`), 0o600); err != nil {
