@@ -82,11 +82,11 @@ func pullable(ref string) bool {
 	return true
 }
 
-// lookupFor is Lookup, and for "name@sha256:<index digest>" the manifest
-// for platform of that index if the store holds it (a pull keeps the
-// index's blob for this).
+// lookupFor finds ref in the store, and for "name@sha256:<index digest>"
+// the manifest for platform of that index if the store holds it (a pull
+// keeps the index's blob for this).
 func lookupFor(ctx context.Context, st *store.Store, ref string, platform ocispec.Platform) (Image, error) {
-	img, err := Lookup(ctx, st, ref)
+	img, err := lookupStore(ctx, st, ref)
 	if err == nil || !errors.Is(err, store.ErrNotFound) {
 		return img, err
 	}
@@ -107,7 +107,7 @@ func lookupFor(ctx context.Context, st *store.Store, ref string, platform ocispe
 			continue
 		}
 		if st.Content().HasBlob(m.Digest) {
-			return Lookup(ctx, st, m.Digest.String())
+			return lookupStore(ctx, st, m.Digest.String())
 		}
 	}
 	return img, err
