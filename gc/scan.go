@@ -124,7 +124,6 @@ func (c *Collector) scan(ctx context.Context, skipDamaged bool) (*state, error) 
 	if err != nil {
 		return nil, fmt.Errorf("scan blobs: %w", err)
 	}
-	s.keepIndexes(ctx)
 	err = c.Snap.Walk(ctx, func(ch digest.Digest, damaged bool) error {
 		if damaged {
 			s.notDirs = append(s.notDirs, ch)
@@ -153,6 +152,7 @@ func (c *Collector) scan(ctx context.Context, skipDamaged bool) (*state, error) 
 			}
 		}
 	}
+	s.keepIndexes(ctx)
 	return s, nil
 }
 
