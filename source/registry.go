@@ -99,12 +99,11 @@ func (p *Puller) pullFrom(ctx context.Context, st *store.Store, ref string, r na
 		return Image{}, err
 	}
 	p.log("pulling %s", r)
-	desc, err := remote.Get(r, opts...)
+	c := st.Content()
+	mdesc, raw, err := p.top(ctx, c, r, opts)
 	if err != nil {
 		return Image{}, wrap(err)
 	}
-	c := st.Content()
-	mdesc, raw := desc.Descriptor, desc.Manifest
 	var index *v1.Descriptor
 	var indexRaw []byte
 	if mdesc.MediaType.IsIndex() {
@@ -159,6 +158,26 @@ func (p *Puller) pullFrom(ctx context.Context, st *store.Store, ref string, r na
 	}
 	p.log("%s: digest: %s", r, md.Digest)
 	return Lookup(ctx, st, md.Digest.String())
+}
+
+// top returns the descriptor and bytes of what r names, a manifest or an
+// index: a HEAD first, and the bytes from the store when it has that
+// digest (a --pull of an unchanged image downloads nothing more), else a
+// GET.
+func (p *Puller) top(ctx context.Context, c *store.Content, r name.Reference, opts []remote.Option) (v1.Descriptor, []byte, error) {
+	if head, err := remote.Head(r, opts...); err == nil {
+		dg := digest.Digest(head.Digest.String())
+		if c.HasBlob(dg) {
+			if b, err := c.ReadBlob(ctx, dg); err == nil {
+				return *head, b, nil
+			}
+		}
+	}
+	desc, err := remote.Get(r, opts...)
+	if err != nil {
+		return v1.Descriptor{}, nil, err
+	}
+	return desc.Descriptor, desc.Manifest, nil
 }
 
 // manifest returns the bytes of the manifest d of r's repository: from the
