@@ -142,8 +142,10 @@ func TestPullReferences(t *testing.T) {
 		e := emptyRoot(t)
 		msg := e.fail("pull", host+"/refs/nothing:1")
 		wantIn(t, "pull of a missing image", msg, host, "refs/nothing", "not found")
+		t.Logf("pull of a missing image: %s", msg)
 		msg = e.fail("build", e.context("FROM "+host+"/refs/nothing:1\n", map[string]string{}))
 		wantIn(t, "FROM a missing image", msg, host, "refs/nothing", "not found")
+		t.Logf("FROM a missing image: %s", msg)
 
 		msg = e.fail("pull", "127.0.0.1:1/refs/app:1")
 		wantIn(t, "pull from nothing", msg, "127.0.0.1:1", "refs/app", "unreachable")
@@ -169,7 +171,11 @@ func TestLoginLogoutConfig(t *testing.T) {
 	// Without the CA the certificate is refused, unless the host is
 	// listed as insecure.
 	msg := h.fail("login", "-u", "bob", "-p", "pw", host)
-	wantIn(t, "login without the CA", msg, host, "certificate")
+	wantIn(t, "login without the CA", msg, host, "certificate", "--registry-ca")
+	t.Logf("login without the CA: %s", msg)
+	msg = h.fail("--registry-ca", reg.CAFile, "login", "-u", "bob", "-p", "wrong", host)
+	wantIn(t, "login with a wrong password", msg, host, "refused")
+	t.Logf("login with a wrong password: %s", msg)
 	h.mustRun("--insecure-registry", host, "login", "-u", "bob", "-p", "pw", host)
 	h.mustRun("--registry-ca", reg.CAFile, "login", "-u", "bob", "-p", "pw", host)
 	b, _ := os.ReadFile(path)
