@@ -164,6 +164,13 @@ func (s *state) live() (map[digest.Digest]bool, map[digest.Digest]bool) {
 			chains[ch] = true
 		}
 	}
+	// A layer loaded uncompressed keeps the gzip made of it for a push or
+	// an OCI archive: smaller than the layer, and seconds to make again.
+	for diffID, gz := range s.gzipForms {
+		if blobs[diffID] {
+			blobs[gz] = true
+		}
+	}
 	return blobs, chains
 }
 

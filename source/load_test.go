@@ -88,9 +88,10 @@ func legacyDockerArchive(t *testing.T, images ...legacyImage) (archive []byte, c
 }
 
 // checkLoaded checks the stored image ref: its config is the archive's
-// (same ID), its layers are gzip blobs whose content matches the diff_ids,
-// and go-containerregistry validates it.
-func checkLoaded(t *testing.T, s *store.Store, ref string, config digest.Digest, layers [][]byte) {
+// (same ID), its layers are blobs in the forms given (as they came in the
+// archive: an uncompressed one's digest is its diff ID) whose content
+// matches the diff_ids, and the image validates.
+func checkLoaded(t *testing.T, s *store.Store, ref string, config digest.Digest, layers [][]byte, forms []store.Compression) {
 	t.Helper()
 	ctx := context.Background()
 	d, m, cfg := storetest.LoadImage(t, s, ref)
@@ -101,8 +102,11 @@ func checkLoaded(t *testing.T, s *store.Store, ref string, config digest.Digest,
 		t.Fatalf("%s: %d layers, %d diff_ids, want %d", ref, len(m.Layers), len(cfg.RootFS.DiffIDs), len(layers))
 	}
 	for i, l := range m.Layers {
-		if l.MediaType != ocispec.MediaTypeImageLayerGzip {
-			t.Errorf("%s layer %d: media type %s", ref, i, l.MediaType)
+		if l.MediaType != store.LayerMediaType(forms[i]) {
+			t.Errorf("%s layer %d: media type %s, want %s", ref, i, l.MediaType, store.LayerMediaType(forms[i]))
+		}
+		if forms[i] == store.Uncompressed && l.Digest != cfg.RootFS.DiffIDs[i] {
+			t.Errorf("%s layer %d: uncompressed blob %s, diff_id %s", ref, i, l.Digest, cfg.RootFS.DiffIDs[i])
 		}
 		rc, err := s.Content().OpenLayer(ctx, l.Digest)
 		if err != nil {
@@ -119,6 +123,9 @@ func checkLoaded(t *testing.T, s *store.Store, ref string, config digest.Digest,
 	}
 	validateStoreImage(t, s, d)
 }
+
+// plain is n layers kept uncompressed.
+func plain(n int) []store.Compression { return make([]store.Compression, n) }
 
 func TestLoadLegacyDockerArchive(t *testing.T) {
 	t.Parallel()
@@ -144,9 +151,10 @@ func TestLoadLegacyDockerArchive(t *testing.T) {
 			if !slices.Equal(names, []string{"base/busybox:1", "app:1", "app:2"}) {
 				t.Errorf("names = %v", names)
 			}
-			checkLoaded(t, s, "base/busybox:1", configs[0], bb[:1])
-			checkLoaded(t, s, "app:1", configs[1], bb)
-			checkLoaded(t, s, "app:2", configs[1], bb)
+			// A docker archive's layers are kept uncompressed.
+			checkLoaded(t, s, "base/busybox:1", configs[0], bb[:1], plain(1))
+			checkLoaded(t, s, "app:1", configs[1], bb, plain(2))
+			checkLoaded(t, s, "app:2", configs[1], bb, plain(2))
 			// The shared layer is stored once.
 			_, m1, _ := storetest.LoadImage(t, s, "base/busybox:1")
 			_, m2, _ := storetest.LoadImage(t, s, "app:1")
@@ -189,7 +197,7 @@ func TestLoadSkopeoDockerArchive(t *testing.T) {
 	if !slices.Equal(got.RootFS.DiffIDs, cfg.RootFS.DiffIDs) || !slices.Equal(got.Config.Env, cfg.Config.Env) {
 		t.Errorf("config = %+v", got)
 	}
-	checkLoaded(t, s, "img/x:1", m.Config.Digest, layers)
+	checkLoaded(t, s, "img/x:1", m.Config.Digest, layers, plain(len(layers)))
 }
 
 func TestSaveLoadRoundTrip(t *testing.T) {
@@ -217,8 +225,12 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			if !slices.Equal(names, []string{"acceptance-diff/001-x:latest", "reg:5000/x/y:t"}) {
 				t.Errorf("names = %v", names)
 			}
+			forms := plain(len(layers))
+			if name == "oci" {
+				forms = []store.Compression{store.Gzip, store.Gzip}
+			}
 			for _, n := range names {
-				checkLoaded(t, s, n, mf.Config.Digest, layers)
+				checkLoaded(t, s, n, mf.Config.Digest, layers, forms)
 			}
 			if name == "oci" {
 				// Nothing to convert: the manifest keeps its digest.
@@ -327,8 +339,8 @@ func TestLoadOCIConverts(t *testing.T) {
 	if !slices.Equal(names, []string{"conv:1", id.String()}) {
 		t.Errorf("names = %v", names)
 	}
-	checkLoaded(t, s, "conv:1", id, layers)
-	// The gzip layer kept its bytes; the plain one was compressed.
+	checkLoaded(t, s, "conv:1", id, layers, []store.Compression{store.Gzip, store.Uncompressed})
+	// Both layers kept their bytes.
 	_, m, _ := storetest.LoadImage(t, s, "conv:1")
 	if m.Layers[0].Digest != digest.FromBytes(testutil.Gzip(t, layers[0])) {
 		t.Error("gzip layer was recompressed")
