@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -242,6 +243,102 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	}
 }
 
+// A docker archive loads without compressing anything and saves back
+// without decompressing: the saved layers are the loaded bytes, the image
+// ID is the archive's, the layer sizes are counted, and neither writes a
+// blob the image does not hold.
+func TestLoadSaveDockerKeepsTars(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	layers := storetest.BusyboxLayers(t)
+	archive, configs := legacyDockerArchive(t, legacyImage{tags: []string{"app:1"}, layers: layers})
+	s := storetest.NewStore(t)
+	if _, err := Load(ctx, s, bytes.NewReader(archive)); err != nil {
+		t.Fatal(err)
+	}
+	checkLoaded(t, s, "app:1", configs[0], layers, plain(len(layers)))
+	_, m, cfg := storetest.LoadImage(t, s, "app:1")
+	infos, err := s.LayerInfos(ctx, []digest.Digest{m.Layers[0].Digest, m.Layers[1].Digest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range layers {
+		want, _ := store.CountTar(bytes.NewReader(l))
+		if got := infos[m.Layers[i].Digest]; got != want || got.TarSize != int64(len(l)) {
+			t.Errorf("layer %d: LayerInfo %+v, want %+v", i, got, want)
+		}
+	}
+	count := func() int {
+		n := 0
+		s.Content().Walk(ctx, func(digest.Digest, int64) error { n++; return nil })
+		return n
+	}
+	// manifest, config and the two layers
+	if n := count(); n != 4 {
+		t.Errorf("%d blobs after the load, want 4", n)
+	}
+	var buf bytes.Buffer
+	if err := exporter.SaveDocker(ctx, s, []string{"app:1"}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := testutil.ReadTar(t, buf.Bytes())
+	for i, l := range layers {
+		if got := files[cfg.RootFS.DiffIDs[i].Encoded()+".tar"]; !bytes.Equal(got, l) {
+			t.Errorf("saved layer %d differs from the loaded one", i)
+		}
+	}
+	if n := count(); n != 4 {
+		t.Errorf("%d blobs after the save, want 4", n)
+	}
+}
+
+// An OCI archive's layers are kept as they came, gzip, zstd or plain, and
+// so is its manifest when its media types say what the layers are; the
+// gzip layer is remembered as its layer's gzip form.
+func TestLoadOCIKeepsLayerForms(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	layers := [][]byte{
+		testutil.Tar(t, testutil.TarEntry{Name: "gz", Body: "gzip"}),
+		testutil.Tar(t, testutil.TarEntry{Name: "zst", Body: "zstd"}),
+		testutil.Tar(t, testutil.TarEntry{Name: "plain", Body: "plain"}),
+	}
+	zw, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := [][]byte{testutil.Gzip(t, layers[0]), zw.EncodeAll(layers[1], nil), layers[2]}
+	forms := []store.Compression{store.Gzip, store.Zstd, store.Uncompressed}
+	cfg, _ := json.Marshal(storetest.Config(layers...))
+	man := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: descOf(ocispec.MediaTypeImageConfig, cfg)}
+	for i, b := range blobs {
+		man.Layers = append(man.Layers, descOf(store.LayerMediaType(forms[i]), b))
+	}
+	mb, _ := json.Marshal(man)
+	top := descOf(ocispec.MediaTypeImageManifest, mb)
+	top.Annotations = map[string]string{ocispec.AnnotationRefName: "forms:1"}
+	archive := ociArchive(t, append([][]byte{cfg, mb}, blobs...), ocispec.Index{Manifests: []ocispec.Descriptor{top}})
+
+	s := storetest.NewStore(t)
+	if _, err := Load(ctx, s, bytes.NewReader(archive)); err != nil {
+		t.Fatal(err)
+	}
+	checkLoaded(t, s, "forms:1", digest.FromBytes(cfg), layers, forms)
+	d, m, _ := storetest.LoadImage(t, s, "forms:1")
+	if d.Digest != top.Digest {
+		t.Errorf("manifest %s, archive's %s", d.Digest, top.Digest)
+	}
+	for i, l := range m.Layers {
+		if l.Digest != digest.FromBytes(blobs[i]) {
+			t.Errorf("layer %d: blob %s is not the archive's", i, l.Digest)
+		}
+	}
+	gz, err := s.Content().GzipForms(ctx)
+	if err != nil || len(gz) != 1 || gz[digest.FromBytes(layers[0])] != m.Layers[0].Digest {
+		t.Errorf("GzipForms = %v, %v", gz, err)
+	}
+}
+
 // A docker archive of an image named by its ID carries it untagged, and
 // loads back known by its ID.
 func TestSaveLoadUntaggedByID(t *testing.T) {
@@ -295,7 +392,8 @@ func descOf(mt string, b []byte) ocispec.Descriptor {
 
 // TestLoadOCIConverts loads an OCI archive with Docker media types, an
 // uncompressed layer, a nested multi-platform index and containerd's name
-// annotation: everything is converted to what the store keeps.
+// annotation: the manifest is converted to OCI media types that say what
+// the layers are, the layers kept as they came.
 func TestLoadOCIConverts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -50,10 +50,26 @@ func Config(layers ...[]byte) ocispec.Image {
 // with Config's config and tags it with names.
 func PutImage(t testing.TB, s *store.Store, layers [][]byte, names ...string) ocispec.Descriptor {
 	t.Helper()
+	return putImage(t, s, store.Gzip, layers, names)
+}
+
+// PutUncompressedImage is PutImage with the layers stored uncompressed,
+// as a load of a docker archive keeps them.
+func PutUncompressedImage(t testing.TB, s *store.Store, layers [][]byte, names ...string) ocispec.Descriptor {
+	t.Helper()
+	return putImage(t, s, store.Uncompressed, layers, names)
+}
+
+func putImage(t testing.TB, s *store.Store, form store.Compression, layers [][]byte, names []string) ocispec.Descriptor {
+	t.Helper()
 	ctx := context.Background()
 	var descs []ocispec.Descriptor
 	for _, l := range layers {
-		d, err := s.Content().Ingest(ctx, ocispec.MediaTypeImageLayerGzip, bytes.NewReader(testutil.Gzip(t, l)))
+		b := l
+		if form == store.Gzip {
+			b = testutil.Gzip(t, l)
+		}
+		d, err := s.Content().Ingest(ctx, store.LayerMediaType(form), bytes.NewReader(b))
 		if err != nil {
 			t.Fatal(err)
 		}
