@@ -30,7 +30,8 @@ var epoch = time.Unix(0, 0)
 // io.containerd.image.name. Blobs are streamed from the store; layers go
 // out compressed, each gzipped once in the store if it came uncompressed
 // (see store.Content.CompressedImage), so an image loaded from a docker
-// archive has another manifest digest here, and the same ID.
+// archive has another manifest digest here, and the same ID. As it may
+// write to the store, its caller holds the build lock.
 func SaveOCI(ctx context.Context, s *store.Store, refs []string, w io.Writer) error {
 	targets, err := resolveRefs(ctx, s, refs)
 	if err != nil {

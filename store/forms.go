@@ -68,7 +68,10 @@ func LayerMediaType(c Compression) string {
 // it is gzip or zstd, else the gzip blob remembered for diffID, else one
 // made now from layer's blob (pgzip, the same bytes IngestLayer writes for
 // the same tar), committed and remembered, so it is made once. The
-// descriptor keeps layer's annotations.
+// descriptor keeps layer's annotations. Since it may write a blob, its
+// caller holds the build lock (Store.LockBuild), as for any write: the
+// blob is kept by what is remembered, which a prune must not come
+// between.
 func (s *Content) CompressedLayer(ctx context.Context, layer ocispec.Descriptor, diffID digest.Digest) (ocispec.Descriptor, error) {
 	if LayerCompression(layer.MediaType) != Uncompressed {
 		return layer, nil
