@@ -50,6 +50,9 @@ func TestPruneKeepsGzipFormWithItsLayer(t *testing.T) {
 	if exists(blobPath(f.st, gz.Digest)) {
 		t.Error("the gzip form outlived its layer")
 	}
+	if forms, err := f.st.Content().GzipForms(f.ctx); err != nil || len(forms) != 0 {
+		t.Errorf("GzipForms after the prune = %v, %v: names a removed blob", forms, err)
+	}
 
 	// The memory of the pair does not offer the removed blob.
 	desc, err = f.st.Content().Ingest(f.ctx, ocispec.MediaTypeImageLayer, bytes.NewReader(tarball))
@@ -94,6 +97,9 @@ func TestCheckGzipForm(t *testing.T) {
 	}
 	if exists(blobPath(f.st, gz.Digest)) || !exists(blobPath(f.st, desc.Digest)) || !exists(blobPath(f.st, m.Digest)) {
 		t.Error("repair removed the wrong blobs")
+	}
+	if forms, err := f.st.Content().GzipForms(f.ctx); err != nil || len(forms) != 0 {
+		t.Errorf("GzipForms after the repair = %v, %v: names a removed blob", forms, err)
 	}
 	again, err := f.st.Content().CompressedLayer(f.ctx, desc, desc.Digest)
 	if err != nil || again.Digest != gz.Digest {

@@ -86,6 +86,7 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 		delete(s.records, k)
 	}
 	liveBlobs, liveChains := s.live()
+	var removed []digest.Digest
 	for _, d := range sortedKeys(s.blobs) {
 		if liveBlobs[d] {
 			continue
@@ -96,9 +97,13 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 		if err := c.Store.Content().RemoveBlob(ctx, d); err != nil {
 			return rep, fmt.Errorf("prune: %w", err)
 		}
+		removed = append(removed, d)
 		rep.Blobs++
 		rep.Reclaimed += s.blobs[d]
 		crashpoint.Hit("gc.blob.removed")
+	}
+	if err := c.Store.Content().ForgetGzipForms(ctx, removed); err != nil {
+		return rep, fmt.Errorf("prune: %w", err)
 	}
 	for _, ch := range sortedKeys(s.dirs) {
 		if liveChains[ch] {

@@ -39,7 +39,8 @@
 // next output reuses it; OpenUncompressed (a docker archive) reads a
 // compressed layer's tar, decompressing on the way. Garbage collection
 // keeps a remembered gzip form as long as its uncompressed blob
-// (GzipForms).
+// (GzipForms) and forgets those it removes (ForgetGzipForms); what is
+// remembered is checked against the blobs present before it is used.
 //
 // Blobs are checked against their digests whenever they are read, not
 // only when written: OpenBlob, ReadJSON and OpenLayer hash what they give

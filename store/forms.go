@@ -171,6 +171,47 @@ func (s *Content) GzipForms(ctx context.Context) (map[digest.Digest]digest.Diges
 	return out, nil
 }
 
+// ForgetGzipForms drops what is remembered of the gzip blobs in removed,
+// which the caller removed (a prune, a repair), so that nothing
+// remembered names a blob that is gone. A caller killed before this
+// leaves entries that CompressedLayer finds stale and replaces.
+func (s *Content) ForgetGzipForms(ctx context.Context, removed []digest.Digest) error {
+	if len(removed) == 0 {
+		return nil
+	}
+	gone := make(map[digest.Digest]bool, len(removed))
+	for _, d := range removed {
+		gone[d] = true
+	}
+	err := s.db.Update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(gzipBucket)
+		if b == nil {
+			return nil
+		}
+		var drop [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			var d ocispec.Descriptor
+			if json.Unmarshal(v, &d) != nil || gone[d.Digest] {
+				drop = append(drop, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range drop {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("forget layers' gzip forms: %w", err)
+	}
+	return nil
+}
+
 // rememberLayer keeps what a committed layer blob's writer knew of it: its
 // LayerInfo, and for a gzip blob of known diff ID, that it is the layer's
 // gzip form. Nothing for a blob that is no layer.
