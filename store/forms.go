@@ -33,12 +33,9 @@ import (
 // checks.
 var gzipBucket = []byte("layergzip.v1")
 
-// Docker's layer media types, which manifests of docker archives and
-// registries use.
-const (
-	MediaTypeDockerLayer     = "application/vnd.docker.image.rootfs.diff.tar"
-	MediaTypeDockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-)
+// MediaTypeDockerLayerGzip is Docker's gzip layer, which a Docker
+// schema2 manifest lists.
+const MediaTypeDockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 // LayerCompression tells a layer blob's compression from its media type
 // (OCI's and Docker's, nondistributable ones included).
