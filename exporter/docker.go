@@ -217,7 +217,7 @@ func dockerImage(ctx context.Context, s *store.Store, manifest ocispec.Descripto
 	for i, l := range m.Layers {
 		diffID := cfg.RootFS.DiffIDs[i]
 		size := infos[l.Digest].TarSize
-		img.layers[diffID] = &dockerLayer{ctx: ctx, s: s, blob: l.Digest, diffID: diffID, size: size, image: shownAs}
+		img.layers[diffID] = &dockerLayer{ctx: ctx, s: s, layer: l, diffID: diffID, size: size, image: shownAs}
 		dm.Layers = append(dm.Layers, v1.Descriptor{MediaType: types.DockerUncompressedLayer, Size: size, Digest: diffID})
 	}
 	img.rawManifest, err = json.Marshal(dm)
@@ -255,11 +255,13 @@ func (i *dockerImg) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 	return nil, fmt.Errorf("layer %s: %w", h, store.ErrNotFound)
 }
 
-// dockerLayer is a store layer read uncompressed.
+// dockerLayer is a store layer read uncompressed: a layer loaded from a
+// docker archive is copied as it is, a compressed one decompressed on the
+// way (see store.Content.OpenUncompressed).
 type dockerLayer struct {
 	ctx    context.Context
 	s      *store.Store
-	blob   digest.Digest
+	layer  ocispec.Descriptor
 	diffID v1.Hash
 	size   int64
 	image  string // for errors
@@ -272,7 +274,7 @@ func (l *dockerLayer) Size() (int64, error)                { return l.size, nil 
 func (l *dockerLayer) MediaType() (types.MediaType, error) { return types.DockerUncompressedLayer, nil }
 
 func (l *dockerLayer) Compressed() (io.ReadCloser, error) {
-	rc, err := l.s.Content().OpenLayer(l.ctx, l.blob)
+	rc, err := l.s.Content().OpenUncompressed(l.ctx, l.layer, digest.Digest(l.diffID.String()))
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +294,7 @@ type errReader struct {
 func (e errReader) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
 	if err != nil && err != io.EOF {
-		err = fmt.Errorf("layer %s of image %s: %w", e.l.blob, e.l.image, err)
+		err = fmt.Errorf("layer %s of image %s: %w", e.l.layer.Digest, e.l.image, err)
 	}
 	return n, err
 }

@@ -27,7 +27,11 @@ var epoch = time.Unix(0, 0)
 // OCI image layout whose index.json lists each image, tagged ones annotated
 // with org.opencontainers.image.ref.name (the store's name, so
 // `skopeo copy oci-archive:x.tar:app:latest` finds it) and
-// io.containerd.image.name. Blobs are streamed from the store.
+// io.containerd.image.name. Blobs are streamed from the store; layers go
+// out compressed, each gzipped once in the store if it came uncompressed
+// (see store.Content.CompressedImage), so an image loaded from a docker
+// archive has another manifest digest here, and the same ID. As it may
+// write to the store, its caller holds the build lock.
 func SaveOCI(ctx context.Context, s *store.Store, refs []string, w io.Writer) error {
 	targets, err := resolveRefs(ctx, s, refs)
 	if err != nil {
@@ -47,11 +51,23 @@ func SaveOCI(ctx context.Context, s *store.Store, refs []string, w io.Writer) er
 	idx.SchemaVersion = 2
 	written := map[digest.Digest]bool{}
 	for _, t := range targets {
-		var m ocispec.Manifest
-		if err := s.Content().ReadJSON(ctx, t.manifest.Digest, &m); err != nil {
+		// Layers the store keeps uncompressed (loaded from a docker
+		// archive) go out gzip, under a manifest made for the archive.
+		md, raw, err := s.Content().CompressedImage(ctx, t.manifest)
+		if err != nil {
 			return fmt.Errorf("save oci archive: image %s: %w", t.shownAs(), err)
 		}
-		for _, d := range append([]ocispec.Descriptor{t.manifest, m.Config}, m.Layers...) {
+		var m ocispec.Manifest
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return fmt.Errorf("save oci archive: image %s: manifest %s: %w", t.shownAs(), md.Digest, err)
+		}
+		if !written[md.Digest] {
+			if err := writeFile(tw, blobName(md.Digest), raw); err != nil {
+				return fmt.Errorf("save oci archive: image %s: %w", t.shownAs(), err)
+			}
+			written[md.Digest] = true
+		}
+		for _, d := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
 			if written[d.Digest] {
 				continue
 			}
@@ -60,7 +76,7 @@ func SaveOCI(ctx context.Context, s *store.Store, refs []string, w io.Writer) er
 			}
 			written[d.Digest] = true
 		}
-		entry := ocispec.Descriptor{MediaType: t.manifest.MediaType, Digest: t.manifest.Digest, Size: t.manifest.Size}
+		entry := ocispec.Descriptor{MediaType: md.MediaType, Digest: md.Digest, Size: md.Size}
 		if t.name != "" {
 			entry.Annotations = map[string]string{
 				ocispec.AnnotationRefName: t.name,
@@ -102,8 +118,7 @@ func writeBlob(ctx context.Context, tw *tar.Writer, s *store.Store, d ocispec.De
 		return fmt.Errorf("write blob %s: %w", d.Digest, err)
 	}
 	defer rc.Close()
-	name := "blobs/" + d.Digest.Algorithm().String() + "/" + d.Digest.Encoded()
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: d.Size, ModTime: epoch}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: blobName(d.Digest), Mode: 0o644, Size: d.Size, ModTime: epoch}); err != nil {
 		return fmt.Errorf("write blob %s: %w", d.Digest, err)
 	}
 	// A blob longer than d.Size fails the tar writer, a shorter one the
@@ -112,4 +127,9 @@ func writeBlob(ctx context.Context, tw *tar.Writer, s *store.Store, d ocispec.De
 		return fmt.Errorf("write blob %s: %w", d.Digest, err)
 	}
 	return nil
+}
+
+// blobName is where an OCI layout keeps the blob d.
+func blobName(d digest.Digest) string {
+	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
 }

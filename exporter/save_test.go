@@ -179,3 +179,94 @@ func TestSaveErrors(t *testing.T) {
 		}
 	}
 }
+
+// An image whose layers the store keeps uncompressed (loaded from a docker
+// archive): a docker archive copies them as they are, writing nothing to
+// the store; an OCI archive has them gzip, made once: the second save
+// writes the same archive from the same blobs and compresses nothing.
+func TestSaveUncompressedLayers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := storetest.NewStore(t)
+	layers := storetest.BusyboxLayers(t)
+	m := storetest.PutUncompressedImage(t, s, layers, "plain:1")
+	_, mf, cfg := storetest.LoadImage(t, s, "plain:1")
+	blobs := func() map[digest.Digest]bool {
+		out := map[digest.Digest]bool{}
+		err := s.Content().Walk(ctx, func(d digest.Digest, _ int64) error { out[d] = true; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := blobs()
+
+	var docker bytes.Buffer
+	if err := SaveDocker(ctx, s, []string{"plain:1"}, &docker); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := testutil.ReadTar(t, docker.Bytes())
+	for i, l := range layers {
+		if got := files[cfg.RootFS.DiffIDs[i].Encoded()+".tar"]; !bytes.Equal(got, l) {
+			t.Errorf("docker archive layer %d: %d bytes, not the stored tar", i, len(got))
+		}
+	}
+	if got := blobs(); len(got) != len(before) {
+		t.Errorf("docker save wrote %d blobs", len(got)-len(before))
+	}
+
+	var first, second bytes.Buffer
+	if err := SaveOCI(ctx, s, []string{"plain:1"}, &first); err != nil {
+		t.Fatal(err)
+	}
+	made := blobs()
+	if len(made) != len(before)+len(layers) {
+		t.Fatalf("oci save made %d blobs, want one gzip form per layer", len(made)-len(before))
+	}
+	forms, err := s.Content().GzipForms(ctx)
+	if err != nil || len(forms) != len(layers) {
+		t.Fatalf("GzipForms = %v, %v", forms, err)
+	}
+	for _, d := range cfg.RootFS.DiffIDs {
+		if before[forms[d]] || !made[forms[d]] {
+			t.Errorf("no new gzip form remembered for %s", d)
+		}
+	}
+	if err := SaveOCI(ctx, s, []string{"plain:1"}, &second); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first.Bytes(), second.Bytes()) || len(blobs()) != len(made) {
+		t.Error("the second oci save differs or wrote blobs")
+	}
+
+	files, _ = testutil.ReadTar(t, first.Bytes())
+	var idx ocispec.Index
+	if err := json.Unmarshal(files["index.json"], &idx); err != nil || len(idx.Manifests) != 1 {
+		t.Fatalf("index.json = %s, %v", files["index.json"], err)
+	}
+	md := idx.Manifests[0]
+	var out ocispec.Manifest
+	if err := json.Unmarshal(files[blobPath(md.Digest)], &out); err != nil {
+		t.Fatal(err)
+	}
+	// The same image (ID), another manifest: its layers gzip.
+	if md.Digest == m.Digest || out.Config.Digest != mf.Config.Digest {
+		t.Errorf("manifest %s (store's %s), config %s (image's %s)", md.Digest, m.Digest, out.Config.Digest, mf.Config.Digest)
+	}
+	for i, l := range out.Layers {
+		if l.MediaType != ocispec.MediaTypeImageLayerGzip || l.Digest != forms[cfg.RootFS.DiffIDs[i]] {
+			t.Errorf("layer %d: %+v", i, l)
+		}
+	}
+	dir := t.TempDir()
+	for name, b := range files {
+		if err := mkdirWrite(filepath.Join(dir, filepath.FromSlash(name)), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	storetest.ValidateLayout(t, dir, md.Digest)
+	archive := testutil.WriteFile(t, t.TempDir(), "x.oci.tar", first.Bytes())
+	if got := skopeoConfig(t, "oci-archive:"+archive+":plain:1"); !slices.Equal(got.RootFS.DiffIDs, cfg.RootFS.DiffIDs) {
+		t.Errorf("skopeo: diff_ids %v", got.RootFS.DiffIDs)
+	}
+}

@@ -160,6 +160,7 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 			return dmg, fmt.Errorf("repair: %w", err)
 		}
 	}
+	var removed []digest.Digest
 	for _, b := range dmg.Blobs {
 		if b.Missing {
 			continue
@@ -167,6 +168,10 @@ func (c *Collector) Check(ctx context.Context, repair bool) (Damage, error) {
 		if err := c.Store.Content().RemoveBlob(ctx, b.Digest); err != nil {
 			return dmg, fmt.Errorf("repair: %w", err)
 		}
+		removed = append(removed, b.Digest)
+	}
+	if err := c.Store.Content().ForgetGzipForms(ctx, removed); err != nil {
+		return dmg, fmt.Errorf("repair: %w", err)
 	}
 	return dmg, nil
 }

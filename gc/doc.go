@@ -7,6 +7,9 @@
 //   - every image listed in content/index.json, tagged or not: its
 //     manifest, config and layer blobs, and the unpacked layers of its
 //     chain;
+//   - the gzip form of every live uncompressed layer blob, made once for
+//     a push or an OCI archive (store.Content.GzipForms; a prune or a
+//     repair then forgets the forms it removed);
 //   - every cache record that is kept: its layer blob and the unpacked
 //     layer(s) of its chain, when they can be told (see below).
 //

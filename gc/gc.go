@@ -86,6 +86,7 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 		delete(s.records, k)
 	}
 	liveBlobs, liveChains := s.live()
+	var removed []digest.Digest
 	for _, d := range sortedKeys(s.blobs) {
 		if liveBlobs[d] {
 			continue
@@ -96,9 +97,13 @@ func (c *Collector) Prune(ctx context.Context, opt PruneOptions) (PruneReport, e
 		if err := c.Store.Content().RemoveBlob(ctx, d); err != nil {
 			return rep, fmt.Errorf("prune: %w", err)
 		}
+		removed = append(removed, d)
 		rep.Blobs++
 		rep.Reclaimed += s.blobs[d]
 		crashpoint.Hit("gc.blob.removed")
+	}
+	if err := c.Store.Content().ForgetGzipForms(ctx, removed); err != nil {
+		return rep, fmt.Errorf("prune: %w", err)
 	}
 	for _, ch := range sortedKeys(s.dirs) {
 		if liveChains[ch] {
@@ -162,6 +167,13 @@ func (s *state) live() (map[digest.Digest]bool, map[digest.Digest]bool) {
 		blobs[r.Layer.Digest] = true
 		for _, ch := range s.chains(k) {
 			chains[ch] = true
+		}
+	}
+	// A layer loaded uncompressed keeps the gzip made of it for a push or
+	// an OCI archive: smaller than the layer, and seconds to make again.
+	for diffID, gz := range s.gzipForms {
+		if blobs[diffID] {
+			blobs[gz] = true
 		}
 	}
 	return blobs, chains

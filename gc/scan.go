@@ -85,6 +85,9 @@ type state struct {
 	layerUsers  map[digest.Digest][]*image   // layer blob -> images holding it
 	positions   map[digest.Digest][]position // layer blob -> where images hold it
 	roots       Roots
+	// gzipForms are the gzip blobs made for uncompressed layer blobs, by
+	// diff ID (the uncompressed blob's digest): live as long as it is.
+	gzipForms map[digest.Digest]digest.Digest
 
 	recChains map[digest.Digest][]digest.Digest // record key -> chains, memoized
 	dirSizes  map[digest.Digest]int64
@@ -123,6 +126,9 @@ func (c *Collector) scan(ctx context.Context, skipDamaged bool) (*state, error) 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("scan blobs: %w", err)
+	}
+	if s.gzipForms, err = c.Store.Content().GzipForms(ctx); err != nil {
+		return nil, err
 	}
 	err = c.Snap.Walk(ctx, func(ch digest.Digest, damaged bool) error {
 		if damaged {

@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/klauspost/pgzip"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -35,12 +34,13 @@ const annotationImageName = "io.containerd.image.name"
 // Load reads a docker-archive (manifest.json with RepoTags, as `docker save`
 // and `skopeo copy ... docker-archive:` write, legacy layer directories and
 // symlinked layers included) or an oci-archive (index.json), told apart by
-// content, possibly gzip-compressed as a whole. It stores the blobs, with
-// layers as gzip (compressing those that come uncompressed, and checking
-// every layer against its config diff_id), writes OCI manifests (an OCI
+// content, possibly gzip-compressed as a whole. It stores the blobs, each
+// layer as it came (a docker archive's tars uncompressed, gzip and zstd
+// as they are: nothing is compressed or decompressed into the store) once
+// checked against its config diff_id, writes OCI manifests (an OCI
 // manifest that needs no change keeps its bytes and digest), tags the
 // images and returns the names loaded; an image without a name is
-// returned as its ID (the config digest).
+// returned as its ID (the config digest), which is the archive's.
 //
 // Nothing reaches the store before the whole archive has been read and
 // checked: the archive is unpacked into a temporary directory of the
@@ -189,7 +189,7 @@ func (l *loader) planDocker(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			desc, _, err := l.storeLayer(ctx, f, diffIDs[i])
+			desc, err := l.storeLayer(ctx, f, diffIDs[i])
 			if err != nil {
 				return fmt.Errorf("layer %s: %w", lp, err)
 			}
@@ -278,8 +278,9 @@ func (l *loader) platformManifest(d ocispec.Descriptor, depth int) (ocispec.Desc
 }
 
 // planOCIImage stages the image of manifest md: as it is when it already
-// is what the store keeps (OCI media types, gzip layers), else to be
-// converted to an OCI manifest with gzip layers.
+// is what the store keeps (OCI media types that say each layer's
+// compression), else to be converted to an OCI manifest over the same
+// blobs.
 func (l *loader) planOCIImage(ctx context.Context, md ocispec.Descriptor) (plannedImage, error) {
 	rawManifest, err := l.readBlob(md)
 	if err != nil {
@@ -311,11 +312,12 @@ func (l *loader) planOCIImage(ctx context.Context, md ocispec.Descriptor) (plann
 		if f.digest != ld.Digest || f.size != ld.Size {
 			return plannedImage{}, fmt.Errorf("layer %s: blob does not match its descriptor: %w", ld.Digest, store.ErrInvalid)
 		}
-		desc, same, err := l.storeLayer(ctx, f, diffIDs[i])
+		desc, err := l.storeLayer(ctx, f, diffIDs[i])
 		if err != nil {
 			return plannedImage{}, fmt.Errorf("layer %s: %w", ld.Digest, err)
 		}
-		keep = keep && same && ld.MediaType == ocispec.MediaTypeImageLayerGzip
+		// Kept as it came, under the media type its content says.
+		keep = keep && desc.Digest == ld.Digest && ld.MediaType == desc.MediaType
 		im.layers = append(im.layers, desc)
 	}
 	cb, err := l.stage(ctx, ocispec.MediaTypeImageConfig, bytes.NewReader(rawConfig))
@@ -333,75 +335,53 @@ func (l *loader) planOCIImage(ctx context.Context, md ocispec.Descriptor) (plann
 	return im, nil
 }
 
-// storeLayer stages the spooled layer f as a gzip layer and checks that
-// its uncompressed digest is diffID. A gzip layer is staged as it is (same
-// reports so); another is compressed.
-func (l *loader) storeLayer(ctx context.Context, f spooled, diffID digest.Digest) (desc ocispec.Descriptor, same bool, err error) {
+// storeLayer stages the spooled layer f as it came (uncompressed, gzip or
+// zstd: see store's doc), after checking that its uncompressed digest is
+// diffID and counting its LayerInfo. The spooled file itself becomes the
+// blob (store.StageFile): a layer is never copied.
+func (l *loader) storeLayer(ctx context.Context, f spooled, diffID digest.Digest) (ocispec.Descriptor, error) {
 	if d, ok := l.layers[diffID]; ok {
-		return d, d.Digest == f.digest, nil
+		return d, nil
 	}
 	file, err := os.Open(f.path)
 	if err != nil {
-		return ocispec.Descriptor{}, false, err
+		return ocispec.Descriptor{}, err
 	}
 	defer file.Close()
 	c, br, err := store.DetectCompression(file)
 	if err != nil {
-		return ocispec.Descriptor{}, false, err
+		return ocispec.Descriptor{}, err
 	}
-	var b *store.StagedBlob
-	switch c {
-	case store.Uncompressed:
-		// The spool hashed the file: check before compressing.
+	var info store.LayerInfo
+	if c == store.Uncompressed {
+		// The spool hashed the file: the tar's digest is the blob's.
 		if f.digest != diffID {
-			return ocispec.Descriptor{}, false, diffIDMismatch(f.digest, diffID)
+			return ocispec.Descriptor{}, diffIDMismatch(f.digest, diffID)
 		}
-		b, _, err = l.s.Content().StageLayer(ctx, br)
-		if err == nil {
-			l.staged = append(l.staged, b)
-		}
-	case store.Gzip:
-		// Check the content first, then keep the blob as it came.
-		var info store.LayerInfo
-		if info, err = checkDiffID(ctx, br, diffID); err != nil {
-			return ocispec.Descriptor{}, false, err
-		}
-		if _, err := file.Seek(0, io.SeekStart); err != nil {
-			return ocispec.Descriptor{}, false, err
-		}
-		b, err = l.stage(ctx, ocispec.MediaTypeImageLayerGzip, file)
-		if err == nil {
-			b.Layer = &info
-		}
-		same = true
-	default:
-		var got digest.Digest
-		var rc io.ReadCloser
-		if rc, err = store.Decompress(br); err != nil {
-			return ocispec.Descriptor{}, false, err
-		}
-		b, got, err = l.s.Content().StageLayer(ctx, rc)
-		rc.Close()
-		if err == nil {
-			l.staged = append(l.staged, b)
-			if got != diffID {
-				err = diffIDMismatch(got, diffID)
-			}
-		}
+		info, err = store.CountTarFile(file)
+	} else {
+		info, err = checkDiffID(ctx, br, diffID)
 	}
 	if err != nil {
-		return ocispec.Descriptor{}, false, err
+		return ocispec.Descriptor{}, err
 	}
+	b, err := l.s.Content().StageFile(f.path, ocispec.Descriptor{MediaType: store.LayerMediaType(c), Digest: f.digest, Size: f.size})
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	l.staged = append(l.staged, b)
+	b.Layer = &info
+	b.DiffID = diffID
 	l.layers[diffID] = b.Desc
-	return b.Desc, same, nil
+	return b.Desc, nil
 }
 
-// checkDiffID reads the gzip stream r through, checks its uncompressed
-// digest and counts its LayerInfo.
+// checkDiffID reads the compressed layer stream r through, checks its
+// uncompressed digest and counts its LayerInfo.
 func checkDiffID(ctx context.Context, r io.Reader, diffID digest.Digest) (store.LayerInfo, error) {
-	zr, err := pgzip.NewReader(r)
+	zr, err := store.Decompress(r)
 	if err != nil {
-		return store.LayerInfo{}, fmt.Errorf("gunzip: %w", err)
+		return store.LayerInfo{}, err
 	}
 	defer zr.Close()
 	dg := digest.Canonical.Digester()

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -88,9 +89,10 @@ func legacyDockerArchive(t *testing.T, images ...legacyImage) (archive []byte, c
 }
 
 // checkLoaded checks the stored image ref: its config is the archive's
-// (same ID), its layers are gzip blobs whose content matches the diff_ids,
-// and go-containerregistry validates it.
-func checkLoaded(t *testing.T, s *store.Store, ref string, config digest.Digest, layers [][]byte) {
+// (same ID), its layers are blobs in the forms given (as they came in the
+// archive: an uncompressed one's digest is its diff ID) whose content
+// matches the diff_ids, and the image validates.
+func checkLoaded(t *testing.T, s *store.Store, ref string, config digest.Digest, layers [][]byte, forms []store.Compression) {
 	t.Helper()
 	ctx := context.Background()
 	d, m, cfg := storetest.LoadImage(t, s, ref)
@@ -101,8 +103,11 @@ func checkLoaded(t *testing.T, s *store.Store, ref string, config digest.Digest,
 		t.Fatalf("%s: %d layers, %d diff_ids, want %d", ref, len(m.Layers), len(cfg.RootFS.DiffIDs), len(layers))
 	}
 	for i, l := range m.Layers {
-		if l.MediaType != ocispec.MediaTypeImageLayerGzip {
-			t.Errorf("%s layer %d: media type %s", ref, i, l.MediaType)
+		if l.MediaType != store.LayerMediaType(forms[i]) {
+			t.Errorf("%s layer %d: media type %s, want %s", ref, i, l.MediaType, store.LayerMediaType(forms[i]))
+		}
+		if forms[i] == store.Uncompressed && l.Digest != cfg.RootFS.DiffIDs[i] {
+			t.Errorf("%s layer %d: uncompressed blob %s, diff_id %s", ref, i, l.Digest, cfg.RootFS.DiffIDs[i])
 		}
 		rc, err := s.Content().OpenLayer(ctx, l.Digest)
 		if err != nil {
@@ -119,6 +124,9 @@ func checkLoaded(t *testing.T, s *store.Store, ref string, config digest.Digest,
 	}
 	validateStoreImage(t, s, d)
 }
+
+// plain is n layers kept uncompressed.
+func plain(n int) []store.Compression { return make([]store.Compression, n) }
 
 func TestLoadLegacyDockerArchive(t *testing.T) {
 	t.Parallel()
@@ -144,9 +152,10 @@ func TestLoadLegacyDockerArchive(t *testing.T) {
 			if !slices.Equal(names, []string{"base/busybox:1", "app:1", "app:2"}) {
 				t.Errorf("names = %v", names)
 			}
-			checkLoaded(t, s, "base/busybox:1", configs[0], bb[:1])
-			checkLoaded(t, s, "app:1", configs[1], bb)
-			checkLoaded(t, s, "app:2", configs[1], bb)
+			// A docker archive's layers are kept uncompressed.
+			checkLoaded(t, s, "base/busybox:1", configs[0], bb[:1], plain(1))
+			checkLoaded(t, s, "app:1", configs[1], bb, plain(2))
+			checkLoaded(t, s, "app:2", configs[1], bb, plain(2))
 			// The shared layer is stored once.
 			_, m1, _ := storetest.LoadImage(t, s, "base/busybox:1")
 			_, m2, _ := storetest.LoadImage(t, s, "app:1")
@@ -189,7 +198,7 @@ func TestLoadSkopeoDockerArchive(t *testing.T) {
 	if !slices.Equal(got.RootFS.DiffIDs, cfg.RootFS.DiffIDs) || !slices.Equal(got.Config.Env, cfg.Config.Env) {
 		t.Errorf("config = %+v", got)
 	}
-	checkLoaded(t, s, "img/x:1", m.Config.Digest, layers)
+	checkLoaded(t, s, "img/x:1", m.Config.Digest, layers, plain(len(layers)))
 }
 
 func TestSaveLoadRoundTrip(t *testing.T) {
@@ -217,8 +226,12 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			if !slices.Equal(names, []string{"acceptance-diff/001-x:latest", "reg:5000/x/y:t"}) {
 				t.Errorf("names = %v", names)
 			}
+			forms := plain(len(layers))
+			if name == "oci" {
+				forms = []store.Compression{store.Gzip, store.Gzip}
+			}
 			for _, n := range names {
-				checkLoaded(t, s, n, mf.Config.Digest, layers)
+				checkLoaded(t, s, n, mf.Config.Digest, layers, forms)
 			}
 			if name == "oci" {
 				// Nothing to convert: the manifest keeps its digest.
@@ -227,6 +240,102 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A docker archive loads without compressing anything and saves back
+// without decompressing: the saved layers are the loaded bytes, the image
+// ID is the archive's, the layer sizes are counted, and neither writes a
+// blob the image does not hold.
+func TestLoadSaveDockerKeepsTars(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	layers := storetest.BusyboxLayers(t)
+	archive, configs := legacyDockerArchive(t, legacyImage{tags: []string{"app:1"}, layers: layers})
+	s := storetest.NewStore(t)
+	if _, err := Load(ctx, s, bytes.NewReader(archive)); err != nil {
+		t.Fatal(err)
+	}
+	checkLoaded(t, s, "app:1", configs[0], layers, plain(len(layers)))
+	_, m, cfg := storetest.LoadImage(t, s, "app:1")
+	infos, err := s.LayerInfos(ctx, []digest.Digest{m.Layers[0].Digest, m.Layers[1].Digest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range layers {
+		want, _ := store.CountTar(bytes.NewReader(l))
+		if got := infos[m.Layers[i].Digest]; got != want || got.TarSize != int64(len(l)) {
+			t.Errorf("layer %d: LayerInfo %+v, want %+v", i, got, want)
+		}
+	}
+	count := func() int {
+		n := 0
+		s.Content().Walk(ctx, func(digest.Digest, int64) error { n++; return nil })
+		return n
+	}
+	// manifest, config and the two layers
+	if n := count(); n != 4 {
+		t.Errorf("%d blobs after the load, want 4", n)
+	}
+	var buf bytes.Buffer
+	if err := exporter.SaveDocker(ctx, s, []string{"app:1"}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := testutil.ReadTar(t, buf.Bytes())
+	for i, l := range layers {
+		if got := files[cfg.RootFS.DiffIDs[i].Encoded()+".tar"]; !bytes.Equal(got, l) {
+			t.Errorf("saved layer %d differs from the loaded one", i)
+		}
+	}
+	if n := count(); n != 4 {
+		t.Errorf("%d blobs after the save, want 4", n)
+	}
+}
+
+// An OCI archive's layers are kept as they came, gzip, zstd or plain, and
+// so is its manifest when its media types say what the layers are; the
+// gzip layer is remembered as its layer's gzip form.
+func TestLoadOCIKeepsLayerForms(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	layers := [][]byte{
+		testutil.Tar(t, testutil.TarEntry{Name: "gz", Body: "gzip"}),
+		testutil.Tar(t, testutil.TarEntry{Name: "zst", Body: "zstd"}),
+		testutil.Tar(t, testutil.TarEntry{Name: "plain", Body: "plain"}),
+	}
+	zw, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := [][]byte{testutil.Gzip(t, layers[0]), zw.EncodeAll(layers[1], nil), layers[2]}
+	forms := []store.Compression{store.Gzip, store.Zstd, store.Uncompressed}
+	cfg, _ := json.Marshal(storetest.Config(layers...))
+	man := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: descOf(ocispec.MediaTypeImageConfig, cfg)}
+	for i, b := range blobs {
+		man.Layers = append(man.Layers, descOf(store.LayerMediaType(forms[i]), b))
+	}
+	mb, _ := json.Marshal(man)
+	top := descOf(ocispec.MediaTypeImageManifest, mb)
+	top.Annotations = map[string]string{ocispec.AnnotationRefName: "forms:1"}
+	archive := ociArchive(t, append([][]byte{cfg, mb}, blobs...), ocispec.Index{Manifests: []ocispec.Descriptor{top}})
+
+	s := storetest.NewStore(t)
+	if _, err := Load(ctx, s, bytes.NewReader(archive)); err != nil {
+		t.Fatal(err)
+	}
+	checkLoaded(t, s, "forms:1", digest.FromBytes(cfg), layers, forms)
+	d, m, _ := storetest.LoadImage(t, s, "forms:1")
+	if d.Digest != top.Digest {
+		t.Errorf("manifest %s, archive's %s", d.Digest, top.Digest)
+	}
+	for i, l := range m.Layers {
+		if l.Digest != digest.FromBytes(blobs[i]) {
+			t.Errorf("layer %d: blob %s is not the archive's", i, l.Digest)
+		}
+	}
+	gz, err := s.Content().GzipForms(ctx)
+	if err != nil || len(gz) != 1 || gz[digest.FromBytes(layers[0])] != m.Layers[0].Digest {
+		t.Errorf("GzipForms = %v, %v", gz, err)
 	}
 }
 
@@ -283,7 +392,8 @@ func descOf(mt string, b []byte) ocispec.Descriptor {
 
 // TestLoadOCIConverts loads an OCI archive with Docker media types, an
 // uncompressed layer, a nested multi-platform index and containerd's name
-// annotation: everything is converted to what the store keeps.
+// annotation: the manifest is converted to OCI media types that say what
+// the layers are, the layers kept as they came.
 func TestLoadOCIConverts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -327,8 +437,8 @@ func TestLoadOCIConverts(t *testing.T) {
 	if !slices.Equal(names, []string{"conv:1", id.String()}) {
 		t.Errorf("names = %v", names)
 	}
-	checkLoaded(t, s, "conv:1", id, layers)
-	// The gzip layer kept its bytes; the plain one was compressed.
+	checkLoaded(t, s, "conv:1", id, layers, []store.Compression{store.Gzip, store.Uncompressed})
+	// Both layers kept their bytes.
 	_, m, _ := storetest.LoadImage(t, s, "conv:1")
 	if m.Layers[0].Digest != digest.FromBytes(testutil.Gzip(t, layers[0])) {
 		t.Error("gzip layer was recompressed")

@@ -41,8 +41,12 @@ type StagedBlob struct {
 	// Layer, for a layer blob, is its content's LayerInfo, which Commit
 	// remembers.
 	Layer *LayerInfo
-	s     *Content
-	tmp   *os.File
+	// DiffID, for a gzip layer blob, is the digest of its uncompressed
+	// tar, under which Commit remembers the blob as the layer's gzip form
+	// (see CompressedLayer).
+	DiffID digest.Digest
+	s      *Content
+	tmp    *os.File
 	// named is set for a temporary file with a name in tmp/ (where the
 	// file system has no O_TMPFILE); see createTemp.
 	named bool
@@ -84,11 +88,41 @@ func (b *StagedBlob) Commit() error {
 		}
 		crashpoint.Hit("store.blob.committed")
 	}
-	if b.Layer != nil {
-		// Only sizes: lost, they are counted again from the blob.
-		_ = b.s.remember(context.Background(), map[digest.Digest]LayerInfo{b.Desc.Digest: *b.Layer})
-	}
+	// Only sizes and a form that can be made again: lost, they are
+	// counted (or compressed) again from the blob.
+	_ = b.s.rememberLayer(context.Background(), b.Desc, b.Layer, b.DiffID)
 	return nil
+}
+
+// StageFile stages the file at path, which must be in the store's tmp/
+// (where a load spools the archive it unpacks), as the blob desc, whose
+// digest and size the caller computed while it wrote the file: Commit
+// renames the file into place instead of copying it, and Discard removes
+// it. The file is the staged blob's from now on.
+func (s *Content) StageFile(path string, desc ocispec.Descriptor) (*StagedBlob, error) {
+	if rel, err := filepath.Rel(s.tmp, path); err != nil || !filepath.IsLocal(rel) {
+		// Elsewhere, the rename could cross file systems.
+		return nil, fmt.Errorf("stage %s: not in the store's %s: %w", path, s.tmp, ErrInvalid)
+	}
+	if err := desc.Digest.Validate(); err != nil {
+		return nil, fmt.Errorf("stage %s: digest %q: %w", path, desc.Digest, ErrInvalid)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("stage %s: %w", desc.Digest, err)
+	}
+	fi, err := f.Stat()
+	if err == nil && (!fi.Mode().IsRegular() || fi.Size() != desc.Size) {
+		err = fmt.Errorf("%s holds %d bytes, not %d: %w", path, fi.Size(), desc.Size, ErrInvalid)
+	}
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stage %s: %w", desc.Digest, err)
+	}
+	return &StagedBlob{Desc: desc, s: s, tmp: f, named: true}, nil
 }
 
 // Discard drops a staged blob.

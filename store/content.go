@@ -7,8 +7,10 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/builder-dev/builder/internal/crashpoint"
+	"github.com/builder-dev/builder/store/meta"
 )
 
 // Content is the store's content: the OCI image layout under content/
@@ -18,9 +20,13 @@ type Content struct {
 	dir  string // content/
 	tmp  string // the store's tmp/
 	lock string // index.lock
-	// remember keeps the LayerInfo of a layer blob once it is committed
-	// (the store's setLayerInfos, in meta.db).
-	remember func(context.Context, map[digest.Digest]LayerInfo) error
+	// db is meta.db without the fsync at commit (meta.File.Lazy): what
+	// the content remembers there of its layers (their LayerInfo, their
+	// gzip form) can be found again from the blobs.
+	db meta.DB
+	// compressing collapses concurrent CompressedLayer calls for one
+	// layer.
+	compressing singleflight.Group
 }
 
 // ContentDir is the OCI image layout directory.

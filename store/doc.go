@@ -28,9 +28,19 @@
 // accept as is; an image without a tag keeps one entry without the
 // annotation, like Docker's dangling images.
 //
-// Layers are kept as gzip blobs: IngestLayer compresses a tar into the
-// store (pgzip, reproducibly) and OpenLayer reads any layer blob back
-// uncompressed, whether gzip, zstd or plain.
+// Layers are kept in the form they came in: a docker archive's tars
+// uncompressed (their blobs' digests are their diff IDs), a registry's
+// gzip or zstd blobs as they are, built layers as gzip (IngestLayer
+// compresses a tar into the store, pgzip, reproducibly). OpenLayer reads
+// any layer blob back uncompressed, whether gzip, zstd or plain. An output
+// that needs the other form asks for it: CompressedLayer and
+// CompressedImage (a push, an OCI archive) gzip an uncompressed layer once
+// and remember the gzip blob in meta.db under the layer's diff ID, so the
+// next output reuses it; OpenUncompressed (a docker archive) reads a
+// compressed layer's tar, decompressing on the way. Garbage collection
+// keeps a remembered gzip form as long as its uncompressed blob
+// (GzipForms) and forgets those it removes (ForgetGzipForms); what is
+// remembered is checked against the blobs present before it is used.
 //
 // Blobs are checked against their digests whenever they are read, not
 // only when written: OpenBlob, ReadJSON and OpenLayer hash what they give

@@ -167,7 +167,8 @@ func (s *Content) IngestLayer(ctx context.Context, r io.Reader) (ocispec.Descrip
 // StageLayer is IngestLayer up to a staged blob, which the caller commits
 // (or discards). The stream must be a tar (ErrInvalid otherwise); its
 // content size is counted on the way and remembered when the blob is
-// committed (see LayerInfos).
+// committed (see LayerInfos), as is the blob as the layer's gzip form
+// (see CompressedLayer).
 func (s *Content) StageLayer(ctx context.Context, r io.Reader) (*StagedBlob, digest.Digest, error) {
 	pr, pw := io.Pipe()
 	diffID := digest.Canonical.Digester()
@@ -202,5 +203,6 @@ func (s *Content) StageLayer(ctx context.Context, r io.Reader) (*StagedBlob, dig
 		return nil, "", fmt.Errorf("ingest layer: %w", err)
 	}
 	b.Layer = &layerInfo
-	return b, diffID.Digest(), nil
+	b.DiffID = diffID.Digest()
+	return b, b.DiffID, nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strings"
 
@@ -212,26 +213,63 @@ func (s *Store) countLayer(ctx context.Context, d digest.Digest) (LayerInfo, err
 // setLayerInfos remembers the LayerInfo of layer blobs (see LayerInfos),
 // without an fsync: they can always be counted again from the blobs.
 func (s *Store) setLayerInfos(ctx context.Context, infos map[digest.Digest]LayerInfo) error {
-	err := s.meta.Lazy().Update(ctx, func(tx *bbolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(layersBucket)
-		if err != nil {
-			return err
-		}
-		for d, li := range infos {
-			v, err := json.Marshal(li)
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(d), v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err := s.meta.Lazy().Update(ctx, func(tx *bbolt.Tx) error { return putLayerInfos(tx, infos) })
 	if err != nil {
 		return fmt.Errorf("remember layer sizes: %w", err)
 	}
 	return nil
+}
+
+func putLayerInfos(tx *bbolt.Tx, infos map[digest.Digest]LayerInfo) error {
+	b, err := tx.CreateBucketIfNotExists(layersBucket)
+	if err != nil {
+		return err
+	}
+	for d, li := range infos {
+		v, err := json.Marshal(li)
+		if err != nil {
+			return err
+		}
+		if err := b.Put([]byte(d), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CountTarFile is CountTar of the uncompressed layer tar f, from its
+// start, reading only the entries' headers: their contents are seeked
+// over, and the bytes after the end-of-archive blocks are bounded as a
+// layer's stream is (see maxTrailing). The layer's content is not
+// checked against a digest: f is a file whose digest its writer took.
+func CountTarFile(f *os.File) (LayerInfo, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return LayerInfo{}, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return LayerInfo{}, err
+	}
+	li := LayerInfo{TarSize: fi.Size()}
+	if li.TarSize == 0 {
+		return li, fmt.Errorf("not a tar archive (empty): %w", ErrInvalid)
+	}
+	// archive/tar seeks over an entry's content when its reader can.
+	li.Size, err = contentSize(f)
+	if err != nil {
+		if !errors.Is(err, ErrInvalid) {
+			err = fmt.Errorf("not a tar archive (%v): %w", err, ErrInvalid)
+		}
+		return li, err
+	}
+	end, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return li, err
+	}
+	if li.TarSize-end > maxTrailing {
+		return li, fmt.Errorf("not a tar archive (more than %d bytes after the end of the archive): %w", maxTrailing, ErrInvalid)
+	}
+	return li, nil
 }
 
 // CountTar reads the uncompressed layer tar r to its end and returns its

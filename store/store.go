@@ -56,10 +56,9 @@ func Open(ctx context.Context, root string) (*Store, error) {
 	}
 	s := &Store{root: abs}
 	s.content = &Content{
-		dir:      filepath.Join(abs, "content"),
-		tmp:      s.TmpDir(),
-		lock:     filepath.Join(abs, "index.lock"),
-		remember: s.setLayerInfos,
+		dir:  filepath.Join(abs, "content"),
+		tmp:  s.TmpDir(),
+		lock: filepath.Join(abs, "index.lock"),
 	}
 	for _, d := range []string{
 		s.root,
@@ -77,6 +76,7 @@ func Open(ctx context.Context, root string) (*Store, error) {
 	if s.meta, err = meta.Open(ctx, filepath.Join(abs, "meta.db")); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", root, err)
 	}
+	s.content.db = s.meta.Lazy()
 	return s, nil
 }
 

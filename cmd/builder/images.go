@@ -321,6 +321,16 @@ func newSaveCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if format == "oci" {
+				// An OCI archive may write the gzip form of a layer
+				// kept uncompressed: a prune must wait until it is
+				// written and remembered.
+				lock, err := e.lockWrites(ctx)
+				if err != nil {
+					return err
+				}
+				defer lock.Release()
+			}
 			return exporter.WriteDest(out, func(w io.Writer) error {
 				if format == "oci" {
 					return exporter.SaveOCI(ctx, e.store, args, w)

@@ -3,6 +3,10 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -46,10 +50,26 @@ func Config(layers ...[]byte) ocispec.Image {
 // with Config's config and tags it with names.
 func PutImage(t testing.TB, s *store.Store, layers [][]byte, names ...string) ocispec.Descriptor {
 	t.Helper()
+	return putImage(t, s, store.Gzip, layers, names)
+}
+
+// PutUncompressedImage is PutImage with the layers stored uncompressed,
+// as a load of a docker archive keeps them.
+func PutUncompressedImage(t testing.TB, s *store.Store, layers [][]byte, names ...string) ocispec.Descriptor {
+	t.Helper()
+	return putImage(t, s, store.Uncompressed, layers, names)
+}
+
+func putImage(t testing.TB, s *store.Store, form store.Compression, layers [][]byte, names []string) ocispec.Descriptor {
+	t.Helper()
 	ctx := context.Background()
 	var descs []ocispec.Descriptor
 	for _, l := range layers {
-		d, err := s.Content().Ingest(ctx, ocispec.MediaTypeImageLayerGzip, bytes.NewReader(testutil.Gzip(t, l)))
+		b := l
+		if form == store.Gzip {
+			b = testutil.Gzip(t, l)
+		}
+		d, err := s.Content().Ingest(ctx, store.LayerMediaType(form), bytes.NewReader(b))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +111,9 @@ func LoadImage(t testing.TB, s *store.Store, ref string) (ocispec.Descriptor, oc
 
 // ValidateLayout runs go-containerregistry's validator over the image m
 // of the OCI layout dir: digests, sizes and diff_ids all checked against
-// the blobs.
+// the blobs. Its validator reads every layer as gzip, so an image with
+// uncompressed layers gets its structural checks (validate.Fast) and
+// CheckLayers instead.
 func ValidateLayout(t testing.TB, dir string, m digest.Digest) {
 	t.Helper()
 	p, err := layout.FromPath(dir)
@@ -106,7 +128,70 @@ func ValidateLayout(t testing.TB, dir string, m digest.Digest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := validate.Image(img); err != nil {
+	mf, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts []validate.Option
+	for _, l := range mf.Layers {
+		if store.LayerCompression(string(l.MediaType)) == store.Uncompressed {
+			opts = append(opts, validate.Fast)
+			CheckLayers(t, dir, m)
+			break
+		}
+	}
+	if err := validate.Image(img, opts...); err != nil {
 		t.Fatalf("validate %s: %v", m, err)
+	}
+}
+
+// CheckLayers checks every layer blob of the image m of the OCI layout
+// dir: its bytes match its descriptor (digest, size), its content's
+// compression is the one its media type says, and its uncompressed
+// content hashes to the config's diff ID.
+func CheckLayers(t testing.TB, dir string, m digest.Digest) {
+	t.Helper()
+	read := func(d digest.Digest) []byte {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if digest.FromBytes(b) != d {
+			t.Fatalf("blob %s does not match its digest", d)
+		}
+		return b
+	}
+	var mf ocispec.Manifest
+	var cfg ocispec.Image
+	if err := json.Unmarshal(read(m), &mf); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(read(mf.Config.Digest), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(mf.Layers) {
+		t.Fatalf("image %s: %d layers, %d diff_ids", m, len(mf.Layers), len(cfg.RootFS.DiffIDs))
+	}
+	for i, l := range mf.Layers {
+		b := read(l.Digest)
+		if int64(len(b)) != l.Size {
+			t.Errorf("image %s layer %d: %d bytes, descriptor says %d", m, i, len(b), l.Size)
+		}
+		c, _, err := store.DetectCompression(bytes.NewReader(b))
+		if err != nil || c != store.LayerCompression(l.MediaType) {
+			t.Errorf("image %s layer %d: media type %s for content compressed %v (%v)", m, i, l.MediaType, c, err)
+		}
+		rc, err := store.Decompress(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatalf("image %s layer %d: %v", m, i, err)
+		}
+		if digest.FromBytes(u) != cfg.RootFS.DiffIDs[i] {
+			t.Errorf("image %s layer %d: uncompressed content is not diff_id %s", m, i, cfg.RootFS.DiffIDs[i])
+		}
 	}
 }
