@@ -146,27 +146,12 @@ func (i *pushImage) ConfigLayer() (v1.Layer, error) {
 }
 
 // pushLayer is the blob a push sends for the stored layer l (of diff ID
-// diffID): l itself when it is compressed; an uncompressed layer is
-// compressed with gzip into the store first. With the layer forms of the
-// store (Content.CompressedLayer, which remembers the gzip form by diff
-// ID) this is that call.
+// diffID): l itself when it is compressed, else its gzip form, made once
+// and remembered by the store (Content.CompressedLayer).
 func pushLayer(ctx context.Context, c *store.Content, l ocispec.Descriptor, diffID digest.Digest) (ocispec.Descriptor, error) {
-	switch l.MediaType {
-	case ocispec.MediaTypeImageLayer, "application/vnd.docker.image.rootfs.diff.tar":
-	default:
-		return l, nil
-	}
-	rc, err := c.OpenLayer(ctx, l.Digest)
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	defer rc.Close()
-	desc, got, err := c.IngestLayer(ctx, rc)
+	desc, err := c.CompressedLayer(ctx, l, diffID)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("compress layer %s: %w", l.Digest, err)
-	}
-	if got != diffID {
-		return ocispec.Descriptor{}, fmt.Errorf("layer %s: uncompressed digest %s, config says diff_id %s: %w", l.Digest, got, diffID, store.ErrInvalid)
 	}
 	return desc, nil
 }

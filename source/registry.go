@@ -329,6 +329,7 @@ func (p *Puller) fetchLayer(ctx context.Context, c *store.Content, r name.Refere
 		return nil, fmt.Errorf("layer %s: %w", l.Digest, res.err)
 	}
 	b.Layer = &res.info
+	b.DiffID = diffID // a gzip layer is then also the layer's remembered gzip form
 	return b, nil
 }
 
