@@ -44,6 +44,8 @@ type buildOptions struct {
 	memory    string
 	// maxParallelism bounds the steps that run at once; 0: no bound.
 	maxParallelism int
+	cacheFrom      []string
+	cacheTo        []string
 }
 
 func newBuildCmd(g *globalOptions) *cobra.Command {
@@ -78,6 +80,8 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 	f.Int64Var(&o.pidsLimit, "pids-limit", runner.DefaultBuildPidsLimit, "limit the processes of each RUN step (0 or -1: unlimited)")
 	f.StringVarP(&o.memory, "memory", "m", "", "memory limit of each RUN step (e.g. 512m, 2g)")
 	f.IntVar(&o.maxParallelism, "max-parallelism", 0, "run at most N steps at once (0: no limit)")
+	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "import a build cache: type=registry,ref=REF | type=local,src=DIR | REF (repeatable)")
+	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export the build cache: type=registry,ref=REF | type=local,dest=DIR, with mode=min|max (repeatable)")
 	return cmd
 }
 
@@ -214,6 +218,10 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if o.maxParallelism < 0 {
 		return usageError{fmt.Errorf("invalid --max-parallelism %d: want 0 (no limit) or more", o.maxParallelism)}
 	}
+	bc, err := parseBuildCache(o.cacheFrom, o.cacheTo)
+	if err != nil {
+		return err
+	}
 	// Errors name the Dockerfile as the user typed it (Dockerfile,
 	// sub/Dockerfile), so it is found from the context path as typed.
 	typedContext := contextDir
@@ -266,16 +274,30 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err != nil {
 		return err
 	}
+	// The imported caches' manifests and configs only: their layers are
+	// fetched when the build reads them.
+	if err := bc.open(ctx, e.store, pr.Warn); err != nil {
+		return err
+	}
 	// RUN steps start their containers' inits one ahead.
 	pool := &runner.Pool{Resources: limits}
 	defer pool.Close()
-	res, err := e.solve(ctx, def, ops.Config{Runner: pool, ContextDir: contextDir, Ignore: ignore}, pr.Event,
-		solver.Options{Dockerfile: absFile, NoCache: o.noCache, Explain: o.explain, MaxParallelism: o.maxParallelism})
+	rep := &vertexReporter{rep: pr.Event}
+	res, err := e.solve(ctx, def, ops.Config{Runner: pool, ContextDir: contextDir, Ignore: ignore, Fetcher: bc.fetcher()}, rep.event,
+		solver.Options{Dockerfile: absFile, NoCache: o.noCache, Explain: o.explain, MaxParallelism: o.maxParallelism, Remote: bc.remote()})
 	if err != nil {
+		return err
+	}
+	if err := bc.fetchResult(ctx, res, rep); err != nil {
 		return err
 	}
 	manifest, config, err := exporter.StoreImage(ctx, e.store, res.Config, res.Layers, o.tags)
 	if err != nil {
+		return err
+	}
+	// After the image is stored: a cache that cannot be written fails the
+	// build (a CI job must notice) but keeps the image.
+	if err := bc.export(ctx, e.store, res, rep); err != nil {
 		return err
 	}
 	id := config.Digest.String()
