@@ -56,9 +56,10 @@ func Select(recs []cache.Record, diffIDs []digest.Digest, mode Mode) []cache.Rec
 }
 
 // Source is where an export finds a layer blob that neither the store nor
-// the destination has: the imported cache (an *Importer). Nil: none.
+// the destination has: the imported cache (an *Importer), whose blob is
+// copied across without being stored. Nil: none.
 type Source interface {
-	FetchBlob(ctx context.Context, d digest.Digest) error
+	OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error)
 	TarSize(d digest.Digest) (int64, bool)
 }
 
@@ -106,9 +107,7 @@ func Export(ctx context.Context, st *store.Store, dst Target, recs []cache.Recor
 	for _, l := range e.layers {
 		put(l, func() (io.ReadCloser, error) {
 			if !st.Content().HasBlob(l.Digest) && src != nil {
-				if err := src.FetchBlob(gctx, l.Digest); err != nil {
-					return nil, err
-				}
+				return src.OpenBlob(gctx, l.Digest)
 			}
 			return st.Content().OpenBlob(gctx, l.Digest)
 		})

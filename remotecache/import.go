@@ -167,6 +167,43 @@ func (im *Importer) FetchBlob(ctx context.Context, d digest.Digest) error {
 	return nil
 }
 
+// OpenBlob reads the layer blob d from the imported cache that has it,
+// checking its size and digest as it is read (the last Read fails on a
+// mismatch), without storing it: for an export of a record whose layer
+// this build never needed.
+func (im *Importer) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	src, ok := im.blobs[d]
+	if !ok {
+		return nil, fmt.Errorf("blob %s: %w: no imported cache has it", d, ErrNotFound)
+	}
+	rc, err := src.from.OpenBlob(ctx, src.desc)
+	if err != nil {
+		return nil, fmt.Errorf("read blob %s from cache %s: %w", d, src.from, err)
+	}
+	return &verifier{rc: rc, r: io.LimitReader(rc, src.desc.Size+1), want: src.desc, h: digest.Canonical.Digester()}, nil
+}
+
+// verifier checks a blob against its descriptor as it is read.
+type verifier struct {
+	rc   io.ReadCloser
+	r    io.Reader
+	want ocispec.Descriptor
+	h    digest.Digester
+	n    int64
+}
+
+func (v *verifier) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	v.h.Hash().Write(p[:n])
+	v.n += int64(n)
+	if err == io.EOF && (v.n != v.want.Size || v.h.Digest() != v.want.Digest) {
+		return n, fmt.Errorf("blob %s: got %d bytes of digest %s: %w", v.want.Digest, v.n, v.h.Digest(), ErrInvalid)
+	}
+	return n, err
+}
+
+func (v *verifier) Close() error { return v.rc.Close() }
+
 // EnsureBlobs fetches those of layers the store lacks: the result's image
 // must have all its blobs in the store before it is written.
 func (im *Importer) EnsureBlobs(ctx context.Context, layers []ocispec.Descriptor) error {

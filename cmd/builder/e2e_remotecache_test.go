@@ -1,0 +1,201 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// ciDockerfile has a stage the result does not contain (its layer is
+// exported with mode=max, and a fresh runner must never download it), a
+// RUN before the context copy and one after it.
+const ciDockerfile = `FROM base/busybox:1 AS tools
+RUN echo tool > /tool && echo build-only > /junk
+
+FROM base/busybox:1
+RUN echo one > /one
+COPY --from=tools /tool /tool
+COPY . /src
+RUN cat /src/app.txt > /out
+`
+
+// runnerB is a second, empty root with runner A's base image, loaded as a
+// CI runner would pull it.
+func (h *harness) runnerB(t *testing.T) *harness {
+	t.Helper()
+	tar := filepath.Join(t.TempDir(), "base.tar")
+	h.mustRun("save", "-o", tar, "base/busybox:1")
+	b := &harness{t: t, root: t.TempDir()}
+	b.mustRun("load", "-i", tar)
+	return b
+}
+
+// plainBuild builds with plain progress and returns the progress text.
+func (h *harness) plainBuild(dir, tag string, extra ...string) string {
+	h.t.Helper()
+	args := append([]string{"build", "--progress", "plain", "-t", tag}, extra...)
+	out, errOut, code := h.run(append(args, dir)...)
+	if code != 0 {
+		h.t.Fatalf("build: exit %d\n%s\n%s", code, out, errOut)
+	}
+	return errOut
+}
+
+// ranSteps returns the RUN steps the plain progress shows as run (DONE),
+// not CACHED.
+func ranSteps(t *testing.T, progress string) []string {
+	t.Helper()
+	names := map[string]string{}
+	var ran []string
+	for _, line := range strings.Split(progress, "\n") {
+		id, rest, ok := strings.Cut(line, " ")
+		if !ok || !strings.HasPrefix(id, "#") {
+			continue
+		}
+		if strings.HasPrefix(rest, "[") {
+			names[id] = rest
+		}
+		if strings.HasPrefix(rest, "DONE") && strings.Contains(names[id], "] RUN ") {
+			ran = append(ran, names[id])
+		}
+	}
+	return ran
+}
+
+func (h *harness) imageID(tag string) string {
+	h.t.Helper()
+	return h.inspect(tag).ID
+}
+
+// TestCICacheLocal is the CI scenario of issue 10 with a cache directory:
+// runner A builds and exports mode=max; runner B, a fresh root with the
+// base image, builds the same with --cache-from, runs no RUN step,
+// downloads only its result's layers and makes the same image; then one
+// context file changes and B reruns only what follows the copy.
+func TestCICacheLocal(t *testing.T) {
+	a := newHarness(t)
+	cacheDir := filepath.Join(t.TempDir(), "ci-cache")
+	dir := a.context(ciDockerfile, map[string]string{"app.txt": "v1"})
+
+	progA := a.plainBuild(dir, "app:1", "--cache-to", "type=local,dest="+cacheDir+",mode=max")
+	if ran := ranSteps(t, progA); len(ran) != 3 {
+		t.Fatalf("runner A ran %q, want the 3 RUN steps\n%s", ran, progA)
+	}
+	if !strings.Contains(progA, "exporting cache to "+cacheDir+" (mode=max)") {
+		t.Fatalf("no export in the progress:\n%s", progA)
+	}
+	idA := a.imageID("app:1")
+
+	// An unchanged cache exports again for the price of checks: nothing
+	// uploaded.
+	before := cacheManifest(t, cacheDir)
+	progA2 := a.plainBuild(dir, "app:1", "--cache-to", "type=local,dest="+cacheDir+",mode=max")
+	if !strings.Contains(progA2, "5 records, uploaded 0 blobs") || cacheManifest(t, cacheDir) != before {
+		t.Errorf("an unchanged export uploaded something:\n%s", progA2)
+	}
+
+	// The tools stage's layer is in the cache but not in the result.
+	toolLayer := cachedLayerOf(t, cacheDir, "RUN echo tool > /tool && echo build-only > /junk")
+
+	b := a.runnerB(t)
+	cache2 := filepath.Join(t.TempDir(), "ci-cache-2")
+	progB := b.plainBuild(dir, "app:1", "--cache-from", "type=local,src="+cacheDir, "--cache-to", "type=local,dest="+cache2+",mode=max")
+	if ran := ranSteps(t, progB); len(ran) != 0 {
+		t.Fatalf("runner B ran %q, want every step from the cache\n%s", ran, progB)
+	}
+	if n := strings.Count(progB, "CACHED"); n != 5 {
+		t.Errorf("runner B: %d CACHED steps, want 5\n%s", n, progB)
+	}
+	if idB := b.imageID("app:1"); idB != idA {
+		t.Fatalf("runner B's image %s, runner A's %s", idB, idA)
+	}
+	if b.hasBlob(toolLayer) {
+		t.Errorf("runner B downloaded the tools stage's layer %s, which its result does not contain", toolLayer)
+	}
+	// B's export is complete though B hit every step and never stored the
+	// tools layer: the same records give the very same cache.
+	if m1, m2 := cacheManifest(t, cacheDir), cacheManifest(t, cache2); m1 != m2 {
+		t.Errorf("runner B exported cache %s, runner A %s", m2, m1)
+	}
+	if _, err := os.Stat(blobPath(cache2, toolLayer)); err != nil {
+		t.Errorf("runner B's export lacks the tools layer: %v", err)
+	}
+	if !strings.Contains(progB, "fetched 4 layers") {
+		t.Errorf("runner B should fetch the result's 4 layers:\n%s", progB)
+	}
+	if got := b.runImage("app:1", "cat", "/out", "/tool"); got != "v1tool\n" {
+		t.Errorf("image from the cache runs to %q", got)
+	}
+
+	// One context file changes: the copy and the RUN after it run again,
+	// on the layers fetched before.
+	if err := os.WriteFile(filepath.Join(dir, "app.txt"), []byte("v2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	progB2 := b.plainBuild(dir, "app:2", "--cache-from", "type=local,src="+cacheDir)
+	if ran := ranSteps(t, progB2); len(ran) != 1 || !strings.Contains(ran[0], "RUN cat /src/app.txt") {
+		t.Fatalf("after the change runner B ran %q, want only the RUN after the copy\n%s", ran, progB2)
+	}
+	if got := b.runImage("app:2", "cat", "/out"); got != "v2" {
+		t.Errorf("rebuilt image's /out is %q", got)
+	}
+
+}
+
+// cacheManifest is the digest of the cache manifest in the layout dir.
+func cacheManifest(t *testing.T, dir string) digest.Digest {
+	t.Helper()
+	var idx ocispec.Index
+	readJSON(t, filepath.Join(dir, "index.json"), &idx)
+	if len(idx.Manifests) != 1 {
+		t.Fatalf("cache index lists %d manifests", len(idx.Manifests))
+	}
+	return idx.Manifests[0].Digest
+}
+
+// cachedLayerOf returns the layer the cache in dir records for the step
+// with text.
+func cachedLayerOf(t *testing.T, dir, text string) digest.Digest {
+	t.Helper()
+	var idx ocispec.Index
+	readJSON(t, filepath.Join(dir, "index.json"), &idx)
+	if len(idx.Manifests) != 1 {
+		t.Fatalf("cache index lists %d manifests", len(idx.Manifests))
+	}
+	var m ocispec.Manifest
+	readJSON(t, blobPath(dir, idx.Manifests[0].Digest), &m)
+	var cfg struct {
+		Records []struct {
+			Layer ocispec.Descriptor `json:"layer"`
+			Step  struct{ Text string } `json:"step"`
+		} `json:"records"`
+	}
+	readJSON(t, blobPath(dir, m.Config.Digest), &cfg)
+	for _, r := range cfg.Records {
+		if r.Step.Text == text {
+			return r.Layer.Digest
+		}
+	}
+	t.Fatalf("no cache record of %q", text)
+	return ""
+}
+
+func blobPath(dir string, d digest.Digest) string {
+	return filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded())
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
