@@ -125,10 +125,12 @@ type storeBlob struct {
 	open func() (io.ReadCloser, error)
 }
 
-func (b *storeBlob) Digest() (v1.Hash, error)            { return b.hash, nil }
-func (b *storeBlob) Compressed() (io.ReadCloser, error)  { return b.open() }
-func (b *storeBlob) Size() (int64, error)                { return b.desc.Size, nil }
-func (b *storeBlob) MediaType() (types.MediaType, error) { return types.MediaType(b.desc.MediaType), nil }
+func (b *storeBlob) Digest() (v1.Hash, error)           { return b.hash, nil }
+func (b *storeBlob) Compressed() (io.ReadCloser, error) { return b.open() }
+func (b *storeBlob) Size() (int64, error)               { return b.desc.Size, nil }
+func (b *storeBlob) MediaType() (types.MediaType, error) {
+	return types.MediaType(b.desc.MediaType), nil
+}
 
 // rawManifest is a cache manifest as ggcr's Put takes it.
 type rawManifest []byte

@@ -171,7 +171,7 @@ func cachedLayerOf(t *testing.T, dir, text string) digest.Digest {
 	readJSON(t, blobPath(dir, idx.Manifests[0].Digest), &m)
 	var cfg struct {
 		Records []struct {
-			Layer ocispec.Descriptor `json:"layer"`
+			Layer ocispec.Descriptor    `json:"layer"`
 			Step  struct{ Text string } `json:"step"`
 		} `json:"records"`
 	}
