@@ -15,45 +15,64 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builder-dev/builder/internal/registry"
 )
 
-// Registry is a cache kept under a tag of a registry repository.
+// Registry is a cache kept under a tag of a registry repository, reached
+// with the transport options every registry command uses (auth from the
+// docker keychain, plain HTTP for loopback and --insecure-registry hosts,
+// --registry-ca, retries).
 type Registry struct {
 	ref  name.Tag
-	opts []remote.Option
+	opts *registry.Options
 }
 
 var _ Target = (*Registry)(nil)
 
-// NewRegistry returns the cache at ref (a tag; "latest" when it has none),
-// reached with opts (auth, transport); ggcr's default for names is kept,
-// so plain HTTP only for localhost and 127.0.0.1 unless nameOpts say more.
-func NewRegistry(ref string, nameOpts []name.Option, opts ...remote.Option) (*Registry, error) {
-	t, err := name.NewTag(ref, nameOpts...)
+// NewRegistry returns the cache at ref, a tag ("latest" when it names
+// none), parsed as docker does.
+func NewRegistry(ref string, opts *registry.Options) (*Registry, error) {
+	if opts == nil {
+		opts = &registry.Options{}
+	}
+	r, err := opts.ParseReference(ref)
 	if err != nil {
-		return nil, fmt.Errorf("cache reference %q: %w", ref, err)
+		return nil, fmt.Errorf("cache reference: %w", err)
+	}
+	t, ok := r.(name.Tag)
+	if !ok {
+		return nil, fmt.Errorf("cache reference %q: a tag, not a digest: an export moves it", ref)
 	}
 	return &Registry{ref: t, opts: opts}, nil
 }
 
 func (r *Registry) String() string { return r.ref.String() }
 
-func (r *Registry) options(ctx context.Context) []remote.Option {
-	return append([]remote.Option{remote.WithContext(ctx)}, r.opts...)
+func (r *Registry) options(ctx context.Context) ([]remote.Option, error) {
+	o, err := r.opts.Remote(ctx, r.ref.Context().Registry)
+	if err != nil {
+		return nil, r.wrap("cache", err)
+	}
+	return o, nil
 }
 
-// where names the registry in errors.
-func (r *Registry) where() string {
-	return fmt.Sprintf("%s (registry %s)", r.ref, r.ref.RegistryStr())
+// wrap names the reference and the registry in err.
+func (r *Registry) wrap(op string, err error) error {
+	return registry.Wrap(op, r.ref.String(), r.ref.RegistryStr(), err)
 }
 
 func (r *Registry) Manifest(ctx context.Context) ([]byte, error) {
-	d, err := remote.Get(r.ref, r.options(ctx)...)
+	opts, err := r.options(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, err := remote.Get(r.ref, opts...)
 	if err != nil {
 		if isNotFound(err) {
-			return nil, fmt.Errorf("cache %s: %w", r.where(), ErrNotFound)
+			return nil, fmt.Errorf("%w: %w", ErrNotFound, r.wrap("read cache manifest", err))
 		}
-		return nil, fmt.Errorf("read cache manifest %s: %w", r.where(), err)
+		return nil, r.wrap("read cache manifest", err)
 	}
 	return d.Manifest, nil
 }
@@ -64,9 +83,13 @@ func isNotFound(err error) bool {
 }
 
 func (r *Registry) blob(ctx context.Context, d ocispec.Descriptor) (v1.Layer, error) {
-	l, err := remote.Layer(r.ref.Context().Digest(d.Digest.String()), r.options(ctx)...)
+	opts, err := r.options(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("blob %s of %s: %w", d.Digest, r.where(), err)
+		return nil, err
+	}
+	l, err := remote.Layer(r.ref.Context().Digest(d.Digest.String()), opts...)
+	if err != nil {
+		return nil, r.wrap("blob "+d.Digest.String()+" of cache", err)
 	}
 	return l, nil
 }
@@ -78,7 +101,7 @@ func (r *Registry) HasBlob(ctx context.Context, d ocispec.Descriptor) (bool, err
 	}
 	ok, err := partial.Exists(l)
 	if err != nil {
-		return false, fmt.Errorf("check blob %s in %s: %w", d.Digest, r.where(), err)
+		return false, r.wrap("check blob "+d.Digest.String()+" of cache", err)
 	}
 	return ok, nil
 }
@@ -91,7 +114,7 @@ func (r *Registry) OpenBlob(ctx context.Context, d ocispec.Descriptor) (io.ReadC
 	}
 	rc, err := l.Compressed()
 	if err != nil {
-		return nil, fmt.Errorf("fetch blob %s from %s: %w", d.Digest, r.where(), err)
+		return nil, r.wrap("fetch blob "+d.Digest.String()+" of cache", err)
 	}
 	return rc, nil
 }
@@ -105,15 +128,23 @@ func (r *Registry) WriteBlob(ctx context.Context, d ocispec.Descriptor, open fun
 	if err != nil {
 		return err
 	}
-	if err := remote.WriteLayer(r.ref.Context(), l, r.options(ctx)...); err != nil {
-		return fmt.Errorf("upload blob %s to %s: %w", d.Digest, r.where(), err)
+	opts, err := r.options(ctx)
+	if err != nil {
+		return err
+	}
+	if err := remote.WriteLayer(r.ref.Context(), l, opts...); err != nil {
+		return r.wrap("upload blob "+d.Digest.String()+" of cache", err)
 	}
 	return nil
 }
 
 func (r *Registry) WriteManifest(ctx context.Context, raw []byte, d ocispec.Descriptor) error {
-	if err := remote.Put(r.ref, rawManifest(raw), r.options(ctx)...); err != nil {
-		return fmt.Errorf("write cache manifest %s: %w", r.where(), err)
+	opts, err := r.options(ctx)
+	if err != nil {
+		return err
+	}
+	if err := remote.Put(r.ref, rawManifest(raw), opts...); err != nil {
+		return r.wrap("write cache manifest", err)
 	}
 	return nil
 }

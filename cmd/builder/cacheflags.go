@@ -8,9 +8,8 @@ import (
 	"time"
 
 	units "github.com/docker/go-units"
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/builder-dev/builder/internal/registry"
 	"github.com/builder-dev/builder/remotecache"
 	"github.com/builder-dev/builder/solver"
 	"github.com/builder-dev/builder/solver/ops"
@@ -77,12 +76,12 @@ func parseCacheSpecs(list []string, flag string, export bool) ([]cacheSpec, erro
 	return out, nil
 }
 
-// target opens the cache c names.
-func (c cacheSpec) target() (remotecache.Target, error) {
+// target opens the cache c names; opts reach a registry.
+func (c cacheSpec) target(opts *registry.Options) (remotecache.Target, error) {
 	if c.typ == "local" {
 		return remotecache.NewLocal(c.dir), nil
 	}
-	t, err := remotecache.NewRegistry(c.ref, nil, remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	t, err := remotecache.NewRegistry(c.ref, opts)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -92,12 +91,13 @@ func (c cacheSpec) target() (remotecache.Target, error) {
 // buildCache is a build's --cache-from and --cache-to.
 type buildCache struct {
 	from, to []cacheSpec
+	opts     *registry.Options
 	imported *remotecache.Importer // nil without --cache-from
 	sources  []remotecache.Target
 }
 
-func parseBuildCache(from, to []string) (*buildCache, error) {
-	bc := &buildCache{}
+func parseBuildCache(from, to []string, opts *registry.Options) (*buildCache, error) {
+	bc := &buildCache{opts: opts}
 	var err error
 	if bc.from, err = parseCacheSpecs(from, "--cache-from", false); err != nil {
 		return nil, err
@@ -106,7 +106,7 @@ func parseBuildCache(from, to []string) (*buildCache, error) {
 		return nil, err
 	}
 	for _, c := range bc.from {
-		t, err := c.target()
+		t, err := c.target(opts)
 		if err != nil {
 			return nil, err
 		}
@@ -167,7 +167,7 @@ func (bc *buildCache) export(ctx context.Context, st *store.Store, res *solver.R
 		src = bc.imported
 	}
 	for _, c := range bc.to {
-		t, err := c.target()
+		t, err := c.target(bc.opts)
 		if err != nil {
 			return err
 		}

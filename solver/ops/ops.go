@@ -42,6 +42,9 @@ type Config struct {
 	ContextDir string
 	// Ignore is the .dockerignore patterns of the context.
 	Ignore []string
+	// Images finds the images FROM and COPY --from name (pulling them
+	// when missing); nil looks in the store only.
+	Images *source.Resolver
 	// Fetcher, when set, brings into the store a layer blob it lacks
 	// before a step reads it: the layers of records from an imported
 	// cache are downloaded only then (see solver.RemoteCache).
@@ -110,9 +113,13 @@ func (r *Resolver) openStat(ctx context.Context) {
 	})
 }
 
-// ResolveImage looks an image up in the store.
+// ResolveImage looks an image up through Config.Images, else in the store.
 func (r *Resolver) ResolveImage(ctx context.Context, ref string) (solver.Chain, error) {
-	img, err := source.Lookup(ctx, r.cfg.Store, ref)
+	images := r.cfg.Images
+	if images == nil {
+		images = &source.Resolver{Store: r.cfg.Store}
+	}
+	img, err := images.Lookup(ctx, ref)
 	if err != nil {
 		return solver.Chain{}, err
 	}
