@@ -317,11 +317,6 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err != nil {
 		return err
 	}
-	// After the image is stored: a cache that cannot be written fails the
-	// build (a CI job must notice) but keeps the image.
-	if err := bc.export(ctx, e.store, res, rep); err != nil {
-		return err
-	}
 	id := config.Digest.String()
 	if o.iidfile != "" {
 		if err := os.WriteFile(o.iidfile, []byte(id), 0o644); err != nil {
@@ -350,6 +345,13 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 		if err := exporter.Export(ctx, e.store, exporter.Built{Manifest: manifest, Layers: res.Layers, Tags: o.tags}, out); err != nil {
 			return err
 		}
+	}
+	// After the image is stored and pushed: the layers a push uploaded to
+	// the cache's repository are not uploaded again (the export asks
+	// first). A cache that cannot be written fails the build (a CI job
+	// must notice) but keeps the image.
+	if err := bc.export(ctx, e.store, res, rep); err != nil {
+		return err
 	}
 	if err := writeMetadata(o.metadataFile, meta); err != nil {
 		return err

@@ -7,8 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/builder-dev/builder/internal/testutil"
+	"github.com/builder-dev/builder/remotecache"
 )
 
 // ciDockerfile has a stage the result does not contain (its layer is
@@ -198,4 +203,147 @@ func readJSON(t *testing.T, path string, v any) {
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
+}
+
+// TestCICacheRegistry is the CI scenario of issue 10 through a registry:
+// the base image is in the registry; runner A, a fresh root, builds, pushes
+// and exports its cache (mode=max) to the app's repository; runner B,
+// another fresh root, builds the same with --cache-from REF (buildx's bare
+// form), runs no RUN step, downloads no layer its result lacks and makes
+// the image A pushed; a changed context file reruns only what follows it.
+func TestCICacheRegistry(t *testing.T) {
+	requiresRegistryCLI(t)
+	registryEnv(t)
+	seed := newHarness(t)
+	reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	host := reg.Host()
+	baseRef := host + "/ci/base:1"
+	seed.mustRun("tag", "base/busybox:1", baseRef)
+	seed.mustRun("push", baseRef)
+
+	dir := seed.context(strings.ReplaceAll(ciDockerfile, "base/busybox:1", baseRef), map[string]string{"app.txt": "v1"})
+	appRef, cacheRef := host+"/ci/app:1", host+"/ci/app:buildcache"
+
+	a := emptyRoot(t)
+	progA := a.plainBuild(dir, appRef, "--push", "--cache-to", "type=registry,ref="+cacheRef+",mode=max")
+	if ran := ranSteps(t, progA); len(ran) != 3 {
+		t.Fatalf("runner A ran %q, want the 3 RUN steps\n%s", ran, progA)
+	}
+	pushed, m := remoteManifest(t, appRef)
+	_ = pushed
+	// Every blob went up once: the cache's layers shared with the pushed
+	// image were found there.
+	seen := map[string]int{}
+	for _, q := range reg.Requests().BlobUploads() {
+		seen[q.Query.Get("digest")]++
+	}
+	for d, n := range seen {
+		if n > 1 {
+			t.Errorf("blob %s uploaded %d times", d, n)
+		}
+	}
+	toolLayer := registryCacheLayer(t, cacheRef, "RUN echo tool > /tool && echo build-only > /junk")
+
+	// Exporting the unchanged cache again uploads nothing and leaves the
+	// manifest alone.
+	mark := len(reg.Requests())
+	progA2 := a.plainBuild(dir, appRef, "--cache-to", "type=registry,ref="+cacheRef+",mode=max")
+	again := reg.Requests()[mark:]
+	if up := again.BlobUploads(); len(up) != 0 || len(again.Match("PUT", "/manifests/")) != 0 {
+		t.Errorf("an unchanged export wrote %s\n%s", again, progA2)
+	}
+
+	b := emptyRoot(t)
+	mark = len(reg.Requests())
+	progB := b.plainBuild(dir, appRef, "--cache-from", cacheRef)
+	if ran := ranSteps(t, progB); len(ran) != 0 {
+		t.Fatalf("runner B ran %q, want every step from the cache\n%s", ran, progB)
+	}
+	if id := b.inspect(appRef).ID; id != m.Config.Digest.String() {
+		t.Fatalf("runner B's image %s, runner A pushed %s", id, m.Config.Digest)
+	}
+	gets := reg.Requests()[mark:].BlobGets()
+	if len(gets.Match("GET", toolLayer.Encoded())) != 0 || b.hasBlob(toolLayer) {
+		t.Errorf("runner B downloaded the tools stage's layer %s, which its result lacks:\n%s", toolLayer, gets)
+	}
+	// From the cache's repository B reads the cache's config and the
+	// result's layers, nothing else (the base comes from its own).
+	want := map[string]bool{registryCacheConfig(t, cacheRef): true}
+	for _, l := range m.Layers {
+		want[l.Digest.String()] = true
+	}
+	fromCache := gets.Match("GET", "^/v2/ci/app/")
+	for _, q := range fromCache {
+		if d := q.Path[strings.LastIndex(q.Path, "/")+1:]; !want[d] {
+			t.Errorf("runner B downloaded %s, neither a layer of its result nor the cache's config", q)
+		}
+	}
+	if len(fromCache) == 0 {
+		t.Errorf("runner B downloaded nothing from the cache:\n%s", gets)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "app.txt"), []byte("v2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	progB2 := b.plainBuild(dir, host+"/ci/app:2", "--cache-from", cacheRef)
+	if ran := ranSteps(t, progB2); len(ran) != 1 || !strings.Contains(ran[0], "RUN cat /src/app.txt") {
+		t.Fatalf("after the change runner B ran %q, want only the RUN after the copy\n%s", ran, progB2)
+	}
+	if got := b.runImage(host+"/ci/app:2", "cat", "/out", "/tool"); got != "v2tool\n" {
+		t.Errorf("rebuilt image gives %q", got)
+	}
+}
+
+// registryCacheConfig is the config digest of the cache at ref.
+func registryCacheConfig(t *testing.T, ref string) string {
+	t.Helper()
+	_, m := remoteManifestRaw(t, ref)
+	return m.Config.Digest.String()
+}
+
+// registryCacheLayer returns the layer the cache at ref records for the
+// step with text.
+func registryCacheLayer(t *testing.T, ref, text string) digest.Digest {
+	t.Helper()
+	r, m := remoteManifestRaw(t, ref)
+	if m.Config.MediaType != remotecache.MediaTypeConfig {
+		t.Fatalf("cache config of media type %q", m.Config.MediaType)
+	}
+	l, err := remote.Layer(r.Context().Digest(m.Config.Digest.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var cfg remotecache.Config
+	if err := json.NewDecoder(rc).Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range cfg.Records {
+		if r.Step.Text == text {
+			return r.Layer.Digest
+		}
+	}
+	t.Fatalf("no cache record of %q", text)
+	return ""
+}
+
+func remoteManifestRaw(t *testing.T, ref string) (name.Reference, ocispec.Manifest) {
+	t.Helper()
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := remote.Get(r)
+	if err != nil {
+		t.Fatalf("registry lacks %s: %v", ref, err)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(d.Manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	return r, m
 }
