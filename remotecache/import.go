@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/builder-dev/builder/store"
 	"github.com/builder-dev/builder/store/cache"
+	"github.com/builder-dev/builder/store/meta"
 )
 
 // Importer holds the records of the caches a build imports, and fetches
@@ -25,6 +27,7 @@ type Importer struct {
 	mu       sync.Mutex
 	fetching map[digest.Digest]*sync.Mutex
 	fetched  Stats
+	hits     map[digest.Digest]bool // keys Lookup found
 }
 
 // blobSource is where a layer blob can be fetched from.
@@ -47,7 +50,7 @@ type Stats struct {
 // is misconfigured should say so.
 func Open(ctx context.Context, c *store.Content, sources []Target, warn func(string)) (*Importer, error) {
 	im := &Importer{content: c, records: map[digest.Digest]Record{}, blobs: map[digest.Digest]blobSource{},
-		fetching: map[digest.Digest]*sync.Mutex{}}
+		fetching: map[digest.Digest]*sync.Mutex{}, hits: map[digest.Digest]bool{}}
 	for _, src := range sources {
 		recs, err := readCache(ctx, src)
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
@@ -109,8 +112,38 @@ func (im *Importer) Lookup(ctx context.Context, key digest.Digest) (*cache.Recor
 	if !ok {
 		return nil, nil
 	}
+	im.mu.Lock()
+	im.hits[key] = true
+	im.mu.Unlock()
 	rec := r.cacheRecord()
 	return &rec, nil
+}
+
+// Keep writes into db the records the build used whose layers are now in
+// the store (the result's, and those later steps ran on): the next build
+// on this runner hits them without the imported cache. A record whose
+// layer was never fetched is not kept: the local cache never names a
+// missing blob.
+func (im *Importer) Keep(ctx context.Context, db meta.DB) error {
+	im.mu.Lock()
+	var keep []cache.Record
+	now := time.Now().UTC()
+	for k := range im.hits {
+		r := im.records[k]
+		if im.content.HasBlob(r.Layer.Digest) {
+			rec := r.cacheRecord()
+			rec.LastUsed = now
+			keep = append(keep, rec)
+		}
+	}
+	im.mu.Unlock()
+	if len(keep) == 0 {
+		return nil
+	}
+	if err := cache.Put(ctx, db, keep...); err != nil {
+		return fmt.Errorf("keep imported cache records: %w", err)
+	}
+	return nil
 }
 
 // TarSize is the uncompressed size an imported record gives the layer

@@ -310,7 +310,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err != nil {
 		return err
 	}
-	if err := bc.fetchResult(ctx, res, rep); err != nil {
+	if err := bc.fetchResult(ctx, e.store, res, rep); err != nil {
 		return err
 	}
 	manifest, config, err := exporter.StoreImage(ctx, e.store, res.Config, res.Layers, o.tags)

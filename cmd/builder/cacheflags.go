@@ -146,12 +146,16 @@ func (bc *buildCache) fetcher() ops.BlobFetcher {
 
 // fetchResult fetches the result's layers that came from the imported
 // cache: the image is written into the store next, which must hold all
-// its blobs. It reports what the import downloaded, in all.
-func (bc *buildCache) fetchResult(ctx context.Context, res *solver.Result, rep *vertexReporter) error {
+// its blobs. The imported records used are kept in the local cache, and
+// what the import downloaded, in all, is reported.
+func (bc *buildCache) fetchResult(ctx context.Context, st *store.Store, res *solver.Result, rep *vertexReporter) error {
 	if bc.imported == nil {
 		return nil
 	}
 	if err := bc.imported.EnsureBlobs(ctx, res.Layers); err != nil {
+		return err
+	}
+	if err := bc.imported.Keep(ctx, st.Meta()); err != nil {
 		return err
 	}
 	f := bc.imported.Fetched()

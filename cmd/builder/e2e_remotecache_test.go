@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -135,6 +136,11 @@ func TestCICacheLocal(t *testing.T) {
 	}
 	if got := b.runImage("app:1", "cat", "/out", "/tool"); got != "v1tool\n" {
 		t.Errorf("image from the cache runs to %q", got)
+	}
+	// The imported records whose layers B now has are kept in its own
+	// cache; the tools stage's, never fetched, is not.
+	if got := steps(b.cacheLs()); len(got) != 4 || slices.Contains(got, "RUN echo tool > /tool && echo build-only > /junk") {
+		t.Errorf("runner B's cache after the import: %q", got)
 	}
 
 	// One context file changes: the copy and the RUN after it run again,
