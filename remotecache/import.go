@@ -10,6 +10,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/builder-dev/builder/store"
 	"github.com/builder-dev/builder/store/cache"
@@ -237,19 +238,23 @@ func (v *verifier) Read(p []byte) (int, error) {
 
 func (v *verifier) Close() error { return v.rc.Close() }
 
-// EnsureBlobs fetches those of layers the store lacks: the result's image
-// must have all its blobs in the store before it is written.
+// EnsureBlobs fetches those of layers the store lacks, a few at once:
+// the result's image must have all its blobs in the store before it is
+// written.
 func (im *Importer) EnsureBlobs(ctx context.Context, layers []ocispec.Descriptor) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(fetchConcurrency)
 	for _, l := range layers {
 		if im.content.HasBlob(l.Digest) {
 			continue
 		}
-		if err := im.FetchBlob(ctx, l.Digest); err != nil {
-			return err
-		}
+		g.Go(func() error { return im.FetchBlob(gctx, l.Digest) })
 	}
-	return nil
+	return g.Wait()
 }
+
+// fetchConcurrency bounds the downloads at once, as for a pull.
+const fetchConcurrency = 4
 
 // Fetched says what FetchBlob downloaded so far.
 func (im *Importer) Fetched() Stats {

@@ -91,13 +91,13 @@ func (c cacheSpec) target(opts *registry.Options) (remotecache.Target, error) {
 // buildCache is a build's --cache-from and --cache-to.
 type buildCache struct {
 	from, to []cacheSpec
-	opts     *registry.Options
 	imported *remotecache.Importer // nil without --cache-from
 	sources  []remotecache.Target
+	dests    []remotecache.Target // by bc.to
 }
 
 func parseBuildCache(from, to []string, opts *registry.Options) (*buildCache, error) {
-	bc := &buildCache{opts: opts}
+	bc := &buildCache{}
 	var err error
 	if bc.from, err = parseCacheSpecs(from, "--cache-from", false); err != nil {
 		return nil, err
@@ -111,6 +111,14 @@ func parseBuildCache(from, to []string, opts *registry.Options) (*buildCache, er
 			return nil, err
 		}
 		bc.sources = append(bc.sources, t)
+	}
+	// Opened now so that a bad reference fails before the build.
+	for _, c := range bc.to {
+		t, err := c.target(opts)
+		if err != nil {
+			return nil, err
+		}
+		bc.dests = append(bc.dests, t)
 	}
 	return bc, nil
 }
@@ -170,13 +178,10 @@ func (bc *buildCache) export(ctx context.Context, st *store.Store, res *solver.R
 	if bc.imported != nil {
 		src = bc.imported
 	}
-	for _, c := range bc.to {
-		t, err := c.target(bc.opts)
-		if err != nil {
-			return err
-		}
+	for i, c := range bc.to {
+		t := bc.dests[i]
 		recs := remotecache.Select(res.Records, res.DiffIDs, c.mode)
-		err = rep.step(fmt.Sprintf("exporting cache to %s (mode=%s)", t, c.mode), func() (string, error) {
+		err := rep.step(fmt.Sprintf("exporting cache to %s (mode=%s)", t, c.mode), func() (string, error) {
 			s, err := remotecache.Export(ctx, st, t, recs, src)
 			return fmt.Sprintf("%d records, uploaded %d blobs (%s)", len(recs), s.Blobs, units.HumanSize(float64(s.Bytes))), err
 		})

@@ -353,3 +353,32 @@ func remoteManifestRaw(t *testing.T, ref string) (name.Reference, ocispec.Manife
 	}
 	return r, m
 }
+
+// Bad --cache-to and --cache-from values are usage errors, found before
+// anything is built; a cache that is not there is a warning.
+func TestCICacheBadFlags(t *testing.T) {
+	h := newHarness(t)
+	dir := h.context("FROM base/busybox:1\nRUN true\n", map[string]string{})
+	var calls []badCall
+	for _, c := range []struct{ flag, value, msg string }{
+		{"--cache-to", "type=local", "type=local needs dest="},
+		{"--cache-to", "type=local,src=/tmp/x", `unknown key "src"`},
+		{"--cache-to", "type=registry,ref=127.0.0.1:1/c:1,mode=all", "mode must be min or max"},
+		{"--cache-to", "type=s3,ref=x", "type must be registry or local"},
+		{"--cache-to", "type=registry", "type=registry needs ref="},
+		{"--cache-from", "type=local,dest=/tmp/x", `unknown key "dest"`},
+		{"--cache-from", "type=local", "type=local needs src="},
+		{"--cache-from", "type=registry,ref=UPPER/case", "cache reference"},
+		{"--cache-from", "type=local,src=/tmp/x,mode=max", `unknown key "mode"`},
+		{"--cache-to", "type=local,dest", `is not key=value`},
+	} {
+		calls = append(calls, badCall{args: []string{"build", c.flag, c.value, dir}, usage: true, stderr: c.msg})
+	}
+	h.checkBad(calls)
+
+	// The first CI run: nothing to import yet, and the build goes on.
+	_, errOut, code := h.run("build", "--progress", "plain", "--cache-from", "type=local,src="+filepath.Join(t.TempDir(), "none"), dir)
+	if code != 0 || !strings.Contains(errOut, "not imported") {
+		t.Errorf("build with a missing cache: exit %d\n%s", code, errOut)
+	}
+}
