@@ -126,31 +126,39 @@ func Export(ctx context.Context, st *store.Store, dst Target, recs []cache.Recor
 }
 
 // records converts recs to the cache's form, with each layer's
-// uncompressed size from the store (remembered there, not counted again)
-// or, for a layer never downloaded, from the imported cache.
+// uncompressed size from the imported cache or else from the store, which
+// remembers it for the layers it wrote (a layer fetched without a size is
+// read once and then remembered too).
 func records(ctx context.Context, st *store.Store, recs []cache.Record, src Source) ([]Record, error) {
+	sizes := map[digest.Digest]int64{}
 	var local []digest.Digest
 	for _, r := range recs {
-		if st.Content().HasBlob(r.Layer.Digest) {
-			local = append(local, r.Layer.Digest)
+		d := r.Layer.Digest
+		if src != nil {
+			if n, ok := src.TarSize(d); ok {
+				sizes[d] = n
+				continue
+			}
+		}
+		if st.Content().HasBlob(d) {
+			local = append(local, d)
 		}
 	}
 	infos, err := st.LayerInfos(ctx, local)
 	if err != nil {
 		return nil, fmt.Errorf("export cache: %w", err)
 	}
+	for d, li := range infos {
+		if li.TarSize > 0 {
+			sizes[d] = li.TarSize
+		}
+	}
 	out := make([]Record, 0, len(recs))
 	for _, r := range recs {
-		size := int64(0)
-		if li, ok := infos[r.Layer.Digest]; ok && li.TarSize > 0 {
-			size = li.TarSize
-		} else if src != nil {
-			size, _ = src.TarSize(r.Layer.Digest)
-		}
 		step := r.Step
 		step.Files = nil
 		out = append(out, Record{Key: r.Key, ParentChain: r.ParentChain, Layer: r.Layer, DiffID: r.DiffID,
-			UncompressedSize: size, Created: r.Created.UTC(), Step: step})
+			UncompressedSize: sizes[r.Layer.Digest], Created: r.Created.UTC(), Step: step})
 	}
 	return out, nil
 }

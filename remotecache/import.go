@@ -24,6 +24,7 @@ type Importer struct {
 	content *store.Content
 	records map[digest.Digest]Record // by key; the first cache's record wins
 	blobs   map[digest.Digest]blobSource
+	sizes   map[digest.Digest]int64 // layer blob -> uncompressed size, where known
 
 	mu       sync.Mutex
 	fetching map[digest.Digest]*sync.Mutex
@@ -51,6 +52,7 @@ type Stats struct {
 // is misconfigured should say so.
 func Open(ctx context.Context, c *store.Content, sources []Target, warn func(string)) (*Importer, error) {
 	im := &Importer{content: c, records: map[digest.Digest]Record{}, blobs: map[digest.Digest]blobSource{},
+		sizes: map[digest.Digest]int64{},
 		fetching: map[digest.Digest]*sync.Mutex{}, hits: map[digest.Digest]bool{}}
 	for _, src := range sources {
 		recs, err := readCache(ctx, src)
@@ -69,6 +71,9 @@ func Open(ctx context.Context, c *store.Content, sources []Target, warn func(str
 			}
 			if _, ok := im.blobs[r.Layer.Digest]; !ok {
 				im.blobs[r.Layer.Digest] = blobSource{desc: r.Layer, from: src}
+			}
+			if r.UncompressedSize > 0 {
+				im.sizes[r.Layer.Digest] = r.UncompressedSize
 			}
 		}
 	}
@@ -148,14 +153,10 @@ func (im *Importer) Keep(ctx context.Context, db meta.DB) error {
 }
 
 // TarSize is the uncompressed size an imported record gives the layer
-// blob d, for a re-export of a layer that was never downloaded.
+// blob d: a re-export neither downloads nor reads a layer to know it.
 func (im *Importer) TarSize(d digest.Digest) (int64, bool) {
-	for _, r := range im.records {
-		if r.Layer.Digest == d && r.UncompressedSize > 0 {
-			return r.UncompressedSize, true
-		}
-	}
-	return 0, false
+	n, ok := im.sizes[d]
+	return n, ok
 }
 
 // FetchBlob downloads the layer blob d into the store, verifying its
