@@ -26,6 +26,10 @@ import (
 type Registry struct {
 	ref  name.Tag
 	opts *registry.Options
+	// mountFrom is a repository of the same registry that likely holds
+	// the layers (the image just pushed): a blob missing here is mounted
+	// from it rather than uploaded, when it is there.
+	mountFrom *name.Repository
 }
 
 var _ Target = (*Registry)(nil)
@@ -48,6 +52,24 @@ func NewRegistry(ref string, opts *registry.Options) (*Registry, error) {
 }
 
 func (r *Registry) String() string { return r.ref.String() }
+
+// MountFrom names images just pushed (references): the first one in
+// another repository of the cache's registry is where missing blobs are
+// mounted from, so that layers shared with the image are not uploaded
+// twice.
+func (r *Registry) MountFrom(refs ...string) {
+	for _, ref := range refs {
+		p, err := r.opts.ParseReference(ref)
+		if err != nil {
+			continue
+		}
+		repo := p.Context()
+		if repo.RegistryStr() == r.ref.RegistryStr() && repo.RepositoryStr() != r.ref.RepositoryStr() {
+			r.mountFrom = &repo
+			return
+		}
+	}
+}
 
 func (r *Registry) options(ctx context.Context) ([]remote.Option, error) {
 	o, err := r.opts.Remote(ctx, r.ref.Context().Registry)
@@ -127,6 +149,10 @@ func (r *Registry) WriteBlob(ctx context.Context, d ocispec.Descriptor, open fun
 	l, err := partial.CompressedToLayer(&storeBlob{desc: d, hash: h, open: open})
 	if err != nil {
 		return err
+	}
+	if r.mountFrom != nil {
+		// A failed mount is answered with an upload session: no cost.
+		l = &remote.MountableLayer{Layer: l, Reference: r.mountFrom.Digest(d.Digest.String())}
 	}
 	opts, err := r.options(ctx)
 	if err != nil {

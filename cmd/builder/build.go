@@ -331,8 +331,15 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if len(o.tags) > 0 {
 		meta["image.name"] = strings.Join(o.tags, ",")
 	}
+	var pushedRefs []string
 	for _, out := range outputs {
 		if out.Type == "image" || out.Type == "registry" {
+			if out.Push {
+				pushedRefs = append(pushedRefs, out.Names...)
+				if len(out.Names) == 0 {
+					pushedRefs = append(pushedRefs, o.tags...)
+				}
+			}
 			pushed, err := exportImage(ctx, g, e, manifest, out, o.tags)
 			if err != nil {
 				return err
@@ -350,7 +357,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	// the cache's repository are not uploaded again (the export asks
 	// first). A cache that cannot be written fails the build (a CI job
 	// must notice) but keeps the image.
-	if err := bc.export(ctx, e.store, res, rep); err != nil {
+	if err := bc.export(ctx, e.store, res, pushedRefs, rep); err != nil {
 		return err
 	}
 	if err := writeMetadata(o.metadataFile, meta); err != nil {

@@ -172,14 +172,18 @@ func (bc *buildCache) fetchResult(ctx context.Context, st *store.Store, res *sol
 }
 
 // export writes the caches of --cache-to, each reported as a vertex after
-// the build's.
-func (bc *buildCache) export(ctx context.Context, st *store.Store, res *solver.Result, rep *vertexReporter) error {
+// the build's; pushed are the references the image was just pushed to,
+// whence a registry cache in another repository mounts shared layers.
+func (bc *buildCache) export(ctx context.Context, st *store.Store, res *solver.Result, pushed []string, rep *vertexReporter) error {
 	var src remotecache.Source
 	if bc.imported != nil {
 		src = bc.imported
 	}
 	for i, c := range bc.to {
 		t := bc.dests[i]
+		if r, ok := t.(*remotecache.Registry); ok {
+			r.MountFrom(pushed...)
+		}
 		recs := remotecache.Select(res.Records, res.DiffIDs, c.mode)
 		err := rep.step(fmt.Sprintf("exporting cache to %s (mode=%s)", t, c.mode), func() (string, error) {
 			s, err := remotecache.Export(ctx, st, t, recs, src)

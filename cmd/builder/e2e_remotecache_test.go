@@ -231,14 +231,23 @@ func TestCICacheRegistry(t *testing.T) {
 	appRef, cacheRef := host+"/ci/app:1", host+"/ci/app:buildcache"
 
 	a := emptyRoot(t)
-	progA := a.plainBuild(dir, appRef, "--push", "--cache-to", "type=registry,ref="+cacheRef+",mode=max")
+	otherCache := host + "/ci/cache:app"
+	progA := a.plainBuild(dir, appRef, "--push", "--cache-to", "type=registry,ref="+cacheRef+",mode=max",
+		"--cache-to", "type=registry,ref="+otherCache+",mode=max")
 	if ran := ranSteps(t, progA); len(ran) != 3 {
 		t.Fatalf("runner A ran %q, want the 3 RUN steps\n%s", ran, progA)
 	}
 	pushed, m := remoteManifest(t, appRef)
 	_ = pushed
 	// Every blob went up once: the cache's layers shared with the pushed
-	// image were found there.
+	// image were found there, and the cache in another repository mounted
+	// them.
+	if mounts := reg.Requests().Mounts(); len(mounts) == 0 {
+		t.Errorf("the cache in another repository mounted nothing:\n%s", reg.Requests())
+	}
+	if registryCacheConfig(t, cacheRef) != registryCacheConfig(t, otherCache) {
+		t.Error("two exports of the same records differ")
+	}
 	seen := map[string]int{}
 	for _, q := range reg.Requests().BlobUploads() {
 		seen[q.Query.Get("digest")]++
