@@ -52,7 +52,7 @@ type Stats struct {
 // is misconfigured should say so.
 func Open(ctx context.Context, c *store.Content, sources []Target, warn func(string)) (*Importer, error) {
 	im := &Importer{content: c, records: map[digest.Digest]Record{}, blobs: map[digest.Digest]blobSource{},
-		sizes: map[digest.Digest]int64{},
+		sizes:    map[digest.Digest]int64{},
 		fetching: map[digest.Digest]*sync.Mutex{}, hits: map[digest.Digest]bool{}}
 	for _, src := range sources {
 		recs, err := readCache(ctx, src)
