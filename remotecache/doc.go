@@ -33,7 +33,10 @@
 // against its digest. The Importer answers the solver's lookups
 // (solver.RemoteCache) from those records, and fetches a layer blob
 // (FetchBlob) only when the build reads it: a step that runs on it, or the
-// result's image, which must have all its blobs in the store.
+// result's image, which must have all its blobs in the store. The records
+// a build used whose layers it fetched are then kept in the local cache
+// (Keep). Layer blobs are checked against their digests as they arrive
+// and never stored otherwise.
 //
 // Export writes a build's records (Result.Records, selected by Select for
 // mode=min) as a new cache that replaces the one at the destination, as
@@ -41,8 +44,10 @@
 // only what the destination lacks: a HEAD per layer blob and the config,
 // a read of the current manifest, and nothing more when the cache is
 // unchanged. A blob neither the store nor the destination has is fetched
-// from the imported cache first (a runner re-exports records it hit but
-// never downloaded).
+// from the imported cache and copied across without being stored (a
+// runner re-exports records it hit but never downloaded). A registry
+// cache after a push mounts the pushed repository's blobs (MountFrom)
+// rather than uploading them again.
 //
 // It imports store and store/cache, never solver: the solver sees it only
 // through solver.RemoteCache, solver/ops through ops.BlobFetcher.
