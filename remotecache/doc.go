@@ -25,7 +25,9 @@
 // first name them; a record whose layer the manifest does not list is
 // ignored. In a layout directory the manifest is the one index.json names
 // "builder-cache" (org.opencontainers.image.ref.name); in a registry it is
-// the reference's tag.
+// the reference's tag. An export to a directory removes the blobs the new
+// cache no longer names, so that a directory a CI system keeps does not
+// grow with every run.
 //
 // # Import and export
 //

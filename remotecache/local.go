@@ -2,6 +2,7 @@ package remotecache
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -148,8 +149,7 @@ func (l *Local) WriteManifest(ctx context.Context, raw []byte, d ocispec.Descrip
 	if err := p.WriteBlob(h, io.NopCloser(bytesReader(raw))); err != nil {
 		return fmt.Errorf("write cache manifest to %s: %w", l.dir, err)
 	}
-	// Drop the old cache's entry, then name the new one. The old blobs
-	// stay: the previous manifest may be read by a build running now.
+	// Drop the old cache's entry, then name the new one.
 	if err := p.RemoveDescriptors(match.Annotation(ocispec.AnnotationRefName, localRefName)); err != nil {
 		return fmt.Errorf("update %s: %w", l.dir, err)
 	}
@@ -161,6 +161,53 @@ func (l *Local) WriteManifest(ctx context.Context, raw []byte, d ocispec.Descrip
 	})
 	if err != nil {
 		return fmt.Errorf("update %s: %w", l.dir, err)
+	}
+	return l.prune()
+}
+
+// prune removes the blobs no manifest of the directory names: the old
+// cache's layers that the new one dropped, so that a directory a CI
+// system keeps does not grow with every run. A CI job restores the
+// directory for itself, so no other build reads the old manifest. A
+// directory holding anything but image manifests is left alone.
+func (l *Local) prune() error {
+	b, err := os.ReadFile(filepath.Join(l.dir, "index.json"))
+	if err != nil {
+		return fmt.Errorf("prune %s: %w", l.dir, err)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return fmt.Errorf("prune %s: %w", l.dir, err)
+	}
+	keep := map[string]bool{}
+	for _, d := range idx.Manifests {
+		if d.MediaType != ocispec.MediaTypeImageManifest {
+			return nil
+		}
+		mb, err := os.ReadFile(l.blobPath(d))
+		if err != nil {
+			return fmt.Errorf("prune %s: %w", l.dir, err)
+		}
+		var m ocispec.Manifest
+		if err := json.Unmarshal(mb, &m); err != nil {
+			return nil
+		}
+		keep[d.Digest.Encoded()], keep[m.Config.Digest.Encoded()] = true, true
+		for _, layer := range m.Layers {
+			keep[layer.Digest.Encoded()] = true
+		}
+	}
+	dir := filepath.Join(l.dir, "blobs", "sha256")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("prune %s: %w", l.dir, err)
+	}
+	for _, e := range entries {
+		if !keep[e.Name()] && e.Type().IsRegular() {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("prune %s: %w", l.dir, err)
+			}
+		}
 	}
 	return nil
 }

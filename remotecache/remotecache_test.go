@@ -392,3 +392,33 @@ func TestRegistryRoundTrip(t *testing.T) {
 		t.Errorf("missing cache: %v", err)
 	}
 }
+
+// A cache directory holds the current cache's blobs only: what a new
+// export dropped is removed.
+func TestLocalPrunesDroppedBlobs(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	recs := makeRecords(t, st, "one", "two")
+	dir := filepath.Join(t.TempDir(), "cache")
+	dst := NewLocal(dir)
+	if _, err := Export(ctx, st, dst, recs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Export(ctx, st, dst, recs[:1], nil); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "blobs", "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 3 { // manifest, config, one layer
+		t.Errorf("%d blobs after the smaller export, want 3", len(entries))
+	}
+	if ok, _ := dst.HasBlob(ctx, recs[1].Layer); ok {
+		t.Error("the dropped record's layer is still there")
+	}
+	im, err := Open(ctx, openStore(t).Content(), []Target{dst}, func(s string) { t.Error(s) })
+	if err != nil || im.Len() != 1 {
+		t.Errorf("import after the prune: %v, %d records", err, im.Len())
+	}
+}

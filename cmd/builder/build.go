@@ -297,9 +297,11 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 		return err
 	}
 	// The imported caches' manifests and configs only: their layers are
-	// fetched when the build reads them.
-	if err := bc.open(ctx, e.store, pr.Warn); err != nil {
-		return err
+	// fetched when the build reads them. --no-cache reads none, as buildx.
+	if !o.noCache {
+		if err := bc.open(ctx, e.store, pr.Warn); err != nil {
+			return err
+		}
 	}
 	// RUN steps start their containers' inits one ahead.
 	pool := &runner.Pool{Resources: limits}
