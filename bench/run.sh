@@ -335,6 +335,7 @@ run_ci() {
     rm -rf "$BENCH_DIR/ci-cache/$s"
     to="type=local,dest=$BENCH_DIR/ci-cache/$s,mode=max" from="type=local,src=$BENCH_DIR/ci-cache/$s"
   fi
+  "$HERE/scenarios/$s/make-context.sh" "$BENCH_DIR/ctx/$s" # pristine after warm's changes
   reset_store "$src"
   load_base "$src" "$s"
   build_argv "$src" "$s" ci
