@@ -5,13 +5,12 @@
 #
 #   bench/run.sh                       all scenarios and modes, 5 repetitions
 #   bench/run.sh -s "S2 S3" -n 3       some scenarios, 3 repetitions
-#   bench/run.sh -m warm               some modes (cold warm save oci ci cichg)
+#   bench/run.sh -m warm               some modes (cold warm save oci)
 #   bench/run.sh -C                    delete the cache dir and exit
 #
 # Options:
 #   -s LIST   scenarios (default "S1 S2 S3 S4 S5 S6 S7 S8")
-#   -m LIST   modes (default "cold warm save oci ci cichg"; save and oci
-#             are S7's, ci and cichg S4's)
+#   -m LIST   modes (default "cold warm save oci"; save and oci are S7's)
 #   -n N      timed repetitions per scenario and mode (default 5)
 #   -o DIR    results dir (default $BENCH_DIR/results/<UTC time>)
 #   -k        keep the stores afterwards (default: deleted per scenario)
@@ -28,13 +27,7 @@
 # the clock starts (S7: the base load is timed too); warm = one untimed
 # priming build, then timed rebuilds with the cache in place (S4 rewrites
 # app/changeme.txt before each); save / oci = `builder save` of S7's result
-# as docker-archive / OCI archive; ci = S4 on a fresh runner: an untimed
-# build exports its cache (--cache-to, mode=max), then each repetition is a
-# fresh --root with the base that builds with --cache-from (no RUN may
-# run; out_bytes is what it downloaded into its store), and cichg the same
-# runner's rebuild after app/changeme.txt changed. The cache is a directory
-# unless CI_CACHE_REF names a registry ref (e.g. 127.0.0.1:5000/bench/s4:cache,
-# a registry you started). Every timed command runs under
+# as docker-archive / OCI archive. Every timed command runs under
 # `benchtool time` (wall clock around the child, peak RSS from wait4).
 #
 # Exit status: 0; 1 when a build failed or a run's cache hits were not the
@@ -50,7 +43,7 @@ REPO=$(dirname "$HERE")
 
 ALL="S1 S2 S3 S4 S5 S6 S7 S8"
 select_s=$ALL
-select_m="cold warm save oci ci cichg"
+select_m="cold warm save oci"
 reps=5
 out=""
 keep=0
@@ -130,12 +123,7 @@ cleanup() {
   local s
   rm -rf "$BENCH_DIR/bin/$$"
   [ "$keep" = 1 ] && return 0
-  for s in $ALL; do
-    reset_store "$BENCH_DIR/stores/$s-warm"
-    reset_store "$BENCH_DIR/stores/$s-cold"
-    reset_store "$BENCH_DIR/stores/$s-ci-a"
-    reset_store "$BENCH_DIR/stores/$s-ci-b"
-  done
+  for s in $ALL; do reset_store "$BENCH_DIR/stores/$s-warm"; reset_store "$BENCH_DIR/stores/$s-cold"; done
 }
 trap cleanup EXIT
 BENCHTOOL=$(benchtool)
@@ -143,11 +131,7 @@ export BENCHTOOL SEED BENCH_DIR
 
 # modes_of SN: the modes that scenario has.
 modes_of() {
-  case $1 in
-  S7) echo "cold warm save oci" ;;
-  S4) echo "cold warm ci cichg" ;;
-  *) echo "cold warm" ;;
-  esac
+  if [ "$1" = S7 ]; then echo "cold warm save oci"; else echo "cold warm"; fi
 }
 
 # stamp_ok FILE STAMP: true when FILE exists and its .stamp says STAMP.
@@ -226,8 +210,7 @@ cache_check() {
   local s=$1 m=$2 c=$3 r=$4
   case $m in
   cold) [ "$c" = 0 ] && echo ok || echo bad ;;
-  ci) [ "$c" -gt 0 ] && [ "$r" = 0 ] && echo ok || echo bad ;;
-  warm | cichg)
+  warm)
     if [ "$s" = S4 ]; then
       # Only the COPY of the changed context and the RUN after it re-run.
       [ "$c" = 1 ] && [ "$r" = 2 ] && echo ok || echo bad
@@ -261,9 +244,8 @@ record() {
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$s" "$m" "$rep" "$T_WALL" "$T_RC" "$T_RSS" "$cached" "$ran" "$failed" "$conc" "$par" "$chk" \
     "$LOAD1" "$ob" >>"$RAW"
-  printf '  %-3s %-4s #%d  %8.3f s  %5s MiB  cached %s ran %s%s%s\n' "$s" "$m" "$rep" "$T_WALL" \
-    "$(( ${T_RSS:-0} / 1024 ))" "$cached" "$ran" "$([ "$conc" -gt 1 ] 2>/dev/null && echo " (RUNs at once: $conc, x$par)")" \
-    "$([ -n "$ob" ] && [ "$m" = ci ] && echo "  downloaded $ob bytes")"
+  printf '  %-3s %-4s #%d  %8.3f s  %5s MiB  cached %s ran %s%s\n' "$s" "$m" "$rep" "$T_WALL" \
+    "$(( ${T_RSS:-0} / 1024 ))" "$cached" "$ran" "$([ "$conc" -gt 1 ] 2>/dev/null && echo " (RUNs at once: $conc, x$par)")"
 }
 
 before_clock() {
@@ -320,57 +302,6 @@ run_warm() {
   WARM_READY=$store
 }
 
-# blob_bytes STORE: the bytes of the store's blobs.
-blob_bytes() {
-  du -sb "$1/content/blobs" 2>/dev/null | cut -f1
-}
-
-# run_ci SN: the CI scenario (see the modes above), cache in a directory
-# or CI_CACHE_REF's registry.
-run_ci() {
-  local s=$1 src=$BENCH_DIR/stores/$1-ci-a store=$BENCH_DIR/stores/$1-ci-b rep log to from base
-  if [ -n "${CI_CACHE_REF:-}" ]; then
-    to="type=registry,ref=$CI_CACHE_REF,mode=max" from="type=registry,ref=$CI_CACHE_REF"
-  else
-    rm -rf "$BENCH_DIR/ci-cache/$s"
-    to="type=local,dest=$BENCH_DIR/ci-cache/$s,mode=max" from="type=local,src=$BENCH_DIR/ci-cache/$s"
-  fi
-  "$HERE/scenarios/$s/make-context.sh" "$BENCH_DIR/ctx/$s" # pristine after warm's changes
-  reset_store "$src"
-  load_base "$src" "$s"
-  build_argv "$src" "$s" ci
-  if ! "${BUILD_ARGV[@]:0:${#BUILD_ARGV[@]}-1}" --cache-to "$to" "${BUILD_ARGV[-1]}" >"$LOGS/$s-ci-prime.log" 2>&1; then
-    tail -n 15 "$LOGS/$s-ci-prime.log" >&2
-    die "$s: the build that fills the CI cache failed (see $LOGS/$s-ci-prime.log)"
-  fi
-  reset_store "$src"
-  for ((rep = 1; rep <= reps; rep++)); do
-    "$HERE/scenarios/$s/make-context.sh" "$BENCH_DIR/ctx/$s" # pristine: what the cache holds
-    reset_store "$store"
-    load_base "$store" "$s"
-    base=$(blob_bytes "$store")
-    build_argv "$store" "$s" ci
-    BUILD_ARGV=("${BUILD_ARGV[@]:0:${#BUILD_ARGV[@]}-1}" --cache-from "$from" "${BUILD_ARGV[-1]}")
-    case " $select_m " in *" ci "*)
-      log=$LOGS/$s-ci-$rep.log
-      before_clock
-      timed "$log" "${BUILD_ARGV[@]}"
-      record "$s" ci "$rep" "$log" "$(($(blob_bytes "$store") - base))"
-      ;;
-    *) "${BUILD_ARGV[@]}" >/dev/null 2>&1 || die "$s: ci build failed" ;;
-    esac
-    case " $select_m " in *" cichg "*)
-      echo "changed: run $RUN_ID rep $rep" >"$BENCH_DIR/ctx/S4/app/changeme.txt"
-      log=$LOGS/$s-cichg-$rep.log
-      before_clock
-      timed "$log" "${BUILD_ARGV[@]}"
-      record "$s" cichg "$rep" "$log"
-      ;;
-    esac
-  done
-  [ "$keep" = 1 ] || reset_store "$store"
-}
-
 # run_save SN MODE: `builder save` of the warm store's image.
 run_save() {
   local s=$1 m=$2 store=$BENCH_DIR/stores/$1-warm rep log dest fmt=docker
@@ -417,8 +348,6 @@ for s in $select_s; do
     cold) run_cold "$s" ;;
     warm) run_warm "$s" ;;
     save | oci) run_save "$s" "$m" ;;
-    ci) run_ci "$s" ;;
-    cichg) case " $select_m " in *" ci "*) ;; *) run_ci "$s" ;; esac ;; # else done by ci
     esac
   done
   [ "$s" != S4 ] || "$HERE/scenarios/S4/make-context.sh" "$BENCH_DIR/ctx/S4" # pristine again

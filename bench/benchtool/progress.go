@@ -115,11 +115,6 @@ func readProgress(r io.Reader) (stepStats, error) {
 	var st stepStats
 	for _, v := range order {
 		s := byVertex[v]
-		if !strings.HasPrefix(s.name, "[") {
-			// Not a Dockerfile step ("[stage 2/4] RUN ..."): the
-			// command's own vertices, as a cache import or export.
-			continue
-		}
 		st.steps = append(st.steps, *s)
 		switch s.status {
 		case "cached":
