@@ -70,9 +70,12 @@ fuzz:
 
 # bench runs bench/'s hermetic scenarios (~11 min) and prints the medians
 # against bench/targets.tsv; narrow it with BENCH_ARGS='-s "S2 S3" -n 3'.
+# Then bench/ci-cache.sh times the CI scenario (S9: fresh runners sharing a
+# cache through a local registry).
 BENCH_ARGS ?=
 bench: deps build
 	bench/run.sh $(BENCH_ARGS)
+	bench/ci-cache.sh
 
 # bench-go runs the Go micro-benchmarks (bench/gobench and the packages' own).
 bench-go:
