@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/builder-dev/builder/internal/registry"
 	"github.com/builder-dev/builder/internal/testutil"
 	"github.com/builder-dev/builder/store"
 	"github.com/builder-dev/builder/store/cache"
@@ -420,5 +422,47 @@ func TestLocalPrunesDroppedBlobs(t *testing.T) {
 	im, err := Open(ctx, openStore(t).Content(), []Target{dst}, func(s string) { t.Error(s) })
 	if err != nil || im.Len() != 1 {
 		t.Errorf("import after the prune: %v, %d records", err, im.Len())
+	}
+}
+
+// A registry over TLS with basic auth is reached with the transport
+// options every registry command uses: the CA file and the docker
+// keychain's credentials.
+func TestRegistryTLSAuth(t *testing.T) {
+	ctx := context.Background()
+	cfgDir := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", cfgDir)
+	reg := testutil.StartRegistry(t, testutil.RegistryOptions{TLS: true, User: "ci", Password: "s3cret"})
+	st := openStore(t)
+	recs := makeRecords(t, st, "one")
+	ref := reg.Host() + "/ci/cache:tls"
+
+	noCA, err := NewRegistry(ref, &registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Export(ctx, st, noCA, recs, nil); err == nil || !strings.Contains(err.Error(), reg.Host()) {
+		t.Errorf("export without the CA: %v, want an error naming the registry", err)
+	}
+	opts := &registry.Options{Config: registry.Config{CAFiles: []string{reg.CAFile}}}
+	dst, err := NewRegistry(ref, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Export(ctx, st, dst, recs, nil); !errors.Is(err, registry.ErrUnauthorized) {
+		t.Errorf("export without credentials: %v, want unauthorized", err)
+	}
+	if err := registry.SaveLogin(filepath.Join(cfgDir, "config.json"), reg.Host(), "ci", "s3cret"); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Export(ctx, st, dst, recs, nil); err != nil || s.Blobs != 2 {
+		t.Fatalf("export: %+v %v", s, err)
+	}
+	im, err := Open(ctx, openStore(t).Content(), []Target{dst}, func(s string) { t.Error(s) })
+	if err != nil || im.Len() != 1 {
+		t.Fatalf("import: %v, %d records", err, im.Len())
+	}
+	if err := im.FetchBlob(ctx, recs[0].Layer.Digest); err != nil {
+		t.Error(err)
 	}
 }
