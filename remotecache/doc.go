@@ -18,7 +18,8 @@
 //	uncompressedSize the length of the uncompressed tar, when known
 //	created          when the step first ran (history timestamps come from it,
 //	                 so every runner writes the same image ID)
-//	step             what the step was (for cache ls and --explain)
+//	step             what the step was (for cache ls and --explain), without
+//	                 its expanded op, which holds ARG and ENV values
 //
 // sorted by key, so the same records give the same bytes. The manifest's
 // layers are the records' layer blobs, each once, in the order the records

@@ -156,6 +156,11 @@ func records(ctx context.Context, st *store.Store, recs []cache.Record, src Sour
 	out := make([]Record, 0, len(recs))
 	for _, r := range recs {
 		step := r.Step
+		// The expanded op holds ARG and ENV values (a token given to a
+		// build stage with --build-arg): a cache pushed to a registry must
+		// not publish them. The key covers them as a digest; only
+		// --explain's detail of an imported record is lost.
+		step.Op = nil
 		step.Files = nil
 		out = append(out, Record{Key: r.Key, ParentChain: r.ParentChain, Layer: r.Layer, DiffID: r.DiffID,
 			UncompressedSize: sizes[r.Layer.Digest], Created: r.Created.UTC(), Step: step})

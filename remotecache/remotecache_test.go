@@ -58,7 +58,8 @@ func makeRecords(t *testing.T, st *store.Store, names ...string) []cache.Record 
 		recs = append(recs, cache.Record{
 			Key: digest.FromString("key " + n), ParentChain: parent, Layer: desc, DiffID: diffID,
 			Created: time.Date(2026, 12, 7, 10, i, 0, 0, time.UTC), LastUsed: time.Now(),
-			Step: cache.Step{Dockerfile: "/ctx/Dockerfile", Index: i, Text: "RUN " + n, Kind: "exec"},
+			Step: cache.Step{Dockerfile: "/ctx/Dockerfile", Index: i, Text: "RUN " + n, Kind: "exec",
+				Op: []byte(`{"Args":["sh","-c","` + n + `"],"Env":["TOKEN=secret-build-arg"]}`)},
 		})
 		diffIDs = append(diffIDs, diffID)
 	}
@@ -203,6 +204,9 @@ func TestTamperedConfigRefused(t *testing.T) {
 	tampered := bytes.Replace(cfg, []byte("RUN one"), []byte("RUN 0ne"), 1)
 	if bytes.Equal(tampered, cfg) {
 		t.Fatal("no step text in the config")
+	}
+	if bytes.Contains(cfg, []byte("secret-build-arg")) {
+		t.Error("the exported config holds a build arg's value")
 	}
 	if err := os.WriteFile(path, tampered, 0o644); err != nil {
 		t.Fatal(err)
