@@ -59,6 +59,9 @@ type pushImage struct {
 	desc     ocispec.Descriptor
 	manifest ocispec.Manifest
 	layers   []v1.Layer
+	// configFrom is a repository of the registry that has the config
+	// blob, nil if none is known.
+	configFrom name.Reference
 }
 
 func newPushImage(ctx context.Context, s *store.Store, desc ocispec.Descriptor, target name.Reference) (*pushImage, error) {
@@ -75,10 +78,16 @@ func newPushImage(ctx context.Context, s *store.Store, desc ocispec.Descriptor, 
 	if err != nil {
 		return nil, err
 	}
+	var rootfs struct {
+		RootFS ocispec.RootFS `json:"rootfs"`
+	}
+	if err := json.Unmarshal(cfg, &rootfs); err != nil || len(rootfs.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("config %s: %d diff_ids for %d layers: %w", m.Config.Digest, len(rootfs.RootFS.DiffIDs), len(m.Layers), store.ErrInvalid)
+	}
 	changed := false
 	blobs := map[digest.Digest]ocispec.Descriptor{}
 	for i, l := range m.Layers {
-		pl, err := pushLayer(ctx, c, l)
+		pl, err := pushLayer(ctx, c, l, rootfs.RootFS.DiffIDs[i])
 		if err != nil {
 			return nil, err
 		}
@@ -104,7 +113,7 @@ func newPushImage(ctx context.Context, s *store.Store, desc ocispec.Descriptor, 
 		return nil, err
 	}
 	mounts := mountSources(ctx, c, target)
-	img := &pushImage{Image: base, desc: desc, manifest: m}
+	img := &pushImage{Image: base, desc: desc, manifest: m, configFrom: mounts[m.Config.Digest]}
 	for _, l := range m.Layers {
 		cl, err := core.LayerByDigest(v1.Hash{Algorithm: l.Digest.Algorithm().String(), Hex: l.Digest.Encoded()})
 		if err != nil {
@@ -126,10 +135,22 @@ func newPushImage(ctx context.Context, s *store.Store, desc ocispec.Descriptor, 
 // repository is known: go-containerregistry mounts only those.
 func (i *pushImage) Layers() ([]v1.Layer, error) { return i.layers, nil }
 
-// pushLayer is the blob a push sends for the stored layer l: l itself
-// when it is compressed; an uncompressed layer is compressed with gzip
-// into the store first (once: the next push finds it there).
-func pushLayer(ctx context.Context, c *store.Content, l ocispec.Descriptor) (ocispec.Descriptor, error) {
+// ConfigLayer is the config blob, mountable where a source repository is
+// known (partial.ConfigLayer asks the image for it first).
+func (i *pushImage) ConfigLayer() (v1.Layer, error) {
+	l, err := partial.ConfigLayer(i.Image)
+	if err != nil || i.configFrom == nil {
+		return l, err
+	}
+	return &remote.MountableLayer{Layer: l, Reference: i.configFrom}, nil
+}
+
+// pushLayer is the blob a push sends for the stored layer l (of diff ID
+// diffID): l itself when it is compressed; an uncompressed layer is
+// compressed with gzip into the store first. With the layer forms of the
+// store (Content.CompressedLayer, which remembers the gzip form by diff
+// ID) this is that call.
+func pushLayer(ctx context.Context, c *store.Content, l ocispec.Descriptor, diffID digest.Digest) (ocispec.Descriptor, error) {
 	switch l.MediaType {
 	case ocispec.MediaTypeImageLayer, "application/vnd.docker.image.rootfs.diff.tar":
 	default:
@@ -140,9 +161,12 @@ func pushLayer(ctx context.Context, c *store.Content, l ocispec.Descriptor) (oci
 		return ocispec.Descriptor{}, err
 	}
 	defer rc.Close()
-	desc, _, err := c.IngestLayer(ctx, rc)
+	desc, got, err := c.IngestLayer(ctx, rc)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("compress layer %s: %w", l.Digest, err)
+	}
+	if got != diffID {
+		return ocispec.Descriptor{}, fmt.Errorf("layer %s: uncompressed digest %s, config says diff_id %s: %w", l.Digest, got, diffID, store.ErrInvalid)
 	}
 	return desc, nil
 }
@@ -166,7 +190,7 @@ func mountSources(ctx context.Context, c *store.Content, target name.Reference) 
 			r.Context().RepositoryStr() == target.Context().RepositoryStr() {
 			continue
 		}
-		for _, l := range im.Layers {
+		for _, l := range append([]ocispec.Descriptor{im.Config}, im.Layers...) {
 			if _, ok := out[l.Digest]; !ok {
 				out[l.Digest] = r
 			}

@@ -33,9 +33,6 @@ type Options struct {
 	Backoff remote.Backoff
 }
 
-// DefaultDockerHub is what Docker Hub's shorthand names.
-const DefaultDockerHub = name.DefaultRegistry
-
 // retryCodes are the statuses retried with backoff: rate limits and a
 // server's temporary failures.
 var retryCodes = []int{http.StatusRequestTimeout, http.StatusTooManyRequests,
@@ -66,6 +63,17 @@ func (o *Options) Insecure(host string) bool {
 	h = strings.Trim(h, "[]")
 	if h == "localhost" || h == "127.0.0.1" || h == "::1" {
 		return true
+	}
+	return o.listedInsecure(host)
+}
+
+// listedInsecure reports whether the user listed host as insecure: only
+// then is a TLS certificate not checked. A loopback host may speak plain
+// HTTP, but one that speaks TLS must show a valid certificate.
+func (o *Options) listedInsecure(host string) bool {
+	h := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
 	}
 	return slices.ContainsFunc(o.InsecureRegistries, func(s string) bool {
 		s = strings.TrimPrefix(strings.TrimPrefix(s, "http://"), "https://")
@@ -105,11 +113,9 @@ func (o *Options) Remote(ctx context.Context, reg name.Registry) ([]remote.Optio
 	return opts, nil
 }
 
-// Transport is the HTTP transport for host (host[:port]): the CA files
-// trusted besides the system's; certificates not checked for an insecure
-// host (which also falls back to plain HTTP).
-func (o *Options) Transport(host string) (http.RoundTripper, error) { return o.transport(host) }
-
+// transport is the HTTP transport for host (host[:port]): the CA files
+// trusted besides the system's; certificates not checked for a host
+// listed as insecure.
 func (o *Options) transport(host string) (*http.Transport, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	if len(o.CAFiles) > 0 {
@@ -128,7 +134,7 @@ func (o *Options) transport(host string) (*http.Transport, error) {
 		}
 		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	if o.Insecure(host) {
+	if o.listedInsecure(host) {
 		if t.TLSClientConfig == nil {
 			t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
