@@ -30,12 +30,13 @@ COPY . /src
 RUN cat /src/app.txt > /out
 `
 
-// runnerB is a second, empty root with runner A's base image, loaded as a
-// CI runner would pull it.
+// runnerB is a second, empty root with runner A's base image, the very
+// manifest (an OCI archive keeps it byte for byte; cache keys start from
+// its digest), as a CI runner would pull it.
 func (h *harness) runnerB(t *testing.T) *harness {
 	t.Helper()
 	tar := filepath.Join(t.TempDir(), "base.tar")
-	h.mustRun("save", "-o", tar, "base/busybox:1")
+	h.mustRun("save", "--format", "oci", "-o", tar, "base/busybox:1")
 	b := &harness{t: t, root: t.TempDir()}
 	b.mustRun("load", "-i", tar)
 	return b
