@@ -6,6 +6,12 @@
 // misses. Stages the target needs run concurrently; the others are never
 // touched. The concrete ops (RUN, COPY/ADD, WORKDIR) are in solver/ops.
 //
+// After a local miss it asks the build's RemoteCache (Options.Remote: a
+// --cache-from, package remotecache), whose records it reuses on the same
+// terms as local ones; their layers need not be in the store, as whoever
+// reads a layer fetches it first. Result.Records lists every step's record,
+// run or reused, for a cache export.
+//
 // It must not import runner, snapshot or fsutil: all it knows of the store
 // is its blobs' presence and the cache records (records.go).
 package solver

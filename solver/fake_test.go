@@ -44,6 +44,9 @@ type fakeOps struct {
 	trace   []string // "key NAME", "exec NAME", "done NAME", in order
 	seq     int      // makes every run's layer different
 	inputs  map[string][]solver.Chain
+	// fetch, when set, is called for each parent layer blob the store
+	// lacks before an Exec, as solver/ops does before it unpacks one.
+	fetch func(ctx context.Context, d digest.Digest) error
 }
 
 func newFakeOps(st *store.Store) *fakeOps {
@@ -180,6 +183,13 @@ func (o *fakeOp) Exec(ctx context.Context, parent solver.Chain, inputs []solver.
 	if hook := f.hooks[o.name]; hook != nil {
 		if err := hook(ctx); err != nil {
 			return solver.Layer{}, err
+		}
+	}
+	for _, l := range parent.Layers {
+		if f.fetch != nil && !f.st.Content().HasBlob(l.Digest) {
+			if err := f.fetch(ctx, l.Digest); err != nil {
+				return solver.Layer{}, err
+			}
 		}
 	}
 	fmt.Fprintf(log, "ran %s\n", o.name)

@@ -2,6 +2,7 @@ package solver
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -31,14 +32,30 @@ func (s *Solver) previous(ctx context.Context, step cache.Step) (*cache.Record, 
 // reader looks up cache records for one stage through a read session kept
 // open across the stage's cached steps, instead of opening the database
 // once per step; it is closed at the first miss, before any work, because
-// the session's shared lock keeps writers waiting.
+// the session's shared lock keeps writers waiting. After a local miss it
+// asks the remote cache, if there is one.
 type reader struct {
-	store *store.Store
-	sess  *meta.ReadSession
+	store  *store.Store
+	remote RemoteCache
+	sess   *meta.ReadSession
 }
 
-// lookup returns the record of key when its layer is still in the store.
+// lookup returns the record of key when its layer is still in the store,
+// else the remote cache's record of key (whose layer is fetched when it is
+// read).
 func (r *reader) lookup(ctx context.Context, key digest.Digest) (*cache.Record, error) {
+	rec, err := r.lookupLocal(ctx, key)
+	if err != nil || rec != nil || r.remote == nil {
+		return rec, err
+	}
+	rec, err = r.remote.Lookup(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("look up cache key %s in the imported cache: %w", key, err)
+	}
+	return rec, nil
+}
+
+func (r *reader) lookupLocal(ctx context.Context, key digest.Digest) (*cache.Record, error) {
 	if r.sess == nil {
 		sess, err := r.store.Meta().OpenReadSession(ctx)
 		if err != nil {

@@ -3,6 +3,8 @@ package solver
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/builder-dev/builder/solver/graph"
 	"github.com/builder-dev/builder/store"
+	"github.com/builder-dev/builder/store/cache"
 )
 
 // Solver builds definitions against one store, running their ops through
@@ -37,6 +40,19 @@ type Options struct {
 	// in BuildKit. Not the number of CPUs: a RUN that waits (a download, a
 	// sleep) holds none, and a cap by cores would only queue the waits.
 	MaxParallelism int
+	// Remote, when set, is consulted after a local miss: the records of
+	// caches imported from elsewhere (--cache-from). Nil: none.
+	Remote RemoteCache
+}
+
+// RemoteCache is a cache the build imported (a CI runner's registry or
+// directory cache). Its records' layer blobs need not be in the store:
+// whoever reads a layer fetches it first (solver/ops, and the command
+// before it stores the image), so a hit costs no download. A remote
+// record is reused on the same terms as a local one (Record.ParentChain).
+type RemoteCache interface {
+	// Lookup returns the record of key, or nil when there is none.
+	Lookup(ctx context.Context, key digest.Digest) (*cache.Record, error)
 }
 
 // Result is a solved stage: its layers and final image configuration.
@@ -48,6 +64,10 @@ type Result struct {
 	Config  dockerspec.DockerOCIImage
 	// Explanations say why steps missed the cache (with Options.Explain).
 	Explanations []Explanation
+	// Records are the records of every layer-making step of the stages
+	// solved, whether it ran or came from a cache, each once, ordered by
+	// key: what a cache export (--cache-to) writes.
+	Records []cache.Record
 }
 
 type stageFuture struct {
@@ -74,6 +94,7 @@ type build struct {
 	explain  []Explanation
 	sem      chan struct{} // bounds concurrently running steps; nil: no bound
 	records  *recorder
+	used     map[digest.Digest]cache.Record // every step's record, by key: Result.Records
 }
 
 // Solve builds the target stage of def and everything it needs. The
@@ -87,7 +108,8 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 		return nil, fmt.Errorf("solve: max parallelism %d is negative", opt.MaxParallelism)
 	}
 	b := &build{s: s, def: def, opt: opt, prog: &progress{report: s.Reporter},
-		inflight: map[digest.Digest]*call{}, records: newRecorder(s.Store.Meta())}
+		inflight: map[digest.Digest]*call{}, records: newRecorder(s.Store.Meta()),
+		used: map[digest.Digest]cache.Record{}}
 	if opt.MaxParallelism > 0 {
 		b.sem = make(chan struct{}, opt.MaxParallelism)
 	}
@@ -128,7 +150,25 @@ func (s *Solver) Solve(ctx context.Context, def *graph.Definition, opt Options) 
 		return nil, err
 	}
 	f := b.stages[def.Target]
-	return &Result{Layers: f.st.layers, DiffIDs: f.st.diffIDs, Config: f.cfg, Explanations: b.explain}, nil
+	return &Result{Layers: f.st.layers, DiffIDs: f.st.diffIDs, Config: f.cfg, Explanations: b.explain, Records: b.usedRecords()}, nil
+}
+
+// use notes rec as a record of this build (see Result.Records).
+func (b *build) use(rec cache.Record) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used[rec.Key] = rec
+}
+
+func (b *build) usedRecords() []cache.Record {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]cache.Record, 0, len(b.used))
+	for _, r := range b.used {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(x, y cache.Record) int { return strings.Compare(string(x.Key), string(y.Key)) })
+	return out
 }
 
 // bind resolves the ops of the needed stages' steps.

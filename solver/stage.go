@@ -36,7 +36,7 @@ func (b *build) solveStage(ctx context.Context, st *graph.Stage, ops []Op) (stat
 	// the time of the entry before it, so a cached rebuild writes the very
 	// same config and thus the same image ID, as BuildKit does.
 	last := lastCreated(history)
-	rd := &reader{store: b.s.Store}
+	rd := &reader{store: b.s.Store, remote: b.opt.Remote}
 	defer rd.close()
 	for i, step := range st.Steps {
 		h := step.History

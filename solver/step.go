@@ -151,6 +151,7 @@ func (b *build) runStep(ctx context.Context, rd *reader, cur state, st *graph.St
 			b.mu.Lock()
 			b.hits = append(b.hits, key)
 			b.mu.Unlock()
+			b.use(*rec)
 			return cur.with(key, rec.Layer, rec.DiffID), rec.Created, true, nil
 		}
 		// A miss means work: give the read lock up first (see reader).
@@ -190,6 +191,7 @@ func (b *build) execute(ctx context.Context, op Op, cur state, inputs []Chain, k
 	now := time.Now().UTC()
 	rec := cache.Record{Key: key, ParentChain: cur.chainID(), Layer: layer.Blob.Desc, DiffID: layer.DiffID, Created: now, LastUsed: now, Step: info}
 	b.records.add(ctx, layer.Blob, rec)
+	b.use(rec)
 	next := cur.with(key, layer.Blob.Desc, layer.DiffID)
 	next.hit = false
 	return next, now, nil

@@ -47,6 +47,8 @@ type buildOptions struct {
 	pull           bool
 	push           bool
 	metadataFile   string
+	cacheFrom      []string
+	cacheTo        []string
 }
 
 func newBuildCmd(g *globalOptions) *cobra.Command {
@@ -84,6 +86,8 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 	f.BoolVar(&o.push, "push", false, "push the image to the registry of each -t name")
 	f.StringVar(&o.metadataFile, "metadata-file", "", "write the build's result as JSON to this file (as buildx)")
 	f.IntVar(&o.maxParallelism, "max-parallelism", 0, "run at most N steps at once (0: no limit)")
+	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "import a build cache: type=registry,ref=REF | type=local,src=DIR | REF (repeatable)")
+	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export the build cache: type=registry,ref=REF | type=local,dest=DIR, with mode=min|max (repeatable)")
 	return cmd
 }
 
@@ -226,6 +230,14 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if o.maxParallelism < 0 {
 		return usageError{fmt.Errorf("invalid --max-parallelism %d: want 0 (no limit) or more", o.maxParallelism)}
 	}
+	regOpts, err := g.registry.options()
+	if err != nil {
+		return err
+	}
+	bc, err := parseBuildCache(o.cacheFrom, o.cacheTo, regOpts)
+	if err != nil {
+		return err
+	}
 	// Errors name the Dockerfile as the user typed it (Dockerfile,
 	// sub/Dockerfile), so it is found from the context path as typed.
 	typedContext := contextDir
@@ -284,12 +296,23 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err != nil {
 		return err
 	}
+	// The imported caches' manifests and configs only: their layers are
+	// fetched when the build reads them. --no-cache reads none, as buildx.
+	if !o.noCache {
+		if err := bc.open(ctx, e.store, pr.Warn); err != nil {
+			return err
+		}
+	}
 	// RUN steps start their containers' inits one ahead.
 	pool := &runner.Pool{Resources: limits}
 	defer pool.Close()
-	res, err := e.solve(ctx, def, ops.Config{Runner: pool, ContextDir: contextDir, Ignore: ignore, Images: images}, pr.Event,
-		solver.Options{Dockerfile: absFile, NoCache: o.noCache, Explain: o.explain, MaxParallelism: o.maxParallelism})
+	rep := &vertexReporter{rep: pr.Event}
+	res, err := e.solve(ctx, def, ops.Config{Runner: pool, ContextDir: contextDir, Ignore: ignore, Images: images, Fetcher: bc.fetcher()}, rep.event,
+		solver.Options{Dockerfile: absFile, NoCache: o.noCache, Explain: o.explain, MaxParallelism: o.maxParallelism, Remote: bc.remote()})
 	if err != nil {
+		return err
+	}
+	if err := bc.fetchResult(ctx, e.store, res, rep); err != nil {
 		return err
 	}
 	manifest, config, err := exporter.StoreImage(ctx, e.store, res.Config, res.Layers, o.tags)
@@ -310,8 +333,15 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if len(o.tags) > 0 {
 		meta["image.name"] = strings.Join(o.tags, ",")
 	}
+	var pushedRefs []string
 	for _, out := range outputs {
 		if out.Type == "image" || out.Type == "registry" {
+			if out.Push {
+				pushedRefs = append(pushedRefs, out.Names...)
+				if len(out.Names) == 0 {
+					pushedRefs = append(pushedRefs, o.tags...)
+				}
+			}
 			pushed, err := exportImage(ctx, g, e, manifest, out, o.tags)
 			if err != nil {
 				return err
@@ -324,6 +354,13 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 		if err := exporter.Export(ctx, e.store, exporter.Built{Manifest: manifest, Layers: res.Layers, Tags: o.tags}, out); err != nil {
 			return err
 		}
+	}
+	// After the image is stored and pushed: the layers a push uploaded to
+	// the cache's repository are not uploaded again (the export asks
+	// first). A cache that cannot be written fails the build (a CI job
+	// must notice) but keeps the image.
+	if err := bc.export(ctx, e.store, res, pushedRefs, rep); err != nil {
+		return err
 	}
 	if err := writeMetadata(o.metadataFile, meta); err != nil {
 		return err

@@ -37,6 +37,9 @@ var layering = []struct {
 	// The edges: images in, results out.
 	{"source/...", []string{"snapshot/...", "store/...", "fsutil/...", "internal/..."}},
 	{"exporter/...", []string{"snapshot/...", "store/...", "fsutil/...", "internal/..."}},
+	// The CI cache, both ways: the solver sees it only through
+	// solver.RemoteCache, so it never imports the solver.
+	{"remotecache", []string{"store/...", "internal/..."}},
 
 	// Beside the solver, never above it.
 	{"container/...", []string{"runner/...", "snapshot/...", "store/...", "fsutil/...", "internal/..."}},

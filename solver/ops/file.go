@@ -113,7 +113,7 @@ func (r *Resolver) openSource(ctx context.Context, src copySource) (string, func
 	if src.dir != "" {
 		return src.dir, func() {}, nil
 	}
-	c, err := r.cfg.Snap.Materialize(ctx, r.cfg.Store.Content(), src.layers, src.diffIDs)
+	c, err := r.cfg.Snap.Materialize(ctx, r.layers(), src.layers, src.diffIDs)
 	if err != nil {
 		return "", nil, err
 	}

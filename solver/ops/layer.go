@@ -18,7 +18,7 @@ import (
 // layer runs fn over a fresh snapshot of parent (unpacking what is not
 // unpacked yet) and makes its changes the new layer.
 func (r *Resolver) layer(ctx context.Context, parent solver.Chain, fn func(context.Context, *snapshot.Active) error) (solver.Layer, error) {
-	base, err := r.cfg.Snap.Materialize(ctx, r.cfg.Store.Content(), parent.Layers, parent.DiffIDs)
+	base, err := r.cfg.Snap.Materialize(ctx, r.layers(), parent.Layers, parent.DiffIDs)
 	if err != nil {
 		return solver.Layer{}, err
 	}
@@ -35,6 +35,32 @@ func (r *Resolver) layer(ctx context.Context, parent solver.Chain, fn func(conte
 		return solver.Layer{}, err
 	}
 	return solver.Layer{Blob: blob, DiffID: diffID}, nil
+}
+
+// layers is where Materialize reads the layers it unpacks: the store,
+// through the fetcher when there is one.
+func (r *Resolver) layers() snapshot.LayerOpener {
+	if r.cfg.Fetcher == nil {
+		return r.cfg.Store.Content()
+	}
+	return fetchingOpener{c: r.cfg.Store.Content(), f: r.cfg.Fetcher}
+}
+
+// fetchingOpener fetches a layer blob the store lacks before opening it.
+// Materialize opens only the layers that are not unpacked yet, so a layer
+// whose snapshot is there is never downloaded.
+type fetchingOpener struct {
+	c *store.Content
+	f BlobFetcher
+}
+
+func (o fetchingOpener) OpenLayer(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	if !o.c.HasBlob(d) {
+		if err := o.f.FetchBlob(ctx, d); err != nil {
+			return nil, err
+		}
+	}
+	return o.c.OpenLayer(ctx, d)
 }
 
 // commit writes the active snapshot's changes as a gzip layer (streamed:

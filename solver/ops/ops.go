@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	digest "github.com/opencontainers/go-digest"
+
 	"github.com/builder-dev/builder/fsutil"
 	"github.com/builder-dev/builder/fsutil/statcache"
 	"github.com/builder-dev/builder/runner"
@@ -43,6 +45,15 @@ type Config struct {
 	// Images finds the images FROM and COPY --from name (pulling them
 	// when missing); nil looks in the store only.
 	Images *source.Resolver
+	// Fetcher, when set, brings into the store a layer blob it lacks
+	// before a step reads it: the layers of records from an imported
+	// cache are downloaded only then (see solver.RemoteCache).
+	Fetcher BlobFetcher
+}
+
+// BlobFetcher puts the blob d, which the store lacks, into the store.
+type BlobFetcher interface {
+	FetchBlob(ctx context.Context, d digest.Digest) error
 }
 
 // Resolver binds the graph's ops of one build; it is the solver's
