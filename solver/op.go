@@ -32,7 +32,9 @@ type Op interface {
 // snapshotter.
 type Chain struct {
 	// Key names the chain in cache keys: a stage's cache key, an image's
-	// manifest digest.
+	// ID (its config's digest: the same image pulled, loaded from a docker
+	// archive or from an OCI one has one ID, whatever form its layers
+	// came in, so runners that got their base differently share a cache).
 	Key     digest.Digest
 	Layers  []ocispec.Descriptor
 	DiffIDs []digest.Digest // one per layer, bottom first
@@ -44,7 +46,7 @@ type Chain struct {
 type CacheMap struct {
 	Kind  string          // "exec", "copy" or "mkdir"
 	Op    json.RawMessage // the graph op as JSON, its expanded parameters
-	Input digest.Digest   // what the op reads: a context digest, a stage key, a manifest digest; "" for nothing
+	Input digest.Digest   // what the op reads: a context digest, a stage key, an image ID; "" for nothing
 	// Files lists what a context copy read, file by file, for explaining
 	// a later miss; it is called only on a miss. Nil for other ops.
 	Files func() []cache.File
@@ -66,7 +68,7 @@ type OpResolver interface {
 }
 
 // ImageResolver finds an image a stage starts from or copies from; its
-// Chain's Key is the manifest digest.
+// Chain's Key is the image ID.
 type ImageResolver interface {
 	ResolveImage(ctx context.Context, ref string) (Chain, error)
 }

@@ -204,8 +204,8 @@ func TestCopyFromStageWaitsAndKeysOnIt(t *testing.T) {
 	}
 }
 
-// COPY --from an image keys on its manifest digest (the chain's Key).
-func TestCopyFromImageKeysOnManifest(t *testing.T) {
+// COPY --from an image keys on its ID (the chain's Key).
+func TestCopyFromImageKeysOnItsID(t *testing.T) {
 	h := newHarness(t)
 	h.ops.images["img"] = solver.Chain{Key: digest.Digest("sha256:" + strings.Repeat("1", 64))}
 	d := def(0, stage(0, "", scratch, copyImage(2, "img", "/f")))

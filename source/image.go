@@ -15,8 +15,8 @@ import (
 // reader of an image by reference goes through Lookup, so that the next
 // source (a registry) is one place to add.
 type Image struct {
-	// Descriptor is the manifest's: its digest names the image in cache
-	// keys.
+	// Descriptor is the manifest's. Cache keys name the image by its ID
+	// instead: the manifest changes with the form its layers are kept in.
 	Descriptor ocispec.Descriptor
 	Manifest   ocispec.Manifest
 	// Config is Docker's image type, which keeps Healthcheck, OnBuild and

@@ -30,16 +30,31 @@ COPY . /src
 RUN cat /src/app.txt > /out
 `
 
-// runnerB is a second, empty root with runner A's base image, the very
-// manifest (an OCI archive keeps it byte for byte; cache keys start from
-// its digest), as a CI runner would pull it.
+// runnerB is a second, empty root with runner A's base image, brought
+// through a docker archive: its layers are then kept uncompressed, so its
+// manifest is not A's, but its ID is, and cache keys start from the ID.
 func (h *harness) runnerB(t *testing.T) *harness {
 	t.Helper()
 	tar := filepath.Join(t.TempDir(), "base.tar")
-	h.mustRun("save", "--format", "oci", "-o", tar, "base/busybox:1")
+	h.mustRun("save", "-o", tar, "base/busybox:1")
 	b := &harness{t: t, root: t.TempDir()}
 	b.mustRun("load", "-i", tar)
+	if a, bm := h.manifestDigest("base/busybox:1"), b.manifestDigest("base/busybox:1"); a == bm {
+		t.Fatalf("runner B's base has runner A's manifest %s: the test no longer shows keys independent of it", a)
+	}
 	return b
+}
+
+// manifestDigest is the manifest digest of the image ref.
+func (h *harness) manifestDigest(ref string) string {
+	h.t.Helper()
+	var out []struct {
+		Digest string `json:"Digest"`
+	}
+	if err := json.Unmarshal([]byte(h.mustRun("inspect", ref)), &out); err != nil || len(out) != 1 {
+		h.t.Fatalf("inspect %s: %v", ref, err)
+	}
+	return out[0].Digest
 }
 
 // plainBuild builds with plain progress and returns the progress text.

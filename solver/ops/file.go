@@ -31,7 +31,7 @@ type copyOp struct {
 
 // CacheMap hashes what the copy reads without touching any snapshot: the
 // context's selected files are hashed, a stage is named by its cache key,
-// an image by its manifest digest (inputs[0].Key).
+// an image by its ID (inputs[0].Key).
 func (c *copyOp) CacheMap(ctx context.Context, inputs []solver.Chain) (solver.CacheMap, error) {
 	cm := solver.CacheMap{Kind: "copy"}
 	if c.op.From.Context {

@@ -123,7 +123,7 @@ func (r *Resolver) ResolveImage(ctx context.Context, ref string) (solver.Chain, 
 	if err != nil {
 		return solver.Chain{}, err
 	}
-	return solver.Chain{Key: img.Descriptor.Digest, Layers: img.Layers, DiffIDs: img.DiffIDs}, nil
+	return solver.Chain{Key: img.ID(), Layers: img.Layers, DiffIDs: img.DiffIDs}, nil
 }
 
 // Close writes the context's stat-cache back, whether or not the build
