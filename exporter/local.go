@@ -20,11 +20,17 @@ import (
 // Output is one output of a build (`build -o type=...,dest=...`).
 type Output struct {
 	// Type is oci or docker (an archive of the image), local (its root
-	// file system as a directory) or tar (that directory as a tar).
+	// file system as a directory), tar (that directory as a tar), image
+	// (the store, under Names) or registry (image, pushed).
 	Type string
 	// Dest is the file or directory written; "-" is stdout for an archive
 	// or a tar.
 	Dest string
+	// Names are the names of an image or registry output (the build's
+	// tags if none).
+	Names []string
+	// Push, for an image output, pushes it to each name's registry.
+	Push bool
 }
 
 // Built is a build's image as its outputs need it: already in the store.
@@ -56,6 +62,8 @@ func Export(ctx context.Context, s *store.Store, b Built, o Output) error {
 			return archive.WriteLayer(ctx, tmp, w, archive.WriteOptions{})
 		})
 	case "docker", "oci":
+	case "image", "registry":
+		return fmt.Errorf("export: output type %q needs a registry: %w", o.Type, store.ErrInvalid)
 	default:
 		return fmt.Errorf("export: output type %q: %w", o.Type, store.ErrInvalid)
 	}

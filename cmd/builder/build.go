@@ -44,6 +44,9 @@ type buildOptions struct {
 	memory    string
 	// maxParallelism bounds the steps that run at once; 0: no bound.
 	maxParallelism int
+	pull           bool
+	push           bool
+	metadataFile   string
 }
 
 func newBuildCmd(g *globalOptions) *cobra.Command {
@@ -71,12 +74,15 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 	f.BoolVar(&o.noCache, "no-cache", false, "do not use the layer cache")
 	f.StringVar(&o.network, "network", "default", "network for RUN: default, none or host")
 	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, plain, tty, json or quiet")
-	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=oci|docker|local|tar,dest=PATH")
+	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=oci|docker|local|tar,dest=PATH or type=image,name=REF[,push=true] or type=registry,name=REF")
 	f.StringVar(&o.iidfile, "iidfile", "", "write the image ID to this file")
 	f.BoolVar(&o.explain, "explain", false, "say why steps missed the cache")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print only the image ID (--progress quiet)")
 	f.Int64Var(&o.pidsLimit, "pids-limit", runner.DefaultBuildPidsLimit, "limit the processes of each RUN step (0 or -1: unlimited)")
 	f.StringVarP(&o.memory, "memory", "m", "", "memory limit of each RUN step (e.g. 512m, 2g)")
+	f.BoolVar(&o.pull, "pull", false, "always fetch the FROM images from their registries (only manifests if unchanged)")
+	f.BoolVar(&o.push, "push", false, "push the image to the registry of each -t name")
+	f.StringVar(&o.metadataFile, "metadata-file", "", "write the build's result as JSON to this file (as buildx)")
 	f.IntVar(&o.maxParallelism, "max-parallelism", 0, "run at most N steps at once (0: no limit)")
 	return cmd
 }
@@ -207,6 +213,12 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	if err != nil {
 		return err
 	}
+	if o.push {
+		if len(o.tags) == 0 {
+			return usageError{errors.New("--push needs a -t name to push to")}
+		}
+		outputs = append(outputs, exporter.Output{Type: "image", Push: true})
+	}
 	buildArgs, err := parseBuildArgs(o.buildArgs)
 	if err != nil {
 		return err
@@ -241,6 +253,12 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 		return err
 	}
 	defer lock.Release()
+	// Quiet: the progress display owns the terminal.
+	puller, err := g.puller("", true)
+	if err != nil {
+		return err
+	}
+	images := &source.Resolver{Store: e.store, Puller: puller, Pull: o.pull}
 	var warnings []string
 	def, err := dockerfile.Convert(ctx, df.data, dockerfile.Options{
 		File:      df.name,
@@ -250,7 +268,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 		Platform:  ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
 		Warnings:  &warnings,
 		ResolveImage: func(ctx context.Context, ref string) (dockerspec.DockerOCIImage, error) {
-			img, err := source.Lookup(ctx, e.store, ref)
+			img, err := images.Lookup(ctx, ref)
 			return img.Config, err
 		},
 	})
@@ -269,7 +287,7 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 	// RUN steps start their containers' inits one ahead.
 	pool := &runner.Pool{Resources: limits}
 	defer pool.Close()
-	res, err := e.solve(ctx, def, ops.Config{Runner: pool, ContextDir: contextDir, Ignore: ignore}, pr.Event,
+	res, err := e.solve(ctx, def, ops.Config{Runner: pool, ContextDir: contextDir, Ignore: ignore, Images: images}, pr.Event,
 		solver.Options{Dockerfile: absFile, NoCache: o.noCache, Explain: o.explain, MaxParallelism: o.maxParallelism})
 	if err != nil {
 		return err
@@ -284,10 +302,31 @@ func runBuild(ctx context.Context, g *globalOptions, o *buildOptions, contextDir
 			return fmt.Errorf("write iidfile: %w", err)
 		}
 	}
+	meta := map[string]any{
+		"containerimage.digest":        manifest.Digest,
+		"containerimage.config.digest": config.Digest,
+		"containerimage.descriptor":    manifest,
+	}
+	if len(o.tags) > 0 {
+		meta["image.name"] = strings.Join(o.tags, ",")
+	}
 	for _, out := range outputs {
+		if out.Type == "image" || out.Type == "registry" {
+			pushed, err := exportImage(ctx, g, e, manifest, out, o.tags)
+			if err != nil {
+				return err
+			}
+			if pushed != nil {
+				meta = pushed
+			}
+			continue
+		}
 		if err := exporter.Export(ctx, e.store, exporter.Built{Manifest: manifest, Layers: res.Layers, Tags: o.tags}, out); err != nil {
 			return err
 		}
+	}
+	if err := writeMetadata(o.metadataFile, meta); err != nil {
+		return err
 	}
 	pr.Done(id, o.tags, time.Since(start))
 	if o.explain {
@@ -308,4 +347,38 @@ func printExplanations(w io.Writer, list []solver.Explanation) {
 			fmt.Fprintf(w, "  - %s\n", r)
 		}
 	}
+}
+
+// exportImage writes an image output: the built image tagged in the store
+// under its names (the build's tags if none) and, with push, pushed to
+// each. It returns the metadata of the last push, nil if none.
+func exportImage(ctx context.Context, g *globalOptions, e *env, manifest ocispec.Descriptor, out exporter.Output, tags []string) (map[string]any, error) {
+	names := out.Names
+	if len(names) == 0 {
+		names = tags
+	}
+	if len(names) == 0 {
+		return nil, usageError{fmt.Errorf("output type=%s needs a name (name=REF or -t)", out.Type)}
+	}
+	for _, n := range names {
+		if err := e.store.Content().Tag(ctx, n, manifest); err != nil {
+			return nil, err
+		}
+	}
+	if !out.Push {
+		return nil, nil
+	}
+	opts, err := g.registry.options()
+	if err != nil {
+		return nil, err
+	}
+	var meta map[string]any
+	for _, n := range names {
+		p, err := pushImage(ctx, e.store, manifest, n, opts)
+		if err != nil {
+			return nil, err
+		}
+		meta = exporter.Metadata(p, names)
+	}
+	return meta, nil
 }

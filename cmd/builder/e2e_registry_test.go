@@ -344,8 +344,11 @@ func pushIndex(t *testing.T, base, ref string) (hostImg, otherImg v1.Image, othe
 		other.Architecture = "amd64"
 	}
 	variant := func(arch, says string) v1.Image {
-		tb := testutil.Tar(t, testutil.TarEntry{Name: "platform", Body: says + "\n"})
-		layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tb)), nil })
+		// A gzip layer whose diff_id is its tar's digest (static.NewLayer
+		// would give the gzip's digest as the diff_id, which a pull
+		// rightly refuses).
+		tarBytes := testutil.Tar(t, testutil.TarEntry{Name: "platform", Body: says + "\n"})
+		layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tarBytes)), nil })
 		if err != nil {
 			t.Fatal(err)
 		}

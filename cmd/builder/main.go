@@ -51,7 +51,8 @@ func exitCode(err error) int {
 }
 
 type globalOptions struct {
-	root string
+	root     string
+	registry registryFlags
 }
 
 // rootFlag is --root: a string that may not be empty. `--root "$UNSET"`
@@ -93,6 +94,7 @@ func newRootCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
 	cmd.PersistentFlags().Var(rootFlag{&g.root}, "root", "store directory (default $BUILDER_ROOT, /var/lib/builder as root)")
+	g.registry.add(cmd.PersistentFlags())
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
 	})
@@ -117,6 +119,10 @@ func newRootCmd() *cobra.Command {
 		newMonitorCmd(g),
 		newCacheCmd(g),
 		newStoreCmd(g),
+		newPullCmd(g),
+		newPushCmd(g),
+		newLoginCmd(g),
+		newLogoutCmd(g),
 	)
 	return cmd
 }

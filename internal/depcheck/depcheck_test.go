@@ -59,6 +59,9 @@ var layering = []struct {
 	// raw system calls share.
 	{"internal/...", []string{"internal/unixutil"}},
 	{"internal/unixutil", nil},
+	// Registry transport over go-containerregistry; source pulls and
+	// exporter pushes with it.
+	{"internal/registry", nil},
 }
 
 // matches reports whether the package p (relative to the module) is

@@ -40,6 +40,9 @@ type Config struct {
 	ContextDir string
 	// Ignore is the .dockerignore patterns of the context.
 	Ignore []string
+	// Images finds the images FROM and COPY --from name (pulling them
+	// when missing); nil looks in the store only.
+	Images *source.Resolver
 }
 
 // Resolver binds the graph's ops of one build; it is the solver's
@@ -99,9 +102,13 @@ func (r *Resolver) openStat(ctx context.Context) {
 	})
 }
 
-// ResolveImage looks an image up in the store.
+// ResolveImage looks an image up through Config.Images, else in the store.
 func (r *Resolver) ResolveImage(ctx context.Context, ref string) (solver.Chain, error) {
-	img, err := source.Lookup(ctx, r.cfg.Store, ref)
+	images := r.cfg.Images
+	if images == nil {
+		images = &source.Resolver{Store: r.cfg.Store}
+	}
+	img, err := images.Lookup(ctx, ref)
 	if err != nil {
 		return solver.Chain{}, err
 	}

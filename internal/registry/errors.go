@@ -1,0 +1,100 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// Sentinel kinds of registry failures, checked with errors.Is.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrUnauthorized = errors.New("authentication required or refused")
+	ErrDenied       = errors.New("access denied")
+	ErrUnreachable  = errors.New("registry unreachable")
+)
+
+// Error is a registry operation's failure, naming what was asked of which
+// registry.
+type Error struct {
+	Op       string // "pull", "push", "login"
+	Ref      string
+	Registry string
+	Kind     error // one of the sentinels, or nil
+	Err      error
+}
+
+func (e *Error) Error() string {
+	hint := ""
+	switch e.Kind {
+	case ErrNotFound:
+		hint = ": not found in the registry"
+	case ErrUnauthorized:
+		hint = ": authentication required or refused (run `builder login " + e.Registry + "`)"
+	case ErrDenied:
+		hint = ": access denied"
+	case ErrUnreachable:
+		hint = ": registry unreachable"
+	}
+	return fmt.Sprintf("%s %s (registry %s)%s: %v", e.Op, e.Ref, e.Registry, hint, e.Err)
+}
+
+func (e *Error) Unwrap() []error {
+	if e.Kind == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Kind, e.Err}
+}
+
+// Wrap classifies err, from a request about ref to registry, into an
+// *Error; nil stays nil and a cancellation stays itself.
+func Wrap(op, ref, registry string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var already *Error
+	if errors.As(err, &already) {
+		return err
+	}
+	return &Error{Op: op, Ref: ref, Registry: registry, Kind: kind(err), Err: err}
+}
+
+func kind(err error) error {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		for _, d := range te.Errors {
+			switch d.Code {
+			case transport.ManifestUnknownErrorCode, transport.BlobUnknownErrorCode, transport.NameUnknownErrorCode:
+				return ErrNotFound
+			case transport.UnauthorizedErrorCode:
+				return ErrUnauthorized
+			case transport.DeniedErrorCode:
+				return ErrDenied
+			}
+		}
+		switch te.StatusCode {
+		case http.StatusNotFound:
+			return ErrNotFound
+		case http.StatusUnauthorized:
+			return ErrUnauthorized
+		case http.StatusForbidden:
+			return ErrDenied
+		}
+		return nil
+	}
+	var ne net.Error
+	var ue *url.Error
+	var oe *net.OpError
+	if errors.As(err, &oe) || errors.As(err, &ue) || errors.As(err, &ne) {
+		return ErrUnreachable
+	}
+	return nil
+}
