@@ -326,6 +326,8 @@ func TestRegistryPlain(t *testing.T) {
 		if out := f.mustRun("run", "--rm", "fromindex:1", "cat", "/seen"); out != "host\n" {
 			t.Errorf("FROM the index picked the image saying %q, want host", out)
 		}
+		// FROM --platform of another platform waits for the frontend,
+		// which accepts only the build platform (no cross-builds yet).
 	})
 }
 
