@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -74,6 +75,7 @@ func (h *harness) fail(args ...string) string {
 // (case-insensitive).
 func wantIn(t *testing.T, what, msg string, words ...string) {
 	t.Helper()
+	t.Logf("%s: %s", what, strings.TrimSpace(msg))
 	for _, w := range words {
 		if !strings.Contains(strings.ToLower(msg), strings.ToLower(w)) {
 			t.Errorf("%s does not say %q:\n%s", what, w, msg)
@@ -201,10 +203,69 @@ func TestRegistryPlain(t *testing.T) {
 		if out := e.runImage(appRef); out != "hello\n" {
 			t.Errorf("pulled image runs with %q", out)
 		}
-		// Pulled again: the store has it, no layer comes twice.
+		// Each blob came once, whole; pulled again, none comes.
+		_, m := remoteManifest(t, appRef)
+		gets := reg.Requests()[mark:].BlobGets()
+		var want int64 = m.Config.Size
+		for _, l := range m.Layers {
+			want += l.Size
+		}
+		if len(gets) != len(blobsOf(m)) || gets.Bytes() != want {
+			t.Errorf("pull downloaded %d blobs, %d bytes; want %d blobs, %d bytes:\n%s", len(gets), gets.Bytes(), len(blobsOf(m)), want, gets)
+		}
+		mark = len(reg.Requests())
 		e.mustRun("pull", appRef)
-		if gets := reg.Requests()[mark:].BlobGets(); len(gets) > 3 {
-			t.Errorf("two pulls downloaded blobs more than once:\n%s", gets)
+		if gets := reg.Requests()[mark:].BlobGets(); len(gets) != 0 {
+			t.Errorf("pulling an image the store has downloaded blobs:\n%s", gets)
+		}
+	})
+
+	t.Run("pull by digest", func(t *testing.T) {
+		e := emptyRoot(t)
+		ref := host + "/plain/app@" + pushed.String()
+		e.mustRun("pull", ref)
+		if got := e.platformOf(ref); got.Digest != pushed.String() || got.ID != h.platformOf(appRef).ID {
+			t.Errorf("pulled %s as %+v", ref, got)
+		}
+	})
+
+	t.Run("errors name the reference and the registry", func(t *testing.T) {
+		e := emptyRoot(t)
+		msg := e.fail("pull", host+"/plain/missing:1")
+		wantIn(t, "pull of a missing image", msg, host, "plain/missing")
+		if !regexp.MustCompile(`(?i)not found|unknown|404`).MatchString(msg) {
+			t.Errorf("pull of a missing image does not say it is not found:\n%s", msg)
+		}
+		dead := testutil.FreePort(t)
+		msg = e.fail("pull", dead+"/plain/app:1")
+		wantIn(t, "pull from a registry that is not there", msg, dead, "plain/app")
+		dir := e.context("FROM "+host+"/plain/missing:1\n", map[string]string{})
+		msg = e.fail("build", dir)
+		wantIn(t, "FROM a missing image", msg, host, "plain/missing")
+	})
+
+	t.Run("docker.io shorthand through a mirror", func(t *testing.T) {
+		// The plain registry stands in for Docker Hub as its mirror:
+		// `busybox` is docker.io/library/busybox:latest, looked up at
+		// the mirror as library/busybox:latest.
+		h := &harness{t: t, root: h.root}
+		h.mustRun("tag", appRef, host+"/library/busybox:latest")
+		h.mustRun("push", host+"/library/busybox:latest")
+		cfg := testutil.WriteFile(t, t.TempDir(), "registries.json",
+			[]byte(`{"mirrors": {"docker.io": ["`+host+`"]}}`))
+		e := emptyRoot(t)
+		e.mustRun("--registry-config", cfg, "pull", "busybox")
+		if got := e.platformOf("busybox").ID; got != h.platformOf(appRef).ID {
+			t.Errorf("busybox from the mirror is %s, want %s", got, h.platformOf(appRef).ID)
+		}
+		if got := e.platformOf("docker.io/library/busybox:latest").ID; got != h.platformOf(appRef).ID {
+			t.Errorf("docker.io/library/busybox:latest is %s", got)
+		}
+		f := emptyRoot(t)
+		dir := f.context("FROM busybox\nRUN cat /hello > /seen\n", map[string]string{})
+		f.mustRun("--registry-config", cfg, "build", "-t", "onhub:1", dir)
+		if out := f.mustRun("run", "--rm", "onhub:1", "cat", "/seen"); out != "hello\n" {
+			t.Errorf("FROM busybox through the mirror: %q", out)
 		}
 	})
 
@@ -415,6 +476,17 @@ func TestRegistryTLSAuth(t *testing.T) {
 
 	msg = h.fail("push", ref)
 	wantIn(t, "push without the CA", msg, host, "certificate")
+	// An insecure registry's certificate is not checked; a config file's
+	// CA (relative to the file) is trusted as --registry-ca's.
+	h.mustRun("--insecure-registry", host, "push", ref)
+	confDir := t.TempDir()
+	caPEM, err := os.ReadFile(reg.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WriteFile(t, confDir, "ca.pem", caPEM)
+	conf := testutil.WriteFile(t, confDir, "registries.json", []byte(`{"ca-files": ["ca.pem"]}`))
+	h.mustRun("--registry-config", conf, "push", ref)
 
 	h.mustRun(append(ca, "push", ref)...)
 	e := emptyRoot(t)
@@ -472,56 +544,74 @@ func TestRegistryCorruptBlob(t *testing.T) {
 	}
 }
 
-// TestRegistryVanishesMidPush: the registry dies while a push uploads a
-// big layer; the push fails cleanly, the store is untouched, and once the
-// registry is back (same port, same storage) the next push uploads only
-// the blobs it lacks.
+// TestRegistryVanishesMidPush: the registry dies during a push, once in
+// the middle of a big layer's upload and once after the first blob is in;
+// the push fails cleanly, the store is untouched, and once the registry is
+// back (same port, same storage) the next push uploads only the blobs it
+// lacks.
 func TestRegistryVanishesMidPush(t *testing.T) {
 	requiresRegistryCLI(t)
 	registryEnv(t)
 	h := newHarness(t)
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
-	ref := reg.Host() + "/vanish/app:1"
-	h.build(h.context("FROM base/busybox:1\nRUN echo small > /small\nRUN head -c 50000000 /dev/urandom > /big\n", map[string]string{}), ref)
+	app := h.context("FROM base/busybox:1\nRUN echo small > /small\nRUN head -c 50000000 /dev/urandom > /big\n", map[string]string{})
+	h.build(app, "vanish:1")
+	for _, c := range []struct {
+		name string
+		stop func(*testutil.Registry)
+		// bigPartial: the big layer was being uploaded when the
+		// registry died, so the next push must upload it.
+		bigPartial bool
+	}{
+		{"in the middle of a layer", func(r *testutil.Registry) { r.StopOnUpload(4 << 20) }, true},
+		{"after the first blob", func(r *testutil.Registry) { r.StopOn(`^PUT /v2/vanish/app/blobs/uploads/`) }, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := &harness{t: t, root: h.root}
+			reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
+			ref := reg.Host() + "/vanish/app:1"
+			h.mustRun("tag", "vanish:1", ref)
+			before := h.storeListing()
+			c.stop(reg)
+			msg := h.fail("push", ref)
+			wantIn(t, "push to a vanished registry", msg, reg.Host(), "vanish/app")
+			if !reg.Stopped() {
+				t.Fatal("the push ended before the registry was stopped")
+			}
+			if after := h.storeListing(); after != before {
+				t.Errorf("the failed push changed the store:\n%s", listingDiff(before, after))
+			}
+			h.mustRun("store", "verify")
 
-	before := h.storeListing()
-	// Killed at the first blob upload that completes: the small blobs
-	// come first, the big layer is still on its way.
-	reg.StopOn(`^PUT /v2/vanish/app/blobs/uploads/`)
-	msg := h.fail("push", ref)
-	wantIn(t, "push to a vanished registry", msg, reg.Host())
-	if !reg.Stopped() {
-		t.Fatal("the push ended before the registry was stopped")
-	}
-	if after := h.storeListing(); after != before {
-		t.Errorf("the failed push changed the store:\n%s", listingDiff(before, after))
-	}
-	h.mustRun("store", "verify")
-
-	reg.Restart()
-	present := reg.RepoLayers("vanish/app")
-	mark := len(reg.Requests())
-	out := h.mustRun("push", ref)
-	d, m := remoteManifest(t, ref)
-	if !strings.Contains(out, d.String()) {
-		t.Errorf("push does not print the pushed digest %s:\n%s", d, out)
-	}
-	var want []string
-	for _, b := range blobsOf(m) {
-		if !slices.Contains(present, b) {
-			want = append(want, b)
-		}
-	}
-	var got []string
-	for _, q := range reg.Requests()[mark:].BlobUploads() {
-		got = append(got, q.Query.Get("digest"))
-	}
-	slices.Sort(want)
-	slices.Sort(got)
-	if !slices.Equal(got, want) {
-		t.Errorf("after the restart the push uploaded %v, want only the missing %v (present: %v)", got, want, present)
-	}
-	if len(present) == 0 || len(want) == 0 {
-		t.Logf("the stop left %d of %d blobs: the resume was not exercised in full", len(present), len(blobsOf(m)))
+			reg.Restart()
+			present := reg.RepoLayers("vanish/app")
+			mark := len(reg.Requests())
+			out := h.mustRun("push", ref)
+			d, m := remoteManifest(t, ref)
+			if !strings.Contains(out, d.String()) {
+				t.Errorf("push does not print the pushed digest %s:\n%s", d, out)
+			}
+			var want []string
+			for _, b := range blobsOf(m) {
+				if !slices.Contains(present, b) {
+					want = append(want, b)
+				}
+			}
+			var got []string
+			for _, q := range reg.Requests()[mark:].BlobUploads() {
+				got = append(got, q.Query.Get("digest"))
+			}
+			slices.Sort(want)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("after the restart the push uploaded %v, want only the missing %v (present: %v)", got, want, present)
+			}
+			big := slices.MaxFunc(m.Layers, func(a, b v1.Descriptor) int { return int(a.Size - b.Size) })
+			if c.bigPartial && !slices.Contains(got, big.Digest.String()) {
+				t.Errorf("the big layer %s, cut off mid-upload, was not uploaded again", big.Digest)
+			}
+			if len(present) == 0 {
+				t.Logf("the registry died before any blob was in: the resume uploaded all")
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"net"
 	"net/http"
@@ -103,12 +104,7 @@ func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 	}
 	dir := t.TempDir()
 	r := &Registry{t: t, opts: opts, Storage: filepath.Join(dir, "storage"), client: &http.Client{Timeout: 5 * time.Second}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.host = l.Addr().String()
-	l.Close()
+	r.host = FreePort(t)
 
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, `version: 0.1
@@ -153,6 +149,18 @@ http:
 		}
 	})
 	return r
+}
+
+// FreePort is "127.0.0.1:PORT" with a port the kernel picked and nothing
+// listens on (until something takes it).
+func FreePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // writeCerts makes a CA and a server certificate for 127.0.0.1 and
@@ -292,6 +300,53 @@ func (r *Registry) StopOn(pattern string) {
 	r.mu.Lock()
 	r.stopOn = re
 	r.mu.Unlock()
+}
+
+// StopOnUpload kills the registry as soon as a blob upload in progress
+// has at least n bytes in its storage: a registry vanishing in the middle
+// of a layer. It watches the upload sessions' data files (the log shows a
+// request only once it is over).
+func (r *Registry) StopOnUpload(n int64) {
+	r.mu.Lock()
+	done := r.done
+	r.mu.Unlock()
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			if r.uploadReached(n) {
+				r.mu.Lock()
+				r.stopped = true
+				r.cmd.Process.Kill()
+				r.mu.Unlock()
+				return
+			}
+		}
+	}()
+}
+
+// uploadReached reports whether an upload session's data file (under
+// repositories/NAME/_uploads/ID/data) holds n bytes or more.
+func (r *Registry) uploadReached(n int64) bool {
+	found := false
+	filepath.WalkDir(filepath.Join(r.Storage, "docker/registry/v2/repositories"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || found {
+			return nil
+		}
+		if d.IsDir() && (d.Name() == "_layers" || d.Name() == "_manifests") {
+			return filepath.SkipDir
+		}
+		if d.Name() == "data" && filepath.Base(filepath.Dir(filepath.Dir(p))) == "_uploads" {
+			if fi, err := d.Info(); err == nil && fi.Size() >= n {
+				found = true
+			}
+		}
+		return nil
+	})
+	return found
 }
 
 // Stopped reports whether the registry was stopped (by Stop or StopOn).
