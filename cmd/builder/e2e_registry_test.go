@@ -544,12 +544,12 @@ func TestRegistryCorruptBlob(t *testing.T) {
 	}
 }
 
-// TestRegistryVanishesMidPush: the registry dies during a push, once in
+// TestRegistryVanishes: the registry dies during a push, once in
 // the middle of a big layer's upload and once after the first blob is in;
 // the push fails cleanly, the store is untouched, and once the registry is
 // back (same port, same storage) the next push uploads only the blobs it
-// lacks.
-func TestRegistryVanishesMidPush(t *testing.T) {
+// lacks. The same during a pull leaves the store as it was.
+func TestRegistryVanishes(t *testing.T) {
 	requiresRegistryCLI(t)
 	registryEnv(t)
 	h := newHarness(t)
@@ -614,4 +614,32 @@ func TestRegistryVanishesMidPush(t *testing.T) {
 			}
 		})
 	}
+
+	// The same while pulling: killed once the first blob is down, the big
+	// layer still on its way; the store gets nothing, and the pull after
+	// the restart works.
+	t.Run("during a pull", func(t *testing.T) {
+		h := &harness{t: t, root: h.root}
+		reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
+		ref := reg.Host() + "/vanish/pull:1"
+		h.mustRun("tag", "vanish:1", ref)
+		h.mustRun("push", ref)
+		e := newHarness(t)
+		before := e.storeListing()
+		reg.StopOn(`^GET /v2/vanish/pull/blobs/`)
+		msg := e.fail("pull", ref)
+		wantIn(t, "pull from a vanished registry", msg, reg.Host(), "vanish/pull")
+		if !reg.Stopped() {
+			t.Fatal("the pull ended before the registry was stopped")
+		}
+		if after := e.storeListing(); after != before {
+			t.Errorf("the failed pull changed the store:\n%s", listingDiff(before, after))
+		}
+		e.mustRun("store", "verify")
+		reg.Restart()
+		e.mustRun("pull", ref)
+		if got, want := e.platformOf(ref).ID, h.platformOf(ref).ID; got != want {
+			t.Errorf("pulled %s, pushed %s", got, want)
+		}
+	})
 }
