@@ -210,8 +210,13 @@ func runContainer(ctx context.Context, g *globalOptions, o *runOptions, ref stri
 	if err != nil {
 		return err
 	}
+	// As docker run: an image the store lacks is pulled.
+	puller, err := g.puller("", false)
+	if err != nil {
+		return err
+	}
 	rt := e.runtime()
-	c, err := createContainer(ctx, e, rt, ref, co, ov)
+	c, err := createContainer(ctx, e, rt, &source.Resolver{Store: e.store, Puller: puller}, ref, co, ov)
 	if err != nil {
 		return err
 	}
@@ -245,7 +250,7 @@ func discardUnstarted(ctx context.Context, rt *container.Runtime, id string, run
 // createContainer resolves the image, unpacks it and makes the container.
 // The store's build lock is held meanwhile, so a prune cannot take the
 // image's blobs between the lookup and the record that keeps them.
-func createContainer(ctx context.Context, e *env, rt *container.Runtime, ref string, co container.CreateOptions, ov container.Overrides) (*container.Container, error) {
+func createContainer(ctx context.Context, e *env, rt *container.Runtime, images *source.Resolver, ref string, co container.CreateOptions, ov container.Overrides) (*container.Container, error) {
 	lock, err := e.lockWrites(ctx)
 	if err != nil {
 		return nil, err
@@ -258,7 +263,7 @@ func createContainer(ctx context.Context, e *env, rt *container.Runtime, ref str
 			return nil, fmt.Errorf("%w: the container name %q is already in use by container %q", container.ErrNameInUse, "/"+co.Name, c.ID)
 		}
 	}
-	img, err := source.Lookup(ctx, e.store, ref)
+	img, err := images.Lookup(ctx, ref)
 	if err != nil {
 		return nil, fmt.Errorf("unable to find image %q: %w", ref, err)
 	}
