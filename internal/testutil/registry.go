@@ -48,7 +48,9 @@ type RegistryOptions struct {
 
 // Registry is a docker-registry process on 127.0.0.1 at a port the kernel
 // picked, its storage and config in the test's temp dir. It is killed
-// when the test ends.
+// when the test ends. Subtests may share it: Requests and RepoLayers
+// report trouble with Errorf on the test that started it, never FailNow
+// from another goroutine.
 type Registry struct {
 	t    testing.TB
 	opts RegistryOptions
@@ -369,12 +371,14 @@ func (r *Registry) Requests() Requests {
 	if alive {
 		resp, err := r.client.Get(r.URL("/v2/?harness-sync=" + n))
 		if err != nil {
-			r.t.Fatalf("registry %s: %v", r.host, err)
+			r.t.Errorf("registry %s: %v", r.host, err)
+		} else {
+			resp.Body.Close()
 		}
-		resp.Body.Close()
-		for deadline := time.Now().Add(10 * time.Second); !r.logged(n); time.Sleep(5 * time.Millisecond) {
+		for deadline := time.Now().Add(10 * time.Second); err == nil && !r.logged(n); time.Sleep(5 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				r.t.Fatalf("registry %s: the access log never showed request harness-sync=%s", r.host, n)
+				r.t.Errorf("registry %s: the access log never showed request harness-sync=%s", r.host, n)
+				break
 			}
 		}
 	}
@@ -556,7 +560,7 @@ func (r *Registry) RepoLayers(repo string) []string {
 		return nil
 	}
 	if err != nil {
-		r.t.Fatal(err)
+		r.t.Error(err)
 	}
 	var out []string
 	for _, e := range ents {
