@@ -106,6 +106,7 @@ func (p *Puller) pullFrom(ctx context.Context, st *store.Store, ref string, r na
 	c := st.Content()
 	mdesc, raw := desc.Descriptor, desc.Manifest
 	var index *v1.Descriptor
+	var indexRaw []byte
 	if mdesc.MediaType.IsIndex() {
 		idx, err := v1.ParseIndexManifest(bytes.NewReader(raw))
 		if err != nil {
@@ -115,10 +116,7 @@ func (p *Puller) pullFrom(ctx context.Context, st *store.Store, ref string, r na
 		if err != nil {
 			return Image{}, wrap(fmt.Errorf("index %s: %w", mdesc.Digest, err))
 		}
-		index = &mdesc
-		if _, err := c.Ingest(ctx, string(mdesc.MediaType), bytes.NewReader(raw)); err != nil {
-			return Image{}, err
-		}
+		index, indexRaw = &mdesc, raw
 		if raw, err = p.manifest(ctx, c, r, pick, opts); err != nil {
 			return Image{}, wrap(err)
 		}
@@ -133,6 +131,13 @@ func (p *Puller) pullFrom(ctx context.Context, st *store.Store, ref string, r na
 	}
 	if err := p.fetchBlobs(ctx, c, r, m, opts); err != nil {
 		return Image{}, wrap(err)
+	}
+	// The index only now that its image is whole: a failed pull stores
+	// nothing.
+	if index != nil {
+		if _, err := c.Ingest(ctx, string(index.MediaType), bytes.NewReader(indexRaw)); err != nil {
+			return Image{}, err
+		}
 	}
 	md := ocispec.Descriptor{MediaType: string(mdesc.MediaType), Digest: digest.Digest(mdesc.Digest.String()), Size: mdesc.Size}
 	got, err := c.Ingest(ctx, md.MediaType, bytes.NewReader(raw))
@@ -204,6 +209,14 @@ func (p *Puller) fetchBlobs(ctx context.Context, c *store.Content, r name.Refere
 	var cfg ocispec.Image
 	if err := json.Unmarshal(cfgBytes, &cfg); err != nil {
 		return fmt.Errorf("config %s: %w", m.Config.Digest, err)
+	}
+	// A platform asked for (--platform) must be the image's, also when
+	// the reference is a single image rather than an index, as docker
+	// refuses it; a config that names no platform passes.
+	if want := p.Platform; want.OS != "" && cfg.Architecture != "" &&
+		(cfg.OS != want.OS || cfg.Architecture != want.Architecture || (want.Variant != "" && cfg.Variant != want.Variant)) {
+		return fmt.Errorf("image %s is for %s, not the platform asked for, %s: %w", m.Config.Digest,
+			formatPlatform(ocispec.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}), formatPlatform(want), store.ErrNotFound)
 	}
 	if cfg.RootFS.Type != "layers" || len(cfg.RootFS.DiffIDs) != len(m.Layers) {
 		return fmt.Errorf("config %s: %d diff_ids for %d layers: %w", m.Config.Digest, len(cfg.RootFS.DiffIDs), len(m.Layers), store.ErrInvalid)

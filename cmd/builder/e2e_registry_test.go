@@ -380,6 +380,16 @@ func TestRegistryPlain(t *testing.T) {
 		if got := o.platformOf(ref); got.ID != otherID.String() || got.Architecture != otherPlat.Architecture {
 			t.Errorf("pull --platform %s picked %+v, want %s", otherPlat.Architecture, got, otherID)
 		}
+		// A platform the index lacks, or a single-platform image of
+		// another platform, is refused (as docker does), naming both.
+		before := o.storeListing()
+		msg := o.fail("pull", "--platform", "linux/s390x", ref)
+		wantIn(t, "pull --platform of a platform the index lacks", msg, "s390x", otherPlat.Architecture, runtime.GOARCH)
+		msg = o.fail("pull", "--platform", otherPlat.OS+"/"+otherPlat.Architecture, appRef)
+		wantIn(t, "pull --platform of a single-platform image", msg, otherPlat.Architecture, runtime.GOARCH, "plain/app")
+		if after := o.storeListing(); after != before {
+			t.Errorf("a refused pull changed the store:\n%s", listingDiff(before, after))
+		}
 
 		dir := e.context("FROM "+ref+"\nRUN cat /platform > /seen\n", map[string]string{})
 		f := emptyRoot(t)
@@ -528,10 +538,29 @@ func TestRegistryCorruptBlob(t *testing.T) {
 	bad := m.Layers[len(m.Layers)-1].Digest.String()
 	reg.CorruptBlob(bad)
 
+	// The same image behind an index, its own layer corrupted too.
+	multi := reg.Host() + "/corrupt/multi:1"
+	hostImg, _, _ := pushIndex(t, ref, multi)
+	layers, err := hostImg.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	badInIndex, err := layers[len(layers)-1].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.CorruptBlob(badInIndex.String())
+
 	e := newHarness(t)
 	before, rows := e.storeListing(), e.imagesRows()
 	msg := e.fail("pull", ref)
 	wantIn(t, "pull of a corrupted blob", msg, bad, "digest")
+	// Both corrupted layers are in the index's image: either may fail it.
+	msg = e.fail("pull", multi)
+	wantIn(t, "pull of corrupted blobs behind an index", msg, "digest")
+	if !strings.Contains(msg, badInIndex.String()) && !strings.Contains(msg, bad) {
+		t.Errorf("pull of corrupted blobs behind an index names neither %s nor %s:\n%s", badInIndex, bad, msg)
+	}
 	dir := e.context("FROM "+ref+"\nRUN true\n", map[string]string{})
 	msg = e.fail("build", dir)
 	wantIn(t, "FROM a corrupted blob", msg, bad)
