@@ -571,6 +571,29 @@ func TestRegistryCorruptBlob(t *testing.T) {
 	if after := e.storeListing(); after != before {
 		t.Errorf("the failed pull changed the store:\n%s", listingDiff(before, after))
 	}
+
+	// The other way: a layer rotted in the local store is never pushed;
+	// the push fails naming it and the registry gets no manifest.
+	local := reg.Host() + "/corrupt/local:1"
+	h.build(h.context("FROM base/busybox:1\nRUN echo rotten > /r\n", map[string]string{}), local)
+	_, localLayers := h.manifestOf(local)
+	layer := localLayers[len(localLayers)-1]
+	h.flipByte(layer)
+	mark := len(reg.Requests())
+	msg = h.fail("push", local)
+	wantIn(t, "push of a corrupted local layer", msg, layer, "store")
+	if strings.Contains(msg, "unreachable") {
+		t.Errorf("a corrupted local layer is blamed on the registry:\n%s", msg)
+	}
+	reqs := reg.Requests()[mark:]
+	for _, q := range reqs.BlobUploads() {
+		if q.Query.Get("digest") == layer {
+			t.Errorf("the corrupted layer was uploaded:\n%s", reqs)
+		}
+	}
+	if len(reqs.Match("PUT", "/manifests/")) != 0 {
+		t.Errorf("a manifest was pushed:\n%s", reqs)
+	}
 }
 
 // TestRegistryVanishes: the registry dies during a push, once in

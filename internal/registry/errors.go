@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -93,7 +95,17 @@ func kind(err error) error {
 	var ne net.Error
 	var ue *url.Error
 	var oe *net.OpError
-	if errors.As(err, &oe) || errors.As(err, &ue) || errors.As(err, &ne) {
+	if errors.As(err, &ue) {
+		// A request fails as a *url.Error also when its body could not
+		// be read: a local blob that no longer matches its digest is the
+		// store's damage, not the network's.
+		if errors.As(ue.Err, &oe) || errors.As(ue.Err, &ne) || ue.Timeout() ||
+			errors.Is(ue.Err, io.EOF) || errors.Is(ue.Err, io.ErrUnexpectedEOF) || errors.Is(ue.Err, syscall.ECONNRESET) {
+			return ErrUnreachable
+		}
+		return nil
+	}
+	if errors.As(err, &oe) || errors.As(err, &ne) {
 		return ErrUnreachable
 	}
 	return nil
