@@ -1,9 +1,9 @@
 // Package exporter takes results out: a built image into the store under
-// its tags (StoreImage), docker save archives
-// (manifest.json with RepoTags), OCI archives (a tar of an OCI image
-// layout), and a build's outputs (those archives, its root filesystem as a
-// local directory or a tar) — and next, a registry push. Images come in
-// through package source.
+// its tags (StoreImage), docker save archives (manifest.json with
+// RepoTags), OCI archives (a tar of an OCI image layout), a build's
+// outputs (those archives, its root filesystem as a local directory or a
+// tar), and registry pushes (Push, over internal/registry). Images come
+// in through package source.
 //
 // Whatever it writes keeps the image's config bytes, and so its ID: the
 // config's diff_ids always name the uncompressed layers, and every

@@ -78,10 +78,16 @@ func newPushImage(ctx context.Context, s *store.Store, desc ocispec.Descriptor, 
 	if err != nil {
 		return nil, err
 	}
+	var rootfs struct {
+		RootFS ocispec.RootFS `json:"rootfs"`
+	}
+	if err := json.Unmarshal(cfg, &rootfs); err != nil || len(rootfs.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("config %s: %d diff_ids for %d layers: %w", m.Config.Digest, len(rootfs.RootFS.DiffIDs), len(m.Layers), store.ErrInvalid)
+	}
 	changed := false
 	blobs := map[digest.Digest]ocispec.Descriptor{}
 	for i, l := range m.Layers {
-		pl, err := pushLayer(ctx, c, l)
+		pl, err := pushLayer(ctx, c, l, rootfs.RootFS.DiffIDs[i])
 		if err != nil {
 			return nil, err
 		}
@@ -139,10 +145,12 @@ func (i *pushImage) ConfigLayer() (v1.Layer, error) {
 	return &remote.MountableLayer{Layer: l, Reference: i.configFrom}, nil
 }
 
-// pushLayer is the blob a push sends for the stored layer l: l itself
-// when it is compressed; an uncompressed layer is compressed with gzip
-// into the store first (once: the next push finds it there).
-func pushLayer(ctx context.Context, c *store.Content, l ocispec.Descriptor) (ocispec.Descriptor, error) {
+// pushLayer is the blob a push sends for the stored layer l (of diff ID
+// diffID): l itself when it is compressed; an uncompressed layer is
+// compressed with gzip into the store first. With the layer forms of the
+// store (Content.CompressedLayer, which remembers the gzip form by diff
+// ID) this is that call.
+func pushLayer(ctx context.Context, c *store.Content, l ocispec.Descriptor, diffID digest.Digest) (ocispec.Descriptor, error) {
 	switch l.MediaType {
 	case ocispec.MediaTypeImageLayer, "application/vnd.docker.image.rootfs.diff.tar":
 	default:
@@ -153,9 +161,12 @@ func pushLayer(ctx context.Context, c *store.Content, l ocispec.Descriptor) (oci
 		return ocispec.Descriptor{}, err
 	}
 	defer rc.Close()
-	desc, _, err := c.IngestLayer(ctx, rc)
+	desc, got, err := c.IngestLayer(ctx, rc)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("compress layer %s: %w", l.Digest, err)
+	}
+	if got != diffID {
+		return ocispec.Descriptor{}, fmt.Errorf("layer %s: uncompressed digest %s, config says diff_id %s: %w", l.Digest, got, diffID, store.ErrInvalid)
 	}
 	return desc, nil
 }

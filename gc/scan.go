@@ -152,6 +152,7 @@ func (c *Collector) scan(ctx context.Context, skipDamaged bool) (*state, error) 
 			}
 		}
 	}
+	s.keepIndexes(ctx)
 	return s, nil
 }
 
@@ -324,4 +325,31 @@ func (s *state) users(r cache.Record) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// maxIndexSize bounds the blobs keepIndexes reads: an index is a few
+// kilobytes.
+const maxIndexSize = 1 << 20
+
+// keepIndexes keeps the image indexes a pull stored beside the manifest it
+// picked (so that "name@<index digest>" resolves offline, see
+// source.Resolver): an unlisted small blob that is an index naming a
+// listed image's manifest is held as that image's.
+func (s *state) keepIndexes(ctx context.Context) {
+	for d, size := range s.blobs {
+		if s.imageBlobs[d] || size > maxIndexSize {
+			continue
+		}
+		var idx struct {
+			MediaType string               `json:"mediaType"`
+			Config    *ocispec.Descriptor  `json:"config"`
+			Manifests []ocispec.Descriptor `json:"manifests"`
+		}
+		if s.c.Store.Content().ReadJSON(ctx, d, &idx) != nil || idx.Config != nil {
+			continue
+		}
+		if slices.ContainsFunc(idx.Manifests, func(m ocispec.Descriptor) bool { return s.imageBlobs[m.Digest] }) {
+			s.imageBlobs[d] = true
+		}
+	}
 }

@@ -30,9 +30,16 @@ type Image struct {
 // ID is the image ID: its config's digest.
 func (i Image) ID() digest.Digest { return i.Manifest.Config.Digest }
 
-// Lookup finds the image ref names in st. Its layers are not unpacked:
-// snapshot.Snapshotter.Materialize does that when a step needs them.
+// Lookup finds the image ref names in st; "name@<index digest>" names the
+// host platform's image of an index a pull stored. Its layers are not
+// unpacked: snapshot.Snapshotter.Materialize does that when a step needs
+// them.
 func Lookup(ctx context.Context, st *store.Store, ref string) (Image, error) {
+	return lookupFor(ctx, st, ref, HostPlatform())
+}
+
+// lookupStore finds the image ref names among the store's manifests.
+func lookupStore(ctx context.Context, st *store.Store, ref string) (Image, error) {
 	desc, err := st.Content().Resolve(ctx, ref)
 	if err != nil {
 		return Image{}, fmt.Errorf("image %q: %w", ref, err)

@@ -99,12 +99,11 @@ func (p *Puller) pullFrom(ctx context.Context, st *store.Store, ref string, r na
 		return Image{}, err
 	}
 	p.log("pulling %s", r)
-	desc, err := remote.Get(r, opts...)
+	c := st.Content()
+	mdesc, raw, err := p.top(ctx, c, r, opts)
 	if err != nil {
 		return Image{}, wrap(err)
 	}
-	c := st.Content()
-	mdesc, raw := desc.Descriptor, desc.Manifest
 	var index *v1.Descriptor
 	var indexRaw []byte
 	if mdesc.MediaType.IsIndex() {
@@ -132,13 +131,6 @@ func (p *Puller) pullFrom(ctx context.Context, st *store.Store, ref string, r na
 	if err := p.fetchBlobs(ctx, c, r, m, opts); err != nil {
 		return Image{}, wrap(err)
 	}
-	// The index only now that its image is whole: a failed pull stores
-	// nothing.
-	if index != nil {
-		if _, err := c.Ingest(ctx, string(index.MediaType), bytes.NewReader(indexRaw)); err != nil {
-			return Image{}, err
-		}
-	}
 	md := ocispec.Descriptor{MediaType: string(mdesc.MediaType), Digest: digest.Digest(mdesc.Digest.String()), Size: mdesc.Size}
 	got, err := c.Ingest(ctx, md.MediaType, bytes.NewReader(raw))
 	if err != nil {
@@ -146,6 +138,12 @@ func (p *Puller) pullFrom(ctx context.Context, st *store.Store, ref string, r na
 	}
 	if got.Digest != md.Digest {
 		return Image{}, wrap(digestMismatch(md.Digest, got.Digest))
+	}
+	if index != nil {
+		// Last, with the image: a failed pull leaves nothing behind.
+		if _, err := c.Ingest(ctx, string(index.MediaType), bytes.NewReader(indexRaw)); err != nil {
+			return Image{}, err
+		}
 	}
 	if err := c.AddManifest(ctx, md); err != nil {
 		return Image{}, err
@@ -160,6 +158,26 @@ func (p *Puller) pullFrom(ctx context.Context, st *store.Store, ref string, r na
 	}
 	p.log("%s: digest: %s", r, md.Digest)
 	return Lookup(ctx, st, md.Digest.String())
+}
+
+// top returns the descriptor and bytes of what r names, a manifest or an
+// index: a HEAD first, and the bytes from the store when it has that
+// digest (a --pull of an unchanged image downloads nothing more), else a
+// GET.
+func (p *Puller) top(ctx context.Context, c *store.Content, r name.Reference, opts []remote.Option) (v1.Descriptor, []byte, error) {
+	if head, err := remote.Head(r, opts...); err == nil {
+		dg := digest.Digest(head.Digest.String())
+		if c.HasBlob(dg) {
+			if b, err := c.ReadBlob(ctx, dg); err == nil {
+				return *head, b, nil
+			}
+		}
+	}
+	desc, err := remote.Get(r, opts...)
+	if err != nil {
+		return v1.Descriptor{}, nil, err
+	}
+	return desc.Descriptor, desc.Manifest, nil
 }
 
 // manifest returns the bytes of the manifest d of r's repository: from the
@@ -229,7 +247,11 @@ func (p *Puller) fetchBlobs(ctx context.Context, c *store.Content, r name.Refere
 		}
 	}()
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, p.Registry.Jobs, 4))
+	jobs := p.Registry.Jobs
+	if jobs <= 0 {
+		jobs = 4
+	}
+	g.SetLimit(jobs)
 	seen := map[digest.Digest]bool{}
 	for i, l := range m.Layers {
 		if c.HasBlob(l.Digest) || seen[l.Digest] {

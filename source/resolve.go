@@ -55,7 +55,9 @@ func (r *Resolver) lookup(ctx context.Context, ref string) (Image, error) {
 	if r.Puller != nil {
 		platform = r.Puller.platform()
 	}
-	if !r.Pull || r.Puller == nil {
+	// A digest names the same image for ever: even Pull need not ask the
+	// registry again once the store has it.
+	if !r.Pull || r.Puller == nil || strings.Contains(ref, "@") {
 		img, err := lookupFor(ctx, r.Store, ref, platform)
 		if err == nil || r.Puller == nil || !errors.Is(err, store.ErrNotFound) || !pullable(ref) {
 			return img, err
@@ -80,11 +82,11 @@ func pullable(ref string) bool {
 	return true
 }
 
-// lookupFor is Lookup, and for "name@sha256:<index digest>" the manifest
-// for platform of that index if the store holds it (a pull keeps the
-// index's blob for this).
+// lookupFor finds ref in the store, and for "name@sha256:<index digest>"
+// the manifest for platform of that index if the store holds it (a pull
+// keeps the index's blob for this).
 func lookupFor(ctx context.Context, st *store.Store, ref string, platform ocispec.Platform) (Image, error) {
-	img, err := Lookup(ctx, st, ref)
+	img, err := lookupStore(ctx, st, ref)
 	if err == nil || !errors.Is(err, store.ErrNotFound) {
 		return img, err
 	}
@@ -105,7 +107,7 @@ func lookupFor(ctx context.Context, st *store.Store, ref string, platform ocispe
 			continue
 		}
 		if st.Content().HasBlob(m.Digest) {
-			return Lookup(ctx, st, m.Digest.String())
+			return lookupStore(ctx, st, m.Digest.String())
 		}
 	}
 	return img, err

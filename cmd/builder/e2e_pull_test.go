@@ -8,6 +8,10 @@ import (
 	"testing"
 
 	"github.com/builder-dev/builder/internal/testutil"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // TestPullReferences: the reference forms of pull and FROM against a
@@ -68,7 +72,13 @@ func TestPullReferences(t *testing.T) {
 	t.Run("FROM an index's digest", func(t *testing.T) {
 		ref := host + "/refs/multi:1"
 		hostImg, _, _ := pushIndex(t, appRef, ref)
-		idxDigest, _ := remoteManifest(t, ref)
+		// The index's own digest (remote.Image would pick a platform's).
+		r, _ := name.ParseReference(ref, name.Insecure)
+		desc, err := remote.Get(r)
+		if err != nil || !desc.MediaType.IsIndex() {
+			t.Fatalf("%s is no index: %v %v", ref, desc, err)
+		}
+		idxDigest := desc.Digest
 		hostDigest, _ := hostImg.Digest()
 		e := emptyRoot(t)
 		pinned := host + "/refs/multi@" + idxDigest.String()
@@ -80,10 +90,44 @@ func TestPullReferences(t *testing.T) {
 		if got := e.platformOf(pinned).Digest; got != hostDigest.String() {
 			t.Errorf("%s resolves to %s, want the host's manifest %s", pinned, got, hostDigest)
 		}
+		// A prune keeps the index's blob with the image it picked.
+		e.mustRun("cache", "prune", "--all")
 		mark := len(reg.Requests())
 		e.build(dir, "fromidx:1")
 		if reqs := reg.Requests()[mark:]; len(reqs) != 0 {
-			t.Errorf("a rebuild FROM a pulled index digest went to the registry:\n%s", reqs)
+			t.Errorf("a rebuild FROM a pulled index digest (after a prune) went to the registry:\n%s", reqs)
+		}
+	})
+
+	t.Run("docker schema2 image", func(t *testing.T) {
+		// Docker Hub's images are Docker schema2: kept as served, built
+		// on, saved and loaded like OCI ones.
+		ref := host + "/refs/docker:1"
+		br, _ := name.ParseReference(appRef, name.Insecure)
+		base, err := remote.Image(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := mutate.ConfigMediaType(mutate.MediaType(base, types.DockerManifestSchema2), types.DockerConfigJSON)
+		r, _ := name.ParseReference(ref, name.Insecure)
+		if err := remote.Write(r, img); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := img.Digest()
+		e := emptyRoot(t)
+		e.mustRun("pull", ref)
+		if got := e.platformOf(ref).Digest; got != want.String() {
+			t.Errorf("pulled %s, registry has %s", got, want)
+		}
+		e.build(e.context("FROM "+ref+"\nRUN cat /p > /q\n", map[string]string{}), "ondocker:1")
+		for _, format := range []string{"docker", "oci"} {
+			tar := filepath.Join(t.TempDir(), "x.tar")
+			e.mustRun("save", "--format", format, "-o", tar, ref, "ondocker:1")
+			l := emptyRoot(t)
+			l.mustRun("load", "-i", tar)
+			if out := l.runImage("ondocker:1", "cat", "/q"); out != "pinned\n" {
+				t.Errorf("%s archive: the loaded image runs with %q", format, out)
+			}
 		}
 	})
 
@@ -98,8 +142,10 @@ func TestPullReferences(t *testing.T) {
 		e := emptyRoot(t)
 		msg := e.fail("pull", host+"/refs/nothing:1")
 		wantIn(t, "pull of a missing image", msg, host, "refs/nothing", "not found")
+		t.Logf("pull of a missing image: %s", msg)
 		msg = e.fail("build", e.context("FROM "+host+"/refs/nothing:1\n", map[string]string{}))
 		wantIn(t, "FROM a missing image", msg, host, "refs/nothing", "not found")
+		t.Logf("FROM a missing image: %s", msg)
 
 		msg = e.fail("pull", "127.0.0.1:1/refs/app:1")
 		wantIn(t, "pull from nothing", msg, "127.0.0.1:1", "refs/app", "unreachable")
@@ -122,6 +168,15 @@ func TestLoginLogoutConfig(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"auths":{"keep.example":{"auth":"eDp5"}},"psFormat":"table"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Without the CA the certificate is refused, unless the host is
+	// listed as insecure.
+	msg := h.fail("login", "-u", "bob", "-p", "pw", host)
+	wantIn(t, "login without the CA", msg, host, "certificate", "--registry-ca")
+	t.Logf("login without the CA: %s", msg)
+	msg = h.fail("--registry-ca", reg.CAFile, "login", "-u", "bob", "-p", "wrong", host)
+	wantIn(t, "login with a wrong password", msg, host, "refused")
+	t.Logf("login with a wrong password: %s", msg)
+	h.mustRun("--insecure-registry", host, "login", "-u", "bob", "-p", "pw", host)
 	h.mustRun("--registry-ca", reg.CAFile, "login", "-u", "bob", "-p", "pw", host)
 	b, _ := os.ReadFile(path)
 	var file struct {
@@ -142,7 +197,7 @@ func TestLoginLogoutConfig(t *testing.T) {
 	if strings.Contains(string(b), host) || !strings.Contains(string(b), "keep.example") || !strings.Contains(string(b), "psFormat") {
 		t.Errorf("config.json after logout:\n%s", b)
 	}
-	msg := h.fail("logout", host)
+	msg = h.fail("logout", host)
 	wantIn(t, "second logout", msg, host)
 
 	if err := os.WriteFile(path, []byte(`{"credsStore":"pass"}`), 0o600); err != nil {

@@ -2,12 +2,15 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -19,6 +22,7 @@ var (
 	ErrUnauthorized = errors.New("authentication required or refused")
 	ErrDenied       = errors.New("access denied")
 	ErrUnreachable  = errors.New("registry unreachable")
+	ErrUntrusted    = errors.New("TLS certificate not trusted")
 )
 
 // Error is a registry operation's failure, naming what was asked of which
@@ -38,10 +42,15 @@ func (e *Error) Error() string {
 		hint = ": not found in the registry"
 	case ErrUnauthorized:
 		hint = ": authentication required or refused (run `builder login " + e.Registry + "`)"
+		if e.Op == "login" {
+			hint = ": the registry refused these credentials"
+		}
 	case ErrDenied:
 		hint = ": access denied"
 	case ErrUnreachable:
 		hint = ": registry unreachable"
+	case ErrUntrusted:
+		hint = ": its TLS certificate is not trusted (give its CA with --registry-ca FILE)"
 	}
 	return fmt.Sprintf("%s %s (registry %s)%s: %v", e.Op, e.Ref, e.Registry, hint, e.Err)
 }
@@ -70,6 +79,13 @@ func Wrap(op, ref, registry string, err error) error {
 }
 
 func kind(err error) error {
+	var ce *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	// go-containerregistry's ping joins its attempts' errors into text,
+	// so the certificate failure may be there only as words.
+	if errors.As(err, &ce) || errors.As(err, &ua) || strings.Contains(err.Error(), "x509: ") {
+		return ErrUntrusted
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		for _, d := range te.Errors {

@@ -5,13 +5,19 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
+	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
@@ -186,5 +192,39 @@ func TestCheckLogin(t *testing.T) {
 	err := (&Options{}).CheckLogin(context.Background(), "127.0.0.1:1", "u", "p")
 	if !errors.Is(err, ErrUnreachable) {
 		t.Errorf("login to nothing: %v", err)
+	}
+}
+
+func TestRetriesServerErrors(t *testing.T) {
+	var failed atomic.Int64
+	h := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/manifests/") && failed.Add(1) <= 2 {
+			code := http.StatusServiceUnavailable
+			if failed.Load() == 2 {
+				code = http.StatusTooManyRequests
+			}
+			w.WriteHeader(code)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	o := &Options{Backoff: remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: 4}}
+	r, _ := o.ParseReference(host + "/app:1")
+	opts, err := o.Remote(context.Background(), r.Context().Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, empty.Image, opts...); err != nil {
+		t.Fatal(err)
+	}
+	failed.Store(0)
+	if _, err := remote.Get(r, opts...); err != nil {
+		t.Errorf("a 503 then a 429 were not retried: %v", err)
+	}
+	if n := failed.Load(); n < 3 {
+		t.Errorf("%d manifest requests, want the two failures and a retry", n)
 	}
 }
