@@ -148,6 +148,20 @@ func remoteManifest(t *testing.T, ref string) (v1.Hash, *v1.Manifest) {
 	return d, m
 }
 
+// readMetadata reads a --metadata-file (buildx's JSON).
+func readMetadata(t *testing.T, p string) map[string]any {
+	t.Helper()
+	var md map[string]any
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &md); err != nil {
+		t.Fatalf("metadata file: %v\n%s", err, b)
+	}
+	return md
+}
+
 // blobsOf is the config and layer digests of m.
 func blobsOf(m *v1.Manifest) []string {
 	out := []string{m.Config.Digest.String()}
@@ -274,7 +288,11 @@ func TestRegistryPlain(t *testing.T) {
 		mark := len(reg.Requests())
 		h.mustRun("push", appRef)
 		h.mustRun("tag", appRef, host+"/plain/app:2")
-		h.mustRun("push", host+"/plain/app:2")
+		meta := filepath.Join(t.TempDir(), "push.json")
+		h.mustRun("push", "--metadata-file", meta, host+"/plain/app:2")
+		if md := readMetadata(t, meta); md["containerimage.digest"] != pushed.String() {
+			t.Errorf("push --metadata-file: %v, want containerimage.digest %s", md, pushed)
+		}
 		if again := reg.Requests()[mark:]; len(again.BlobUploads()) != 0 || len(again.Match("POST", `/blobs/uploads/$`)) != 0 {
 			t.Errorf("pushing what the registry has started uploads:\n%s", again)
 		}
@@ -343,16 +361,9 @@ func TestRegistryPlain(t *testing.T) {
 		ref := host + "/plain/built:1"
 		h.build(app, ref, "--push", "--metadata-file", meta)
 		d, _ := remoteManifest(t, ref)
-		var md map[string]any
-		b, err := os.ReadFile(meta)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &md); err != nil {
-			t.Fatalf("metadata file: %v\n%s", err, b)
-		}
-		if md["containerimage.digest"] != d.String() || !strings.Contains(md["image.name"].(string), ref) {
-			t.Errorf("metadata file %s, want containerimage.digest %s and image.name %s", b, d, ref)
+		md := readMetadata(t, meta)
+		if name, _ := md["image.name"].(string); md["containerimage.digest"] != d.String() || !strings.Contains(name, ref) {
+			t.Errorf("metadata file %v, want containerimage.digest %s and image.name %s", md, d, ref)
 		}
 
 		for _, o := range []string{"type=registry,name=" + host + "/plain/out:1", "type=image,name=" + host + "/plain/out:2,push=true"} {
@@ -614,7 +625,7 @@ func TestRegistryVanishes(t *testing.T) {
 		// registry died, so the next push must upload it.
 		bigPartial bool
 	}{
-		{"in the middle of a layer", func(r *testutil.Registry) { r.StopOnUpload(4 << 20) }, true},
+		{"in the middle of a layer", func(r *testutil.Registry) { r.StopOnUpload(1 << 20) }, true},
 		{"after the first blob", func(r *testutil.Registry) { r.StopOn(`^PUT /v2/vanish/app/blobs/uploads/`) }, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
