@@ -509,7 +509,10 @@ func TestRegistryTLSAuth(t *testing.T) {
 	conf := testutil.WriteFile(t, confDir, "registries.json", []byte(`{"ca-files": ["ca.pem"]}`))
 	h.mustRun("--registry-config", conf, "push", ref)
 
-	h.mustRun(append(ca, "push", ref)...)
+	// As a user types it: the CA file relative to where they stand.
+	if _, errOut, code := h.runIn(filepath.Dir(reg.CAFile), nil, "--registry-ca", filepath.Base(reg.CAFile), "push", ref); code != 0 {
+		t.Fatalf("push --registry-ca %s: exit %d\n%s", filepath.Base(reg.CAFile), code, errOut)
+	}
 	e := emptyRoot(t)
 	e.mustRun(append(ca, "pull", ref)...)
 	if got, want := e.platformOf(ref).ID, h.platformOf(ref).ID; got != want {
