@@ -228,6 +228,14 @@ func (p *Puller) fetchBlobs(ctx context.Context, c *store.Content, r name.Refere
 	if err := json.Unmarshal(cfgBytes, &cfg); err != nil {
 		return fmt.Errorf("config %s: %w", m.Config.Digest, err)
 	}
+	// A platform asked for (--platform) must be the image's, also when
+	// the reference is a single image rather than an index, as docker
+	// refuses it; a config that names no platform passes.
+	if want := p.Platform; want.OS != "" && cfg.Architecture != "" &&
+		(cfg.OS != want.OS || cfg.Architecture != want.Architecture || (want.Variant != "" && cfg.Variant != want.Variant)) {
+		return fmt.Errorf("image %s is for %s, not the platform asked for, %s: %w", m.Config.Digest,
+			formatPlatform(ocispec.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}), formatPlatform(want), store.ErrNotFound)
+	}
 	if cfg.RootFS.Type != "layers" || len(cfg.RootFS.DiffIDs) != len(m.Layers) {
 		return fmt.Errorf("config %s: %d diff_ids for %d layers: %w", m.Config.Digest, len(cfg.RootFS.DiffIDs), len(m.Layers), store.ErrInvalid)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -74,6 +75,7 @@ func (h *harness) fail(args ...string) string {
 // (case-insensitive).
 func wantIn(t *testing.T, what, msg string, words ...string) {
 	t.Helper()
+	t.Logf("%s: %s", what, strings.TrimSpace(msg))
 	for _, w := range words {
 		if !strings.Contains(strings.ToLower(msg), strings.ToLower(w)) {
 			t.Errorf("%s does not say %q:\n%s", what, w, msg)
@@ -146,6 +148,20 @@ func remoteManifest(t *testing.T, ref string) (v1.Hash, *v1.Manifest) {
 	return d, m
 }
 
+// readMetadata reads a --metadata-file (buildx's JSON).
+func readMetadata(t *testing.T, p string) map[string]any {
+	t.Helper()
+	var md map[string]any
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &md); err != nil {
+		t.Fatalf("metadata file: %v\n%s", err, b)
+	}
+	return md
+}
+
 // blobsOf is the config and layer digests of m.
 func blobsOf(m *v1.Manifest) []string {
 	out := []string{m.Config.Digest.String()}
@@ -201,10 +217,69 @@ func TestRegistryPlain(t *testing.T) {
 		if out := e.runImage(appRef); out != "hello\n" {
 			t.Errorf("pulled image runs with %q", out)
 		}
-		// Pulled again: the store has it, no layer comes twice.
+		// Each blob came once, whole; pulled again, none comes.
+		_, m := remoteManifest(t, appRef)
+		gets := reg.Requests()[mark:].BlobGets()
+		var want int64 = m.Config.Size
+		for _, l := range m.Layers {
+			want += l.Size
+		}
+		if len(gets) != len(blobsOf(m)) || gets.Bytes() != want {
+			t.Errorf("pull downloaded %d blobs, %d bytes; want %d blobs, %d bytes:\n%s", len(gets), gets.Bytes(), len(blobsOf(m)), want, gets)
+		}
+		mark = len(reg.Requests())
 		e.mustRun("pull", appRef)
-		if gets := reg.Requests()[mark:].BlobGets(); len(gets) > 3 {
-			t.Errorf("two pulls downloaded blobs more than once:\n%s", gets)
+		if gets := reg.Requests()[mark:].BlobGets(); len(gets) != 0 {
+			t.Errorf("pulling an image the store has downloaded blobs:\n%s", gets)
+		}
+	})
+
+	t.Run("pull by digest", func(t *testing.T) {
+		e := emptyRoot(t)
+		ref := host + "/plain/app@" + pushed.String()
+		e.mustRun("pull", ref)
+		if got := e.platformOf(ref); got.Digest != pushed.String() || got.ID != h.platformOf(appRef).ID {
+			t.Errorf("pulled %s as %+v", ref, got)
+		}
+	})
+
+	t.Run("errors name the reference and the registry", func(t *testing.T) {
+		e := emptyRoot(t)
+		msg := e.fail("pull", host+"/plain/missing:1")
+		wantIn(t, "pull of a missing image", msg, host, "plain/missing")
+		if !regexp.MustCompile(`(?i)not found|unknown|404`).MatchString(msg) {
+			t.Errorf("pull of a missing image does not say it is not found:\n%s", msg)
+		}
+		dead := testutil.FreePort(t)
+		msg = e.fail("pull", dead+"/plain/app:1")
+		wantIn(t, "pull from a registry that is not there", msg, dead, "plain/app")
+		dir := e.context("FROM "+host+"/plain/missing:1\n", map[string]string{})
+		msg = e.fail("build", dir)
+		wantIn(t, "FROM a missing image", msg, host, "plain/missing")
+	})
+
+	t.Run("docker.io shorthand through a mirror", func(t *testing.T) {
+		// The plain registry stands in for Docker Hub as its mirror:
+		// `busybox` is docker.io/library/busybox:latest, looked up at
+		// the mirror as library/busybox:latest.
+		h := &harness{t: t, root: h.root}
+		h.mustRun("tag", appRef, host+"/library/busybox:latest")
+		h.mustRun("push", host+"/library/busybox:latest")
+		cfg := testutil.WriteFile(t, t.TempDir(), "registries.json",
+			[]byte(`{"mirrors": {"docker.io": ["`+host+`"]}}`))
+		e := emptyRoot(t)
+		e.mustRun("--registry-config", cfg, "pull", "busybox")
+		if got := e.platformOf("busybox").ID; got != h.platformOf(appRef).ID {
+			t.Errorf("busybox from the mirror is %s, want %s", got, h.platformOf(appRef).ID)
+		}
+		if got := e.platformOf("docker.io/library/busybox:latest").ID; got != h.platformOf(appRef).ID {
+			t.Errorf("docker.io/library/busybox:latest is %s", got)
+		}
+		f := emptyRoot(t)
+		dir := f.context("FROM busybox\nRUN cat /hello > /seen\n", map[string]string{})
+		f.mustRun("--registry-config", cfg, "build", "-t", "onhub:1", dir)
+		if out := f.mustRun("run", "--rm", "onhub:1", "cat", "/seen"); out != "hello\n" {
+			t.Errorf("FROM busybox through the mirror: %q", out)
 		}
 	})
 
@@ -213,7 +288,11 @@ func TestRegistryPlain(t *testing.T) {
 		mark := len(reg.Requests())
 		h.mustRun("push", appRef)
 		h.mustRun("tag", appRef, host+"/plain/app:2")
-		h.mustRun("push", host+"/plain/app:2")
+		meta := filepath.Join(t.TempDir(), "push.json")
+		h.mustRun("push", "--metadata-file", meta, host+"/plain/app:2")
+		if md := readMetadata(t, meta); md["containerimage.digest"] != pushed.String() {
+			t.Errorf("push --metadata-file: %v, want containerimage.digest %s", md, pushed)
+		}
 		if again := reg.Requests()[mark:]; len(again.BlobUploads()) != 0 || len(again.Match("POST", `/blobs/uploads/$`)) != 0 {
 			t.Errorf("pushing what the registry has started uploads:\n%s", again)
 		}
@@ -228,11 +307,22 @@ func TestRegistryPlain(t *testing.T) {
 		h.mustRun("tag", appRef, other)
 		mark := len(reg.Requests())
 		h.mustRun("push", other)
-		reqs := reg.Requests()[mark:]
-		if len(reqs.BlobUploads()) != 0 || len(reqs.Mounts()) == 0 {
-			t.Errorf("push to another repository of the registry: want mounts and no upload:\n%s", reqs)
-		}
 		_, m := remoteManifest(t, other)
+		// Every blob, config and layers, is mounted from plain/app;
+		// none is uploaded.
+		reqs := reg.Requests()[mark:]
+		mounted := map[string]bool{}
+		for _, q := range reqs.Mounts() {
+			mounted[q.Query.Get("mount")] = true
+		}
+		for _, b := range blobsOf(m) {
+			if !mounted[b] {
+				t.Errorf("blob %s was not mounted from plain/app:\n%s", b, reqs)
+			}
+		}
+		if up := reqs.BlobUploads(); len(up) != 0 {
+			t.Errorf("blobs uploaded to a repository of the registry that has them:\n%s", up)
+		}
 		if got := reg.RepoLayers("plain/other"); len(got) != len(blobsOf(m)) {
 			t.Errorf("plain/other links %d blobs, want %d", len(got), len(blobsOf(m)))
 		}
@@ -271,16 +361,9 @@ func TestRegistryPlain(t *testing.T) {
 		ref := host + "/plain/built:1"
 		h.build(app, ref, "--push", "--metadata-file", meta)
 		d, _ := remoteManifest(t, ref)
-		var md map[string]any
-		b, err := os.ReadFile(meta)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &md); err != nil {
-			t.Fatalf("metadata file: %v\n%s", err, b)
-		}
-		if md["containerimage.digest"] != d.String() || !strings.Contains(md["image.name"].(string), ref) {
-			t.Errorf("metadata file %s, want containerimage.digest %s and image.name %s", b, d, ref)
+		md := readMetadata(t, meta)
+		if name, _ := md["image.name"].(string); md["containerimage.digest"] != d.String() || !strings.Contains(name, ref) {
+			t.Errorf("metadata file %v, want containerimage.digest %s and image.name %s", md, d, ref)
 		}
 
 		for _, o := range []string{"type=registry,name=" + host + "/plain/out:1", "type=image,name=" + host + "/plain/out:2,push=true"} {
@@ -307,6 +390,16 @@ func TestRegistryPlain(t *testing.T) {
 		o.mustRun("pull", "--platform", otherPlat.OS+"/"+otherPlat.Architecture, ref)
 		if got := o.platformOf(ref); got.ID != otherID.String() || got.Architecture != otherPlat.Architecture {
 			t.Errorf("pull --platform %s picked %+v, want %s", otherPlat.Architecture, got, otherID)
+		}
+		// A platform the index lacks, or a single-platform image of
+		// another platform, is refused (as docker does), naming both.
+		before := o.storeListing()
+		msg := o.fail("pull", "--platform", "linux/s390x", ref)
+		wantIn(t, "pull --platform of a platform the index lacks", msg, "s390x", otherPlat.Architecture, runtime.GOARCH)
+		msg = o.fail("pull", "--platform", otherPlat.OS+"/"+otherPlat.Architecture, appRef)
+		wantIn(t, "pull --platform of a single-platform image", msg, otherPlat.Architecture, runtime.GOARCH, "plain/app")
+		if after := o.storeListing(); after != before {
+			t.Errorf("a refused pull changed the store:\n%s", listingDiff(before, after))
 		}
 
 		dir := e.context("FROM "+ref+"\nRUN cat /platform > /seen\n", map[string]string{})
@@ -404,8 +497,22 @@ func TestRegistryTLSAuth(t *testing.T) {
 
 	msg = h.fail("push", ref)
 	wantIn(t, "push without the CA", msg, host, "certificate")
+	// An insecure registry's certificate is not checked; a config file's
+	// CA (relative to the file) is trusted as --registry-ca's.
+	h.mustRun("--insecure-registry", host, "push", ref)
+	confDir := t.TempDir()
+	caPEM, err := os.ReadFile(reg.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WriteFile(t, confDir, "ca.pem", caPEM)
+	conf := testutil.WriteFile(t, confDir, "registries.json", []byte(`{"ca-files": ["ca.pem"]}`))
+	h.mustRun("--registry-config", conf, "push", ref)
 
-	h.mustRun(append(ca, "push", ref)...)
+	// As a user types it: the CA file relative to where they stand.
+	if _, errOut, code := h.runIn(filepath.Dir(reg.CAFile), nil, "--registry-ca", filepath.Base(reg.CAFile), "push", ref); code != 0 {
+		t.Fatalf("push --registry-ca %s: exit %d\n%s", filepath.Base(reg.CAFile), code, errOut)
+	}
 	e := emptyRoot(t)
 	e.mustRun(append(ca, "pull", ref)...)
 	if got, want := e.platformOf(ref).ID, h.platformOf(ref).ID; got != want {
@@ -445,10 +552,29 @@ func TestRegistryCorruptBlob(t *testing.T) {
 	bad := m.Layers[len(m.Layers)-1].Digest.String()
 	reg.CorruptBlob(bad)
 
+	// The same image behind an index, its own layer corrupted too.
+	multi := reg.Host() + "/corrupt/multi:1"
+	hostImg, _, _ := pushIndex(t, ref, multi)
+	layers, err := hostImg.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	badInIndex, err := layers[len(layers)-1].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.CorruptBlob(badInIndex.String())
+
 	e := newHarness(t)
 	before, rows := e.storeListing(), e.imagesRows()
 	msg := e.fail("pull", ref)
 	wantIn(t, "pull of a corrupted blob", msg, bad, "digest")
+	// Both corrupted layers are in the index's image: either may fail it.
+	msg = e.fail("pull", multi)
+	wantIn(t, "pull of corrupted blobs behind an index", msg, "digest")
+	if !strings.Contains(msg, badInIndex.String()) && !strings.Contains(msg, bad) {
+		t.Errorf("pull of corrupted blobs behind an index names neither %s nor %s:\n%s", badInIndex, bad, msg)
+	}
 	dir := e.context("FROM "+ref+"\nRUN true\n", map[string]string{})
 	msg = e.fail("build", dir)
 	wantIn(t, "FROM a corrupted blob", msg, bad)
@@ -459,58 +585,127 @@ func TestRegistryCorruptBlob(t *testing.T) {
 	if after := e.storeListing(); after != before {
 		t.Errorf("the failed pull changed the store:\n%s", listingDiff(before, after))
 	}
+
+	// The other way: a layer rotted in the local store is never pushed;
+	// the push fails naming it and the registry gets no manifest.
+	local := reg.Host() + "/corrupt/local:1"
+	h.build(h.context("FROM base/busybox:1\nRUN echo rotten > /r\n", map[string]string{}), local)
+	_, localLayers := h.manifestOf(local)
+	layer := localLayers[len(localLayers)-1]
+	h.flipByte(layer)
+	mark := len(reg.Requests())
+	msg = h.fail("push", local)
+	wantIn(t, "push of a corrupted local layer", msg, layer, "store")
+	if strings.Contains(msg, "unreachable") {
+		t.Errorf("a corrupted local layer is blamed on the registry:\n%s", msg)
+	}
+	reqs := reg.Requests()[mark:]
+	for _, q := range reqs.BlobUploads() {
+		if q.Query.Get("digest") == layer {
+			t.Errorf("the corrupted layer was uploaded:\n%s", reqs)
+		}
+	}
+	if len(reqs.Match("PUT", "/manifests/")) != 0 {
+		t.Errorf("a manifest was pushed:\n%s", reqs)
+	}
 }
 
-// TestRegistryVanishesMidPush: the registry dies while a push uploads a
-// big layer; the push fails cleanly, the store is untouched, and once the
-// registry is back (same port, same storage) the next push uploads only
-// the blobs it lacks.
-func TestRegistryVanishesMidPush(t *testing.T) {
+// TestRegistryVanishes: the registry dies during a push, once in
+// the middle of a big layer's upload and once after the first blob is in;
+// the push fails cleanly, the store is untouched, and once the registry is
+// back (same port, same storage) the next push uploads only the blobs it
+// lacks. The same during a pull leaves the store as it was.
+func TestRegistryVanishes(t *testing.T) {
 	requiresRegistryCLI(t)
 	registryEnv(t)
 	h := newHarness(t)
-	reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
-	ref := reg.Host() + "/vanish/app:1"
-	h.build(h.context("FROM base/busybox:1\nRUN echo small > /small\nRUN head -c 50000000 /dev/urandom > /big\n", map[string]string{}), ref)
+	app := h.context("FROM base/busybox:1\nRUN echo small > /small\nRUN head -c 50000000 /dev/urandom > /big\n", map[string]string{})
+	h.build(app, "vanish:1")
+	for _, c := range []struct {
+		name string
+		stop func(*testutil.Registry)
+		// bigPartial: the big layer was being uploaded when the
+		// registry died, so the next push must upload it.
+		bigPartial bool
+	}{
+		{"in the middle of a layer", func(r *testutil.Registry) { r.StopOnUpload(1 << 20) }, true},
+		{"after the first blob", func(r *testutil.Registry) { r.StopOn(`^PUT /v2/vanish/app/blobs/uploads/`) }, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := &harness{t: t, root: h.root}
+			reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
+			ref := reg.Host() + "/vanish/app:1"
+			h.mustRun("tag", "vanish:1", ref)
+			before := h.storeListing()
+			c.stop(reg)
+			msg := h.fail("push", ref)
+			wantIn(t, "push to a vanished registry", msg, reg.Host(), "vanish/app")
+			if !reg.Stopped() {
+				t.Fatal("the push ended before the registry was stopped")
+			}
+			if after := h.storeListing(); after != before {
+				t.Errorf("the failed push changed the store:\n%s", listingDiff(before, after))
+			}
+			h.mustRun("store", "verify")
 
-	before := h.storeListing()
-	// Killed at the first blob upload that completes: the small blobs
-	// come first, the big layer is still on its way.
-	reg.StopOn(`^PUT /v2/vanish/app/blobs/uploads/`)
-	msg := h.fail("push", ref)
-	wantIn(t, "push to a vanished registry", msg, reg.Host())
-	if !reg.Stopped() {
-		t.Fatal("the push ended before the registry was stopped")
+			reg.Restart()
+			present := reg.RepoLayers("vanish/app")
+			mark := len(reg.Requests())
+			out := h.mustRun("push", ref)
+			d, m := remoteManifest(t, ref)
+			if !strings.Contains(out, d.String()) {
+				t.Errorf("push does not print the pushed digest %s:\n%s", d, out)
+			}
+			var want []string
+			for _, b := range blobsOf(m) {
+				if !slices.Contains(present, b) {
+					want = append(want, b)
+				}
+			}
+			var got []string
+			for _, q := range reg.Requests()[mark:].BlobUploads() {
+				got = append(got, q.Query.Get("digest"))
+			}
+			slices.Sort(want)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("after the restart the push uploaded %v, want only the missing %v (present: %v)", got, want, present)
+			}
+			big := slices.MaxFunc(m.Layers, func(a, b v1.Descriptor) int { return int(a.Size - b.Size) })
+			if c.bigPartial && !slices.Contains(got, big.Digest.String()) {
+				t.Errorf("the big layer %s, cut off mid-upload, was not uploaded again", big.Digest)
+			}
+			if len(present) == 0 {
+				t.Logf("the registry died before any blob was in: the resume uploaded all")
+			}
+		})
 	}
-	if after := h.storeListing(); after != before {
-		t.Errorf("the failed push changed the store:\n%s", listingDiff(before, after))
-	}
-	h.mustRun("store", "verify")
 
-	reg.Restart()
-	present := reg.RepoLayers("vanish/app")
-	mark := len(reg.Requests())
-	out := h.mustRun("push", ref)
-	d, m := remoteManifest(t, ref)
-	if !strings.Contains(out, d.String()) {
-		t.Errorf("push does not print the pushed digest %s:\n%s", d, out)
-	}
-	var want []string
-	for _, b := range blobsOf(m) {
-		if !slices.Contains(present, b) {
-			want = append(want, b)
+	// The same while pulling: killed once the first blob is down, the big
+	// layer still on its way; the store gets nothing, and the pull after
+	// the restart works.
+	t.Run("during a pull", func(t *testing.T) {
+		h := &harness{t: t, root: h.root}
+		reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
+		ref := reg.Host() + "/vanish/pull:1"
+		h.mustRun("tag", "vanish:1", ref)
+		h.mustRun("push", ref)
+		e := newHarness(t)
+		before := e.storeListing()
+		reg.StopOn(`^GET /v2/vanish/pull/blobs/`)
+		msg := e.fail("pull", ref)
+		wantIn(t, "pull from a vanished registry", msg, reg.Host(), "vanish/pull")
+		if !reg.Stopped() {
+			t.Fatal("the pull ended before the registry was stopped")
 		}
-	}
-	var got []string
-	for _, q := range reg.Requests()[mark:].BlobUploads() {
-		got = append(got, q.Query.Get("digest"))
-	}
-	slices.Sort(want)
-	slices.Sort(got)
-	if !slices.Equal(got, want) {
-		t.Errorf("after the restart the push uploaded %v, want only the missing %v (present: %v)", got, want, present)
-	}
-	if len(present) == 0 || len(want) == 0 {
-		t.Logf("the stop left %d of %d blobs: the resume was not exercised in full", len(present), len(blobsOf(m)))
-	}
+		if after := e.storeListing(); after != before {
+			t.Errorf("the failed pull changed the store:\n%s", listingDiff(before, after))
+		}
+		e.mustRun("store", "verify")
+		reg.Restart()
+		e.mustRun("pull", ref)
+		if got, want := e.platformOf(ref).ID, h.platformOf(ref).ID; got != want {
+			t.Errorf("pulled %s, pushed %s", got, want)
+		}
+	})
 }

@@ -6,10 +6,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -109,7 +111,17 @@ func kind(err error) error {
 	var ne net.Error
 	var ue *url.Error
 	var oe *net.OpError
-	if errors.As(err, &oe) || errors.As(err, &ue) || errors.As(err, &ne) {
+	if errors.As(err, &ue) {
+		// A request fails as a *url.Error also when its body could not
+		// be read: a local blob that no longer matches its digest is the
+		// store's damage, not the network's.
+		if errors.As(ue.Err, &oe) || errors.As(ue.Err, &ne) || ue.Timeout() ||
+			errors.Is(ue.Err, io.EOF) || errors.Is(ue.Err, io.ErrUnexpectedEOF) || errors.Is(ue.Err, syscall.ECONNRESET) {
+			return ErrUnreachable
+		}
+		return nil
+	}
+	if errors.As(err, &oe) || errors.As(err, &ne) {
 		return ErrUnreachable
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"net"
 	"net/http"
@@ -47,7 +48,9 @@ type RegistryOptions struct {
 
 // Registry is a docker-registry process on 127.0.0.1 at a port the kernel
 // picked, its storage and config in the test's temp dir. It is killed
-// when the test ends.
+// when the test ends. Subtests may share it: Requests and RepoLayers
+// report trouble with Errorf on the test that started it, never FailNow
+// from another goroutine.
 type Registry struct {
 	t    testing.TB
 	opts RegistryOptions
@@ -103,12 +106,7 @@ func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 	}
 	dir := t.TempDir()
 	r := &Registry{t: t, opts: opts, Storage: filepath.Join(dir, "storage"), client: &http.Client{Timeout: 5 * time.Second}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.host = l.Addr().String()
-	l.Close()
+	r.host = FreePort(t)
 
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, `version: 0.1
@@ -153,6 +151,18 @@ http:
 		}
 	})
 	return r
+}
+
+// FreePort is "127.0.0.1:PORT" with a port the kernel picked and nothing
+// listens on (until something takes it).
+func FreePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // writeCerts makes a CA and a server certificate for 127.0.0.1 and
@@ -294,6 +304,53 @@ func (r *Registry) StopOn(pattern string) {
 	r.mu.Unlock()
 }
 
+// StopOnUpload kills the registry as soon as a blob upload in progress
+// has at least n bytes in its storage: a registry vanishing in the middle
+// of a layer. It watches the upload sessions' data files (the log shows a
+// request only once it is over).
+func (r *Registry) StopOnUpload(n int64) {
+	r.mu.Lock()
+	done := r.done
+	r.mu.Unlock()
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			if r.uploadReached(n) {
+				r.mu.Lock()
+				r.stopped = true
+				r.cmd.Process.Kill()
+				r.mu.Unlock()
+				return
+			}
+		}
+	}()
+}
+
+// uploadReached reports whether an upload session's data file (under
+// repositories/NAME/_uploads/ID/data) holds n bytes or more.
+func (r *Registry) uploadReached(n int64) bool {
+	found := false
+	filepath.WalkDir(filepath.Join(r.Storage, "docker/registry/v2/repositories"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || found {
+			return nil
+		}
+		if d.IsDir() && (d.Name() == "_layers" || d.Name() == "_manifests") {
+			return filepath.SkipDir
+		}
+		if d.Name() == "data" && filepath.Base(filepath.Dir(filepath.Dir(p))) == "_uploads" {
+			if fi, err := d.Info(); err == nil && fi.Size() >= n {
+				found = true
+			}
+		}
+		return nil
+	})
+	return found
+}
+
 // Stopped reports whether the registry was stopped (by Stop or StopOn).
 func (r *Registry) Stopped() bool {
 	r.mu.Lock()
@@ -314,12 +371,14 @@ func (r *Registry) Requests() Requests {
 	if alive {
 		resp, err := r.client.Get(r.URL("/v2/?harness-sync=" + n))
 		if err != nil {
-			r.t.Fatalf("registry %s: %v", r.host, err)
+			r.t.Errorf("registry %s: %v", r.host, err)
+		} else {
+			resp.Body.Close()
 		}
-		resp.Body.Close()
-		for deadline := time.Now().Add(10 * time.Second); !r.logged(n); time.Sleep(5 * time.Millisecond) {
+		for deadline := time.Now().Add(10 * time.Second); err == nil && !r.logged(n); time.Sleep(5 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				r.t.Fatalf("registry %s: the access log never showed request harness-sync=%s", r.host, n)
+				r.t.Errorf("registry %s: the access log never showed request harness-sync=%s", r.host, n)
+				break
 			}
 		}
 	}
@@ -501,7 +560,7 @@ func (r *Registry) RepoLayers(repo string) []string {
 		return nil
 	}
 	if err != nil {
-		r.t.Fatal(err)
+		r.t.Error(err)
 	}
 	var out []string
 	for _, e := range ents {

@@ -129,6 +129,28 @@ func TestRegistryStopOn(t *testing.T) {
 	}
 }
 
+// StopOnUpload kills the registry while a layer is on its way.
+func TestRegistryStopOnUpload(t *testing.T) {
+	r := StartRegistry(t, RegistryOptions{})
+	img, err := random.Image(32<<20, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(r.Host() + "/a/img:1")
+	r.StopOnUpload(1 << 20)
+	if err := remote.Write(ref, img, remote.WithRetryBackoff(remote.Backoff{Steps: 1})); err == nil {
+		t.Fatal("push to a registry that vanished succeeded")
+	}
+	if !r.Stopped() {
+		t.Fatal("not stopped")
+	}
+	layers, _ := img.Layers()
+	d, _ := layers[0].Digest()
+	if r.HasBlob(d.String()) {
+		t.Error("the layer cut off mid-upload is in the registry")
+	}
+}
+
 // TLS with the harness's CA and basic auth: no credentials is a 401, the
 // wrong CA a certificate error, the right ones work.
 func TestRegistryTLSAuth(t *testing.T) {
