@@ -64,6 +64,9 @@ func New(root string) (*Snapshotter, error) {
 			return nil, fmt.Errorf("open snapshotter at %s: %w", root, err)
 		}
 	}
+	// Unpacked layers and writable snapshots come and go in these.
+	spreadSubdirs(s.tmpDir())
+	spreadSubdirs(s.activeDir())
 	// The empty dir is a lowerdir, so it is the root directory of a FROM
 	// scratch container: it must look like one.
 	if err := os.Chmod(s.emptyDir(), 0o755); err != nil {

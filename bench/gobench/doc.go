@@ -6,6 +6,11 @@
 //     (S1, S2, S4: a RUN's or a COPY's diff as a layer tar);
 //   - BenchmarkApply20k: snapshot/archive.Apply of that tar into a fresh
 //     per-layer directory (unpacking a base or a cached layer);
+//   - BenchmarkApplyS7, BenchmarkUnpackS7: S7's unpack of its ~200 MB,
+//     8,000-file Debian base (skipped without bench/run.sh's archive of
+//     it): archive.Apply into a fresh directory, and snapshot.Unpack into
+//     a fresh snapshotter right after the previous one was deleted, as a
+//     cold repetition of bench/run.sh meets it;
 //   - BenchmarkIngestLayer100MB: store.IngestLayer of a 100 MB stream, half
 //     text, half random (pgzip compression + digests + the blob write);
 //   - BenchmarkReadDir20k: internal/dirent against os.File.Readdirnames,
