@@ -338,6 +338,65 @@ func TestApplyHostile(t *testing.T) {
 			WantX: func(o string) string { return o + "/secret" },
 		},
 		{
+			// Apply keeps the handle of the last parent directory:
+			// replacing that directory with a symlink must not leave
+			// a later entry written through the old handle, nor let
+			// it follow the symlink out of the root.
+			Name: "cached parent replaced by a symlink",
+			Entries: func(o string) []tarEntry {
+				return []tarEntry{
+					{Name: o + "/", Type: tar.TypeDir},
+					{Name: "d/", Type: tar.TypeDir},
+					{Name: "d/a", Body: "a"},
+					{Name: "d", Type: tar.TypeSymlink, Linkname: o},
+					{Name: "d/secret", Body: "x"},
+				}
+			},
+			WantX: func(o string) string { return o + "/secret" },
+		},
+		{
+			Name: "cached parent's ancestor replaced by a symlink",
+			Entries: func(o string) []tarEntry {
+				return []tarEntry{
+					{Name: o + "/dir/", Type: tar.TypeDir},
+					{Name: "a/dir/", Type: tar.TypeDir},
+					{Name: "a/dir/f0", Body: "a"},
+					{Name: "a", Type: tar.TypeSymlink, Linkname: "../../../../.." + o},
+					{Name: "a/dir/f", Body: "x"},
+				}
+			},
+			WantX: func(o string) string { return o + "/dir/f" },
+		},
+		{
+			Name: "cached parent replaced by a hardlink to a symlink",
+			Entries: func(o string) []tarEntry {
+				return []tarEntry{
+					{Name: o + "/", Type: tar.TypeDir},
+					{Name: "l", Type: tar.TypeSymlink, Linkname: o},
+					{Name: "d/", Type: tar.TypeDir},
+					{Name: "d/a", Body: "a"},
+					{Name: "d", Type: tar.TypeLink, Linkname: "l"},
+					{Name: "d/secret", Body: "x"},
+				}
+			},
+			WantX: func(o string) string { return o + "/secret" },
+		},
+		{
+			Name: "cached parent whited out then a symlink",
+			Opts: ApplyOptions{Overlay: true},
+			Entries: func(o string) []tarEntry {
+				return []tarEntry{
+					{Name: o + "/", Type: tar.TypeDir},
+					{Name: "d/", Type: tar.TypeDir},
+					{Name: "d/a", Body: "a"},
+					{Name: ".wh.d"},
+					{Name: "d", Type: tar.TypeSymlink, Linkname: o},
+					{Name: "d/secret", Body: "x"},
+				}
+			},
+			WantX: func(o string) string { return o + "/secret" },
+		},
+		{
 			Name: "symlink to file then file",
 			Entries: func(o string) []tarEntry {
 				return []tarEntry{
