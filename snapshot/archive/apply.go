@@ -78,7 +78,11 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (int
 		return 0, fmt.Errorf("apply layer to %s: %w", dir, err)
 	}
 
-	tr := tar.NewReader(r)
+	// The stream's own work per byte (hashing, decompressing) runs
+	// ahead in a goroutine, overlapping the syscalls below.
+	ra := newReadAhead(r)
+	defer ra.close()
+	tr := tar.NewReader(ra)
 	for {
 		if err := ctx.Err(); err != nil {
 			return a.n, err
@@ -99,7 +103,7 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (int
 	}
 	// Read to the end so that a caller verifying the stream's digest sees
 	// all of it (tar's end marker can precede padding).
-	if _, err := io.Copy(io.Discard, r); err != nil {
+	if _, err := io.Copy(io.Discard, ra); err != nil {
 		return a.n, fmt.Errorf("apply layer to %s: drain: %w", dir, err)
 	}
 	return a.n, nil
