@@ -64,8 +64,11 @@ func (r *Resolver) lookup(ctx context.Context, ref string) (Image, error) {
 		}
 	}
 	img, err := r.Puller.Pull(ctx, r.Store, ref)
-	if err != nil {
+	if err != nil && !r.Pull {
 		return Image{}, fmt.Errorf("image %q is not in the store: %w", ref, err)
+	}
+	if err != nil {
+		return Image{}, fmt.Errorf("image %q (--pull): %w", ref, err)
 	}
 	return img, nil
 }

@@ -33,9 +33,6 @@ type Options struct {
 	Backoff remote.Backoff
 }
 
-// DefaultDockerHub is what Docker Hub's shorthand names.
-const DefaultDockerHub = name.DefaultRegistry
-
 // retryCodes are the statuses retried with backoff: rate limits and a
 // server's temporary failures.
 var retryCodes = []int{http.StatusRequestTimeout, http.StatusTooManyRequests,
@@ -116,11 +113,9 @@ func (o *Options) Remote(ctx context.Context, reg name.Registry) ([]remote.Optio
 	return opts, nil
 }
 
-// Transport is the HTTP transport for host (host[:port]): the CA files
+// transport is the HTTP transport for host (host[:port]): the CA files
 // trusted besides the system's; certificates not checked for a host
 // listed as insecure.
-func (o *Options) Transport(host string) (http.RoundTripper, error) { return o.transport(host) }
-
 func (o *Options) transport(host string) (*http.Transport, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	if len(o.CAFiles) > 0 {
