@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/compression"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -372,6 +375,59 @@ func TestRegistryPlain(t *testing.T) {
 			if got, _ := remoteManifest(t, name); got != d {
 				t.Errorf("-o %s pushed %s, want %s", o, got, d)
 			}
+		}
+	})
+
+	t.Run("layers of every compression", func(t *testing.T) {
+		// A registry image whose layers are an uncompressed tar and a
+		// zstd one besides gzip: pulled, run, and pushed elsewhere as a
+		// valid image.
+		ref := host + "/plain/forms:1"
+		br, _ := name.ParseReference(appRef, name.Insecure)
+		base, err := remote.Image(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plainTar := testutil.Tar(t, testutil.TarEntry{Name: "plain", Body: "plain\n"})
+		zstdTar := testutil.Tar(t, testutil.TarEntry{Name: "zstd", Body: "zstd\n"})
+		zl, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(zstdTar)), nil },
+			tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(mutate.MediaType(base, types.OCIManifestSchema1),
+			static.NewLayer(plainTar, types.OCIUncompressedLayer), zl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+		r, _ := name.ParseReference(ref, name.Insecure)
+		if err := remote.Write(r, img); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := img.Digest()
+
+		e := emptyRoot(t)
+		e.mustRun("pull", ref)
+		if got := e.platformOf(ref).Digest; got != want.String() {
+			t.Errorf("pulled manifest %s, registry's %s", got, want)
+		}
+		if out := e.mustRun("run", "--rm", ref, "cat", "/hello", "/plain", "/zstd"); out != "hello\nplain\nzstd\n" {
+			t.Errorf("image of mixed layers runs with %q", out)
+		}
+		e.mustRun("store", "verify")
+		again := host + "/plain/forms-again:1"
+		e.mustRun("tag", ref, again)
+		e.mustRun("push", again)
+		// Pulled back (digests and diff_ids checked), it is the same
+		// image.
+		f := emptyRoot(t)
+		f.mustRun("pull", again)
+		if got, want := f.platformOf(again).ID, e.platformOf(ref).ID; got != want {
+			t.Errorf("pushed back as %s, was %s", got, want)
+		}
+		if out := f.mustRun("run", "--rm", again, "cat", "/plain", "/zstd"); out != "plain\nzstd\n" {
+			t.Errorf("image pushed back runs with %q", out)
 		}
 	})
 
