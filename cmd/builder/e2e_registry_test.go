@@ -591,6 +591,25 @@ func TestRegistryTLSAuth(t *testing.T) {
 	if rows := e.imagesRows(); strings.Contains(rows, "secure/app") {
 		t.Errorf("failed pull left an image:\n%s", rows)
 	}
+
+	// Credentials from a credential helper named in config.json
+	// (credHelpers), as docker's: docker-credential-NAME get.
+	bin := t.TempDir()
+	helper := `#!/bin/sh
+[ "$1" = get ] || exit 1
+read host
+printf '{"ServerURL":"%s","Username":"alice","Secret":"s3cret"}\n' "$host"
+`
+	testutil.WriteFile(t, bin, "docker-credential-buildertest", []byte(helper))
+	if err := os.Chmod(filepath.Join(bin, "docker-credential-buildertest"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	testutil.WriteFile(t, config, "config.json", []byte(`{"credHelpers": {"`+host+`": "buildertest"}}`))
+	e.mustRun(append(ca, "pull", ref)...)
+	if got, want := e.platformOf(ref).ID, h.platformOf(ref).ID; got != want {
+		t.Errorf("pulled through the credential helper %s, pushed %s", got, want)
+	}
 }
 
 // TestRegistryCorruptBlob: a registry serving a layer whose bytes do not
