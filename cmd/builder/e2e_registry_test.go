@@ -13,13 +13,12 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/compression"
-	"github.com/google/go-containerregistry/pkg/v1/static"
-
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -28,8 +27,9 @@ import (
 
 // The acceptance tests of issue 10 against Debian's docker-registry,
 // driving the CLI as users type it: push, pull, FROM, login/logout, TLS
-// with a CA file, a corrupted blob, a registry that vanishes mid-push. The
-// registry's access log is the witness of what went over the wire.
+// with a CA file, a corrupted blob, a registry that vanishes mid-push or
+// mid-pull. The registry's access log is the witness of what went over the
+// wire.
 
 // requiresRegistryCLI skips while the registry commands are not built in
 // (the branch that adds them lands separately).
@@ -112,6 +112,8 @@ func (h *harness) imagesRows() string {
 	return strings.Join(rows, "\n")
 }
 
+// platformInspect is what `inspect` says of an image's identity: its ID
+// (config digest), manifest digest and platform.
 type platformInspect struct {
 	ID           string `json:"Id"`
 	Digest       string
@@ -119,6 +121,7 @@ type platformInspect struct {
 	Os           string
 }
 
+// platformOf inspects ref in h's store.
 func (h *harness) platformOf(ref string) platformInspect {
 	h.t.Helper()
 	var out []platformInspect
