@@ -361,6 +361,40 @@ func TestRegistryPlain(t *testing.T) {
 		}
 	})
 
+	t.Run("a tag moved in the registry", func(t *testing.T) {
+		// FROM uses the stored base until --pull; --pull and pull fetch
+		// the new one, downloading only the layer that changed.
+		h := &harness{t: t, root: h.root}
+		moving := host + "/plain/moving:1"
+		h.mustRun("tag", appRef, moving)
+		h.mustRun("push", moving)
+		e := emptyRoot(t)
+		dir := e.context("FROM "+moving+"\nRUN cat /hello > /seen\n", map[string]string{})
+		e.build(dir, "onmoving:1")
+
+		h.build(h.context("FROM base/busybox:1\nRUN echo moved > /hello\n", map[string]string{}), moving)
+		h.mustRun("push", moving)
+		e.build(dir, "onmoving:1")
+		if out := e.mustRun("run", "--rm", "onmoving:1", "cat", "/seen"); out != "hello\n" {
+			t.Errorf("without --pull the build used %q, want the stored base's hello", out)
+		}
+		mark := len(reg.Requests())
+		e.build(dir, "onmoving:1", "--pull")
+		if out := e.mustRun("run", "--rm", "onmoving:1", "cat", "/seen"); out != "moved\n" {
+			t.Errorf("build --pull used %q, want the moved tag's", out)
+		}
+		_, m := remoteManifest(t, moving)
+		newLayer := m.Layers[len(m.Layers)-1].Digest.String()
+		for _, q := range reg.Requests()[mark:].BlobGets() {
+			if !strings.HasSuffix(q.Path, newLayer) && !strings.HasSuffix(q.Path, m.Config.Digest.String()) {
+				t.Errorf("build --pull downloaded %s, which the store had", q.Path)
+			}
+		}
+		if got, want := e.platformOf(moving).ID, h.platformOf(moving).ID; got != want {
+			t.Errorf("after build --pull the store's %s is %s, want %s", moving, got, want)
+		}
+	})
+
 	t.Run("build --push and outputs", func(t *testing.T) {
 		h := &harness{t: t, root: h.root}
 		meta := filepath.Join(t.TempDir(), "meta.json")
