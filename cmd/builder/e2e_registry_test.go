@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -237,6 +239,40 @@ func TestRegistryPlain(t *testing.T) {
 		e.mustRun("pull", appRef)
 		if gets := reg.Requests()[mark:].BlobGets(); len(gets) != 0 {
 			t.Errorf("pulling an image the store has downloaded blobs:\n%s", gets)
+		}
+	})
+
+	t.Run("concurrent pulls and pushes", func(t *testing.T) {
+		// Three pulls into one empty root, three pushes of one image to
+		// one new repository, at once: all succeed, nothing is damaged.
+		e := emptyRoot(t)
+		conc := host + "/plain/conc:1"
+		h.mustRun("tag", appRef, conc)
+		var cmds [][]string
+		for range 3 {
+			cmds = append(cmds, []string{"--root", e.root, "pull", appRef}, []string{"--root", h.root, "push", conc})
+		}
+		errs := make(chan error, len(cmds))
+		for _, args := range cmds {
+			go func() {
+				out, err := exec.Command(builderBin, args...).CombinedOutput()
+				if err != nil {
+					err = fmt.Errorf("builder %v: %w\n%s", args, err, out)
+				}
+				errs <- err
+			}()
+		}
+		for range cmds {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		e.mustRun("store", "verify")
+		if got, want := e.platformOf(appRef).ID, h.platformOf(appRef).ID; got != want {
+			t.Errorf("pulled %s, pushed %s", got, want)
+		}
+		if d, _ := remoteManifest(t, conc); d != pushed {
+			t.Errorf("%s is %s, want %s", conc, d, pushed)
 		}
 	})
 
