@@ -489,9 +489,19 @@ func TestRegistryPlain(t *testing.T) {
 			t.Errorf("image of mixed layers runs with %q", out)
 		}
 		e.mustRun("store", "verify")
-		again := host + "/plain/forms-again:1"
+		// To another registry, so that every layer is uploaded from the
+		// store (within one registry they would be mounted).
+		other := testutil.StartRegistry(t, testutil.RegistryOptions{})
+		again := other.Host() + "/forms:1"
 		e.mustRun("tag", ref, again)
 		e.mustRun("push", again)
+		m, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, want := len(other.Requests().BlobUploads()), len(blobsOf(m)); n != want {
+			t.Errorf("pushed %d blobs to the other registry, want %d", n, want)
+		}
 		// Pulled back (digests and diff_ids checked), it is the same
 		// image.
 		f := emptyRoot(t)
