@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -12,11 +14,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -25,8 +29,9 @@ import (
 
 // The acceptance tests of issue 10 against Debian's docker-registry,
 // driving the CLI as users type it: push, pull, FROM, login/logout, TLS
-// with a CA file, a corrupted blob, a registry that vanishes mid-push. The
-// registry's access log is the witness of what went over the wire.
+// with a CA file, a corrupted blob, a registry that vanishes mid-push or
+// mid-pull. The registry's access log is the witness of what went over the
+// wire.
 
 // requiresRegistryCLI skips while the registry commands are not built in
 // (the branch that adds them lands separately).
@@ -109,6 +114,8 @@ func (h *harness) imagesRows() string {
 	return strings.Join(rows, "\n")
 }
 
+// platformInspect is what `inspect` says of an image's identity: its ID
+// (config digest), manifest digest and platform.
 type platformInspect struct {
 	ID           string `json:"Id"`
 	Digest       string
@@ -116,6 +123,7 @@ type platformInspect struct {
 	Os           string
 }
 
+// platformOf inspects ref in h's store.
 func (h *harness) platformOf(ref string) platformInspect {
 	h.t.Helper()
 	var out []platformInspect
@@ -231,6 +239,40 @@ func TestRegistryPlain(t *testing.T) {
 		e.mustRun("pull", appRef)
 		if gets := reg.Requests()[mark:].BlobGets(); len(gets) != 0 {
 			t.Errorf("pulling an image the store has downloaded blobs:\n%s", gets)
+		}
+	})
+
+	t.Run("concurrent pulls and pushes", func(t *testing.T) {
+		// Three pulls into one empty root, three pushes of one image to
+		// one new repository, at once: all succeed, nothing is damaged.
+		e := emptyRoot(t)
+		conc := host + "/plain/conc:1"
+		h.mustRun("tag", appRef, conc)
+		var cmds [][]string
+		for range 3 {
+			cmds = append(cmds, []string{"--root", e.root, "pull", appRef}, []string{"--root", h.root, "push", conc})
+		}
+		errs := make(chan error, len(cmds))
+		for _, args := range cmds {
+			go func() {
+				out, err := exec.Command(builderBin, args...).CombinedOutput()
+				if err != nil {
+					err = fmt.Errorf("builder %v: %w\n%s", args, err, out)
+				}
+				errs <- err
+			}()
+		}
+		for range cmds {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		e.mustRun("store", "verify")
+		if got, want := e.platformOf(appRef).ID, h.platformOf(appRef).ID; got != want {
+			t.Errorf("pulled %s, pushed %s", got, want)
+		}
+		if d, _ := remoteManifest(t, conc); d != pushed {
+			t.Errorf("%s is %s, want %s", conc, d, pushed)
 		}
 	})
 
@@ -355,6 +397,40 @@ func TestRegistryPlain(t *testing.T) {
 		}
 	})
 
+	t.Run("a tag moved in the registry", func(t *testing.T) {
+		// FROM uses the stored base until --pull; --pull and pull fetch
+		// the new one, downloading only the layer that changed.
+		h := &harness{t: t, root: h.root}
+		moving := host + "/plain/moving:1"
+		h.mustRun("tag", appRef, moving)
+		h.mustRun("push", moving)
+		e := emptyRoot(t)
+		dir := e.context("FROM "+moving+"\nRUN cat /hello > /seen\n", map[string]string{})
+		e.build(dir, "onmoving:1")
+
+		h.build(h.context("FROM base/busybox:1\nRUN echo moved > /hello\n", map[string]string{}), moving)
+		h.mustRun("push", moving)
+		e.build(dir, "onmoving:1")
+		if out := e.mustRun("run", "--rm", "onmoving:1", "cat", "/seen"); out != "hello\n" {
+			t.Errorf("without --pull the build used %q, want the stored base's hello", out)
+		}
+		mark := len(reg.Requests())
+		e.build(dir, "onmoving:1", "--pull")
+		if out := e.mustRun("run", "--rm", "onmoving:1", "cat", "/seen"); out != "moved\n" {
+			t.Errorf("build --pull used %q, want the moved tag's", out)
+		}
+		_, m := remoteManifest(t, moving)
+		newLayer := m.Layers[len(m.Layers)-1].Digest.String()
+		for _, q := range reg.Requests()[mark:].BlobGets() {
+			if !strings.HasSuffix(q.Path, newLayer) && !strings.HasSuffix(q.Path, m.Config.Digest.String()) {
+				t.Errorf("build --pull downloaded %s, which the store had", q.Path)
+			}
+		}
+		if got, want := e.platformOf(moving).ID, h.platformOf(moving).ID; got != want {
+			t.Errorf("after build --pull the store's %s is %s, want %s", moving, got, want)
+		}
+	})
+
 	t.Run("build --push and outputs", func(t *testing.T) {
 		h := &harness{t: t, root: h.root}
 		meta := filepath.Join(t.TempDir(), "meta.json")
@@ -372,6 +448,69 @@ func TestRegistryPlain(t *testing.T) {
 			if got, _ := remoteManifest(t, name); got != d {
 				t.Errorf("-o %s pushed %s, want %s", o, got, d)
 			}
+		}
+	})
+
+	t.Run("layers of every compression", func(t *testing.T) {
+		// A registry image whose layers are an uncompressed tar and a
+		// zstd one besides gzip: pulled, run, and pushed elsewhere as a
+		// valid image.
+		ref := host + "/plain/forms:1"
+		br, _ := name.ParseReference(appRef, name.Insecure)
+		base, err := remote.Image(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plainTar := testutil.Tar(t, testutil.TarEntry{Name: "plain", Body: "plain\n"})
+		zstdTar := testutil.Tar(t, testutil.TarEntry{Name: "zstd", Body: "zstd\n"})
+		zl, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(zstdTar)), nil },
+			tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(mutate.MediaType(base, types.OCIManifestSchema1),
+			static.NewLayer(plainTar, types.OCIUncompressedLayer), zl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+		r, _ := name.ParseReference(ref, name.Insecure)
+		if err := remote.Write(r, img); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := img.Digest()
+
+		e := emptyRoot(t)
+		e.mustRun("pull", ref)
+		if got := e.platformOf(ref).Digest; got != want.String() {
+			t.Errorf("pulled manifest %s, registry's %s", got, want)
+		}
+		if out := e.mustRun("run", "--rm", ref, "cat", "/hello", "/plain", "/zstd"); out != "hello\nplain\nzstd\n" {
+			t.Errorf("image of mixed layers runs with %q", out)
+		}
+		e.mustRun("store", "verify")
+		// To another registry, so that every layer is uploaded from the
+		// store (within one registry they would be mounted).
+		other := testutil.StartRegistry(t, testutil.RegistryOptions{})
+		again := other.Host() + "/forms:1"
+		e.mustRun("tag", ref, again)
+		e.mustRun("push", again)
+		m, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, want := len(other.Requests().BlobUploads()), len(blobsOf(m)); n != want {
+			t.Errorf("pushed %d blobs to the other registry, want %d", n, want)
+		}
+		// Pulled back (digests and diff_ids checked), it is the same
+		// image.
+		f := emptyRoot(t)
+		f.mustRun("pull", again)
+		if got, want := f.platformOf(again).ID, e.platformOf(ref).ID; got != want {
+			t.Errorf("pushed back as %s, was %s", got, want)
+		}
+		if out := f.mustRun("run", "--rm", again, "cat", "/plain", "/zstd"); out != "plain\nzstd\n" {
+			t.Errorf("image pushed back runs with %q", out)
 		}
 	})
 
@@ -534,6 +673,25 @@ func TestRegistryTLSAuth(t *testing.T) {
 	}
 	if rows := e.imagesRows(); strings.Contains(rows, "secure/app") {
 		t.Errorf("failed pull left an image:\n%s", rows)
+	}
+
+	// Credentials from a credential helper named in config.json
+	// (credHelpers), as docker's: docker-credential-NAME get.
+	bin := t.TempDir()
+	helper := `#!/bin/sh
+[ "$1" = get ] || exit 1
+read host
+printf '{"ServerURL":"%s","Username":"alice","Secret":"s3cret"}\n' "$host"
+`
+	testutil.WriteFile(t, bin, "docker-credential-buildertest", []byte(helper))
+	if err := os.Chmod(filepath.Join(bin, "docker-credential-buildertest"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	testutil.WriteFile(t, config, "config.json", []byte(`{"credHelpers": {"`+host+`": "buildertest"}}`))
+	e.mustRun(append(ca, "pull", ref)...)
+	if got, want := e.platformOf(ref).ID, h.platformOf(ref).ID; got != want {
+		t.Errorf("pulled through the credential helper %s, pushed %s", got, want)
 	}
 }
 
