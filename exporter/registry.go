@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -47,10 +49,39 @@ func Push(ctx context.Context, s *store.Store, manifest ocispec.Descriptor, ref 
 	if err != nil {
 		return Pushed{}, err
 	}
-	if err := remote.Write(r, img, ropts...); err != nil {
+	for attempt := 1; ; attempt++ {
+		err = remote.Write(r, img, ropts...)
+		if err == nil || attempt == pushAttempts || !racedUpload(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
 		return Pushed{}, wrap(err)
 	}
 	return Pushed{Ref: r.String(), Manifest: img.desc, Config: img.manifest.Config}, nil
+}
+
+// pushAttempts bounds the writes of one push that racedUpload lets retry.
+const pushAttempts = 3
+
+// racedUpload reports an error a registry gives when another client
+// pushes the same blobs to the same repository at the same time: the
+// distribution registry's storage is not atomic there, so an upload can
+// be refused as not matching its digest, or a manifest as naming a blob
+// the repository does not have yet. Writing again HEADs every blob and
+// uploads only what is still missing, which is what settles it.
+func racedUpload(err error) bool {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return false
+	}
+	for _, d := range te.Errors {
+		switch d.Code {
+		case transport.DigestInvalidErrorCode, transport.ManifestBlobUnknownErrorCode, transport.BlobUnknownErrorCode:
+			return true
+		}
+	}
+	return false
 }
 
 // pushImage is a stored image as go-containerregistry writes it.

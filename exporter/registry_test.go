@@ -3,6 +3,8 @@ package exporter
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -140,5 +143,24 @@ func TestPushCompressesUncompressedLayer(t *testing.T) {
 	}
 	if d, _ := img.Digest(); d.String() != p.Manifest.Digest.String() {
 		t.Errorf("Push reports %s, registry has %s", p.Manifest.Digest, d)
+	}
+}
+
+// A registry's refusals that another client's push of the same blobs can
+// cause are retried; others are not.
+func TestRacedUpload(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&transport.Error{Errors: []transport.Diagnostic{{Code: transport.DigestInvalidErrorCode}}}, true},
+		{fmt.Errorf("put manifest: %w", &transport.Error{Errors: []transport.Diagnostic{{Code: transport.ManifestBlobUnknownErrorCode}, {Code: transport.DigestInvalidErrorCode}}}), true},
+		{&transport.Error{Errors: []transport.Diagnostic{{Code: transport.UnauthorizedErrorCode}}}, false},
+		{&transport.Error{StatusCode: 500}, false},
+		{errors.New("connection refused"), false},
+	} {
+		if got := racedUpload(tc.err); got != tc.want {
+			t.Errorf("racedUpload(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }
