@@ -181,6 +181,10 @@ func TestBadCLI(t *testing.T) {
 		{args: []string{"--root"}, usage: true},
 		// images, inspect, history.
 		{args: []string{"images", "extra"}, usage: true},
+		{args: []string{"pull", "Foo/Bar"}, usage: true, stderr: "invalid reference"},
+		{args: []string{"push", "a b"}, usage: true, stderr: "invalid reference"},
+		{args: []string{"pull"}, usage: true},
+		{args: []string{"push", "nothing/here:1"}, stderr: "push nothing/here:1: no such image in the store"},
 		{args: []string{"images", "--bogus"}, usage: true},
 		{args: []string{"images", "-q", "extra"}, usage: true},
 		{args: []string{"inspect", "--bogus", "app:1"}, usage: true},

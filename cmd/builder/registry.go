@@ -86,6 +86,9 @@ func newPullCmd(g *globalOptions) *cobra.Command {
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if _, err := name.ParseReference(args[0]); err != nil {
+				return usageError{fmt.Errorf("invalid reference %q: %w", args[0], err)}
+			}
 			p, err := g.puller(platform, quiet)
 			if err != nil {
 				return err
@@ -120,6 +123,9 @@ func newPushCmd(g *globalOptions) *cobra.Command {
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if _, err := name.ParseReference(args[0]); err != nil {
+				return usageError{fmt.Errorf("invalid reference %q: %w", args[0], err)}
+			}
 			opts, err := g.registry.options()
 			if err != nil {
 				return err
@@ -134,6 +140,9 @@ func newPushCmd(g *globalOptions) *cobra.Command {
 			}
 			defer lock.Release()
 			desc, err := e.store.Content().Resolve(ctx, args[0])
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("push %s: no such image in the store (tag one with builder tag, or build with -t)", args[0])
+			}
 			if err != nil {
 				return fmt.Errorf("push %s: %w", args[0], err)
 			}
@@ -240,7 +249,13 @@ func newLogoutCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := registry.RemoveLogin(path, host); err != nil {
+			err = registry.RemoveLogin(path, host)
+			if errors.Is(err, registry.ErrNotFound) {
+				// As docker: nothing to remove is not a failure.
+				fmt.Printf("Not logged in to %s\n", host)
+				return nil
+			}
+			if err != nil {
 				return err
 			}
 			fmt.Printf("Removing login credentials for %s\n", host)
