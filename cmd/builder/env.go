@@ -75,6 +75,19 @@ func (e *env) lockWrites(ctx context.Context) (*store.Lock, error) {
 
 // withStore adapts a command that works on the opened store to cobra's
 // RunE.
+// openForWrites opens the store and takes its build lock (lockWrites) for
+// a command that writes blobs and then names them; release gives it back.
+func (g *globalOptions) openForWrites(ctx context.Context) (e *env, release func(), err error) {
+	if e, err = g.open(ctx); err != nil {
+		return nil, nil, err
+	}
+	lock, err := e.lockWrites(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, func() { _ = lock.Release() }, nil
+}
+
 func (g *globalOptions) withStore(run func(ctx context.Context, e *env, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()

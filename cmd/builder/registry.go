@@ -93,15 +93,11 @@ func newPullCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := g.open(ctx)
+			e, release, err := g.openForWrites(ctx)
 			if err != nil {
 				return err
 			}
-			lock, err := e.lockWrites(ctx)
-			if err != nil {
-				return err
-			}
-			defer lock.Release()
+			defer release()
 			img, err := p.Pull(ctx, e.store, args[0])
 			if err != nil {
 				return err
@@ -130,15 +126,11 @@ func newPushCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := g.open(ctx)
+			e, release, err := g.openForWrites(ctx)
 			if err != nil {
 				return err
 			}
-			lock, err := e.lockWrites(ctx)
-			if err != nil {
-				return err
-			}
-			defer lock.Release()
+			defer release()
 			desc, err := e.store.Content().Resolve(ctx, args[0])
 			if errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("push %s: no such image in the store (tag one with builder tag, or build with -t)", args[0])
