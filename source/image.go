@@ -44,15 +44,10 @@ func lookupStore(ctx context.Context, st *store.Store, ref string) (Image, error
 	if err != nil {
 		return Image{}, fmt.Errorf("image %q: %w", ref, err)
 	}
-	// LoadImage checks the manifest; the config is read again in Docker's
-	// type, which the OCI type LoadImage gives lacks.
-	m, _, err := st.Content().LoadImage(ctx, desc)
+	var cfg dockerspec.DockerOCIImage
+	m, err := st.Content().LoadImageAs(ctx, desc, &cfg)
 	if err != nil {
 		return Image{}, err // it says "load image <digest>"
-	}
-	var cfg dockerspec.DockerOCIImage
-	if err := st.Content().ReadJSON(ctx, m.Config.Digest, &cfg); err != nil {
-		return Image{}, fmt.Errorf("read config of %q: %w", ref, err)
 	}
 	if len(m.Layers) != len(cfg.RootFS.DiffIDs) {
 		return Image{}, fmt.Errorf("image %q: %d layers but %d diff IDs", ref, len(m.Layers), len(cfg.RootFS.DiffIDs))

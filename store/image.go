@@ -415,15 +415,23 @@ func (s *Content) readImage(ctx context.Context, img *Image) error {
 // LoadImage reads the manifest and config of an image. Docker schema2
 // manifests read the same way.
 func (s *Content) LoadImage(ctx context.Context, manifest ocispec.Descriptor) (ocispec.Manifest, ocispec.Image, error) {
+	var cfg ocispec.Image
+	m, err := s.LoadImageAs(ctx, manifest, &cfg)
+	return m, cfg, err
+}
+
+// LoadImageAs is LoadImage reading the config into cfg, for a caller that
+// wants it in another type (Docker's, which keeps Healthcheck, OnBuild and
+// Shell) without reading it twice.
+func (s *Content) LoadImageAs(ctx context.Context, manifest ocispec.Descriptor, cfg any) (ocispec.Manifest, error) {
 	m, err := s.readManifest(ctx, manifest.Digest)
 	if err != nil {
-		return ocispec.Manifest{}, ocispec.Image{}, fmt.Errorf("load image %s: %w", manifest.Digest, err)
+		return ocispec.Manifest{}, fmt.Errorf("load image %s: %w", manifest.Digest, err)
 	}
-	var cfg ocispec.Image
-	if err := s.ReadJSON(ctx, m.Config.Digest, &cfg); err != nil {
-		return ocispec.Manifest{}, ocispec.Image{}, fmt.Errorf("load image %s: %w", manifest.Digest, err)
+	if err := s.ReadJSON(ctx, m.Config.Digest, cfg); err != nil {
+		return ocispec.Manifest{}, fmt.Errorf("load image %s: %w", manifest.Digest, err)
 	}
-	return m, cfg, nil
+	return m, nil
 }
 
 // ShortID is the 12 hex digits of an image ID that Docker displays.

@@ -86,8 +86,8 @@ func newPullCmd(g *globalOptions) *cobra.Command {
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if _, err := name.ParseReference(args[0]); err != nil {
-				return usageError{fmt.Errorf("invalid reference %q: %w", args[0], err)}
+			if err := checkReferenceArg(args[0]); err != nil {
+				return err
 			}
 			p, err := g.puller(platform, quiet)
 			if err != nil {
@@ -119,8 +119,8 @@ func newPushCmd(g *globalOptions) *cobra.Command {
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if _, err := name.ParseReference(args[0]); err != nil {
-				return usageError{fmt.Errorf("invalid reference %q: %w", args[0], err)}
+			if err := checkReferenceArg(args[0]); err != nil {
+				return err
 			}
 			opts, err := g.registry.options()
 			if err != nil {
@@ -254,4 +254,13 @@ func newLogoutCmd(g *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// checkReferenceArg refuses, as a usage error, a NAME that is no image
+// reference at all, before any store or registry is opened.
+func checkReferenceArg(ref string) error {
+	if _, err := name.ParseReference(ref); err != nil {
+		return usageError{fmt.Errorf("invalid reference %q: %w", ref, err)}
+	}
+	return nil
 }
